@@ -1,0 +1,334 @@
+package sipparse
+
+import "bytes"
+
+const (
+	// MaxCallIDLen is the longest Call-ID returned, in bytes. It is IPVS's
+	// IP_VS_PEDATA_MAXLEN: the kernel keeps pe data behind a __u8 length,
+	// sync messages carry it in a one-byte TLV length, and templates here
+	// store it in a fixed-size key. A longer value is StatusTooLong, never
+	// truncated, since a truncated key could merge two calls.
+	MaxCallIDLen = 255
+
+	// MaxScan is how many leading bytes of a datagram are examined. The
+	// header section of a SIP message sent over UDP is far shorter (RFC 3261
+	// §18.1.1 moves requests within 200 bytes of the path MTU, about 1300
+	// bytes, to TCP; the largest header section in the shared captures is
+	// under 1 KiB), while a reassembled datagram can be 64 KiB. The bound
+	// caps the work per packet, and the number of lines visited (at most
+	// MaxScan/2), whatever a sender puts in the datagram. A Call-ID beyond it
+	// is reported as StatusScanLimit, so an operator can see it happen.
+	MaxScan = 8192
+)
+
+// Status says whether a datagram has a usable Call-ID, and if not, why. The
+// String names are stable and suitable as metric label values; NumStatus
+// sizes a counter array indexed by Status.
+type Status uint8
+
+const (
+	// StatusOK: a usable Call-ID was found.
+	StatusOK Status = iota
+	// StatusNotSIP: no SIP header section: an empty payload, a first byte
+	// that cannot start a SIP start line (not a token character: RTP, STUN,
+	// binary junk), or a start line without a line end.
+	StatusNotSIP
+	// StatusKeepalive: the payload is a NAT keep-alive, only CR and LF bytes
+	// (RFC 5626 §3.5.1 CRLF ping) or only NUL bytes (vendor pings).
+	StatusKeepalive
+	// StatusNoCallID: the header section has no Call-ID or i header.
+	StatusNoCallID
+	// StatusEmpty: the first Call-ID header has an empty value.
+	StatusEmpty
+	// StatusTooLong: the first Call-ID value exceeds MaxCallIDLen bytes.
+	StatusTooLong
+	// StatusUnterminated: the first Call-ID value runs to the end of the
+	// datagram without a line end (a truncated message).
+	StatusUnterminated
+	// StatusBadChar: the first Call-ID value holds internal whitespace or
+	// folding, a control byte, a non-ASCII byte or a bare CR.
+	StatusBadChar
+	// StatusScanLimit: the search reached MaxScan bytes of a longer datagram
+	// before it could decide.
+	StatusScanLimit
+
+	// NumStatus is the number of Status values.
+	NumStatus = iota
+)
+
+var statusNames = [NumStatus]string{
+	StatusOK:           "ok",
+	StatusNotSIP:       "not-sip",
+	StatusKeepalive:    "keepalive",
+	StatusNoCallID:     "no-call-id",
+	StatusEmpty:        "empty",
+	StatusTooLong:      "too-long",
+	StatusUnterminated: "unterminated",
+	StatusBadChar:      "bad-char",
+	StatusScanLimit:    "scan-limit",
+}
+
+// String returns the metric label of s, e.g. "no-call-id".
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "invalid"
+}
+
+// Message holds the facts one Scan finds in a datagram. CallID and
+// StartLine.MethodToken alias the scanned payload.
+type Message struct {
+	StartLine StartLine
+	// CallID is the Call-ID value, a subslice of the payload with its
+	// capacity capped at its length; nil unless Status is StatusOK.
+	CallID []byte
+	Status Status
+}
+
+// CallID returns the Call-ID of the SIP message in a UDP payload as a
+// subslice of payload (capacity capped, so an append cannot write into the
+// payload), and whether there is a usable one. It never allocates. Scan gives
+// the reason when there is none.
+func CallID(payload []byte) (id []byte, ok bool) {
+	s := newScanner(payload)
+	_, next, st := s.firstLine()
+	if st != StatusOK {
+		return nil, false
+	}
+	lo, hi, st := s.search(next)
+	if st != StatusOK {
+		return nil, false
+	}
+	return payload[lo:hi:hi], true
+}
+
+// Scan classifies the start line and finds the Call-ID of the SIP message in
+// a UDP payload in one pass, without allocating. Its CallID equals what
+// CallID returns.
+func Scan(payload []byte) Message {
+	s := newScanner(payload)
+	end, next, st := s.firstLine()
+	if st != StatusOK {
+		return Message{Status: st}
+	}
+	m := Message{StartLine: classify(payload[:end])}
+	lo, hi, st := s.search(next)
+	m.Status = st
+	if st == StatusOK {
+		m.CallID = payload[lo:hi:hi]
+	}
+	return m
+}
+
+// scanner walks the first MaxScan bytes of one payload. sep is the byte that
+// ends a line: '\n' for CRLF and LF messages, '\r' for CR-only ones.
+type scanner struct {
+	b         []byte // payload[:min(len(payload), MaxScan)]
+	sep       byte
+	truncated bool // payload is longer than b
+	whole     []byte
+}
+
+func newScanner(payload []byte) scanner {
+	return scanner{
+		b:         payload[:min(len(payload), MaxScan)],
+		truncated: len(payload) > MaxScan,
+		whole:     payload,
+	}
+}
+
+// atEnd is the status for running off the end of s.b: st when the payload
+// really ends there, StatusScanLimit when it was cut at MaxScan.
+func (s *scanner) atEnd(st Status) Status {
+	if s.truncated {
+		return StatusScanLimit
+	}
+	return st
+}
+
+// firstLine finds the start line: end is its length without the line end,
+// next the offset of the second line. It sets s.sep from the start line's
+// terminator.
+func (s *scanner) firstLine() (end, next int, st Status) {
+	b := s.b
+	if len(b) == 0 {
+		return 0, 0, StatusNotSIP
+	}
+	if !isToken(b[0]) {
+		if isKeepalive(s.whole) {
+			return 0, 0, StatusKeepalive
+		}
+		return 0, 0, StatusNotSIP
+	}
+	lf := bytes.IndexByte(b, '\n')
+	head := b
+	if lf >= 0 {
+		head = b[:lf]
+	}
+	if cr := bytes.IndexByte(head, '\r'); cr >= 0 && cr != lf-1 {
+		// A CR that is not part of a CRLF ends the start line: an RFC 2543
+		// CR-only message.
+		s.sep = '\r'
+		return cr, cr + 1, StatusOK
+	}
+	if lf < 0 {
+		return 0, 0, s.atEnd(StatusNotSIP)
+	}
+	s.sep = '\n'
+	end = lf
+	if end > 0 && b[end-1] == '\r' {
+		end--
+	}
+	return end, lf + 1, StatusOK
+}
+
+// isKeepalive reports a payload made only of CR/LF bytes or only of NULs.
+func isKeepalive(p []byte) bool {
+	if p[0] == 0 {
+		for _, c := range p {
+			if c != 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range p {
+		if c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// eol returns the length of the line end at b[i] (0 if there is none): LF or
+// CRLF in a '\n' message, CR or CRLF in a '\r' message.
+func (s *scanner) eol(i int) int {
+	b := s.b
+	if i >= len(b) {
+		return 0
+	}
+	switch {
+	case b[i] == s.sep:
+		if s.sep == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+			return 2
+		}
+		return 1
+	case b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n':
+		return 2
+	}
+	return 0
+}
+
+// skipLWS skips SP, HT and folding (a line end followed by SP or HT) from
+// b[i] and returns the offset of the next other byte.
+func (s *scanner) skipLWS(i int) int {
+	b := s.b
+	for {
+		for i < len(b) && isWSP(b[i]) {
+			i++
+		}
+		n := s.eol(i)
+		if n == 0 || i+n >= len(b) || !isWSP(b[i+n]) {
+			return i
+		}
+		i += n
+	}
+}
+
+// callIDName is the long header name, lower case, as a little-endian word
+// of its first four bytes and of its last two.
+const (
+	callIDLen   = len("call-id")
+	callIDHead  = uint32('c') | uint32('a')<<8 | uint32('l')<<16 | uint32('l')<<24
+	callIDTail  = uint16('i') | uint16('d')<<8
+	asciiLower4 = 0x20202020
+	asciiLower2 = 0x2020
+)
+
+// isCallIDName reports whether b[i:] begins with "call-id" in any case. OR-ing
+// 0x20 folds only letters onto the lower-case letters compared here; the '-'
+// is compared exactly.
+func isCallIDName(b []byte, i int) bool {
+	if len(b)-i < callIDLen {
+		return false
+	}
+	w := b[i : i+callIDLen]
+	head := uint32(w[0]) | uint32(w[1])<<8 | uint32(w[2])<<16 | uint32(w[3])<<24
+	tail := uint16(w[5]) | uint16(w[6])<<8
+	return head|asciiLower4 == callIDHead && w[4] == '-' && tail|asciiLower2 == callIDTail
+}
+
+// search looks for the first Call-ID header from line start i to the end of
+// the header section and returns its value as b[lo:hi].
+func (s *scanner) search(i int) (lo, hi int, st Status) {
+	b := s.b
+	for i < len(b) {
+		switch c := b[i]; c {
+		case '\r', '\n':
+			return 0, 0, StatusNoCallID // empty line: end of the header section
+		case 'C', 'c':
+			if isCallIDName(b, i) {
+				if p := s.skipLWS(i + callIDLen); p < len(b) && b[p] == ':' {
+					return s.value(p + 1)
+				}
+			}
+		case 'I', 'i':
+			if p := s.skipLWS(i + 1); p < len(b) && b[p] == ':' {
+				return s.value(p + 1)
+			}
+		}
+		j := bytes.IndexByte(b[i:], s.sep)
+		if j < 0 {
+			break
+		}
+		i += j + 1
+		if s.sep == '\r' && i < len(b) && b[i] == '\n' {
+			i++
+		}
+	}
+	return 0, 0, s.atEnd(StatusNoCallID)
+}
+
+// value reads the Call-ID value that follows the colon at b[p-1].
+func (s *scanner) value(p int) (lo, hi int, st Status) {
+	b := s.b
+	v := s.skipLWS(p)
+	i := v
+	for lim := min(len(b), v+MaxCallIDLen+1); i < lim && isValue(b[i]); i++ {
+	}
+	if i-v > MaxCallIDLen {
+		return 0, 0, StatusTooLong
+	}
+	j := i
+	for j < len(b) && isWSP(b[j]) {
+		j++
+	}
+	if j == len(b) {
+		if i == v {
+			return 0, 0, s.atEnd(StatusEmpty)
+		}
+		return 0, 0, s.atEnd(StatusUnterminated)
+	}
+	n := s.eol(j)
+	if n == 0 {
+		return 0, 0, StatusBadChar // control byte, or whitespace inside the value
+	}
+	if i == v {
+		return 0, 0, StatusEmpty
+	}
+	// Continuation lines of this header may hold only whitespace (trailing
+	// LWS); anything else would fold a second word into the value.
+	for k := j + n; k < len(b) && isWSP(b[k]); k += n {
+		for k < len(b) && isWSP(b[k]) {
+			k++
+		}
+		if k == len(b) {
+			break
+		}
+		if n = s.eol(k); n == 0 {
+			return 0, 0, StatusBadChar
+		}
+	}
+	return v, i, StatusOK
+}
