@@ -1,0 +1,124 @@
+package packet
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// Checksum returns the RFC 1071 Internet checksum of b: the ones' complement
+// of the ones' complement sum of its 16-bit big-endian words (an odd last byte
+// padded with zero). A buffer that includes a correct checksum field sums to
+// zero, so Checksum over it returns 0.
+//
+// It adds 64-bit little-endian words with carry, eight per iteration, and
+// swaps the folded result once: the ones' complement sum is independent of
+// byte order (RFC 1071 §2(B)), so no per-word byte swap is needed.
+func Checksum(b []byte) uint16 { return ^sum16(b) }
+
+// sum16 returns the folded (not complemented) ones' complement sum of b in
+// network byte order.
+func sum16(b []byte) uint16 {
+	var s, c uint64
+	for len(b) >= 64 {
+		b = b[:len(b):len(b)]
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[0:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[8:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[16:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[24:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[32:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[40:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[48:]), c)
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b[56:]), c)
+		b = b[64:]
+	}
+	for len(b) >= 8 {
+		s, c = bits.Add64(s, binary.LittleEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		s, c = bits.Add64(s, uint64(binary.LittleEndian.Uint32(b)), c)
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		s, c = bits.Add64(s, uint64(binary.LittleEndian.Uint16(b)), c)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		// The odd byte is the high byte of a big-endian word, which is
+		// the low byte in the little-endian domain.
+		s, c = bits.Add64(s, uint64(b[0]), c)
+	}
+	s, c = bits.Add64(s, 0, c)
+	s += c // end-around carry; cannot carry again (s was 0 if c is 1)
+	return bits.ReverseBytes16(fold(s))
+}
+
+// fold reduces a 64-bit ones' complement sum to 16 bits. It returns 0 only
+// for a zero sum.
+func fold(s uint64) uint16 {
+	s = s&0xFFFFFFFF + s>>32
+	s = s&0xFFFFFFFF + s>>32
+	s = s&0xFFFF + s>>16
+	s = s&0xFFFF + s>>16
+	return uint16(s)
+}
+
+// delta returns the ones' complement difference new - old of two sums of
+// 16-bit words, as the m' + ~m term of RFC 1624 eqn. 3. An unchanged sum
+// gives +0 (never -0, 0xFFFF), so applying a no-op keeps a checksum field
+// byte for byte.
+func delta(old, new uint64) uint64 {
+	d := fold(new + uint64(^fold(old)))
+	if d == 0xFFFF {
+		d = 0
+	}
+	return uint64(d)
+}
+
+// update applies a delta to the checksum field hc: HC' = ~(~HC + ~m + m').
+func update(hc uint16, d uint64) uint16 { return ^fold(uint64(^hc) + d) }
+
+// words sums the big-endian 16-bit words of an even-length b.
+func words(b []byte) uint64 {
+	var s uint64
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint64(be16(b[i:]))
+	}
+	return s
+}
+
+// VerifyChecksums recomputes the checksums of the decoded packet in frame: the
+// IPv4 header checksum, and for an unfragmented UDP or TCP datagram the L4
+// checksum over the pseudo-header and the whole segment. A UDP checksum of 0
+// over IPv4 means "none" and is valid; over IPv6 it is invalid (RFC 8200
+// §8.1). A fragment's L4 checksum covers the reassembled datagram, so for
+// fragments only the IPv4 header is checked. It returns false for a frame that
+// did not decode to ReasonOK or ReasonNonFirstFragment. It is meant for tests
+// and replay, not for the per-packet path.
+func (p *Parsed) VerifyChecksums(frame []byte) bool {
+	if (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment) || p.End > len(frame) {
+		return false
+	}
+	if p.Version == 4 && Checksum(frame[p.L3Off:p.L3Off+p.IPHeaderLen]) != 0 {
+		return false
+	}
+	if p.Fragmented || p.L4Off == 0 {
+		return true
+	}
+	seg := frame[p.L4Off:p.End]
+	if p.Proto == ProtoUDP && be16(seg[6:]) == 0 {
+		return p.Version == 4
+	}
+	return fold(p.pseudoSum(frame, len(seg))+uint64(sum16(seg))) == 0xFFFF
+}
+
+// pseudoSum is the sum of the pseudo-header words for an L4 length.
+func (p *Parsed) pseudoSum(frame []byte, l4len int) uint64 {
+	var addrs []byte
+	if p.Version == 4 {
+		addrs = frame[p.L3Off+12 : p.L3Off+20]
+	} else {
+		addrs = frame[p.L3Off+8 : p.L3Off+40]
+	}
+	return words(addrs) + uint64(p.Proto) + uint64(l4len)&0xFFFF + uint64(l4len)>>16
+}
