@@ -312,6 +312,9 @@ func (s *scanner) value(p int) (lo, hi int, st Status) {
 	}
 	n := s.eol(j)
 	if n == 0 {
+		if b[j] == '\r' && j+1 == len(b) {
+			return 0, 0, s.atEnd(StatusUnterminated) // CRLF cut after the CR
+		}
 		return 0, 0, StatusBadChar // control byte, or whitespace inside the value
 	}
 	if i == v {
