@@ -1,0 +1,299 @@
+package ipvsadm
+
+import (
+	"net/netip"
+)
+
+// Kind is the command of one ipvsadm invocation. The order and the names
+// returned by String follow ipvsadm's cmdnames[] table, which its error
+// messages quote ("Illegal 'weight' option with the 'add-service' command").
+type Kind uint8
+
+// Commands, in ipvsadm's CMD_* order.
+const (
+	NoCommand     Kind = iota
+	AddService         // -A, --add-service
+	EditService        // -E, --edit-service
+	DeleteService      // -D, --delete-service
+	Clear              // -C, --clear ("flush")
+	List               // -L, -l, --list (also: no arguments at all)
+	AddServer          // -a, --add-server
+	DeleteServer       // -d, --delete-server
+	EditServer         // -e, --edit-server
+	SetTimeout         // --set tcp tcpfin udp
+	StartDaemon        // --start-daemon master|backup
+	StopDaemon         // --stop-daemon master|backup
+	Restore            // -R, --restore
+	Save               // -S, --save
+	Zero               // -Z, --zero
+	Help               // -h, --help: print Usage on stdout, exit 0
+	Version            // -v, --version: print VersionText on stdout, exit 0
+)
+
+var kindNames = [...]string{
+	NoCommand:     "none",
+	AddService:    "add-service",
+	EditService:   "edit-service",
+	DeleteService: "delete-service",
+	Clear:         "flush",
+	List:          "list",
+	AddServer:     "add-server",
+	DeleteServer:  "delete-server",
+	EditServer:    "edit-server",
+	SetTimeout:    "set",
+	StartDaemon:   "start-daemon",
+	StopDaemon:    "stop-daemon",
+	Restore:       "restore",
+	Save:          "save",
+	Zero:          "zero",
+	Help:          "help",
+	Version:       "version",
+}
+
+// String returns ipvsadm's name for the command, as used in its messages.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Protocol is the IP protocol number of a virtual service.
+type Protocol uint8
+
+// Protocols a virtual service can carry. SCTP is parsed only to be rejected.
+const (
+	TCP  Protocol = 6
+	UDP  Protocol = 17
+	SCTP Protocol = 132
+)
+
+// String returns the protocol name as ipvsadm lists it ("TCP", "UDP",
+// "SCTP", or "?").
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "TCP"
+	case UDP:
+		return "UDP"
+	case SCTP:
+		return "SCTP"
+	}
+	return "?"
+}
+
+// Flag returns the ipvsadm option that names a service of this protocol
+// ("-t", "-u", "--sctp-service"); "--xxx-service" for anything else, as
+// ipvsadm -S prints it.
+func (p Protocol) Flag() string {
+	switch p {
+	case TCP:
+		return "-t"
+	case UDP:
+		return "-u"
+	case SCTP:
+		return "--sctp-service"
+	}
+	return "--xxx-service"
+}
+
+// SchedFlags are the IP_VS_SVC_F_SCHED1..3 service flags set with -b. The
+// names depend on the scheduler: sh-fallback and mh-fallback are SchedFlag1,
+// sh-port and mh-port are SchedFlag2.
+type SchedFlags uint8
+
+// Scheduler flags, with the kernel's bit values (IP_VS_SVC_F_SCHED1 = 0x0008,
+// shifted down by three so that they fit a byte).
+const (
+	SchedFlag1 SchedFlags = 1 << iota // flag-1, sh-fallback, mh-fallback
+	SchedFlag2                        // flag-2, sh-port, mh-port
+	SchedFlag3                        // flag-3
+)
+
+// Forward is a destination's packet-forwarding method.
+type Forward uint8
+
+// Forwarding methods. The zero value is Route (-g), ipvsadm's default.
+const (
+	Route  Forward = iota // -g, --gatewaying: direct routing ("Route")
+	Tunnel                // -i, --ipip: IP-in-IP tunnelling ("Tunnel")
+	Masq                  // -m, --masquerading: NAT ("Masq")
+	Local                 // the kernel's local-node method: listed "Local", saved as -g
+)
+
+// String returns the forwarding method as the Forward column of ipvsadm -L
+// shows it.
+func (f Forward) String() string {
+	switch f {
+	case Route:
+		return "Route"
+	case Tunnel:
+		return "Tunnel"
+	case Masq:
+		return "Masq"
+	case Local:
+		return "Local"
+	}
+	return ""
+}
+
+// Flag returns the option ipvsadm -S writes for the method.
+func (f Forward) Flag() string {
+	switch f {
+	case Tunnel:
+		return "-i"
+	case Masq:
+		return "-m"
+	}
+	return "-g"
+}
+
+// TunnelType is the encapsulation of a tunnelling (-i) destination.
+type TunnelType uint8
+
+// Tunnel types (--tun-type), in the kernel's order; IPIP is the default.
+const (
+	IPIP TunnelType = iota
+	GUE
+	GRE
+)
+
+var tunnelNames = [...]string{"ipip", "gue", "gre"}
+
+// String returns the --tun-type name.
+func (t TunnelType) String() string {
+	if int(t) < len(tunnelNames) {
+		return tunnelNames[t]
+	}
+	return "?"
+}
+
+// TunnelCsum is the checksum mode of a GUE or GRE tunnel.
+type TunnelCsum uint8
+
+// Tunnel checksum modes: --tun-nocsum (default), --tun-csum, --tun-remcsum.
+const (
+	TunNoCsum TunnelCsum = iota
+	TunCsum
+	TunRemCsum
+)
+
+// Service is a virtual service as ipvsadm's -A/-E/-D/-a/-e/-d/-L/-Z
+// commands specify it. For -A and -E every field holds the value ipvsadm
+// sends to the kernel: unset options carry ipvsadm's defaults, because an
+// edit replaces the whole service (scheduler wlc, not persistent, no PE).
+type Service struct {
+	Protocol Protocol
+	Addr     netip.Addr // IPv4 or IPv6 virtual address
+	Port     uint16     // 0 only for persistent services
+
+	Scheduler  string // -s, at most MaxSchedNameLen bytes; "wlc" by default
+	SchedFlags SchedFlags
+
+	Persistent bool   // -p
+	Timeout    uint32 // -p value in seconds; DefaultPersistentTimeout for a bare -p
+
+	// Netmask is the persistence granularity (-M) exactly as IPVS keeps it:
+	// for IPv4 a mask in host byte order (0xffffffff, i.e. /32, by default;
+	// it need not be contiguous), for IPv6 a prefix length 1..128 (128 by
+	// default). See MaskAddr.
+	Netmask uint32
+
+	PE        string // --pe persistence engine name; "" = none
+	OnePacket bool   // -o, --ops: one-packet scheduling
+
+	// PEStrict is the xvs extension --pe-strict: drop packets the persistence
+	// engine cannot key instead of falling back to client-address persistence.
+	PEStrict bool
+}
+
+// MaskAddr returns an IPv4 service's persistence netmask as an address
+// (255.255.255.255 for /32). It returns the zero Addr for IPv6 services,
+// whose Netmask is a prefix length.
+func (s Service) MaskAddr() netip.Addr {
+	if !s.Addr.Is4() {
+		return netip.Addr{}
+	}
+	m := s.Netmask
+	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
+}
+
+// Dest is a real server (destination) of a virtual service as -a/-e/-d
+// specify it. For -a and -e every field is filled: an edit replaces the
+// forwarding method, weight and thresholds wholesale (-g, 1 and 0 when
+// omitted), as with ipvsadm.
+type Dest struct {
+	// Addr is the real server. Its port is the service port when -r gave
+	// none, and is forced to the service port for Route and Tunnel.
+	Addr       netip.AddrPort
+	Forward    Forward
+	Weight     uint32 // -w, 0..MaxWeight; default 1
+	UThreshold uint32 // -x, upper connection threshold; 0 = none
+	LThreshold uint32 // -y, lower connection threshold; 0 = none
+
+	TunnelType TunnelType // --tun-type (Tunnel only)
+	TunnelPort uint16     // --tun-port (GUE only)
+	TunnelCsum TunnelCsum // --tun-nocsum|--tun-csum|--tun-remcsum
+}
+
+// Timeouts are the connection timeouts of --set and -L --timeout, in
+// seconds. In --set a zero value means "keep the current value".
+type Timeouts struct {
+	TCP    uint32
+	TCPFin uint32
+	UDP    uint32
+}
+
+// DaemonState selects the master or backup connection-sync daemon.
+type DaemonState uint8
+
+// Sync daemon states, with the kernel's bit values.
+const (
+	Master DaemonState = 1
+	Backup DaemonState = 2
+)
+
+// Daemon is the sync-daemon part of --start-daemon/--stop-daemon. xvs
+// parses it so that ipvsadm command lines are understood; whether a daemon
+// exists is the caller's business.
+type Daemon struct {
+	State      DaemonState
+	McastIface string     // --mcast-interface; "eth0" by default for --start-daemon
+	SyncID     uint8      // --syncid
+	SyncMaxLen uint16     // --sync-maxlen; 0 = kernel default
+	McastGroup netip.Addr // --mcast-group; zero = kernel default
+	McastPort  uint16     // --mcast-port; 0 = kernel default
+	McastTTL   uint8      // --mcast-ttl; 0 = kernel default
+}
+
+// Command is one parsed ipvsadm invocation.
+type Command struct {
+	Kind Kind
+
+	// Options records which options were given (an OptionSet of the Opt*
+	// constants); for example List with OptService lists one service.
+	Options OptionSet
+
+	Service  Service  // AddService..Zero: the virtual service
+	Dest     Dest     // AddServer, EditServer, DeleteServer: the real server
+	Timeouts Timeouts // SetTimeout
+	Daemon   Daemon   // StartDaemon, StopDaemon
+
+	// Format holds the listing options of List and Save (-n, -c, --stats…).
+	Format Format
+}
+
+// Format is the set of listing options (-n, --stats, …) of List and Save.
+type Format struct {
+	Numeric        bool // -n
+	Connections    bool // -c (List only)
+	Exact          bool // --exact, -X
+	Stats          bool // --stats
+	Rate           bool // --rate
+	Thresholds     bool // --thresholds
+	PersistentConn bool // --persistent-conn
+	TunInfo        bool // --tun-info
+	NoSort         bool // --nosort
+	Timeout        bool // --timeout (List only)
+	Daemon         bool // --daemon (List only)
+}

@@ -1,0 +1,81 @@
+package ipvsadm
+
+import "net/netip"
+
+// Stats are the cumulative counters of a service or destination
+// (--stats).
+type Stats struct {
+	Conns, InPkts, OutPkts, InBytes, OutBytes uint64
+}
+
+// Rates are the estimated per-second rates of a service or destination
+// (--rate).
+type Rates struct {
+	CPS, InPPS, OutPPS, InBPS, OutBPS uint64
+}
+
+// ServiceView is what the listing and save formats show of a virtual
+// service. Fields mean what they mean in Service.
+type ServiceView struct {
+	Protocol   Protocol
+	Addr       netip.Addr
+	Port       uint16
+	Scheduler  string
+	SchedFlags SchedFlags
+	Persistent bool
+	Timeout    uint32 // seconds
+	Netmask    uint32 // IPv4 mask in host byte order, or IPv6 prefix length
+	PE         string
+	OnePacket  bool
+	PEStrict   bool // xvs extension: shown by Save only
+	Stats      Stats
+	Rates      Rates
+	Dests      []DestView
+}
+
+// DestView is what the listing and save formats show of a real server.
+type DestView struct {
+	Addr         netip.Addr
+	Port         uint16
+	Forward      Forward
+	Weight       uint32
+	ActiveConns  uint32
+	InactConns   uint32
+	PersistConns uint32 // templates pointing at this destination
+	UThreshold   uint32
+	LThreshold   uint32
+	TunnelType   TunnelType
+	TunnelPort   uint16
+	TunnelCsum   TunnelCsum
+	Stats        Stats
+	Rates        Rates
+}
+
+// ConnView is one connection or persistence template of -Lc.
+type ConnView struct {
+	// Protocol of the entry; zero (shown "IP") for fwmark templates.
+	Protocol Protocol
+	Client   netip.AddrPort // port 0 for templates
+	Virtual  netip.AddrPort
+	Dest     netip.AddrPort
+	State    string // e.g. "NONE", "ASSURED", "UDP", "ESTABLISHED"
+	Expires  uint32 // seconds left
+	PEName   string // persistence engine of a template; "" if none
+	PEData   []byte // its key (the SIP Call-ID); shown escaped, see package doc
+}
+
+// Table is the whole virtual-server table as -L and -S list it.
+type Table struct {
+	// ConnTableSize is the connection hash size shown in the banner;
+	// 0 means DefaultConnTableSize.
+	ConnTableSize int
+	Services      []ServiceView
+}
+
+// Names turns addresses and ports into names when listing without -n
+// (ipvsadm: gethostbyaddr and getservbyport). Nil functions fall back to
+// the numeric address and to the built-in ServiceName table.
+type Names struct {
+	Host    func(netip.Addr) (string, bool)
+	Service func(Protocol, uint16) (string, bool)
+}
