@@ -220,6 +220,12 @@ func (s *scanner) eol(i int) int {
 	return 0
 }
 
+// cutEOL reports whether b[i:] is the end of the data, or a CRLF cut after
+// its CR by the end of the data.
+func (s *scanner) cutEOL(i int) bool {
+	return i == len(s.b) || i == len(s.b)-1 && s.b[i] == '\r' && s.sep == '\n'
+}
+
 // skipLWS skips SP, HT and folding (a line end followed by SP or HT) from
 // b[i] and returns the offset of the next other byte.
 func (s *scanner) skipLWS(i int) int {
@@ -304,18 +310,15 @@ func (s *scanner) value(p int) (lo, hi int, st Status) {
 	for j < len(b) && isWSP(b[j]) {
 		j++
 	}
-	if j == len(b) {
+	n := s.eol(j)
+	if n == 0 {
+		if !s.cutEOL(j) {
+			return 0, 0, StatusBadChar // control byte, or whitespace inside the value
+		}
 		if i == v {
 			return 0, 0, s.atEnd(StatusEmpty)
 		}
 		return 0, 0, s.atEnd(StatusUnterminated)
-	}
-	n := s.eol(j)
-	if n == 0 {
-		if b[j] == '\r' && j+1 == len(b) {
-			return 0, 0, s.atEnd(StatusUnterminated) // CRLF cut after the CR
-		}
-		return 0, 0, StatusBadChar // control byte, or whitespace inside the value
 	}
 	if i == v {
 		return 0, 0, StatusEmpty
@@ -326,10 +329,10 @@ func (s *scanner) value(p int) (lo, hi int, st Status) {
 		for k < len(b) && isWSP(b[k]) {
 			k++
 		}
-		if k == len(b) {
-			break
-		}
 		if n = s.eol(k); n == 0 {
+			if s.cutEOL(k) {
+				break
+			}
 			return 0, 0, StatusBadChar
 		}
 	}

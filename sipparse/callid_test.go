@@ -25,15 +25,42 @@ func msg(eol string, headers ...string) []byte {
 
 const via = "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds"
 
+type ruleTest struct {
+	name    string
+	payload []byte
+	want    string // Call-ID when status is OK
+	status  sipparse.Status
+}
+
+func rulePayloads() (ps [][]byte) {
+	for _, tt := range ruleTests() {
+		ps = append(ps, tt.payload)
+	}
+	return ps
+}
+
 func TestCallIDRules(t *testing.T) {
+	for _, tt := range ruleTests() {
+		t.Run(tt.name, func(t *testing.T) {
+			m := sipparse.Scan(tt.payload)
+			if m.Status != tt.status || string(m.CallID) != tt.want {
+				t.Fatalf("Scan(%q) = %q, %v; want %q, %v", tt.payload, m.CallID, m.Status, tt.want, tt.status)
+			}
+			id, ok := sipparse.CallID(tt.payload)
+			if ok != (tt.status == sipparse.StatusOK) || string(id) != tt.want {
+				t.Fatalf("CallID(%q) = %q, %v; want %q", tt.payload, id, ok, tt.want)
+			}
+			if ok && (cap(id) != len(id) || !within(tt.payload, id)) {
+				t.Fatalf("CallID is not a capped subslice of the payload")
+			}
+		})
+	}
+}
+
+func ruleTests() []ruleTest {
 	long255 := strings.Repeat("a", 254) + "@"
 	long256 := strings.Repeat("b", 256)
-	tests := []struct {
-		name    string
-		payload []byte
-		want    string // Call-ID when status is OK
-		status  sipparse.Status
-	}{
+	return []ruleTest{
 		// Names: long and compact form, any case.
 		{"long form", msg("\r\n", via, "Call-ID: a84b4c76e66710@pc33.example.com"), "a84b4c76e66710@pc33.example.com", sipparse.StatusOK},
 		{"long form odd case", msg("\r\n", via, "cALL-iD: abc"), "abc", sipparse.StatusOK},
@@ -117,21 +144,6 @@ func TestCallIDRules(t *testing.T) {
 		// Malformed start lines still give the Call-ID.
 		{"start line without version", []byte("INVITE sip:a\r\ni: x\r\n\r\n"), "x", sipparse.StatusOK},
 		{"junk method", []byte("DBREGISTER sip:1.1.1.1:5060 SIP/2.0\r\nExpires: 0\r\n\r\n"), "", sipparse.StatusNoCallID},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := sipparse.Scan(tt.payload)
-			if m.Status != tt.status || string(m.CallID) != tt.want {
-				t.Fatalf("Scan(%q) = %q, %v; want %q, %v", tt.payload, m.CallID, m.Status, tt.want, tt.status)
-			}
-			id, ok := sipparse.CallID(tt.payload)
-			if ok != (tt.status == sipparse.StatusOK) || string(id) != tt.want {
-				t.Fatalf("CallID(%q) = %q, %v; want %q", tt.payload, id, ok, tt.want)
-			}
-			if ok && (cap(id) != len(id) || !within(tt.payload, id)) {
-				t.Fatalf("CallID is not a capped subslice of the payload")
-			}
-		})
 	}
 }
 
