@@ -1,0 +1,475 @@
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/sched"
+)
+
+// Errors. The messages are ipvsadm's (ipvs_strerror) where ipvsadm has one.
+var (
+	ErrServiceExists = errors.New("Service already exists")
+	ErrNoService     = errors.New("No such service")
+	ErrDestExists    = errors.New("Destination already exists")
+	ErrNoDest        = errors.New("No such destination")
+	ErrNotFound      = errors.New("Scheduler or persistence engine not found")
+	ErrInvalid       = errors.New("Invalid argument")
+	ErrRange         = errors.New("Numerical result out of range")
+	ErrZeroPort      = errors.New("Zero port specified for non-persistent service")
+	ErrOnePacketUDP  = errors.New("One-Packet Scheduling is only for UDP virtual services")
+	// ErrTooManyDests reports that all MaxDests destination slots are in use
+	// (trash included).
+	ErrTooManyDests = errors.New("too many destinations")
+)
+
+// Options configure a [Config].
+type Options struct {
+	// Workers is the number of data-plane workers, 1..MaxWorkers: the
+	// number of counter and scheduler-state slots.
+	Workers int
+	// PEExists reports whether a persistence engine is registered under
+	// name (the pe package's registry). nil means none is.
+	PEExists func(name string) bool
+	// Now is the clock for the destination trash; nil means time.Now.
+	Now func() time.Time
+}
+
+type svcEntry struct {
+	cfg      ServiceConfig
+	stats    *Stats
+	dests    []*destEntry // IPVS list order: most recently added first
+	compiled *Service     // nil when changed since the last snapshot
+}
+
+type destEntry struct {
+	id      DestID
+	cfg     DestConfig
+	stats   *Stats
+	deleted time.Time // when it entered the trash
+}
+
+type trashKey struct {
+	svc  ServiceKey
+	addr netip.AddrPort
+}
+
+// Config is the mutable IPVS configuration, owned by the control plane.
+// Its methods are safe for concurrent use.
+type Config struct {
+	mu       sync.Mutex
+	opts     Options
+	services []*svcEntry
+	byKey    map[ServiceKey]*svcEntry
+	slotGen  []uint32 // generation of the current or last DestID per slot
+	free     []int    // free slots
+	trash    map[trashKey]*destEntry
+
+	timeouts        Timeouts
+	expireNodest    bool
+	expireQuiescent bool
+
+	gen  uint64    // bumped by every change
+	last *Snapshot // last compiled snapshot, for gen
+}
+
+// New returns an empty configuration.
+func New(opts Options) (*Config, error) {
+	if opts.Workers < 1 || opts.Workers > MaxWorkers {
+		return nil, fmt.Errorf("%d workers (1..%d): %w", opts.Workers, MaxWorkers, ErrInvalid)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Config{
+		opts:     opts,
+		byKey:    make(map[ServiceKey]*svcEntry),
+		trash:    make(map[trashKey]*destEntry),
+		timeouts: DefaultTimeouts,
+	}, nil
+}
+
+func (c *Config) changed() { c.gen++ }
+
+// normService validates s and fills its defaults.
+func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
+	k := s.Key()
+	fail := func(err error) (ServiceConfig, error) { return ServiceConfig{}, fmt.Errorf("%v: %w", k, err) }
+	if s.Protocol != TCP && s.Protocol != UDP {
+		return fail(ErrInvalid)
+	}
+	if !k.Addr.IsValid() || k.Addr.Zone() != "" || k.Addr.IsUnspecified() {
+		return fail(ErrInvalid)
+	}
+	s.Addr = netip.AddrPortFrom(k.Addr, k.Port)
+	if k.Port == 0 && !s.Persistent {
+		return fail(ErrZeroPort)
+	}
+	if s.Scheduler == "" {
+		s.Scheduler = sched.Default
+	}
+	if !sched.Known(s.Scheduler) {
+		return fail(ErrNotFound)
+	}
+	if s.SchedFlags&^sched.AllFlags != 0 {
+		return fail(ErrInvalid)
+	}
+	if s.Persistent {
+		if s.Timeout == 0 {
+			s.Timeout = DefaultPersistentTimeout
+		}
+		if s.Timeout > MaxTimeout {
+			return fail(ErrInvalid)
+		}
+	} else {
+		s.Timeout = 0
+	}
+	if _, ok := s.Netmask.bytes(k.Addr.Is6()); !ok {
+		return fail(ErrInvalid)
+	}
+	if s.OnePacket && s.Protocol != UDP {
+		return fail(ErrOnePacketUDP)
+	}
+	if len(s.PE) > MaxPENameLen {
+		return fail(ErrInvalid)
+	}
+	if s.PE != "" && (c.opts.PEExists == nil || !c.opts.PEExists(s.PE)) {
+		return fail(ErrNotFound)
+	}
+	return s, nil
+}
+
+// normDest validates d for service s and fills its port.
+func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
+	a := d.Addr.Addr().Unmap()
+	fail := func(err error) (DestConfig, error) {
+		return DestConfig{}, fmt.Errorf("%v -> %v: %w", s.Key(), d.Addr, err)
+	}
+	if !a.IsValid() || a.Zone() != "" || a.IsUnspecified() || a.Is4() != s.Addr.Addr().Is4() {
+		return fail(ErrInvalid)
+	}
+	if d.Fwd > Route {
+		return fail(ErrInvalid)
+	}
+	if d.Weight < 0 || d.Weight > sched.MaxWeight || d.Lower > d.Upper {
+		return fail(ErrRange)
+	}
+	port := d.Addr.Port()
+	if d.Fwd == Route || d.Fwd == Tunnel || port == 0 {
+		port = s.Addr.Port()
+	}
+	d.Addr = netip.AddrPortFrom(a, port)
+	return d, nil
+}
+
+// AddService adds a virtual service (ipvsadm -A).
+func (c *Config) AddService(s ServiceConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.normService(s)
+	if err != nil {
+		return err
+	}
+	k := s.Key()
+	if c.byKey[k] != nil {
+		return fmt.Errorf("%v: %w", k, ErrServiceExists)
+	}
+	e := &svcEntry{cfg: s, stats: newStats(c.opts.Workers)}
+	c.services = append(c.services, e)
+	c.byKey[k] = e
+	c.changed()
+	return nil
+}
+
+// EditService replaces a service's scheduler, flags, persistence, netmask,
+// PE and one-packet setting wholesale (ipvsadm -E): a zero PE removes the
+// engine. Destinations, their DestIDs and all counters are kept.
+func (c *Config) EditService(s ServiceConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, err := c.normService(s)
+	if err != nil {
+		return err
+	}
+	e := c.byKey[s.Key()]
+	if e == nil {
+		return fmt.Errorf("%v: %w", s.Key(), ErrNoService)
+	}
+	e.cfg, e.compiled = s, nil
+	c.changed()
+	return nil
+}
+
+// DelService deletes a service (ipvsadm -D); its destinations go to the
+// trash.
+func (c *Config) DelService(k ServiceKey) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k.Addr = k.Addr.Unmap()
+	e := c.byKey[k]
+	if e == nil {
+		return fmt.Errorf("%v: %w", k, ErrNoService)
+	}
+	c.delService(e)
+	c.changed()
+	return nil
+}
+
+func (c *Config) delService(e *svcEntry) {
+	k := e.cfg.Key()
+	now := c.opts.Now()
+	for _, d := range e.dests {
+		c.toTrash(k, d, now)
+	}
+	delete(c.byKey, k)
+	c.services = slices.DeleteFunc(c.services, func(x *svcEntry) bool { return x == e })
+}
+
+// Clear deletes every service (ipvsadm -C).
+func (c *Config) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range slices.Clone(c.services) {
+		c.delService(e)
+	}
+	c.changed()
+}
+
+func (c *Config) service(k ServiceKey) (*svcEntry, error) {
+	k.Addr = k.Addr.Unmap()
+	e := c.byKey[k]
+	if e == nil {
+		return nil, fmt.Errorf("%v: %w", k, ErrNoService)
+	}
+	return e, nil
+}
+
+func (e *svcEntry) dest(a netip.AddrPort) int {
+	return slices.IndexFunc(e.dests, func(d *destEntry) bool { return d.cfg.Addr == a })
+}
+
+func (c *Config) toTrash(k ServiceKey, d *destEntry, now time.Time) {
+	d.deleted = now
+	c.trash[trashKey{k, d.cfg.Addr}] = d
+}
+
+// purgeTrash frees the slots of destinations deleted DestTrashPeriod ago.
+func (c *Config) purgeTrash() {
+	now := c.opts.Now()
+	for k, d := range c.trash {
+		if now.Sub(d.deleted) >= DestTrashPeriod*time.Second {
+			delete(c.trash, k)
+			c.free = append(c.free, d.id.Slot())
+		}
+	}
+}
+
+// newID allocates a slot and returns its next-generation DestID.
+func (c *Config) newID() (DestID, error) {
+	c.purgeTrash()
+	var slot int
+	switch {
+	case len(c.free) > 0:
+		slot = c.free[len(c.free)-1]
+		c.free = c.free[:len(c.free)-1]
+	case len(c.slotGen) < MaxDests:
+		slot = len(c.slotGen)
+		c.slotGen = append(c.slotGen, 0)
+	default:
+		return 0, ErrTooManyDests
+	}
+	g := (c.slotGen[slot] + 1) & destGenMask
+	if g == 0 {
+		g = 1 // generation 0 is never used, so DestID 0 is never valid
+	}
+	c.slotGen[slot] = g
+	return DestID(g<<destSlotBits | uint32(slot)), nil
+}
+
+// AddDest adds a real server to a service (ipvsadm -a); it becomes the head
+// of the service's list, as in IPVS. A destination of this service deleted
+// less than DestTrashPeriod ago is revived with its DestID and counters.
+func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	if d, err = normDest(e.cfg, d); err != nil {
+		return err
+	}
+	if e.dest(d.Addr) >= 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), d.Addr, ErrDestExists)
+	}
+	c.purgeTrash()
+	tk := trashKey{e.cfg.Key(), d.Addr}
+	de := c.trash[tk]
+	if de != nil {
+		delete(c.trash, tk)
+		de.cfg = d
+	} else {
+		id, err := c.newID()
+		if err != nil {
+			return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), d.Addr, err)
+		}
+		de = &destEntry{id: id, cfg: d, stats: newStats(c.opts.Workers)}
+	}
+	e.dests = slices.Insert(e.dests, 0, de)
+	e.compiled = nil
+	c.changed()
+	return nil
+}
+
+// EditDest replaces a real server's forwarding method, weight, thresholds
+// and next hop wholesale (ipvsadm -e). Its DestID, list position and
+// counters are kept.
+func (c *Config) EditDest(k ServiceKey, d DestConfig) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	if d, err = normDest(e.cfg, d); err != nil {
+		return err
+	}
+	i := e.dest(d.Addr)
+	if i < 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), d.Addr, ErrNoDest)
+	}
+	e.dests[i].cfg = d
+	e.compiled = nil
+	c.changed()
+	return nil
+}
+
+// SetNextHop sets only the next-hop MAC of a real server, for the data
+// plane's neighbour resolution. addr's port 0 means the service port.
+func (c *Config) SetNextHop(k ServiceKey, addr netip.AddrPort, mac [6]byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	if e.dests[i].cfg.NextHop != mac {
+		e.dests[i].cfg.NextHop = mac
+		e.compiled = nil
+		c.changed()
+	}
+	return nil
+}
+
+// destIndex finds addr, where port 0 means the service port.
+func (e *svcEntry) destIndex(addr netip.AddrPort) int {
+	a := addr.Addr().Unmap()
+	if addr.Port() == 0 {
+		addr = netip.AddrPortFrom(a, e.cfg.Addr.Port())
+	} else {
+		addr = netip.AddrPortFrom(a, addr.Port())
+	}
+	return e.dest(addr)
+}
+
+// DelDest deletes a real server (ipvsadm -d); addr's port 0 means the
+// service port. It waits in the trash for DestTrashPeriod.
+func (c *Config) DelDest(k ServiceKey, addr netip.AddrPort) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	c.toTrash(e.cfg.Key(), e.dests[i], c.opts.Now())
+	e.dests = slices.Delete(e.dests, i, i+1)
+	e.compiled = nil
+	c.changed()
+	return nil
+}
+
+// SetTimeouts sets the tcp, tcpfin and udp timeouts (ipvsadm --set); a zero
+// field keeps the current value.
+func (c *Config) SetTimeouts(t Timeouts) error {
+	if t.TCP > MaxTimeout || t.TCPFin > MaxTimeout || t.UDP > MaxTimeout {
+		return fmt.Errorf("timeouts %v: %w", t, ErrInvalid)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range []struct {
+		dst *uint32
+		v   uint32
+	}{
+		{&c.timeouts.TCP, t.TCP}, {&c.timeouts.TCPFin, t.TCPFin}, {&c.timeouts.UDP, t.UDP},
+	} {
+		if f.v != 0 {
+			*f.dst = f.v
+		}
+	}
+	c.changed()
+	return nil
+}
+
+// Timeouts returns the current --set timeouts.
+func (c *Config) Timeouts() Timeouts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.timeouts
+}
+
+// SetExpireNodestConn sets the expire_nodest_conn switch.
+func (c *Config) SetExpireNodestConn(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireNodest = on
+	c.changed()
+}
+
+// SetExpireQuiescentTemplate sets the expire_quiescent_template switch.
+func (c *Config) SetExpireQuiescentTemplate(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expireQuiescent = on
+	c.changed()
+}
+
+// ZeroAll zeroes the counters of every service and destination (-Z).
+func (c *Config) ZeroAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.services {
+		e.zero()
+	}
+}
+
+// ZeroService zeroes the counters of one service and its destinations
+// (-Z virtual-service).
+func (c *Config) ZeroService(k ServiceKey) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	e.zero()
+	return nil
+}
+
+func (e *svcEntry) zero() {
+	e.stats.Zero()
+	for _, d := range e.dests {
+		d.stats.Zero()
+	}
+}

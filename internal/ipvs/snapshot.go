@@ -1,0 +1,188 @@
+package ipvs
+
+import (
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"github.com/xvs-lb/xvs/internal/sched"
+)
+
+// Snapshot is an immutable, compiled view of a [Config] for the data plane.
+// Publish it with an atomic.Pointer[Snapshot]; workers may keep using an old
+// one until they load the new. Everything reachable from it is read-only,
+// except the per-worker slots ([Service.Schedule] state, [Stats] counters),
+// which only their own worker writes.
+type Snapshot struct {
+	// Gen increases with every configuration change.
+	Gen      uint64
+	Workers  int
+	Timeouts Timeouts
+	// ExpireNodestConn and ExpireQuiescentTemplate are the IPVS sysctls.
+	ExpireNodestConn        bool
+	ExpireQuiescentTemplate bool
+
+	services []*Service
+	byKey    map[ServiceKey]*Service
+	dests    []*Dest // by slot
+}
+
+// Service is a virtual service in a snapshot. The embedded ServiceConfig is
+// normalized (scheduler, timeout and address filled in).
+type Service struct {
+	ServiceConfig
+	Key ServiceKey
+	// Dests are in IPVS list order, most recently added first. Read-only.
+	Dests []*Dest
+	Stats *Stats
+
+	sched  *sched.Scheduler
+	states []schedSlot
+	mask   [16]byte
+}
+
+type schedSlot struct {
+	st sched.State
+	_  [128 - unsafe.Sizeof(sched.State{})%128]byte // no two workers' states share a cache line
+}
+
+// Dest is a real server in a snapshot. The embedded DestConfig is
+// normalized (port filled in).
+type Dest struct {
+	DestConfig
+	ID      DestID
+	Service *Service
+	Stats   *Stats
+}
+
+// Lookup returns the service for a packet to addr:port, falling back to the
+// port-0 (persistent, any-port) service of addr, or nil. It allocates
+// nothing.
+func (s *Snapshot) Lookup(p Protocol, addr netip.Addr, port uint16) *Service {
+	if svc := s.byKey[ServiceKey{p, addr, port}]; svc != nil {
+		return svc
+	}
+	return s.byKey[ServiceKey{p, addr, 0}]
+}
+
+// Services returns the services in the order they were added. The slice is
+// shared: do not modify it.
+func (s *Snapshot) Services() []*Service { return s.services }
+
+// Dest returns the destination id names, or nil when it has been deleted
+// (or id is from a slot generation that no longer exists). O(1), no
+// allocation.
+func (s *Snapshot) Dest(id DestID) *Dest {
+	slot := id.Slot()
+	if slot >= len(s.dests) {
+		return nil
+	}
+	if d := s.dests[slot]; d != nil && d.ID == id {
+		return d
+	}
+	return nil
+}
+
+// TemplateDest is ip_vs_check_template: it returns the destination of a
+// persistence template, or nil when the template is invalid and the packet
+// must be scheduled afresh: the destination was deleted, or it is
+// quiesced (weight 0) and ExpireQuiescentTemplate is set.
+func (s *Snapshot) TemplateDest(id DestID) *Dest {
+	d := s.Dest(id)
+	if d == nil || (s.ExpireQuiescentTemplate && d.Weight == 0) {
+		return nil
+	}
+	return d
+}
+
+// Schedule runs the service's scheduler for worker (0 <= worker <
+// Snapshot.Workers) and returns the chosen destination, or nil when none is
+// available. It allocates nothing and takes no lock; each worker must pass
+// its own index.
+func (svc *Service) Schedule(worker int, in *sched.Input) *Dest {
+	i := svc.sched.Schedule(&svc.states[worker].st, in)
+	if i < 0 {
+		return nil
+	}
+	return svc.Dests[i]
+}
+
+// MaskClient applies the persistence netmask (-M) to a client address of
+// the service's family; it allocates nothing.
+func (svc *Service) MaskClient(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		b := a.As4()
+		for i := range b {
+			b[i] &= svc.mask[12+i]
+		}
+		return netip.AddrFrom4(b)
+	}
+	b := a.As16()
+	for i := range b {
+		b[i] &= svc.mask[i]
+	}
+	return netip.AddrFrom16(b)
+}
+
+// Snapshot compiles the current configuration. Services that did not change
+// since the previous snapshot are reused as they are (same DestIDs,
+// scheduler state and counters); it returns the previous snapshot itself
+// when nothing changed.
+func (c *Config) Snapshot() *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last != nil && c.last.Gen == c.gen {
+		return c.last
+	}
+	s := &Snapshot{
+		Gen:                     c.gen,
+		Workers:                 c.opts.Workers,
+		Timeouts:                c.timeouts,
+		ExpireNodestConn:        c.expireNodest,
+		ExpireQuiescentTemplate: c.expireQuiescent,
+		services:                make([]*Service, 0, len(c.services)),
+		byKey:                   make(map[ServiceKey]*Service, len(c.services)),
+		dests:                   make([]*Dest, len(c.slotGen)),
+	}
+	for _, e := range c.services {
+		if e.compiled == nil {
+			e.compiled = c.compile(e)
+		}
+		svc := e.compiled
+		s.services = append(s.services, svc)
+		s.byKey[svc.Key] = svc
+		for _, d := range svc.Dests {
+			s.dests[d.ID.Slot()] = d
+		}
+	}
+	c.last = s
+	return s
+}
+
+func (c *Config) compile(e *svcEntry) *Service {
+	svc := &Service{ServiceConfig: e.cfg, Key: e.cfg.Key(), Stats: e.stats,
+		Dests: make([]*Dest, len(e.dests))}
+	svc.mask, _ = e.cfg.Netmask.bytes(svc.Key.Addr.Is6())
+	sd := make([]sched.Dest, len(e.dests))
+	for i, d := range e.dests {
+		svc.Dests[i] = &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats}
+		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: d.cfg.Weight,
+			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats}
+	}
+	sc, err := sched.Compile(sched.Spec{
+		Name:      e.cfg.Scheduler,
+		Flags:     e.cfg.SchedFlags,
+		OnePacket: e.cfg.OnePacket && e.cfg.Protocol == UDP,
+		Dests:     sd,
+	})
+	if err != nil {
+		// Every input was validated by the command that stored it.
+		panic(fmt.Sprintf("ipvs: compiling validated service %v: %v", svc.Key, err))
+	}
+	svc.sched = sc
+	svc.states = make([]schedSlot, c.opts.Workers)
+	for w := range svc.states {
+		svc.states[w].st = sc.NewState(uint64(w)<<32 ^ c.gen)
+	}
+	return svc
+}
