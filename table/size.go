@@ -1,0 +1,5 @@
+package table
+
+import "unsafe"
+
+const sizeofTmpl = unsafe.Sizeof(tmpl{})

@@ -1,0 +1,587 @@
+package table
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// TemplateKey identifies a persistence template, as IPVS keys one:
+// protocol, client address already AND-ed with the service's persistence
+// mask (the client port is always 0 and not part of the key), virtual
+// address and port, persistence engine and its data. For a fwmark service
+// the caller puts the mark in Virtual as an IPv4 address with port 0 and
+// Protocol 0, as IPVS does.
+//
+// PEData is borrowed: Insert copies it into the table, and no method retains
+// it after returning, so it may point into a packet buffer.
+type TemplateKey struct {
+	Protocol uint8          // IP protocol number; 0 for a fwmark service
+	Client   netip.Addr     // client address AND the service netmask
+	Virtual  netip.AddrPort // virtual address and port
+	PE       uint8          // persistence-engine id; 0 = none
+	PEData   []byte         // engine data (the SIP Call-ID), exact bytes, ≤ MaxPEData
+}
+
+// Hash returns the key's seeded 64-bit hash. The pipeline computes it once
+// per packet and passes it to Templates.LookupHashed, InsertHashed and to the
+// Shared index, which must all be used with the same seed.
+func (k *TemplateKey) Hash(seed uint64) uint64 {
+	c, v := k.Client.As16(), k.Virtual.Addr().As16()
+	h := hashBytes(seed, k.PEData)
+	h = hashAddr(h, &c)
+	h = hashAddr(h, &v)
+	var fam uint64
+	if k.Virtual.Addr().Is4() {
+		fam = 4
+	}
+	return mix(h^wyp1, uint64(k.Virtual.Port())<<24|uint64(k.Protocol)<<16|uint64(k.PE)<<8|fam^wyp0)
+}
+
+// addrLen returns the key's address length (4 or 16), or 0 if the key is
+// malformed: pe data too long, an invalid address, or mixed families.
+func (k *TemplateKey) addrLen() int {
+	v := k.Virtual.Addr()
+	if len(k.PEData) > MaxPEData || !v.IsValid() || !k.Client.IsValid() || k.Client.Is4() != v.Is4() {
+		return 0
+	}
+	if v.Is4() {
+		return 4
+	}
+	return 16
+}
+
+// TemplateState is a template's IPVS state.
+type TemplateState uint8
+
+const (
+	// TemplateNone is a template no reply has been seen for (IPVS "NONE").
+	TemplateNone TemplateState = iota
+	// TemplateAssured is a template a reply has passed through (NAT only).
+	TemplateAssured
+)
+
+func (s TemplateState) String() string {
+	if s == TemplateAssured {
+		return "ASSURED"
+	}
+	return "NONE"
+}
+
+// TemplateInfo describes one template for listings (ipvsadm -Lcn
+// --persistent-conn) and for snapshots restored with Templates.Restore.
+type TemplateInfo struct {
+	Protocol  uint8
+	Client    netip.Addr
+	Virtual   netip.AddrPort
+	Dest      DestID
+	State     TemplateState
+	Timeout   time.Duration // the persistence timeout, restarted on each use
+	Remaining time.Duration // until expiry at the time of the listing
+	Held      uint32        // connections controlled by the template
+	PE        uint8
+	PEData    []byte // a copy, owned by the caller
+}
+
+// Config sizes a Templates table. Memory is allocated once by NewTemplates
+// and never grows; see the package documentation for bytes per entry.
+type Config struct {
+	// Capacity is the maximum number of templates (1…MaxCapacity).
+	Capacity int
+	// ArenaBytes is the budget for keys (addresses and pe data), rounded down
+	// to whole 4 KiB pages. 0 means Capacity × DefaultKeyBytes plus one page
+	// per size class (18 pages: every class may hold a partly used page
+	// without starving the others). When the
+	// arena is full, inserts make room exactly as when the entries are.
+	ArenaBytes int
+	// MinProtectedIdle is how long a protected (used more than once)
+	// template must have been idle before it may be evicted to make room.
+	// 0 means DefaultMinProtectedIdle; a negative value means "any idle time".
+	MinProtectedIdle time.Duration
+	// Seed seeds Lookup/Insert's key hash (TemplateKey.Hash(Seed)).
+	Seed uint64
+	// OnRemove, if set, is told about every removed template.
+	OnRemove RemoveFunc
+}
+
+const (
+	// MaxCapacity is the largest table: entry numbers live in the index's
+	// 24-bit reference field.
+	MaxCapacity = maxIndexRefs
+	// DefaultKeyBytes is the default arena budget per template: 64 bytes fit
+	// an IPv4 key (8 bytes of addresses) with a Call-ID up to 56 bytes, and
+	// the arena's pages are shared by all classes, so shorter IDs leave room
+	// for longer ones.
+	DefaultKeyBytes = 64
+	// makeRoomTries bounds the evictions one insert performs to find an
+	// arena slot of its size class before it gives up as an overflow.
+	makeRoomTries = 8
+)
+
+// Template entry flags.
+const (
+	flagLive uint8 = 1 << iota
+	flagV6
+	flagAssured
+	flagUsed
+)
+
+// tmpl is one template. It holds no pointers, so the garbage collector
+// never scans the entry array. 40 bytes.
+type tmpl struct {
+	expires int64  // monotonic ns
+	hash    uint32 // hashHome of the key hash
+	key     uint32 // arena offset of client addr ‖ virtual addr ‖ pe data
+	timeout uint32 // milliseconds
+	dest    DestID
+	gen     uint32
+	control uint32 // connections held (IPVS n_control)
+	vport   uint16
+	peLen   uint8
+	proto   uint8
+	pe      uint8
+	flags   uint8
+}
+
+func (e *tmpl) alen() int {
+	if e.flags&flagV6 != 0 {
+		return 16
+	}
+	return 4
+}
+
+func (e *tmpl) keyLen() int { return 2*e.alen() + int(e.peLen) }
+
+// TemplateStats are a Templates table's counters. All but Live and Capacity
+// count events since construction.
+type TemplateStats struct {
+	Lookups          uint64
+	Hits             uint64
+	Misses           uint64
+	Inserts          uint64
+	Exists           uint64 // inserts that found a live entry with the key
+	Expired          uint64
+	EvictedProbation uint64
+	EvictedProtected uint64
+	Invalidated      uint64
+	Overflow         uint64 // inserts refused: table full of protected live entries
+	ArenaFull        uint64 // of Overflow: refused for want of an arena slot
+	Invalid          uint64 // inserts with a malformed key
+	Live             uint64
+	Capacity         uint64
+}
+
+// Templates is a per-worker table of persistence templates. It is owned by
+// one goroutine: every method must be called from it (see package doc).
+type Templates struct {
+	ents    []tmpl
+	lists   lists
+	index   index
+	arena   arena
+	cursor  uint32 // next slot Sweep visits
+	minIdle int64
+	seed    uint64
+	onRm    RemoveFunc
+	stats   TemplateStats
+}
+
+// NewTemplates allocates a table for cfg.Capacity templates.
+func NewTemplates(cfg Config) (*Templates, error) {
+	if cfg.Capacity < 1 || cfg.Capacity > MaxCapacity {
+		return nil, fmt.Errorf("templates: %d not in 1…%d: %w", cfg.Capacity, MaxCapacity, ErrCapacity)
+	}
+	ab := cfg.ArenaBytes
+	if ab == 0 {
+		ab = cfg.Capacity*DefaultKeyBytes + arenaClasses*arenaPage
+	}
+	if ab < arenaPage || ab > maxArenaBytes {
+		return nil, fmt.Errorf("templates: arena %d bytes not in %d…%d: %w", ab, arenaPage, maxArenaBytes, ErrArenaBudget)
+	}
+	minIdle := cfg.MinProtectedIdle
+	if minIdle == 0 {
+		minIdle = DefaultMinProtectedIdle
+	}
+	t := &Templates{
+		ents:    make([]tmpl, cfg.Capacity),
+		lists:   newLists(cfg.Capacity),
+		index:   newIndex(cfg.Capacity),
+		arena:   newArena(ab),
+		minIdle: max(int64(minIdle), 0),
+		seed:    cfg.Seed,
+		onRm:    cfg.OnRemove,
+	}
+	t.stats.Capacity = uint64(cfg.Capacity)
+	for i := range t.ents {
+		t.ents[i].gen = 1
+	}
+	return t, nil
+}
+
+// MemoryBytes is the table's total memory, fixed at construction: entries,
+// list links, index and arena.
+func (t *Templates) MemoryBytes() int {
+	return len(t.ents)*int(sizeofTmpl) + t.lists.bytes() + t.index.bytes() + t.arena.bytes()
+}
+
+// Stats returns the counters.
+func (t *Templates) Stats() TemplateStats { return t.stats }
+
+// Seed returns the hash seed Lookup and Insert use.
+func (t *Templates) Seed() uint64 { return t.seed }
+
+// refHome implements homer.
+func (t *Templates) refHome(ref uint32) uint32 { return t.ents[ref].hash }
+
+// find returns the entry holding k, if any.
+func (t *Templates) find(k *TemplateKey, h uint64, alen int) (uint32, bool) {
+	h32, tag := hashHome(h), hashTag(h)
+	x := &t.index
+	for pos := x.home(h32); ; pos = x.next(pos) {
+		s := x.slots[pos]
+		if s == 0 {
+			return 0, false
+		}
+		if s&^indexRefMask != tag {
+			continue
+		}
+		i := s&indexRefMask - 1
+		if e := &t.ents[i]; e.hash == h32 && t.match(e, k, alen) {
+			return i, true
+		}
+	}
+}
+
+func (t *Templates) match(e *tmpl, k *TemplateKey, alen int) bool {
+	if e.vport != k.Virtual.Port() || e.proto != k.Protocol || e.pe != k.PE ||
+		int(e.peLen) != len(k.PEData) || e.alen() != alen {
+		return false
+	}
+	b := t.arena.mem[e.key : e.key+uint32(2*alen+len(k.PEData))]
+	if alen == 4 {
+		c, v := k.Client.As4(), k.Virtual.Addr().As4()
+		if [4]byte(b[0:4]) != c || [4]byte(b[4:8]) != v {
+			return false
+		}
+	} else {
+		c, v := k.Client.As16(), k.Virtual.Addr().As16()
+		if [16]byte(b[0:16]) != c || [16]byte(b[16:32]) != v {
+			return false
+		}
+	}
+	return bytes.Equal(b[2*alen:], k.PEData)
+}
+
+// Lookup finds the live template for k. An expired template is removed and
+// reported as a miss. A hit does not count as a use: call Touch once the
+// destination has been validated (IPVS restarts a template's timer only when
+// it is used for a connection), or Invalidate it.
+func (t *Templates) Lookup(k *TemplateKey, now int64) (Ref, DestID, bool) {
+	return t.LookupHashed(k, k.Hash(t.seed), now)
+}
+
+// LookupHashed is Lookup with h = k.Hash(t.Seed()) computed by the caller.
+func (t *Templates) LookupHashed(k *TemplateKey, h uint64, now int64) (Ref, DestID, bool) {
+	t.stats.Lookups++
+	alen := k.addrLen()
+	if alen != 0 {
+		if i, ok := t.find(k, h, alen); ok {
+			if !t.expired(i, now) {
+				t.stats.Hits++
+				e := &t.ents[i]
+				return Ref{i, e.gen}, e.dest, true
+			}
+			t.drop(i, RemoveExpired)
+		}
+	}
+	t.stats.Misses++
+	return Ref{}, 0, false
+}
+
+// Insert adds a template for k pointing at dest, with a persistence timeout
+// restarted by every Touch. On InsertExists the live template's Ref is
+// returned unchanged. Insert never grows the table: when it is full it
+// makes room by the segmented-LRU policy or returns InsertOverflow.
+func (t *Templates) Insert(k *TemplateKey, dest DestID, timeout time.Duration, now int64) (Ref, InsertResult) {
+	return t.insert(k, k.Hash(t.seed), dest, TemplateNone, timeout, timeout, now)
+}
+
+// InsertHashed is Insert with h = k.Hash(t.Seed()) computed by the caller.
+func (t *Templates) InsertHashed(k *TemplateKey, h uint64, dest DestID, timeout time.Duration, now int64) (Ref, InsertResult) {
+	return t.insert(k, h, dest, TemplateNone, timeout, timeout, now)
+}
+
+// Restore re-creates a template from a snapshot (TemplateInfo): it expires
+// after remaining, then its timeout applies again on each use. Restored
+// templates start in the probation segment, like new ones.
+func (t *Templates) Restore(info *TemplateInfo, now int64) (Ref, InsertResult) {
+	k := TemplateKey{Protocol: info.Protocol, Client: info.Client, Virtual: info.Virtual, PE: info.PE, PEData: info.PEData}
+	return t.insert(&k, k.Hash(t.seed), info.Dest, info.State, info.Timeout, info.Remaining, now)
+}
+
+func (t *Templates) insert(k *TemplateKey, h uint64, dest DestID, st TemplateState, timeout, remaining time.Duration, now int64) (Ref, InsertResult) {
+	alen := k.addrLen()
+	if alen == 0 {
+		t.stats.Invalid++
+		return Ref{}, InsertInvalid
+	}
+	if i, ok := t.find(k, h, alen); ok {
+		if !t.expired(i, now) {
+			t.stats.Exists++
+			return Ref{i, t.ents[i].gen}, InsertExists
+		}
+		t.drop(i, RemoveExpired)
+	}
+	klen := 2*alen + len(k.PEData)
+	var off uint32
+	for try := 0; ; try++ {
+		if try == makeRoomTries {
+			t.stats.Overflow++
+			t.stats.ArenaFull++
+			return Ref{}, InsertOverflow
+		}
+		if t.lists.n[segFree] == 0 {
+			if !t.lists.makeRoom(t, now, t.minIdle) {
+				t.stats.Overflow++
+				return Ref{}, InsertOverflow
+			}
+			continue
+		}
+		var ok bool
+		if off, ok = t.arena.alloc(klen); ok {
+			break
+		}
+		if !t.lists.makeRoom(t, now, t.minIdle) {
+			t.stats.Overflow++
+			t.stats.ArenaFull++
+			return Ref{}, InsertOverflow
+		}
+	}
+	i, _ := t.lists.back(segFree)
+	t.lists.move(i, segProbation)
+	b := t.arena.mem[off : off+uint32(klen)]
+	if alen == 4 {
+		c, v := k.Client.As4(), k.Virtual.Addr().As4()
+		copy(b[0:4], c[:])
+		copy(b[4:8], v[:])
+	} else {
+		c, v := k.Client.As16(), k.Virtual.Addr().As16()
+		copy(b[0:16], c[:])
+		copy(b[16:32], v[:])
+	}
+	copy(b[2*alen:], k.PEData)
+	e := &t.ents[i]
+	flags := flagLive
+	if alen == 16 {
+		flags |= flagV6
+	}
+	if st == TemplateAssured {
+		flags |= flagAssured
+	}
+	*e = tmpl{
+		expires: now + int64(timeoutMillis(remaining))*int64(time.Millisecond),
+		hash:    hashHome(h),
+		key:     off,
+		timeout: timeoutMillis(timeout),
+		dest:    dest,
+		gen:     e.gen,
+		vport:   k.Virtual.Port(),
+		peLen:   uint8(len(k.PEData)),
+		proto:   k.Protocol,
+		pe:      k.PE,
+		flags:   flags,
+	}
+	t.index.add(h, i)
+	t.stats.Inserts++
+	t.stats.Live++
+	return Ref{i, e.gen}, Inserted
+}
+
+// entry returns the live entry r refers to, or nil for a stale Ref.
+func (t *Templates) entry(r Ref) *tmpl {
+	if r.slot >= uint32(len(t.ents)) {
+		return nil
+	}
+	e := &t.ents[r.slot]
+	if e.gen != r.gen || e.flags&flagLive == 0 {
+		return nil
+	}
+	return e
+}
+
+// Touch records a use of the template: its timeout restarts from now and it
+// becomes eligible for the protected segment. It reports false for a stale
+// Ref.
+func (t *Templates) Touch(r Ref, now int64) bool {
+	e := t.entry(r)
+	if e == nil {
+		return false
+	}
+	e.expires = now + int64(e.timeout)*int64(time.Millisecond)
+	e.flags |= flagUsed
+	return true
+}
+
+// Dest returns the template's destination, or false for a stale Ref.
+func (t *Templates) Dest(r Ref) (DestID, bool) {
+	if e := t.entry(r); e != nil {
+		return e.dest, true
+	}
+	return 0, false
+}
+
+// SetAssured marks the template ASSURED (a reply passed through a
+// connection it controls).
+func (t *Templates) SetAssured(r Ref) bool {
+	e := t.entry(r)
+	if e == nil {
+		return false
+	}
+	e.flags |= flagAssured
+	return true
+}
+
+// Hold records that a connection is controlled by the template (IPVS
+// ip_vs_control_add). A held template never expires or is evicted: at its
+// expiry it is re-armed for HoldRearm. It reports false for a stale Ref.
+func (t *Templates) Hold(r Ref) bool {
+	e := t.entry(r)
+	if e == nil {
+		return false
+	}
+	e.control++
+	return true
+}
+
+// Release undoes one Hold. A stale Ref (the template was invalidated
+// meanwhile) is ignored and reported false.
+func (t *Templates) Release(r Ref) bool {
+	e := t.entry(r)
+	if e == nil || e.control == 0 {
+		return false
+	}
+	e.control--
+	return true
+}
+
+// Invalidate removes the template at once (IPVS re-keys an invalid template
+// so it never matches again; here it simply leaves the table), even if held:
+// the controlling connections' Refs become stale. It reports false for a
+// stale Ref.
+func (t *Templates) Invalidate(r Ref) bool {
+	if t.entry(r) == nil {
+		return false
+	}
+	t.drop(r.slot, RemoveInvalidated)
+	return true
+}
+
+// Sweep visits up to budget entry slots, round-robin, and removes expired
+// templates; it returns how many it removed. The worker calls it once per
+// batch, so the whole table is visited every Capacity/budget batches.
+func (t *Templates) Sweep(now int64, budget int) int {
+	n := 0
+	for range min(budget, len(t.ents)) {
+		i := t.cursor
+		if t.cursor++; t.cursor == uint32(len(t.ents)) {
+			t.cursor = 0
+		}
+		if t.ents[i].flags&flagLive != 0 && t.expired(i, now) {
+			t.drop(i, RemoveExpired)
+			n++
+		}
+	}
+	return n
+}
+
+// AppendInfo appends a description of every live template to dst. It visits
+// the whole table and allocates the PEData copies: a control-plane call.
+func (t *Templates) AppendInfo(dst []TemplateInfo, now int64) []TemplateInfo {
+	for i := range t.ents {
+		e := &t.ents[i]
+		if e.flags&flagLive == 0 || now >= e.expires && e.control == 0 {
+			continue
+		}
+		alen := e.alen()
+		b := t.arena.mem[e.key : e.key+uint32(e.keyLen())]
+		var c, v netip.Addr
+		if alen == 4 {
+			c, v = netip.AddrFrom4([4]byte(b[0:4])), netip.AddrFrom4([4]byte(b[4:8]))
+		} else {
+			c, v = netip.AddrFrom16([16]byte(b[0:16])), netip.AddrFrom16([16]byte(b[16:32]))
+		}
+		st := TemplateNone
+		if e.flags&flagAssured != 0 {
+			st = TemplateAssured
+		}
+		dst = append(dst, TemplateInfo{
+			Protocol:  e.proto,
+			Client:    c,
+			Virtual:   netip.AddrPortFrom(v, e.vport),
+			Dest:      e.dest,
+			State:     st,
+			Timeout:   time.Duration(e.timeout) * time.Millisecond,
+			Remaining: time.Duration(max(e.expires-now, 0)),
+			Held:      e.control,
+			PE:        e.pe,
+			PEData:    bytes.Clone(b[2*alen:]),
+		})
+	}
+	return dst
+}
+
+// expired implements victims: it reports whether live entry i is past its
+// expiry, re-arming it instead when it is held.
+func (t *Templates) expired(i uint32, now int64) bool {
+	e := &t.ents[i]
+	if now < e.expires {
+		return false
+	}
+	if e.control > 0 {
+		e.expires = now + int64(HoldRearm)
+		return false
+	}
+	return true
+}
+
+// used implements victims.
+func (t *Templates) used(i uint32) bool {
+	e := &t.ents[i]
+	u := e.flags&flagUsed != 0 || e.control > 0
+	e.flags &^= flagUsed
+	return u
+}
+
+// idle implements victims.
+func (t *Templates) idle(i uint32, now int64) int64 {
+	e := &t.ents[i]
+	return now - (e.expires - int64(e.timeout)*int64(time.Millisecond))
+}
+
+// drop implements victims: it removes live entry i.
+func (t *Templates) drop(i uint32, reason RemoveReason) {
+	e := &t.ents[i]
+	t.index.remove(e.hash, i, t)
+	t.arena.free(e.key, e.keyLen())
+	t.lists.move(i, segFree)
+	dest := e.dest
+	gen := e.gen + 1
+	if gen == 0 {
+		gen = 1
+	}
+	*e = tmpl{gen: gen}
+	t.stats.Live--
+	switch reason {
+	case RemoveExpired:
+		t.stats.Expired++
+	case RemoveEvictedProbation:
+		t.stats.EvictedProbation++
+	case RemoveEvictedProtected:
+		t.stats.EvictedProtected++
+	case RemoveInvalidated:
+		t.stats.Invalidated++
+	}
+	if t.onRm != nil {
+		t.onRm(dest, reason)
+	}
+}
