@@ -10,7 +10,9 @@ import (
 // This file reproduces the C library conversions ipvsadm relies on, so
 // that xvs accepts exactly the numbers and addresses ipvsadm accepts.
 
-func isCSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' }
+func isCSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
