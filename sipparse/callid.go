@@ -58,17 +58,17 @@ const (
 
 var statusNames = [NumStatus]string{
 	StatusOK:           "ok",
-	StatusNotSIP:       "not-sip",
+	StatusNotSIP:       "not_sip",
 	StatusKeepalive:    "keepalive",
-	StatusNoCallID:     "no-call-id",
+	StatusNoCallID:     "no_call_id",
 	StatusEmpty:        "empty",
-	StatusTooLong:      "too-long",
+	StatusTooLong:      "too_long",
 	StatusUnterminated: "unterminated",
-	StatusBadChar:      "bad-char",
-	StatusScanLimit:    "scan-limit",
+	StatusBadChar:      "bad_char",
+	StatusScanLimit:    "scan_limit",
 }
 
-// String returns the metric label of s, e.g. "no-call-id".
+// String returns the metric label of s, e.g. "no_call_id".
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
 		return statusNames[s]

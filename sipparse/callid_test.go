@@ -209,7 +209,7 @@ func TestStatusNames(t *testing.T) {
 	if got := sipparse.Status(sipparse.NumStatus).String(); got != "invalid" {
 		t.Errorf("out-of-range status = %q", got)
 	}
-	if sipparse.StatusOK.String() != "ok" || sipparse.StatusNoCallID.String() != "no-call-id" {
+	if sipparse.StatusOK.String() != "ok" || sipparse.StatusNoCallID.String() != "no_call_id" {
 		t.Error("metric labels changed")
 	}
 }
