@@ -63,20 +63,27 @@ func fold(s uint64) uint16 {
 	return uint16(s)
 }
 
-// delta returns the ones' complement difference new - old of two sums of
-// 16-bit words, as the m' + ~m term of RFC 1624 eqn. 3. An unchanged sum
-// gives +0 (never -0, 0xFFFF), so applying a no-op keeps a checksum field
-// byte for byte.
-func delta(old, new uint64) uint64 {
-	d := fold(new + uint64(^fold(old)))
-	if d == 0xFFFF {
-		d = 0
+// replace returns the RFC 1624 eqn. 3 term ~m + m' for the 16-bit words of
+// old replaced by those of new (equal even lengths): Σ(0xFFFF - old) + Σ new,
+// left unfolded. For up to 16 words it stays below 2^22.
+func replace(old, new []byte) uint64 {
+	var d uint64
+	for i := 0; i+3 < len(old); i += 4 {
+		o, n := be32(old[i:]), be32(new[i:])
+		d += 2*0xFFFF - uint64(o>>16) - uint64(o&0xFFFF) + uint64(n>>16) + uint64(n&0xFFFF)
 	}
-	return uint64(d)
+	return d
 }
 
-// update applies a delta to the checksum field hc: HC' = ~(~HC + ~m + m').
-func update(hc uint16, d uint64) uint16 { return ^fold(uint64(^hc) + d) }
+// update applies an unfolded replace term d (below 2^32 - 2^16) to the
+// checksum field hc: HC' = ~(~HC + ~m + m'). A valid checksum (never 0xFFFF
+// for IPv4 headers and TCP) stays the unique representative of its value.
+func update(hc uint16, d uint64) uint16 {
+	s := uint64(^hc) + d
+	s = s&0xFFFF + s>>16
+	s = s&0xFFFF + s>>16
+	return ^uint16(s)
+}
 
 // words sums the big-endian 16-bit words of an even-length b.
 func words(b []byte) uint64 {

@@ -61,7 +61,7 @@ func (p *Parsed) rewrite(b []byte, addr netip.Addr, port uint16, dst bool) bool 
 	if (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment) || p.End > len(b) {
 		return false
 	}
-	var d uint64 // pseudo-header delta
+	var d uint64 // pseudo-header change, ~m + m' (see replace)
 	switch {
 	case p.Version == 4 && addr.Is4():
 		off := p.L3Off + ipv4SrcOff
@@ -70,7 +70,7 @@ func (p *Parsed) rewrite(b []byte, addr netip.Addr, port uint16, dst bool) bool 
 		}
 		a := addr.As4()
 		f := b[off : off+4]
-		d = delta(words(f), words(a[:]))
+		d = replace(f, a[:])
 		copy(f, a[:])
 		c := b[p.L3Off+ipv4ChecksumOff:]
 		binary.BigEndian.PutUint16(c, update(be16(c), d))
@@ -81,7 +81,7 @@ func (p *Parsed) rewrite(b []byte, addr netip.Addr, port uint16, dst bool) bool 
 		}
 		a := addr.As16()
 		f := b[off : off+16]
-		d = delta(words(f), words(a[:]))
+		d = replace(f, a[:])
 		copy(f, a[:])
 	default:
 		return false
@@ -103,9 +103,7 @@ func (p *Parsed) rewrite(b []byte, addr netip.Addr, port uint16, dst bool) bool 
 	}
 	old := be16(b[poff:])
 	binary.BigEndian.PutUint16(b[poff:], port)
-	if d = uint64(fold(d + delta(uint64(old), uint64(port)))); d == 0xFFFF {
-		d = 0 // keep the no-op delta +0, as delta does
-	}
+	d += 0xFFFF - uint64(old) + uint64(port)
 	switch p.Proto {
 	case ProtoUDP:
 		c := b[p.L4Off+udpChecksumOff:]
