@@ -109,11 +109,12 @@ const (
 	// MaxCapacity is the largest table: entry numbers live in the index's
 	// 24-bit reference field.
 	MaxCapacity = maxIndexRefs
-	// DefaultKeyBytes is the default arena budget per template: 64 bytes fit
-	// an IPv4 key (8 bytes of addresses) with a Call-ID up to 56 bytes, and
-	// the arena's pages are shared by all classes, so shorter IDs leave room
-	// for longer ones.
-	DefaultKeyBytes = 64
+	// DefaultKeyBytes is the default arena budget per template: 48 bytes
+	// fit an IPv4 key (8 bytes of addresses) with a Call-ID of up to 40 bytes,
+	// and the arena's pages are shared by all classes, so shorter Call-IDs
+	// leave room for longer ones: the mean key must fit, not every key. Size
+	// Config.ArenaBytes up for IPv6 or for longer Call-IDs.
+	DefaultKeyBytes = 48
 	// makeRoomTries bounds the evictions one insert performs to find an
 	// arena slot of its size class before it gives up as an overflow.
 	makeRoomTries = 8

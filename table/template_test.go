@@ -26,8 +26,8 @@ func callID(r *rand.Rand, n int) []byte {
 		return fmt.Appendf(nil, "%08x-%04x-%04x-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
 	case 2: // Kamailio/SER style with address
 		return fmt.Appendf(nil, "%d-%d@192.168.%d.%d", r.Uint32(), n, n%256, r.IntN(256))
-	default: // sipp style
-		return fmt.Appendf(nil, "%d-%d@10.%d.%d.%d", n, r.IntN(100000), r.IntN(256), r.IntN(256), r.IntN(256))
+	default: // Cisco/Microsoft style: UUID at the UA's address
+		return fmt.Appendf(nil, "%08x-%04x-%04x-%04x-%012x@10.%d.%d.%d", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff, r.IntN(256), r.IntN(256), r.IntN(256))
 	}
 }
 
