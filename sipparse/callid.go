@@ -1,6 +1,9 @@
 package sipparse
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/binary"
+)
 
 const (
 	// MaxCallIDLen is the longest Call-ID returned, in bytes. It is IPVS's
@@ -300,9 +303,7 @@ func (s *scanner) search(i int) (lo, hi int, st Status) {
 func (s *scanner) value(p int) (lo, hi int, st Status) {
 	b := s.b
 	v := s.skipLWS(p)
-	i := v
-	for lim := min(len(b), v+MaxCallIDLen+1); i < lim && isValue(b[i]); i++ {
-	}
+	i := valueEnd(b, v, min(len(b), v+MaxCallIDLen+1))
 	if i-v > MaxCallIDLen {
 		return 0, 0, StatusTooLong
 	}
@@ -337,4 +338,29 @@ func (s *scanner) value(p int) (lo, hi int, st Status) {
 		}
 	}
 	return v, i, StatusOK
+}
+
+// SWAR constants: one byte value repeated in every byte of a word.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// valueEnd returns the offset of the first byte of b[i:lim] that is not
+// visible ASCII (0x21..0x7E), or lim. It tests eight bytes per step: a word
+// has a byte below 0x21 iff (x - 0x21…) &^ x & 0x80… is non-zero, and a byte
+// above 0x7E iff ((x + 0x01…) | x) & 0x80… is (bit-twiddling "hasless" and
+// "hasmore"; both are exact as booleans). A word with such a byte is then
+// walked byte by byte.
+func valueEnd(b []byte, i, lim int) int {
+	for ; i+8 <= lim; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if ((x-0x21*ones)&^x|((x+ones)|x))&highs != 0 {
+			break
+		}
+	}
+	for i < lim && isValue(b[i]) {
+		i++
+	}
+	return i
 }

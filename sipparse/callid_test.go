@@ -274,3 +274,31 @@ func TestTortureMessages(t *testing.T) {
 		t.Errorf("read %d messages, want 37", n)
 	}
 }
+
+// TestValueBytes puts every byte value at every position of a 20-byte
+// Call-ID, covering both the eight-byte and the byte-by-byte checks.
+func TestValueBytes(t *testing.T) {
+	for c := range 256 {
+		for pos := range 20 {
+			v := []byte(strings.Repeat("k", 20))
+			v[pos] = byte(c)
+			p := append([]byte("BYE sip:a SIP/2.0\r\nCall-ID: "), v...)
+			p = append(p, "\r\n\r\n"...)
+			id, ok := sipparse.CallID(p)
+			visible := c >= 0x21 && c <= 0x7e
+			if (c == ' ' || c == '\t') && (pos == 0 || pos == len(v)-1) {
+				// Leading and trailing whitespace is LWS, not value.
+				if want := bytes.Trim(v, " \t"); !ok || !bytes.Equal(id, want) {
+					t.Fatalf("byte %#x at %d: %q, %v; want %q", c, pos, id, ok, want)
+				}
+				continue
+			}
+			switch {
+			case visible && (!ok || !bytes.Equal(id, v)):
+				t.Fatalf("byte %#x at %d: %q, %v; want the value", c, pos, id, ok)
+			case !visible && ok:
+				t.Fatalf("byte %#x at %d: accepted %q", c, pos, id)
+			}
+		}
+	}
+}
