@@ -293,6 +293,13 @@ func TestValueBytes(t *testing.T) {
 				}
 				continue
 			}
+			if c == '\n' {
+				// LF ends the line (and the value) in a CRLF message.
+				if ok != (pos > 0) || !bytes.Equal(id, v[:pos]) {
+					t.Fatalf("LF at %d: %q, %v; want %q", pos, id, ok, v[:pos])
+				}
+				continue
+			}
 			switch {
 			case visible && (!ok || !bytes.Equal(id, v)):
 				t.Fatalf("byte %#x at %d: %q, %v; want the value", c, pos, id, ok)
