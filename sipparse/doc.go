@@ -54,11 +54,13 @@
 // # Differences from the Linux kernel
 //
 // The kernel's SIP persistence engine (ip_vs_pe_sip.c get_callid with
-// nf_conntrack_sip.c ct_sip_get_header and callid_len) differs as follows. The
-// rule of thumb: every value the kernel accepts, sipparse accepts with the
-// same bytes, except where the kernel's value depends on the message body or on
-// a later duplicate header; sipparse also accepts well-formed messages the
-// kernel drops.
+// nf_conntrack_sip.c ct_sip_get_header and callid_len; the current iswordc,
+// which accepts ' and rejects ,) differs as follows. In short: when the kernel
+// takes a Call-ID from the first Call-ID header of the header section,
+// sipparse returns the same bytes, unless that value is ended by a bare CR
+// inside a CRLF/LF message or lies beyond MaxScan; and sipparse also accepts
+// well-formed messages the kernel drops (trailing whitespace, characters
+// outside "word", decoy headers before the Call-ID).
 //
 //	case                                   kernel                        sipparse                      why
 //	value charset                          iswordc: alnum and            0x21..0x7E                     opaque key; the kernel's set is RFC 3261
