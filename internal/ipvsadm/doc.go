@@ -61,7 +61,9 @@
 //     space). Ordinary Call-IDs print identically.
 //   - Persistence-engine names are cut at 15 bytes (ipvsadm copies 16 and
 //     may leave them unterminated). "-b ," is "invalid scheduler flag"
-//     (ipvsadm crashes).
+//     (ipvsadm crashes). flag-3 on an sh or mh service is listed and saved
+//     as "flag-3"; ipvsadm prints nothing for it and writes a -S line
+//     ending in "-b " that cannot be restored.
 //   - The xvs extension --pe-strict (with -A/-E, needs --pe) drops packets
 //     the engine cannot key instead of falling back to client-address
 //     persistence. -S saves it after --pe so rules round-trip; -L does not

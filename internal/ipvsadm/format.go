@@ -102,9 +102,11 @@ func schedFlagsString(sched string, f SchedFlags) string {
 	case "sh":
 		add(SchedFlag1, "sh-fallback")
 		add(SchedFlag2, "sh-port")
+		add(SchedFlag3, "flag-3") // ipvsadm prints nothing, so -S lost it
 	case "mh":
 		add(SchedFlag1, "mh-fallback")
 		add(SchedFlag2, "mh-port")
+		add(SchedFlag3, "flag-3")
 	default:
 		add(SchedFlag1, "flag-1")
 		add(SchedFlag2, "flag-2")
@@ -150,62 +152,70 @@ func appendTitle(b []byte, f Format) []byte {
 		"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"...)
 }
 
-// saveServiceName is the "-t host:port" part of -S lines.
-func saveServiceName(s ServiceView, numeric bool, n Names) string {
-	return s.Protocol.Flag() + " " + addrPortName(s.Addr, s.Port, s.Protocol, numeric, n)
+// saveServiceArgs are the "-t host:port" arguments of -S lines.
+func saveServiceArgs(s ServiceView, numeric bool, n Names) []string {
+	return []string{s.Protocol.Flag(), addrPortName(s.Addr, s.Port, s.Protocol, numeric, n)}
 }
 
-// saveServiceLine returns ipvsadm -S's "-A …" line, without newline.
-func saveServiceLine(s ServiceView, n Names) string { return saveServiceLineFmt(s, true, n) }
+// saveServiceLine returns ipvsadm -S -n's "-A …" arguments.
+func saveServiceLine(s ServiceView, n Names) []string { return saveServiceLineFmt(s, true, n) }
 
-func saveServiceLineFmt(s ServiceView, numeric bool, n Names) string {
-	b := []byte("-A " + saveServiceName(s, numeric, n) + " -s " + s.Scheduler)
+func saveServiceLineFmt(s ServiceView, numeric bool, n Names) []string {
+	a := append([]string{"-A"}, saveServiceArgs(s, numeric, n)...)
+	a = append(a, "-s", s.Scheduler)
 	if s.Persistent {
-		b = append(b, " -p "...)
-		b = append(b, utoa(uint64(s.Timeout))...)
+		a = append(a, "-p", utoa(uint64(s.Timeout)))
 		if m := maskString(s); m != "" {
-			b = append(b, " -M "...)
-			b = append(b, m...)
+			a = append(a, "-M", m)
 		}
 	}
 	if s.PE != "" {
-		b = append(b, " --pe "...)
-		b = append(b, s.PE...)
+		a = append(a, "--pe", s.PE)
 	}
 	if s.PEStrict {
-		b = append(b, " --pe-strict"...)
+		a = append(a, "--pe-strict")
 	}
 	if s.OnePacket {
-		b = append(b, " -o"...)
+		a = append(a, "-o")
 	}
 	if s.SchedFlags&(SchedFlag1|SchedFlag2|SchedFlag3) != 0 {
-		b = append(b, " -b "...)
-		b = append(b, schedFlagsString(s.Scheduler, s.SchedFlags)...)
+		a = append(a, "-b", schedFlagsString(s.Scheduler, s.SchedFlags))
 	}
-	return string(b)
+	return a
 }
 
 var tunCsumOpts = [...]string{"--tun-nocsum", "--tun-csum", "--tun-remcsum"}
 var tunCsumInfo = [...]string{"-c", "+c", "r+c"}
 
-func saveDestLine(s ServiceView, d DestView, n Names) string {
+func saveDestLine(s ServiceView, d DestView, n Names) []string {
 	return saveDestLineFmt(s, d, true, n)
 }
 
-// saveDestLineFmt returns ipvsadm -S's "-a …" line, without newline.
-func saveDestLineFmt(s ServiceView, d DestView, numeric bool, n Names) string {
-	line := fmt.Sprintf("-a %s -r %s %s -w %d", saveServiceName(s, numeric, n),
-		addrPortName(d.Addr, d.Port, s.Protocol, numeric, n), d.Forward.Flag(), d.Weight)
+// saveDestLineFmt returns ipvsadm -S's "-a …" arguments.
+func saveDestLineFmt(s ServiceView, d DestView, numeric bool, n Names) []string {
+	a := append([]string{"-a"}, saveServiceArgs(s, numeric, n)...)
+	a = append(a, "-r", addrPortName(d.Addr, d.Port, s.Protocol, numeric, n), d.Forward.Flag(), "-w", utoa(uint64(d.Weight)))
 	if d.Forward != Tunnel {
-		return line
+		return a
 	}
 	switch d.TunnelType {
 	case GRE:
-		return line + " --tun-type gre " + tunCsumOpts[d.TunnelCsum%3]
+		return append(a, "--tun-type", "gre", tunCsumOpts[d.TunnelCsum%3])
 	case GUE:
-		return fmt.Sprintf("%s --tun-type gue --tun-port %d %s", line, d.TunnelPort, tunCsumOpts[d.TunnelCsum%3])
+		return append(a, "--tun-type", "gue", "--tun-port", utoa(uint64(d.TunnelPort)), tunCsumOpts[d.TunnelCsum%3])
 	}
-	return line + " --tun-type ipip"
+	return append(a, "--tun-type", "ipip")
+}
+
+// appendArgs appends a -S line: the arguments joined by spaces.
+func appendArgs(b []byte, args []string) []byte {
+	for i, a := range args {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, a...)
+	}
+	return append(b, '\n')
 }
 
 func tunInfo(d DestView) string {
@@ -230,11 +240,9 @@ func appendServiceEntry(b []byte, s ServiceView, f Format, save bool, n Names) [
 		dests = SortDests(dests)
 	}
 	if save {
-		b = append(b, saveServiceLineFmt(s, f.Numeric, n)...)
-		b = append(b, '\n')
+		b = appendArgs(b, saveServiceLineFmt(s, f.Numeric, n))
 		for _, d := range dests {
-			b = append(b, saveDestLineFmt(s, d, f.Numeric, n)...)
-			b = append(b, '\n')
+			b = appendArgs(b, saveDestLineFmt(s, d, f.Numeric, n))
 		}
 		return b
 	}

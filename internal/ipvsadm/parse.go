@@ -760,12 +760,13 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Argv returns the -A/-a line of a service or destination command as
-// ipvsadm -S -n would write it, split into arguments: the inverse of Parse
-// for AddService, EditService, AddServer and EditServer (with Kind's
-// option). It returns nil for other kinds.
+// Argv returns the arguments of a service or destination command as
+// ipvsadm -S -n writes them (with -E/-e for edits, and -x/-y, which -S does
+// not save, appended when set): the inverse of Parse for AddService,
+// EditService, AddServer and EditServer. Like -S it omits -M for a
+// non-persistent service. It returns nil for other kinds.
 func (c Command) Argv() []string {
-	var line string
+	var f []string
 	svc := ServiceView{
 		Protocol: c.Service.Protocol, Addr: c.Service.Addr, Port: c.Service.Port,
 		Scheduler: c.Service.Scheduler, SchedFlags: c.Service.SchedFlags,
@@ -776,15 +777,14 @@ func (c Command) Argv() []string {
 	names := Names{}
 	switch c.Kind {
 	case AddService, EditService:
-		line = saveServiceLine(svc, names)
+		f = saveServiceLine(svc, names)
 	case AddServer, EditServer:
 		d := c.Dest
-		line = saveDestLine(svc, DestView{Addr: d.Addr.Addr(), Port: d.Addr.Port(), Forward: d.Forward,
+		f = saveDestLine(svc, DestView{Addr: d.Addr.Addr(), Port: d.Addr.Port(), Forward: d.Forward,
 			Weight: d.Weight, TunnelType: d.TunnelType, TunnelPort: d.TunnelPort, TunnelCsum: d.TunnelCsum}, names)
 	default:
 		return nil
 	}
-	f := strings.Fields(line)
 	switch c.Kind {
 	case EditService:
 		f[0] = "-E"

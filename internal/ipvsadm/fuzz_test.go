@@ -1,0 +1,52 @@
+package ipvsadm
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParse feeds argv lists (arguments separated by NUL bytes) to Parse.
+// It must not panic, every error must be a *UsageError with an ipvsadm exit
+// status, and a parsed service or destination command must re-format (as
+// its -S line) to arguments that parse to the same service and destination.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"-A -u 10.4.3.192:5060 -p 60 -M 0.0.0.0 -o --pe sip",
+		"-a -u 10.4.3.192:5060 -r 192.168.1.10 -m -w 0",
+		"-Lcn --persistent-conn",
+		"-A -u [2001:db8::1]:5060 -p -M 64 --pe sip --pe-strict",
+		"-e -t 10.1:http -r [2001:db8::2] -i --tun-type gue --tun-port 6080 --tun-remcsum",
+		"-A -t 010.0.0.1:80 -s sh -b sh-fallback,sh-port",
+		"--set 900 120 300",
+		"-A -t [10.0.0.1]:80 -p",
+	} {
+		f.Add(strings.ReplaceAll(s, " ", "\x00"))
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		args := strings.Split(in, "\x00")
+		c, err := Parse(args)
+		if err != nil {
+			ue, ok := err.(*UsageError)
+			if !ok || (ue.Code != ExitUsage && ue.Code != ExitPopt) || (!ue.TryHelp && ue.Msg == "") {
+				t.Fatalf("Parse(%q): bad error %#v", args, err)
+			}
+			return
+		}
+		argv := c.Argv()
+		if argv == nil {
+			return
+		}
+		c2, err := Parse(argv)
+		if err != nil {
+			t.Fatalf("Parse(%q) ok, but its -S form %q fails: %v", args, argv, err)
+		}
+		want := c.Service
+		if !want.Persistent {
+			// -S drops -M of non-persistent services, as ipvsadm does.
+			want.Netmask = c2.Service.Netmask
+		}
+		if c2.Kind != c.Kind || c2.Service != want || c2.Dest != c.Dest {
+			t.Fatalf("Parse(%q) = %+v\nits -S form %q parses to %+v", args, c, argv, c2)
+		}
+	})
+}
