@@ -16,8 +16,8 @@ const (
 	// MaxScan is how many leading bytes of a datagram are examined. The
 	// header section of a SIP message sent over UDP is far shorter (RFC 3261
 	// §18.1.1 moves requests within 200 bytes of the path MTU, about 1300
-	// bytes, to TCP; the largest header section in the shared captures is
-	// under 1 KiB), while a reassembled datagram can be 64 KiB. The bound
+	// bytes, to TCP; carrier INVITEs with long Via/Record-Route stacks stay
+	// within a few KiB), while a reassembled datagram can be 64 KiB. The bound
 	// caps the work per packet, and the number of lines visited (at most
 	// MaxScan/2), whatever a sender puts in the datagram. A Call-ID beyond it
 	// is reported as StatusScanLimit, so an operator can see it happen.
