@@ -10,7 +10,7 @@ import (
 // IPVSVersion is the IPVS version ipvsadm reports (IP_VS_VERSION_CODE).
 const IPVSVersion = "1.2.1"
 
-// Banner is the first line of -L: "IP Virtual Server version 1.2.1
+// AppendBanner appends the first line of -L: "IP Virtual Server version 1.2.1
 // (size=4096)". size <= 0 means DefaultConnTableSize.
 func AppendBanner(b []byte, size int) []byte {
 	if size <= 0 {
