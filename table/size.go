@@ -3,3 +3,5 @@ package table
 import "unsafe"
 
 const sizeofTmpl = unsafe.Sizeof(tmpl{})
+
+const sizeofConn = unsafe.Sizeof(conn{})
