@@ -2,21 +2,23 @@ package table
 
 import "encoding/binary"
 
-// The arena stores variable-length template keys (addresses and pe data) in
+// The arena stores the tails of long template keys (the bytes beyond the
+// entry's inline part) in
 // size-class slots carved from a fixed byte budget, like a slab allocator:
 // the budget is cut into arenaPage pages; a page serves one size class at a
 // time and returns to the free pool as soon as its last slot is freed, so a
 // shift in the Call-ID length distribution re-balances the classes.
 const (
-	// arenaGrain is the size-class step: classes are 16, 32, …, 288 bytes,
-	// so rounding wastes 7.5 bytes per key on average.
+	// arenaGrain is the size-class step: classes are 16, 32, …, 240 bytes,
+	// so rounding wastes 7.5 bytes per tail on average.
 	arenaGrain = 16
-	// arenaMaxKey is the largest stored key: two IPv6 addresses (32 bytes)
-	// and the largest pe data (MaxPEData = 255 bytes), rounded up to a grain.
-	arenaMaxKey  = (2*16 + MaxPEData + arenaGrain - 1) / arenaGrain * arenaGrain
+	// arenaMaxKey is the largest stored tail: two IPv6 addresses (32 bytes)
+	// and the largest pe data (MaxPEData = 255 bytes) less the inline part,
+	// rounded up to a grain.
+	arenaMaxKey  = (2*16 + MaxPEData - inlineKey + arenaGrain - 1) / arenaGrain * arenaGrain
 	arenaClasses = arenaMaxKey / arenaGrain
 	// arenaPage is the unit a class takes from or gives back to the pool.
-	// 4 KiB holds 14 of the largest slots (64 bytes lost at the page end) and
+	// 4 KiB holds 17 of the largest slots (16 bytes lost at the page end) and
 	// 256 of the smallest, so a slot number fits in a uint16.
 	arenaPage = 4096
 	// maxArenaBytes keeps byte offsets in a uint32.

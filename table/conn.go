@@ -14,6 +14,12 @@ type ConnKey struct {
 	Virtual  netip.AddrPort
 }
 
+// Hash returns the key's seeded hash for Conns.LookupHashed and
+// Conns.Prefetch; seed must be the table's Conns.Seed().
+func (k *ConnKey) Hash(seed uint64) uint64 {
+	return dirHash(seed, k.Protocol, k.Client, k.Virtual, dirIn)
+}
+
 // ConnInfo describes a connection.
 type ConnInfo struct {
 	Key       ConnKey
@@ -38,9 +44,17 @@ type ConnConfig struct {
 	// connection leaves, the template it holds is released (IPVS
 	// ip_vs_control_del).
 	Templates *Templates
-	// OnRemove, if set, is told about every removed connection.
-	OnRemove RemoveFunc
+	// OnRemove, if set, is told about every removed connection, with the
+	// state and flags it had.
+	OnRemove ConnRemoveFunc
 }
+
+// ConnRemoveFunc is called on the owner goroutine whenever a connection
+// leaves a Conns table, with its destination and its last protocol state and
+// flags (as set by Insert and SetState): the pipeline keeps IPVS's
+// ActiveConn/InActConn gauges per real server, which depend on the state at
+// removal. It must not call back into the table.
+type ConnRemoveFunc func(dest DestID, state, flags uint8, reason RemoveReason)
 
 // MaxConnCapacity bounds a Conns table: every connection takes two index
 // references (both directions).
@@ -88,7 +102,7 @@ type Conns struct {
 	minIdle int64
 	seed    uint64
 	tmpls   *Templates
-	onRm    RemoveFunc
+	onRm    ConnRemoveFunc
 	stats   ConnStats
 }
 
@@ -125,10 +139,13 @@ func (c *Conns) MemoryBytes() int {
 // Stats returns the counters.
 func (c *Conns) Stats() ConnStats { return c.stats }
 
+// Seed returns the hash seed of ConnKey.Hash for this table.
+func (c *Conns) Seed() uint64 { return c.seed }
+
 // dirHash hashes one direction: src → dst.
-func (c *Conns) dirHash(proto uint8, src, dst netip.AddrPort, dir uint64) uint64 {
+func dirHash(seed uint64, proto uint8, src, dst netip.AddrPort, dir uint64) uint64 {
 	s, d := src.Addr().As16(), dst.Addr().As16()
-	h := hashAddr(c.seed^dir, &s)
+	h := hashAddr(seed^dir, &s)
 	h = hashAddr(h, &d)
 	return mix(h^wyp1, uint64(src.Port())<<32|uint64(dst.Port())<<16|uint64(proto)^wyp0)
 }
@@ -146,19 +163,57 @@ func (c *Conns) refHome(ref uint32) uint32 {
 	return e.hashIn
 }
 
-func (c *Conns) find(h uint64, dir uint32, match func(*conn) bool) (uint32, bool) {
+// findIn returns the entry of a packet from k.Client to k.Virtual, whose
+// hash is h. The two find loops are written out rather than sharing one with
+// a match closure: the closure call was indirect and kept the key in memory.
+func (c *Conns) findIn(k *ConnKey, h uint64) (uint32, bool) {
 	h32, tag := hashHome(h), hashTag(h)
+	ca, va := k.Client.Addr().As16(), k.Virtual.Addr().As16()
+	cport, vport := k.Client.Port(), k.Virtual.Port()
+	var fam uint8
+	if v6(k.Client.Addr()) {
+		fam = flagV6
+	}
 	x := &c.index
 	for pos := x.home(h32); ; pos = x.next(pos) {
 		s := x.slots[pos]
 		if s == 0 {
 			return 0, false
 		}
-		if s&^indexRefMask != tag || (s-1)&1 != dir {
+		if s&^indexRefMask != tag || (s-1)&1 != 0 {
 			continue
 		}
 		i := (s&indexRefMask - 1) >> 1
-		if match(&c.ents[i]) {
+		e := &c.ents[i]
+		if e.hashIn == h32 && e.cport == cport && e.vport == vport && e.proto == k.Protocol &&
+			e.caddr == ca && e.vaddr == va && e.flags&flagV6 == fam {
+			return i, true
+		}
+	}
+}
+
+// findOut returns the entry a reply from real to client belongs to.
+func (c *Conns) findOut(proto uint8, real, client netip.AddrPort, h uint64) (uint32, bool) {
+	h32, tag := hashHome(h), hashTag(h)
+	da, ca := real.Addr().As16(), client.Addr().As16()
+	dport, cport := real.Port(), client.Port()
+	var fam uint8
+	if v6(real.Addr()) {
+		fam = flagRealV6
+	}
+	x := &c.index
+	for pos := x.home(h32); ; pos = x.next(pos) {
+		s := x.slots[pos]
+		if s == 0 {
+			return 0, false
+		}
+		if s&^indexRefMask != tag || (s-1)&1 != 1 {
+			continue
+		}
+		i := (s&indexRefMask - 1) >> 1
+		e := &c.ents[i]
+		if e.hashOut == h32 && e.dport == dport && e.cport == cport && e.proto == proto &&
+			e.daddr == da && e.caddr == ca && e.flags&flagRealV6 == fam {
 			return i, true
 		}
 	}
@@ -169,15 +224,14 @@ func v6(a netip.Addr) bool { return !a.Is4() }
 // Lookup finds the connection of a packet from k.Client to k.Virtual. An
 // expired connection is removed and reported as a miss.
 func (c *Conns) Lookup(k *ConnKey, now int64) (Ref, bool) {
+	return c.LookupHashed(k, k.Hash(c.seed), now)
+}
+
+// LookupHashed is Lookup with h = k.Hash(c.Seed()) computed by the caller
+// (who may have passed it to Prefetch first).
+func (c *Conns) LookupHashed(k *ConnKey, h uint64, now int64) (Ref, bool) {
 	c.stats.Lookups++
-	h := c.dirHash(k.Protocol, k.Client, k.Virtual, dirIn)
-	ca, va := k.Client.Addr().As16(), k.Virtual.Addr().As16()
-	fam := v6(k.Client.Addr())
-	i, ok := c.find(h, 0, func(e *conn) bool {
-		return e.hashIn == uint32(h) && e.cport == k.Client.Port() && e.vport == k.Virtual.Port() &&
-			e.proto == k.Protocol && e.caddr == ca && e.vaddr == va && (e.flags&flagV6 != 0) == fam
-	})
-	if ok && c.live(i, now) {
+	if i, ok := c.findIn(k, h); ok && c.live(i, now) {
 		c.stats.Hits++
 		return Ref{i, c.ents[i].gen}, true
 	}
@@ -185,18 +239,18 @@ func (c *Conns) Lookup(k *ConnKey, now int64) (Ref, bool) {
 	return Ref{}, false
 }
 
+// Prefetch starts loading the index line a lookup of hash h (from
+// ConnKey.Hash) reads first, as Templates.Prefetch does.
+func (c *Conns) Prefetch(h uint64) {
+	c.index.prefetch(hashHome(h))
+}
+
 // LookupReply finds the connection a reply from real to client belongs to
 // (for NAT, to translate its source back to the virtual address).
 func (c *Conns) LookupReply(proto uint8, real, client netip.AddrPort, now int64) (Ref, bool) {
 	c.stats.ReplyLookups++
-	h := c.dirHash(proto, real, client, dirOut)
-	da, ca := real.Addr().As16(), client.Addr().As16()
-	rfam := v6(real.Addr())
-	i, ok := c.find(h, 1, func(e *conn) bool {
-		return e.hashOut == uint32(h) && e.dport == real.Port() && e.cport == client.Port() &&
-			e.proto == proto && e.daddr == da && e.caddr == ca && (e.flags&flagRealV6 != 0) == rfam
-	})
-	if ok && c.live(i, now) {
+	h := dirHash(c.seed, proto, real, client, dirOut)
+	if i, ok := c.findOut(proto, real, client, h); ok && c.live(i, now) {
 		c.stats.ReplyHits++
 		return Ref{i, c.ents[i].gen}, true
 	}
@@ -239,8 +293,8 @@ func (c *Conns) Insert(k *ConnKey, real netip.AddrPort, dest DestID, state uint8
 	if v6(real.Addr()) {
 		flags |= flagRealV6
 	}
-	hin := c.dirHash(k.Protocol, k.Client, k.Virtual, dirIn)
-	hout := c.dirHash(k.Protocol, real, k.Client, dirOut)
+	hin := k.Hash(c.seed)
+	hout := dirHash(c.seed, k.Protocol, real, k.Client, dirOut)
 	*e = conn{
 		caddr: k.Client.Addr().As16(), vaddr: k.Virtual.Addr().As16(), daddr: real.Addr().As16(),
 		expires: now + int64(timeoutMillis(timeout))*int64(time.Millisecond),
@@ -315,6 +369,17 @@ func (c *Conns) Touch(r Ref, now int64) bool {
 	return true
 }
 
+// State returns the connection's protocol state and flags, or false for a
+// stale Ref: the pipeline reads them before SetState to move the connection
+// between its destination's active and inactive gauges.
+func (c *Conns) State(r Ref) (state, flags uint8, ok bool) {
+	e := c.entry(r)
+	if e == nil {
+		return 0, 0, false
+	}
+	return e.state, e.cflags, true
+}
+
 // SetState changes the protocol state, flags and timeout (restarted from
 // now), as a TCP state transition does.
 func (c *Conns) SetState(r Ref, state, flags uint8, timeout time.Duration, now int64) bool {
@@ -387,7 +452,7 @@ func (c *Conns) drop(i uint32, reason RemoveReason) {
 	c.index.remove(e.hashIn, 2*i, c)
 	c.index.remove(e.hashOut, 2*i+1, c)
 	c.lists.move(i, segFree)
-	dest, tmpl := e.dest, e.tmpl
+	dest, tmpl, state, flags := e.dest, e.tmpl, e.state, e.cflags
 	gen := e.gen + 1
 	if gen == 0 {
 		gen = 1
@@ -408,6 +473,6 @@ func (c *Conns) drop(i uint32, reason RemoveReason) {
 		c.tmpls.Release(tmpl)
 	}
 	if c.onRm != nil {
-		c.onRm(dest, reason)
+		c.onRm(dest, state, flags, reason)
 	}
 }

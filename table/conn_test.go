@@ -9,7 +9,11 @@ import (
 func TestConnsBothDirections(t *testing.T) {
 	tt := newT(t, Config{Capacity: 8})
 	var removed []RemoveReason
-	c, err := NewConns(ConnConfig{Capacity: 4, Templates: tt, OnRemove: func(_ DestID, r RemoveReason) { removed = append(removed, r) }})
+	var states []uint8
+	c, err := NewConns(ConnConfig{Capacity: 4, Templates: tt, OnRemove: func(_ DestID, st, fl uint8, r RemoveReason) {
+		removed = append(removed, r)
+		states = append(states, st<<4|fl)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,6 +27,15 @@ func TestConnsBothDirections(t *testing.T) {
 	ref, res := c.Insert(&k, real, 5, 0, 300*time.Second, tref, now)
 	if res != Inserted {
 		t.Fatal(res)
+	}
+	if st, fl, ok := c.State(ref); !ok || st != 0 || fl != 0 {
+		t.Fatalf("state after insert = %d %d %v", st, fl, ok)
+	}
+	if !c.SetState(ref, 3, 2, 300*time.Second, now) {
+		t.Fatal("set state")
+	}
+	if st, fl, ok := c.State(ref); !ok || st != 3 || fl != 2 {
+		t.Fatalf("state = %d %d %v", st, fl, ok)
 	}
 	if r, ok := c.Lookup(&k, now); !ok || r != ref {
 		t.Fatal("forward lookup")
@@ -62,6 +75,14 @@ func TestConnsBothDirections(t *testing.T) {
 	if len(removed) != 2 || c.Stats().Live != 0 {
 		t.Fatalf("removed %v, stats %+v", removed, c.Stats())
 	}
+	// The hook reports each connection's last state and flags: the IPv4 one
+	// was moved to state 3, flags 2; the IPv6 one kept state 0.
+	if !(states[0] == 0x32 && states[1] == 0 || states[0] == 0 && states[1] == 0x32) {
+		t.Fatalf("removed states %x", states)
+	}
+	if _, _, ok := c.State(ref); ok {
+		t.Fatal("state of a removed connection")
+	}
 }
 
 func TestConnsNoAllocsAndEviction(t *testing.T) {
@@ -77,14 +98,26 @@ func TestConnsNoAllocsAndEviction(t *testing.T) {
 		c.Insert(&keys[i], real, 1, 1, time.Minute, Ref{}, now)
 	}
 	i := 0
-	for name, f := range map[string]func(){
-		"hit":   func() { r, _ := c.Lookup(&keys[i%n], now); c.Touch(r, now); i++ },
-		"reply": func() { c.LookupReply(6, real, keys[i%n].Client, now); i++ },
-		"evict": func() { c.Insert(&keys[n+i%(3*n)], real, 1, 1, time.Minute, Ref{}, now); i++ },
-		"sweep": func() { now += 2 * int64(time.Minute); c.Sweep(now, 32) },
+	// In this order: the sweep expires everything, which would turn the
+	// evictions into expiries.
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"hit", func() { r, _ := c.Lookup(&keys[i%n], now); c.Touch(r, now); i++ }},
+		{"hashed", func() {
+			h := keys[i%n].Hash(c.Seed())
+			c.Prefetch(h)
+			r, _ := c.LookupHashed(&keys[i%n], h, now)
+			c.State(r)
+			i++
+		}},
+		{"reply", func() { c.LookupReply(6, real, keys[i%n].Client, now); i++ }},
+		{"evict", func() { c.Insert(&keys[n+i%(3*n)], real, 1, 1, time.Minute, Ref{}, now); i++ }},
+		{"sweep", func() { now += 2 * int64(time.Minute); c.Sweep(now, 32) }},
 	} {
-		if a := testing.AllocsPerRun(500, f); a != 0 {
-			t.Errorf("%s: %v allocs", name, a)
+		if a := testing.AllocsPerRun(500, tc.f); a != 0 {
+			t.Errorf("%s: %v allocs", tc.name, a)
 		}
 	}
 	if c.Stats().EvictedProbation == 0 {

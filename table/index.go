@@ -1,5 +1,7 @@
 package table
 
+import "unsafe"
+
 // index is an open-addressing hash index from a key hash to an entry number.
 // Each slot is one uint32: the top indexTagBits bits are a tag taken from
 // the hash (filters 255 of 256 foreign candidates without touching the
@@ -39,6 +41,11 @@ func newIndex(refs int) index {
 
 func (x *index) home(h32 uint32) uint32 {
 	return uint32(uint64(h32) * uint64(len(x.slots)) >> 32)
+}
+
+// prefetch starts loading the home slot of h32.
+func (x *index) prefetch(h32 uint32) {
+	prefetch(uintptr(unsafe.Pointer(unsafe.SliceData(x.slots))) + uintptr(x.home(h32))*4)
 }
 
 func (x *index) next(pos uint32) uint32 {

@@ -89,10 +89,10 @@ type TemplateInfo struct {
 type Config struct {
 	// Capacity is the maximum number of templates (1…MaxCapacity).
 	Capacity int
-	// ArenaBytes is the budget for keys (addresses and pe data), rounded down
-	// to whole 4 KiB pages. 0 means Capacity × DefaultKeyBytes plus one page
-	// per size class (18 pages: every class may hold a partly used page
-	// without starving the others). When the
+	// ArenaBytes is the budget for key tails (the bytes of a key beyond
+	// the entry's inlineKey), rounded down to whole 4 KiB pages. 0 means
+	// Capacity × DefaultTailBytes plus one page per size class (every class
+	// may hold a partly used page without starving the others). When the
 	// arena is full, inserts make room exactly as when the entries are.
 	ArenaBytes int
 	// MinProtectedIdle is how long a protected (used more than once)
@@ -109,12 +109,14 @@ const (
 	// MaxCapacity is the largest table: entry numbers live in the index's
 	// 24-bit reference field.
 	MaxCapacity = maxIndexRefs
-	// DefaultKeyBytes is the default arena budget per template: 48 bytes
-	// fit an IPv4 key (8 bytes of addresses) with a Call-ID of up to 40 bytes,
-	// and the arena's pages are shared by all classes, so shorter Call-IDs
-	// leave room for longer ones: the mean key must fit, not every key. Size
-	// Config.ArenaBytes up for IPv6 or for longer Call-IDs.
-	DefaultKeyBytes = 48
+	// DefaultTailBytes is the default arena budget per template. An IPv4
+	// key spills a tail only for a Call-ID longer than 46 bytes — in the
+	// realistic mix one key in four (UUID@address, 47–50 bytes), taking a
+	// 16-byte slot — so the mean need is about 4 bytes; 8 leaves twice that,
+	// and the pages are shared by all classes, so the mean tail must fit,
+	// not every tail. Size Config.ArenaBytes up for IPv6 (32 address bytes:
+	// any Call-ID over 22 bytes spills) or for longer Call-IDs.
+	DefaultTailBytes = 8
 	// makeRoomTries bounds the evictions one insert performs to find an
 	// arena slot of its size class before it gives up as an overflow.
 	makeRoomTries = 8
@@ -129,21 +131,34 @@ const (
 )
 
 // tmpl is one template. It holds no pointers, so the garbage collector
-// never scans the entry array. 40 bytes.
+// never scans the entry array. 96 bytes: the hot fields a lookup hit and Touch
+// read and write, then the first inlineKey bytes of the key (client address ‖
+// virtual address ‖ pe data), so that an IPv4 key with a Call-ID of up to 46
+// bytes is compared without leaving the entry. Only the bytes beyond
+// inlineKey (the tail) live in the arena.
 type tmpl struct {
 	expires int64  // monotonic ns
 	hash    uint32 // hashHome of the key hash
-	key     uint32 // arena offset of client addr ‖ virtual addr ‖ pe data
-	timeout uint32 // milliseconds
 	dest    DestID
 	gen     uint32
+	timeout uint32 // milliseconds
 	control uint32 // connections held (IPVS n_control)
+	mark    uint32 // the caller's value (SwapMark)
+	tail    uint32 // arena offset of key[inlineKey:], if the key is longer
 	vport   uint16
 	peLen   uint8
 	proto   uint8
 	pe      uint8
 	flags   uint8
+	key     [inlineKey]byte
 }
+
+// inlineKey is how many key bytes the entry holds: what is left of 96 bytes
+// after the fields. 96 rather than 64 because an IPv4 key with a realistic
+// Call-ID (mean 37 bytes, 8 address bytes) needs 45 bytes; 96 rather than 128
+// because the table must stay within 2× the raw key and value bytes
+// (TestTemplateMemoryPerEntry).
+const inlineKey = 54
 
 func (e *tmpl) alen() int {
 	if e.flags&flagV6 != 0 {
@@ -153,6 +168,9 @@ func (e *tmpl) alen() int {
 }
 
 func (e *tmpl) keyLen() int { return 2*e.alen() + int(e.peLen) }
+
+// tailLen is the length of the key's arena part (0: the key is all inline).
+func tailLen(klen int) int { return max(klen-inlineKey, 0) }
 
 // TemplateStats are a Templates table's counters. All but Live and Capacity
 // count events since construction.
@@ -194,7 +212,7 @@ func NewTemplates(cfg Config) (*Templates, error) {
 	}
 	ab := cfg.ArenaBytes
 	if ab == 0 {
-		ab = cfg.Capacity*DefaultKeyBytes + arenaClasses*arenaPage
+		ab = cfg.Capacity*DefaultTailBytes + arenaClasses*arenaPage
 	}
 	if ab < arenaPage || ab > maxArenaBytes {
 		return nil, fmt.Errorf("templates: arena %d bytes not in %d…%d: %w", ab, arenaPage, maxArenaBytes, ErrArenaBudget)
@@ -258,19 +276,26 @@ func (t *Templates) match(e *tmpl, k *TemplateKey, alen int) bool {
 		int(e.peLen) != len(k.PEData) || e.alen() != alen {
 		return false
 	}
-	b := t.arena.mem[e.key : e.key+uint32(2*alen+len(k.PEData))]
+	pe := k.PEData
 	if alen == 4 {
 		c, v := k.Client.As4(), k.Virtual.Addr().As4()
-		if [4]byte(b[0:4]) != c || [4]byte(b[4:8]) != v {
+		if [4]byte(e.key[0:4]) != c || [4]byte(e.key[4:8]) != v {
 			return false
 		}
 	} else {
 		c, v := k.Client.As16(), k.Virtual.Addr().As16()
-		if [16]byte(b[0:16]) != c || [16]byte(b[16:32]) != v {
+		if [16]byte(e.key[0:16]) != c || [16]byte(e.key[16:32]) != v {
 			return false
 		}
 	}
-	return bytes.Equal(b[2*alen:], k.PEData)
+	in := min(len(pe), inlineKey-2*alen)
+	if string(e.key[2*alen:2*alen+in]) != string(pe[:in]) {
+		return false
+	}
+	if in == len(pe) {
+		return true
+	}
+	return string(t.arena.mem[e.tail:e.tail+uint32(len(pe)-in)]) == string(pe[in:])
 }
 
 // Lookup finds the live template for k. An expired template is removed and
@@ -334,6 +359,7 @@ func (t *Templates) insert(k *TemplateKey, h uint64, dest DestID, st TemplateSta
 		t.drop(i, RemoveExpired)
 	}
 	klen := 2*alen + len(k.PEData)
+	tl := tailLen(klen)
 	var off uint32
 	for try := 0; ; try++ {
 		if try == makeRoomTries {
@@ -348,8 +374,11 @@ func (t *Templates) insert(k *TemplateKey, h uint64, dest DestID, st TemplateSta
 			}
 			continue
 		}
+		if tl == 0 {
+			break
+		}
 		var ok bool
-		if off, ok = t.arena.alloc(klen); ok {
+		if off, ok = t.arena.alloc(tl); ok {
 			break
 		}
 		if !t.lists.makeRoom(t, now, t.minIdle) {
@@ -360,17 +389,6 @@ func (t *Templates) insert(k *TemplateKey, h uint64, dest DestID, st TemplateSta
 	}
 	i, _ := t.lists.back(segFree)
 	t.lists.move(i, segProbation)
-	b := t.arena.mem[off : off+uint32(klen)]
-	if alen == 4 {
-		c, v := k.Client.As4(), k.Virtual.Addr().As4()
-		copy(b[0:4], c[:])
-		copy(b[4:8], v[:])
-	} else {
-		c, v := k.Client.As16(), k.Virtual.Addr().As16()
-		copy(b[0:16], c[:])
-		copy(b[16:32], v[:])
-	}
-	copy(b[2*alen:], k.PEData)
 	e := &t.ents[i]
 	flags := flagLive
 	if alen == 16 {
@@ -382,16 +400,27 @@ func (t *Templates) insert(k *TemplateKey, h uint64, dest DestID, st TemplateSta
 	*e = tmpl{
 		expires: now + int64(timeoutMillis(remaining))*int64(time.Millisecond),
 		hash:    hashHome(h),
-		key:     off,
-		timeout: timeoutMillis(timeout),
 		dest:    dest,
 		gen:     e.gen,
+		timeout: timeoutMillis(timeout),
+		tail:    off,
 		vport:   k.Virtual.Port(),
 		peLen:   uint8(len(k.PEData)),
 		proto:   k.Protocol,
 		pe:      k.PE,
 		flags:   flags,
 	}
+	if alen == 4 {
+		c, v := k.Client.As4(), k.Virtual.Addr().As4()
+		copy(e.key[0:4], c[:])
+		copy(e.key[4:8], v[:])
+	} else {
+		c, v := k.Client.As16(), k.Virtual.Addr().As16()
+		copy(e.key[0:16], c[:])
+		copy(e.key[16:32], v[:])
+	}
+	n := copy(e.key[2*alen:], k.PEData)
+	copy(t.arena.mem[off:off+uint32(tl)], k.PEData[n:])
 	t.index.add(h, i)
 	t.stats.Inserts++
 	t.stats.Live++
@@ -421,6 +450,29 @@ func (t *Templates) Touch(r Ref, now int64) bool {
 	e.expires = now + int64(e.timeout)*int64(time.Millisecond)
 	e.flags |= flagUsed
 	return true
+}
+
+// SwapMark stores v as the template's mark and returns the previous one
+// (0 after Insert or Restore). The mark belongs to the caller: the pipeline
+// keeps the epoch in which it last refreshed the template's Shared expiry.
+// It reports false for a stale Ref.
+func (t *Templates) SwapMark(r Ref, v uint32) (old uint32, ok bool) {
+	e := t.entry(r)
+	if e == nil {
+		return 0, false
+	}
+	old, e.mark = e.mark, v
+	return old, true
+}
+
+// Prefetch starts loading the index line a lookup of hash h reads first,
+// without waiting for it. A worker with a batch of packets hashes every key,
+// prefetches them all, then looks them up, so that the batch's cache misses
+// overlap instead of following one another (BenchmarkTemplateLookupHit,
+// batched). It changes nothing and is a no-op on architectures without an
+// assembly prefetch.
+func (t *Templates) Prefetch(h uint64) {
+	t.index.prefetch(hashHome(h))
 }
 
 // Dest returns the template's destination, or false for a stale Ref.
@@ -504,7 +556,7 @@ func (t *Templates) AppendInfo(dst []TemplateInfo, now int64) []TemplateInfo {
 			continue
 		}
 		alen := e.alen()
-		b := t.arena.mem[e.key : e.key+uint32(e.keyLen())]
+		b := e.key[:min(e.keyLen(), inlineKey)]
 		var c, v netip.Addr
 		if alen == 4 {
 			c, v = netip.AddrFrom4([4]byte(b[0:4])), netip.AddrFrom4([4]byte(b[4:8]))
@@ -525,7 +577,7 @@ func (t *Templates) AppendInfo(dst []TemplateInfo, now int64) []TemplateInfo {
 			Remaining: time.Duration(max(e.expires-now, 0)),
 			Held:      e.control,
 			PE:        e.pe,
-			PEData:    bytes.Clone(b[2*alen:]),
+			PEData:    append(bytes.Clone(b[2*alen:]), t.arena.mem[e.tail:e.tail+uint32(tailLen(e.keyLen()))]...),
 		})
 	}
 	return dst
@@ -563,7 +615,9 @@ func (t *Templates) idle(i uint32, now int64) int64 {
 func (t *Templates) drop(i uint32, reason RemoveReason) {
 	e := &t.ents[i]
 	t.index.remove(e.hash, i, t)
-	t.arena.free(e.key, e.keyLen())
+	if tl := tailLen(e.keyLen()); tl != 0 {
+		t.arena.free(e.tail, tl)
+	}
 	t.lists.move(i, segFree)
 	dest := e.dest
 	gen := e.gen + 1

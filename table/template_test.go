@@ -189,14 +189,21 @@ func TestTemplateNoAllocs(t *testing.T) {
 	}
 	miss := sipKey([]byte("never-inserted@example.com"))
 	i := 0
-	for name, f := range map[string]func(){
-		"hit":   func() { ref, _, _ := tt.Lookup(&keys[i%n], now); tt.Touch(ref, now); i++ },
-		"miss":  func() { tt.Lookup(&miss, now) },
-		"evict": func() { tt.Insert(&keys[n+i%(3*n)], 1, time.Minute, now); i++ },
-		"sweep": func() { now += 2 * int64(time.Minute); tt.Sweep(now, 64) },
+	// In this order: the sweep expires everything, which would turn the
+	// evictions into expiries.
+	for _, c := range []struct {
+		name string
+		f    func()
+	}{
+		{"hit", func() { ref, _, _ := tt.Lookup(&keys[i%n], now); tt.Touch(ref, now); i++ }},
+		{"miss", func() { tt.Lookup(&miss, now) }},
+		{"mark", func() { ref, _, _ := tt.Lookup(&keys[i%n], now); tt.SwapMark(ref, uint32(i)); i++ }},
+		{"prefetch", func() { tt.Prefetch(keys[i%n].Hash(tt.Seed())); i++ }},
+		{"evict", func() { tt.Insert(&keys[n+i%(3*n)], 1, time.Minute, now); i++ }},
+		{"sweep", func() { now += 2 * int64(time.Minute); tt.Sweep(now, 64) }},
 	} {
-		if a := testing.AllocsPerRun(1000, f); a != 0 {
-			t.Errorf("%s: %v allocs", name, a)
+		if a := testing.AllocsPerRun(1000, c.f); a != 0 {
+			t.Errorf("%s: %v allocs", c.name, a)
 		}
 	}
 	if tt.Stats().EvictedProbation == 0 {

@@ -1,0 +1,8 @@
+package table
+
+// prefetch asks the CPU to bring the cache line holding addr into all cache
+// levels (PREFETCHT0) without waiting for it. It never faults, so addr need
+// not be valid; it is a uintptr so that nothing escapes.
+//
+//go:noescape
+func prefetch(addr uintptr)
