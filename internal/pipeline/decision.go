@@ -1,5 +1,13 @@
 package pipeline
 
+import (
+	"net/netip"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+)
+
 // Verdict is what happens to a frame.
 type Verdict uint8
 
@@ -81,3 +89,36 @@ func (r Reason) Verdict() Verdict {
 		return Drop
 	}
 }
+
+// Decision is what Process decided for one frame. Addresses are as received
+// (before any rewrite). PEData aliases the frame or the worker's scratch
+// buffer and is valid until the frame is reused or the worker's next Process
+// call; copy it to keep it.
+type Decision struct {
+	Reason Reason
+	// Decode is the decoder's verdict on the frame (packet.ReasonOK for every
+	// frame that reached the service lookup).
+	Decode packet.Reason
+	Proto  uint8
+	Src    netip.AddrPort
+	Dst    netip.AddrPort
+	// Service is the virtual service the frame was for (or, for a real
+	// server's request, the service whose template it created); nil for Pass.
+	Service *ipvs.Service
+	// Dest is the real server the frame goes to or comes from.
+	Dest *ipvs.Dest
+	// Real is the real server's address and port: where an inbound frame now
+	// goes, or where a reply came from.
+	Real netip.AddrPort
+	// HasPE is set when the service's persistence engine was asked for a
+	// key; PE is its answer and PEData the key (when PE is pe.StatusOK).
+	HasPE  bool
+	PE     pe.Status
+	PEData []byte
+	// Fallback is set when the engine found no key and the packet used the
+	// normal (client-address) persistence instead.
+	Fallback bool
+}
+
+// Verdict returns the decision's verdict.
+func (d *Decision) Verdict() Verdict { return d.Reason.Verdict() }

@@ -1,0 +1,160 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/table"
+)
+
+// Connection states, IPVS's names. UDP connections have one state; TCP
+// connections move between them on the flags of the packets the balancer
+// sees, enough to give each connection IPVS's timeout for its state and to
+// keep the ActiveConn (ESTABLISHED) / InActConn gauges.
+const (
+	stateUDP uint8 = iota
+	tcpNone
+	tcpEstablished
+	tcpSynSent
+	tcpSynRecv
+	tcpFinWait
+	tcpTimeWait
+	tcpClose
+	tcpCloseWait
+	tcpLastAck
+	numStates
+)
+
+var stateNames = [numStates]string{
+	"UDP", "NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK",
+}
+
+// StateName is the name ipvsadm -Lc prints for a connection state.
+func StateName(s uint8) string {
+	if s < numStates {
+		return stateNames[s]
+	}
+	return "NONE"
+}
+
+// TCP flag bits.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
+// Kernel timeouts for the TCP states --set does not change (ip_vs_proto_tcp.c).
+const (
+	timeoutSynSent  = 120 * time.Second
+	timeoutSynRecv  = 60 * time.Second
+	timeoutTimeWait = 120 * time.Second
+	timeoutClose    = 10 * time.Second
+	timeoutCloseW   = 60 * time.Second
+	timeoutLastAck  = 30 * time.Second
+	timeoutNone     = 2 * time.Second
+)
+
+func (w *Worker) timeout(state uint8) time.Duration {
+	t := w.v.snap.Timeouts
+	switch state {
+	case stateUDP:
+		return time.Duration(t.UDP) * time.Second
+	case tcpEstablished:
+		return time.Duration(t.TCP) * time.Second
+	case tcpFinWait:
+		return time.Duration(t.TCPFin) * time.Second
+	case tcpSynSent:
+		return timeoutSynSent
+	case tcpSynRecv:
+		return timeoutSynRecv
+	case tcpTimeWait:
+		return timeoutTimeWait
+	case tcpClose:
+		return timeoutClose
+	case tcpCloseWait:
+		return timeoutCloseW
+	case tcpLastAck:
+		return timeoutLastAck
+	}
+	return timeoutNone
+}
+
+// newConnState is the state and timeout of a new connection for the current
+// packet.
+func (w *Worker) newConnState(proto uint8) (uint8, time.Duration) {
+	if proto != protoTCP {
+		return stateUDP, w.timeout(stateUDP)
+	}
+	s := tcpTransition(tcpNone, w.p.TCPFlags, true)
+	return s, w.timeout(s)
+}
+
+// tcpTransition is a compact form of IPVS's TCP state table for the packets a
+// balancer sees: inbound (client → real server) always, outbound only for NAT.
+func tcpTransition(s, flags uint8, inbound bool) uint8 {
+	switch {
+	case flags&tcpRST != 0:
+		return tcpClose
+	case flags&tcpSYN != 0:
+		if flags&tcpACK != 0 {
+			if inbound {
+				return s // SYN+ACK from the client side: keep
+			}
+			return tcpSynRecv
+		}
+		return tcpSynRecv
+	case flags&tcpFIN != 0:
+		switch s {
+		case tcpFinWait, tcpCloseWait, tcpTimeWait, tcpLastAck:
+			return tcpTimeWait
+		}
+		if inbound {
+			return tcpFinWait
+		}
+		return tcpCloseWait
+	case flags&tcpACK != 0:
+		switch s {
+		case tcpNone, tcpSynRecv, tcpSynSent:
+			return tcpEstablished
+		}
+	}
+	return s
+}
+
+// connUsed refreshes a connection for a packet in either direction, moving
+// it between the active and inactive gauges on a TCP state change.
+func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, inbound bool) {
+	if info.Key.Protocol != protoTCP {
+		w.conns.Touch(ref, w.now)
+		return
+	}
+	ns := tcpTransition(info.State, w.p.TCPFlags, inbound)
+	if ns == info.State {
+		w.conns.Touch(ref, w.now)
+		return
+	}
+	w.conns.SetState(ref, ns, info.Flags, w.timeout(ns), w.now)
+	if (info.State == tcpEstablished) != (ns == tcpEstablished) {
+		c := dest.Stats.Worker(w.id)
+		if ns == tcpEstablished {
+			c.AddActive(1)
+			c.AddInactive(-1)
+		} else {
+			c.AddActive(-1)
+			c.AddInactive(1)
+		}
+	}
+}
+
+// connRemoved keeps the ActiveConn/InActConn gauges as connections leave.
+func (w *Worker) connRemoved(id table.DestID, state, _ uint8, _ table.RemoveReason) {
+	if dest := w.v.snap.Dest(ipvs.DestID(id)); dest != nil {
+		if state == tcpEstablished {
+			dest.Stats.Worker(w.id).AddActive(-1)
+		} else {
+			dest.Stats.Worker(w.id).AddInactive(-1)
+		}
+	}
+}

@@ -1,0 +1,728 @@
+// Package pipeline is the per-packet decision of the xvs load balancer: one
+// function that every backend (AF_XDP, raw socket, pcap replay, in-memory
+// tests) calls for each frame. It decodes the frame, finds the virtual
+// service, consults the connection and persistence-template tables, asks the
+// service's persistence engine for its key, schedules a real server on a miss,
+// and rewrites the frame in place for direct routing (MAC) or NAT (address and
+// port, with replies translated back), as Linux IPVS does.
+//
+// A Worker is owned by one goroutine (one per RX queue) and processes frames
+// in batches: BeginBatch loads the current configuration snapshot and EndBatch
+// sweeps the tables and publishes counters. Process allocates nothing, takes
+// no lock, reads no clock (the caller passes now, once per batch) and never
+// logs; what it decided is returned in a Decision and counted.
+//
+// Frames must be writable: Process rewrites them in place. A Decision refers to
+// the frame (Decision.PEData may alias it) and is valid until the frame is
+// reused or the next Process call on the worker, whichever comes first.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
+)
+
+const (
+	protoTCP = 6
+	protoUDP = 17
+
+	// DefaultTemplates is the default template capacity per worker: one
+	// million live Call-IDs (about 100 bytes each with the default arena).
+	DefaultTemplates = 1 << 20
+	// DefaultConns is the default connection capacity per worker.
+	DefaultConns = 1 << 18
+	// DefaultSweepBudget is how many table slots EndBatch visits per batch:
+	// with 64-frame batches a 1M-entry table is swept every ~16k batches, a
+	// fraction of a second at line rate, while a batch's extra work stays
+	// under a microsecond.
+	DefaultSweepBudget = 64
+	// sharedRefreshFraction: a worker republishes a template's expiry to the
+	// shared index when a quarter of the persistence timeout has passed since
+	// it last did, so the shared line is written ~4 times per timeout, not per
+	// packet, and never lapses while any worker uses the template.
+	sharedRefreshFraction = 4
+	// refreshFilterSize is the number of slots of the worker's direct-mapped
+	// "published recently" filter for shared-index refreshes.
+	refreshFilterSize = 1 << 14
+)
+
+// Options configure a Worker.
+type Options struct {
+	// ID is the worker's index, 0 <= ID < the configuration's Workers; it
+	// selects the worker's counter and scheduler-state slots.
+	ID int
+	// Config is where the worker loads the current snapshot from, once per
+	// batch.
+	Config *atomic.Pointer[ipvs.Snapshot]
+	// Templates and Conns size the worker's tables (0 = defaults).
+	Templates, Conns int
+	// TemplateArenaBytes sizes the template key arena (0 = table default).
+	TemplateArenaBytes int
+	// MinProtectedIdle is the table's protection of live dialogs (0 = default).
+	MinProtectedIdle time.Duration
+	// Seed seeds the template and connection hashes. All workers of one
+	// process must use the same seed when they share a Shared index.
+	Seed uint64
+	// Shared is the cross-worker template index; nil for a single worker.
+	Shared *table.Shared
+	// SweepBudget is how many slots of each table EndBatch visits.
+	SweepBudget int
+	// ReplyNextHop, when set, is the MAC that NAT replies and real-server
+	// requests are sent to (the client side's gateway); the frame's
+	// destination MAC then becomes the source MAC. Zero leaves the MACs of
+	// outgoing frames as they are.
+	ReplyNextHop [6]byte
+}
+
+// ErrOptions reports an invalid Options value.
+var ErrOptions = errors.New("invalid pipeline options")
+
+// Worker runs the per-packet decision for one RX queue. Only its owner
+// goroutine may call its methods, except Counters, which any goroutine may
+// call.
+type Worker struct {
+	id       int
+	cfg      *atomic.Pointer[ipvs.Snapshot]
+	tmpl     *table.Templates
+	conns    *table.Conns
+	shared   *table.Shared
+	seed     uint64
+	budget   int
+	replyMAC [6]byte
+
+	v    view // derived from the current snapshot
+	now  int64
+	p    packet.Parsed
+	pkt  pe.Packet
+	in   sched.Input
+	key  table.TemplateKey
+	ck   table.ConnKey
+	refr []uint64 // shared-refresh filter
+
+	scratch [pe.MaxDataLen]byte
+
+	local     Counters // this batch's counts, owner-only
+	published counterCells
+}
+
+// view is what a worker derives from one snapshot: lookups the snapshot does
+// not offer directly, rebuilt when the snapshot pointer changes.
+type view struct {
+	snap *ipvs.Snapshot
+	// vips holds every virtual address, for frames without ports
+	// (non-first fragments) and frames that do not decode.
+	vips map[netip.Addr]struct{}
+	// natServers maps a NAT real server's address:port to the persistent
+	// services whose engine creates templates from its own requests (IPVS
+	// conn_out).
+	natServers map[netip.AddrPort][]*ipvs.Service
+	// engines resolves each service's persistence engine once.
+	engines map[*ipvs.Service]engine
+	lastSvc *ipvs.Service
+	lastEng engine
+}
+
+type engine struct {
+	e  pe.Engine
+	id pe.ID
+}
+
+// NewWorker allocates a worker and its tables. The tables' memory is fixed
+// here and never grows.
+func NewWorker(o Options) (*Worker, error) {
+	if o.Config == nil || o.ID < 0 || o.ID >= ipvs.MaxWorkers {
+		return nil, fmt.Errorf("worker %d: %w", o.ID, ErrOptions)
+	}
+	if o.Templates == 0 {
+		o.Templates = DefaultTemplates
+	}
+	if o.Conns == 0 {
+		o.Conns = DefaultConns
+	}
+	if o.SweepBudget == 0 {
+		o.SweepBudget = DefaultSweepBudget
+	}
+	w := &Worker{
+		id:       o.ID,
+		cfg:      o.Config,
+		shared:   o.Shared,
+		seed:     o.Seed,
+		budget:   o.SweepBudget,
+		replyMAC: o.ReplyNextHop,
+	}
+	var err error
+	w.tmpl, err = table.NewTemplates(table.Config{
+		Capacity:         o.Templates,
+		ArenaBytes:       o.TemplateArenaBytes,
+		MinProtectedIdle: o.MinProtectedIdle,
+		Seed:             o.Seed,
+		OnRemove:         w.templateRemoved,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker %d templates: %w", o.ID, err)
+	}
+	w.conns, err = table.NewConns(table.ConnConfig{
+		Capacity:         o.Conns,
+		MinProtectedIdle: o.MinProtectedIdle,
+		Seed:             o.Seed ^ 0x9e3779b97f4a7c15,
+		Templates:        w.tmpl,
+		OnRemove:         w.connRemoved,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("worker %d connections: %w", o.ID, err)
+	}
+	if w.shared != nil {
+		w.refr = make([]uint64, refreshFilterSize)
+	}
+	return w, nil
+}
+
+// ID returns the worker's index.
+func (w *Worker) ID() int { return w.id }
+
+// Templates returns the worker's template table, for owner-goroutine
+// listings and snapshots.
+func (w *Worker) Templates() *table.Templates { return w.tmpl }
+
+// Conns returns the worker's connection table, for owner-goroutine listings.
+func (w *Worker) Conns() *table.Conns { return w.conns }
+
+// Snapshot returns the configuration snapshot of the current batch.
+func (w *Worker) Snapshot() *ipvs.Snapshot { return w.v.snap }
+
+// BeginBatch starts a batch at time now (monotonic nanoseconds; in replay,
+// the capture time): it loads the current configuration snapshot.
+func (w *Worker) BeginBatch(now int64) {
+	w.now = now
+	if s := w.cfg.Load(); s != w.v.snap {
+		w.v = newView(s)
+	}
+}
+
+// EndBatch sweeps a bounded part of the tables and publishes the batch's
+// counters.
+func (w *Worker) EndBatch() {
+	w.tmpl.Sweep(w.now, w.budget)
+	w.conns.Sweep(w.now, w.budget)
+	w.publish()
+}
+
+// ProcessBatch runs Process on frames[i][:lens[i]] for every i and stores the
+// decisions in out (len(out) >= len(frames)), between BeginBatch and EndBatch.
+func (w *Worker) ProcessBatch(frames [][]byte, link packet.LinkType, now int64, out []Decision) {
+	w.BeginBatch(now)
+	for i, f := range frames {
+		w.Process(f, link, &out[i])
+	}
+	w.EndBatch()
+}
+
+func newView(s *ipvs.Snapshot) view {
+	v := view{
+		snap:       s,
+		vips:       make(map[netip.Addr]struct{}),
+		natServers: make(map[netip.AddrPort][]*ipvs.Service),
+		engines:    make(map[*ipvs.Service]engine),
+	}
+	if s == nil {
+		return v
+	}
+	for _, svc := range s.Services() {
+		v.vips[svc.Key.Addr] = struct{}{}
+		if svc.PE == "" {
+			continue
+		}
+		e, id, ok := pe.Lookup(svc.PE)
+		if !ok {
+			continue // validated by the model; a vanished engine just disables the PE
+		}
+		v.engines[svc] = engine{e, id}
+		if !e.ConnOut() || !svc.Persistent || svc.Key.Port == 0 {
+			continue
+		}
+		for _, d := range svc.Dests {
+			if d.Fwd == ipvs.Masq {
+				v.natServers[d.Addr] = append(v.natServers[d.Addr], svc)
+			}
+		}
+	}
+	return v
+}
+
+func (v *view) engine(svc *ipvs.Service) engine {
+	if svc == v.lastSvc {
+		return v.lastEng
+	}
+	e := v.engines[svc]
+	v.lastSvc, v.lastEng = svc, e
+	return e
+}
+
+// Process decides what happens to one frame and rewrites it in place when it
+// is forwarded. It must be called between BeginBatch and EndBatch.
+func (w *Worker) Process(frame []byte, link packet.LinkType, d *Decision) {
+	*d = Decision{}
+	w.local.Frames++
+	p := &w.p
+	r := p.Decode(frame, link)
+	d.Decode = r
+	d.Proto = p.Proto
+	if p.Version != 0 {
+		d.Src = netip.AddrPortFrom(p.Src, p.SrcPort)
+		d.Dst = netip.AddrPortFrom(p.Dst, p.DstPort)
+	}
+	switch r {
+	case packet.ReasonOK:
+	case packet.ReasonUnknownEtherType, packet.ReasonBadLinkType, packet.ReasonUnknownAddressFamily:
+		w.finish(d, ReasonNotIP, frame)
+		return
+	case packet.ReasonNonFirstFragment:
+		if w.isVIP(p.Dst) {
+			w.finish(d, ReasonFragment, frame)
+		} else {
+			w.finish(d, ReasonNotService, frame)
+		}
+		return
+	case packet.ReasonUnsupportedProto:
+		w.finish(d, ReasonNotService, frame) // ICMP, SCTP…: the kernel's business
+		return
+	default:
+		// Malformed. Frames that decoded as far as an IP destination that is
+		// not ours go on to the kernel; anything else is dropped and counted.
+		if p.Version != 0 && p.Dst.IsValid() && !w.isVIP(p.Dst) {
+			w.finish(d, ReasonNotService, frame)
+		} else {
+			w.finish(d, ReasonMalformed, frame)
+		}
+		return
+	}
+	snap := w.v.snap
+	if snap == nil {
+		w.finish(d, ReasonNotService, frame)
+		return
+	}
+	svc := snap.Lookup(ipvs.Protocol(p.Proto), p.Dst, p.DstPort)
+	if svc == nil {
+		w.fromRealServer(frame, d)
+		return
+	}
+	d.Service = svc
+	w.inbound(frame, svc, d)
+}
+
+func (w *Worker) isVIP(a netip.Addr) bool {
+	_, ok := w.v.vips[a]
+	return ok
+}
+
+// inbound handles a packet from a client to a virtual service.
+func (w *Worker) inbound(frame []byte, svc *ipvs.Service, d *Decision) {
+	p := &w.p
+	snap := w.v.snap
+	ops := svc.OnePacket && p.Proto == protoUDP
+
+	// 1. An existing connection (never under one-packet scheduling).
+	if !ops {
+		w.ck = table.ConnKey{Protocol: p.Proto, Client: d.Src, Virtual: d.Dst}
+		if ref, ok := w.conns.Lookup(&w.ck, w.now); ok {
+			info, _ := w.conns.Get(ref)
+			dest := snap.Dest(ipvs.DestID(info.Dest))
+			if dest == nil {
+				// Its real server was deleted: IPVS drops the packet, and
+				// with expire_nodest_conn also expires the connection so
+				// the client's next packet is scheduled afresh.
+				if snap.ExpireNodestConn {
+					w.conns.Remove(ref)
+				}
+				w.finish(d, ReasonDestGone, frame)
+				return
+			}
+			w.connUsed(ref, &info, dest, true)
+			w.forward(frame, svc, dest, info.Real, ReasonConnHit, d)
+			return
+		}
+	}
+
+	// 2. Schedule: persistence template, then the scheduler.
+	var dest *ipvs.Dest
+	var reason Reason
+	tref := table.Ref{}
+	if svc.Persistent {
+		var ok bool
+		dest, tref, reason, ok = w.persist(frame, svc, d)
+		if !ok {
+			return // dropped (strict PE or no destination)
+		}
+	} else {
+		w.in = sched.Input{Src: d.Src, Dst: d.Dst}
+		dest = svc.Schedule(w.id, &w.in)
+		if dest == nil {
+			w.finish(d, ReasonNoDest, frame)
+			return
+		}
+		reason = ReasonScheduledOnly
+	}
+	real := w.realAddr(svc, dest, d.Dst)
+
+	// 3. A connection entry, unless one-packet scheduling.
+	c := dest.Stats.Worker(w.id)
+	c.Conn()
+	svc.Stats.Worker(w.id).Conn()
+	if !ops {
+		state, timeout := w.newConnState(p.Proto)
+		if !tref.IsZero() {
+			w.tmpl.Hold(tref)
+		}
+		_, res := w.conns.Insert(&w.ck, real, table.DestID(dest.ID), state, timeout, tref, w.now)
+		switch res {
+		case table.Inserted:
+			if state == tcpEstablished {
+				c.AddActive(1)
+			} else {
+				c.AddInactive(1)
+			}
+		default:
+			// Overflow: forwarded without a connection entry (counted by the
+			// table); the next packet is scheduled again and, persistent,
+			// follows the template.
+			if !tref.IsZero() {
+				w.tmpl.Release(tref)
+			}
+		}
+	}
+	w.forward(frame, svc, dest, real, reason, d)
+}
+
+// persist finds or creates the persistence template for a packet
+// (ip_vs_sched_persist) and returns the destination it names.
+func (w *Worker) persist(frame []byte, svc *ipvs.Service, d *Decision) (*ipvs.Dest, table.Ref, Reason, bool) {
+	p := &w.p
+	snap := w.v.snap
+	w.key = table.TemplateKey{
+		Protocol: p.Proto,
+		Client:   svc.MaskClient(p.Src),
+		Virtual:  netip.AddrPortFrom(p.Dst, svc.Key.Port),
+	}
+	w.in = sched.Input{Src: d.Src, Dst: d.Dst}
+	if eng := w.v.engine(svc); eng.e != nil {
+		w.pkt = pe.Packet{Proto: p.Proto, Payload: p.Payload(frame)}
+		data, st := eng.e.Fill(&w.pkt, w.scratch[:])
+		d.PE = st
+		d.HasPE = true
+		w.local.PE[st]++
+		if st == pe.StatusOK {
+			w.key.PE = uint8(eng.id)
+			w.key.PEData = data
+			d.PEData = data
+			w.in.PEHash = eng.e.Hash(data, 0)
+			w.in.HasPE = true
+		} else if svc.PEStrict {
+			w.finish(d, ReasonPEStrict, frame)
+			return nil, table.Ref{}, 0, false
+		} else {
+			d.Fallback = true
+			w.local.PEFallback++
+		}
+	}
+	timeout := time.Duration(svc.Timeout) * time.Second
+	h := w.key.Hash(w.seed)
+
+	// This worker's template.
+	if ref, id, ok := w.tmpl.LookupHashed(&w.key, h, w.now); ok {
+		if dest := snap.TemplateDest(ipvs.DestID(id)); dest != nil {
+			w.tmpl.Touch(ref, w.now)
+			w.refreshShared(h, table.DestID(dest.ID), timeout)
+			return dest, ref, ReasonTemplateHit, true
+		}
+		w.tmpl.Invalidate(ref) // ip_vs_check_template failed: schedule afresh
+	}
+	reason := ReasonScheduled
+	var dest *ipvs.Dest
+	// Another worker's template.
+	if w.shared != nil {
+		if id, ok := w.shared.Get(h, w.now); ok {
+			if dest = snap.TemplateDest(ipvs.DestID(id)); dest != nil {
+				reason = ReasonSharedHit
+			} else {
+				// Invalid everywhere: reschedule and replace, converging
+				// with any other worker doing the same.
+				if nd := svc.Schedule(w.id, &w.in); nd != nil {
+					won, _ := w.shared.Replace(h, id, table.DestID(nd.ID), w.now+int64(timeout), w.now)
+					dest = snap.TemplateDest(ipvs.DestID(won))
+					if dest == nil {
+						dest = nd
+					}
+				}
+				if dest == nil {
+					w.finish(d, ReasonNoDest, frame)
+					return nil, table.Ref{}, 0, false
+				}
+			}
+		}
+	}
+	if dest == nil {
+		dest = svc.Schedule(w.id, &w.in)
+		if dest == nil {
+			w.finish(d, ReasonNoDest, frame)
+			return nil, table.Ref{}, 0, false
+		}
+		if w.shared != nil {
+			won, _, ok := w.shared.InsertIfAbsent(h, table.DestID(dest.ID), w.now+int64(timeout), w.now)
+			if !ok {
+				w.local.SharedFull++
+			} else if won != table.DestID(dest.ID) {
+				if wd := snap.TemplateDest(ipvs.DestID(won)); wd != nil {
+					dest = wd
+					reason = ReasonSharedHit
+				}
+			}
+		}
+	}
+	ref, res := w.tmpl.InsertHashed(&w.key, h, table.DestID(dest.ID), timeout, w.now)
+	switch res {
+	case table.Inserted:
+		dest.Stats.Worker(w.id).AddPersist(1)
+		w.markShared(h, timeout)
+	case table.InsertExists:
+		// Cannot happen after a miss on the same worker; keep going.
+	default:
+		ref = table.Ref{}
+		if reason == ReasonScheduled {
+			reason = ReasonOverflow
+		}
+	}
+	return dest, ref, reason, true
+}
+
+// refreshShared republishes a template's expiry to the shared index at most
+// sharedRefreshFraction times per timeout (see markShared).
+func (w *Worker) refreshShared(h uint64, id table.DestID, timeout time.Duration) {
+	if w.shared == nil {
+		return
+	}
+	q := int64(timeout) / sharedRefreshFraction
+	if q <= 0 {
+		q = 1
+	}
+	tag := h ^ uint64(w.now/q)
+	slot := &w.refr[h&(refreshFilterSize-1)]
+	if *slot == tag {
+		return
+	}
+	*slot = tag
+	if !w.shared.Refresh(h, w.now+int64(timeout), w.now) {
+		// The shared entry lapsed (or was never published): publish ours.
+		w.shared.InsertIfAbsent(h, id, w.now+int64(timeout), w.now)
+	}
+}
+
+func (w *Worker) markShared(h uint64, timeout time.Duration) {
+	if w.shared == nil {
+		return
+	}
+	q := int64(timeout) / sharedRefreshFraction
+	if q <= 0 {
+		q = 1
+	}
+	w.refr[h&(refreshFilterSize-1)] = h ^ uint64(w.now/q)
+}
+
+// realAddr is where the packet goes: the real server's port, or for a
+// port-0 service whose real server has no port, the packet's own.
+func (w *Worker) realAddr(svc *ipvs.Service, dest *ipvs.Dest, dst netip.AddrPort) netip.AddrPort {
+	if dest.Addr.Port() == 0 {
+		return netip.AddrPortFrom(dest.Addr.Addr(), dst.Port())
+	}
+	return dest.Addr
+}
+
+// forward rewrites an inbound frame for its destination and counts it.
+func (w *Worker) forward(frame []byte, svc *ipvs.Service, dest *ipvs.Dest, real netip.AddrPort, reason Reason, d *Decision) {
+	p := &w.p
+	switch dest.Fwd {
+	case ipvs.Masq:
+		if !p.SetDst(frame, real.Addr(), real.Port()) {
+			w.finish(d, ReasonMalformed, frame)
+			return
+		}
+	case ipvs.Route:
+	default:
+		w.finish(d, ReasonUnsupported, frame)
+		return
+	}
+	if p.Link == packet.LinkEthernet && dest.NextHop != ([6]byte{}) {
+		var ours [6]byte
+		copy(ours[:], frame[0:6])
+		packet.SetSrcMAC(frame, ours)
+		packet.SetDstMAC(frame, dest.NextHop)
+	}
+	n := p.End - p.L3Off
+	dest.Stats.Worker(w.id).In(n)
+	svc.Stats.Worker(w.id).In(n)
+	d.Dest = dest
+	d.Real = real
+	w.finish(d, reason, frame)
+}
+
+// fromRealServer handles a packet that is not to a virtual service: a NAT
+// reply, a NAT real server's own request (IPVS conn_out), or not ours.
+func (w *Worker) fromRealServer(frame []byte, d *Decision) {
+	p := &w.p
+	snap := w.v.snap
+	if ref, ok := w.conns.LookupReply(p.Proto, d.Src, d.Dst, w.now); ok {
+		info, _ := w.conns.Get(ref)
+		dest := snap.Dest(ipvs.DestID(info.Dest))
+		if dest != nil && dest.Fwd == ipvs.Masq {
+			w.connUsed(ref, &info, dest, false)
+			if !info.Template.IsZero() {
+				w.tmpl.SetAssured(info.Template)
+			}
+			w.reply(frame, dest, info.Key.Virtual, ReasonReplyNAT, d)
+			return
+		}
+	}
+	svcs := w.v.natServers[d.Src]
+	for _, svc := range svcs {
+		if w.serverOut(frame, svc, d) {
+			return
+		}
+	}
+	w.finish(d, ReasonNotService, frame)
+}
+
+// serverOut is IPVS's conn_out for a persistence engine: a request (or, under
+// one-packet scheduling, any datagram) from a NAT real server that matches no
+// connection creates or re-homes the template for its key to this real
+// server, so the peer's later packets reach it, and leaves with the virtual
+// address as its source. Without a key the packet is not translated (IPVS:
+// it passes un-NATed).
+func (w *Worker) serverOut(frame []byte, svc *ipvs.Service, d *Decision) bool {
+	p := &w.p
+	if ipvs.Protocol(p.Proto) != svc.Protocol || p.Proto != protoUDP {
+		return false
+	}
+	snap := w.v.snap
+	var dest *ipvs.Dest
+	for _, dd := range svc.Dests {
+		if dd.Addr == d.Src && dd.Fwd == ipvs.Masq {
+			dest = dd
+			break
+		}
+	}
+	eng := w.v.engine(svc)
+	if dest == nil || eng.e == nil {
+		return false
+	}
+	w.pkt = pe.Packet{Proto: p.Proto, Payload: p.Payload(frame)}
+	data, st := eng.e.Fill(&w.pkt, w.scratch[:])
+	d.PE = st
+	d.HasPE = true
+	if st != pe.StatusOK {
+		return false
+	}
+	d.PEData = data
+	d.Service = svc
+	w.key = table.TemplateKey{
+		Protocol: p.Proto,
+		Client:   svc.MaskClient(p.Dst),
+		Virtual:  svc.Addr,
+		PE:       uint8(eng.id),
+		PEData:   data,
+	}
+	timeout := time.Duration(svc.Timeout) * time.Second
+	h := w.key.Hash(w.seed)
+	id := table.DestID(dest.ID)
+	ref, cur, ok := w.tmpl.LookupHashed(&w.key, h, w.now)
+	if ok && cur != id {
+		w.tmpl.Invalidate(ref) // re-home the Call-ID to the sender
+		ok = false
+	}
+	if ok {
+		w.tmpl.Touch(ref, w.now)
+		w.refreshShared(h, id, timeout)
+	} else {
+		var res table.InsertResult
+		ref, res = w.tmpl.InsertHashed(&w.key, h, id, timeout, w.now)
+		if res == table.Inserted {
+			dest.Stats.Worker(w.id).AddPersist(1)
+			w.markShared(h, timeout)
+		} else {
+			ref = table.Ref{}
+		}
+		if w.shared != nil {
+			if old, live := w.shared.Get(h, w.now); live && old != id {
+				w.shared.Replace(h, old, id, w.now+int64(timeout), w.now)
+			} else if !live {
+				w.shared.InsertIfAbsent(h, id, w.now+int64(timeout), w.now)
+			}
+		}
+	}
+	c := dest.Stats.Worker(w.id)
+	c.Conn()
+	svc.Stats.Worker(w.id).Conn()
+	if !(svc.OnePacket && p.Proto == protoUDP) {
+		// A connection from the peer to the virtual service, so the peer's
+		// answers (and this server's further packets) find it.
+		w.ck = table.ConnKey{Protocol: p.Proto, Client: d.Dst, Virtual: svc.Addr}
+		state, ctimeout := w.newConnState(p.Proto)
+		if !ref.IsZero() {
+			w.tmpl.Hold(ref)
+		}
+		if _, res := w.conns.Insert(&w.ck, d.Src, id, state, ctimeout, ref, w.now); res == table.Inserted {
+			c.AddInactive(1)
+		} else if !ref.IsZero() {
+			w.tmpl.Release(ref)
+		}
+	}
+	_ = snap
+	w.reply(frame, dest, svc.Addr, ReasonServerOut, d)
+	return true
+}
+
+// reply rewrites a frame from a NAT real server so that it leaves from the
+// virtual address, and counts it as outgoing.
+func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason Reason, d *Decision) {
+	p := &w.p
+	if !p.SetSrc(frame, vip.Addr(), vip.Port()) {
+		w.finish(d, ReasonMalformed, frame)
+		return
+	}
+	if p.Link == packet.LinkEthernet && w.replyMAC != ([6]byte{}) {
+		var ours [6]byte
+		copy(ours[:], frame[0:6])
+		packet.SetSrcMAC(frame, ours)
+		packet.SetDstMAC(frame, w.replyMAC)
+	}
+	n := p.End - p.L3Off
+	dest.Stats.Worker(w.id).Out(n)
+	dest.Service.Stats.Worker(w.id).Out(n)
+	d.Dest = dest
+	d.Real = d.Src
+	w.finish(d, reason, frame)
+}
+
+// finish records the decision's reason.
+func (w *Worker) finish(d *Decision, r Reason, frame []byte) {
+	d.Reason = r
+	w.local.Reasons[r]++
+	if r == ReasonMalformed || r == ReasonFragment {
+		w.local.Decode[d.Decode]++
+	}
+	_ = frame
+}
+
+// templateRemoved keeps the PersistConn gauge as templates leave the table.
+func (w *Worker) templateRemoved(id table.DestID, _ table.RemoveReason) {
+	if dest := w.v.snap.Dest(ipvs.DestID(id)); dest != nil {
+		dest.Stats.Worker(w.id).AddPersist(-1)
+	}
+}

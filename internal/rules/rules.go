@@ -1,0 +1,170 @@
+// Package rules applies ipvsadm commands (parsed by internal/ipvsadm) to the
+// virtual-server configuration (internal/ipvs). It is how rules files in
+// ipvsadm -S format are loaded, and how xvsadm's commands reach the model.
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/internal/sched"
+)
+
+// ErrNotConfig reports a command that does not change the configuration
+// (list, save, help…) where only configuration commands are allowed.
+var ErrNotConfig = errors.New("not a configuration command")
+
+// ServiceConfig converts an ipvsadm service specification into the model's.
+func ServiceConfig(s ipvsadm.Service) ipvs.ServiceConfig {
+	c := ipvs.ServiceConfig{
+		Protocol:   ipvs.Protocol(s.Protocol),
+		Scheduler:  s.Scheduler,
+		SchedFlags: sched.Flags(uint32(s.SchedFlags) << 3), // back to IP_VS_SVC_F_SCHED1..3
+		Persistent: s.Persistent,
+		Timeout:    s.Timeout,
+		PE:         s.PE,
+		PEStrict:   s.PEStrict,
+		OnePacket:  s.OnePacket,
+	}
+	c.Addr = netip.AddrPortFrom(s.Addr, s.Port)
+	if s.Addr.Is4() {
+		if s.Netmask != 0xffffffff { // 0 is -M 0.0.0.0: one template for all clients
+
+			c.Netmask = ipvs.Mask4(s.MaskAddr())
+		}
+	} else if s.Netmask != 0 && s.Netmask != 128 {
+		c.Netmask = ipvs.Mask6(int(s.Netmask))
+	}
+	return c
+}
+
+// Key returns the model's key of an ipvsadm service specification.
+func Key(s ipvsadm.Service) ipvs.ServiceKey {
+	return ipvs.ServiceKey{Protocol: ipvs.Protocol(s.Protocol), Addr: s.Addr, Port: s.Port}
+}
+
+// DestConfig converts an ipvsadm real-server specification.
+func DestConfig(d ipvsadm.Dest) ipvs.DestConfig {
+	c := ipvs.DestConfig{Addr: d.Addr, Weight: int(d.Weight), Upper: d.UThreshold, Lower: d.LThreshold}
+	switch d.Forward {
+	case ipvsadm.Masq:
+		c.Fwd = ipvs.Masq
+	case ipvsadm.Tunnel:
+		c.Fwd = ipvs.Tunnel
+	case ipvsadm.Local:
+		c.Fwd = ipvs.Local
+	default:
+		c.Fwd = ipvs.Route
+	}
+	return c
+}
+
+// Apply carries out one configuration command.
+func Apply(cfg *ipvs.Config, cmd ipvsadm.Command) error {
+	switch cmd.Kind {
+	case ipvsadm.AddService:
+		return cfg.AddService(ServiceConfig(cmd.Service))
+	case ipvsadm.EditService:
+		return cfg.EditService(ServiceConfig(cmd.Service))
+	case ipvsadm.DeleteService:
+		return cfg.DelService(Key(cmd.Service))
+	case ipvsadm.Clear:
+		cfg.Clear()
+		return nil
+	case ipvsadm.AddServer:
+		return cfg.AddDest(Key(cmd.Service), DestConfig(cmd.Dest))
+	case ipvsadm.EditServer:
+		return cfg.EditDest(Key(cmd.Service), DestConfig(cmd.Dest))
+	case ipvsadm.DeleteServer:
+		return cfg.DelDest(Key(cmd.Service), cmd.Dest.Addr)
+	case ipvsadm.SetTimeout:
+		return cfg.SetTimeouts(ipvs.Timeouts{TCP: cmd.Timeouts.TCP, TCPFin: cmd.Timeouts.TCPFin, UDP: cmd.Timeouts.UDP})
+	case ipvsadm.Zero:
+		if cmd.Options.Has(ipvsadm.OptService) {
+			return cfg.ZeroService(Key(cmd.Service))
+		}
+		cfg.ZeroAll()
+		return nil
+	}
+	return fmt.Errorf("%s: %w", cmd.Kind, ErrNotConfig)
+}
+
+// Read parses a rules file (ipvsadm -S format, one command per line, with #
+// comments) and applies every command in order. It stops at the first error,
+// which names the line; commands before it stay applied, so callers that need
+// all-or-nothing apply to a fresh Config and swap it in on success.
+func Read(cfg *ipvs.Config, r io.Reader, name string) error {
+	cmds, lines, err := parse(r, name)
+	if err != nil {
+		return err
+	}
+	for i, c := range cmds {
+		if err := Apply(cfg, c); err != nil {
+			return fmt.Errorf("%s:%d: %w", name, lines[i], err)
+		}
+	}
+	return nil
+}
+
+// Load reads a rules file from path into cfg (see Read).
+func Load(cfg *ipvs.Config, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return Read(cfg, f, path)
+}
+
+// parse splits a rules file into commands, remembering each one's line.
+func parse(r io.Reader, name string) ([]ipvsadm.Command, []int, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxRulesBytes+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(data) > maxRulesBytes {
+		return nil, nil, fmt.Errorf("%s: larger than %d bytes", name, maxRulesBytes)
+	}
+	var cmds []ipvsadm.Command
+	var lines []int
+	for n, line := range splitLines(data) {
+		args := ipvsadm.RuleTokens(line)
+		if len(args) == 0 {
+			continue
+		}
+		c, err := ipvsadm.Parse(args)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s:%d: %w", name, n+1, err)
+		}
+		if !c.Mutates() {
+			return nil, nil, fmt.Errorf("%s:%d: %s: %w", name, n+1, c.Kind, ErrNotConfig)
+		}
+		cmds = append(cmds, c)
+		lines = append(lines, n+1)
+	}
+	return cmds, lines, nil
+}
+
+// maxRulesBytes bounds a rules file: 65536 services with a few real servers
+// each fit comfortably, and a runaway file is refused instead of read whole.
+const maxRulesBytes = 64 << 20
+
+func splitLines(data []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range data {
+		if c == '\n' {
+			out = append(out, string(data[start:i]))
+			start = i + 1
+		}
+	}
+	if start < len(data) {
+		out = append(out, string(data[start:]))
+	}
+	return out
+}
