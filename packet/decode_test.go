@@ -1,6 +1,7 @@
 package packet_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"os"
@@ -55,6 +56,20 @@ func TestDecodeFramings(t *testing.T) {
 		{"tcp-ipv6", with(udp6(payload), func(s *craft.Spec) { s.Proto = craft.TCP; s.TCPFlags = craft.SYN | craft.ACK })},
 		{"padded-short", with(udp4([]byte("x")), func(s *craft.Spec) { s.Padding = 17 })},
 		{"zero-udp-checksum", with(udp4(payload), func(s *craft.Spec) { s.ZeroUDPChecksum = true })},
+		{"pppoe-ipv4", with(udp4(payload), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 0x18E5 })},
+		{"pppoe-ipv6", with(udp6(payload), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 0xFFFF })},
+		{"pppoe-qinq-ipv4", with(udp4(payload), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 1; s.VLANs = qinq })},
+		{"pppoe-sll-ipv4", with(udp4(payload), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 2; s.Link = packet.LinkLinuxSLL })},
+		{"pppoe-sll2-ipv6", with(udp6(payload), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 3; s.Link = packet.LinkLinuxSLL2 })},
+		{"pppoe-tcp-ipv6-ext", with(udp6(payload), func(s *craft.Spec) {
+			s.PPPoE = true
+			s.Proto = craft.TCP
+			s.TCPFlags = craft.ACK
+			s.IPv6Ext = []craft.Ext{{Type: 0, Data: make([]byte, 6)}}
+		})},
+		{"pppoe-ipv4-options", with(udp4(payload), func(s *craft.Spec) { s.PPPoE = true; s.IPOptions = []byte{0x94, 4, 0, 0} })},
+		// The Ethernet padding of a short frame lies beyond the PPPoE length.
+		{"pppoe-padded-short", with(udp4([]byte("x")), func(s *craft.Spec) { s.PPPoE = true; s.Padding = 9 })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			frame := tc.spec.Build()
@@ -86,6 +101,12 @@ func checkAgainstSpec(t *testing.T, p *packet.Parsed, frame []byte, s craft.Spec
 	}
 	if p.End != len(frame)-s.Padding {
 		t.Errorf("End = %d, want %d", p.End, len(frame)-s.Padding)
+	}
+	if p.PPPoE != s.PPPoE || p.PPPoESession != s.PPPoESession {
+		t.Errorf("PPPoE %v session %#x, want %v %#x", p.PPPoE, p.PPPoESession, s.PPPoE, s.PPPoESession)
+	}
+	if want := len(frame) - s.Padding - len(s.Datagram()); p.L3Off != want {
+		t.Errorf("L3Off = %d, want %d", p.L3Off, want)
 	}
 	if p.NumVLAN != len(s.VLANs) {
 		t.Fatalf("NumVLAN = %d, want %d", p.NumVLAN, len(s.VLANs))
@@ -182,6 +203,14 @@ func TestDecodeMalformed(t *testing.T) {
 	}).Build()
 	hbhSecond := with(udp6(nil), func(s *craft.Spec) { s.IPv6Ext = []craft.Ext{{Type: 60}, {Type: 0}} }).Build()
 	icmp := mod(good4, func(b []byte) { b[14+9] = 1 })
+	// PPPoE: the header at 14, its length at 18, the PPP protocol at 20, IP at 22.
+	pppoe4 := with(udp4([]byte("hello")), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 9 }).Build()
+	pppoe6 := with(udp6([]byte("hello")), func(s *craft.Spec) { s.PPPoE = true }).Build()
+	pppoeLen := func(b []byte, d int) []byte {
+		return mod(b, func(b []byte) { binary.BigEndian.PutUint16(b[18:], uint16(len(b)-20+d)) })
+	}
+	// Protocol-field compression (RFC 1661 §6.5): one octet 0x21, then IP.
+	pfc := mod(append(pppoe4[:20:20], pppoe4[21:]...), func(b []byte) { binary.BigEndian.PutUint16(b[18:], uint16(len(b)-20)) })
 	for _, tc := range []struct {
 		name  string
 		frame []byte
@@ -222,6 +251,27 @@ func TestDecodeMalformed(t *testing.T) {
 		{"tcp-offset-4", mod(tcp4, func(b []byte) { b[14+20+12] = 4 << 4 }), 0, packet.ReasonBadTCPOffset},
 		{"tcp-offset-beyond", mod(tcp4, func(b []byte) { b[14+20+12] = 15 << 4 }), 0, packet.ReasonBadTCPOffset},
 		{"icmp", icmp, 0, packet.ReasonUnsupportedProto},
+		{"pppoe-ok", pppoe4, 0, packet.ReasonOK},
+		{"pppoe-short-header", pppoe4[:14+5], 0, packet.ReasonTruncated},
+		{"pppoe-no-ppp-proto", pppoe4[:14+7], 0, packet.ReasonTruncated},
+		{"pppoe-version-2", mod(pppoe4, func(b []byte) { b[14] = 0x21 }), 0, packet.ReasonBadPPPoE},
+		{"pppoe-type-2", mod(pppoe4, func(b []byte) { b[14] = 0x12 }), 0, packet.ReasonBadPPPoE},
+		{"pppoe-code-padt", mod(pppoe4, func(b []byte) { b[15] = 0xA7 }), 0, packet.ReasonBadPPPoE},
+		{"pppoe-length-0", mod(pppoe4, func(b []byte) { b[18], b[19] = 0, 0 }), 0, packet.ReasonBadPPPoE},
+		{"pppoe-length-1", mod(pppoe4, func(b []byte) { b[18], b[19] = 0, 1 }), 0, packet.ReasonBadPPPoE},
+		{"pppoe-length-beyond-frame", pppoeLen(pppoe4, 1), 0, packet.ReasonBadPPPoE},
+		{"pppoe-length-max", mod(pppoe4, func(b []byte) { b[18], b[19] = 0xFF, 0xFF }), 0, packet.ReasonBadPPPoE},
+		{"pppoe-frame-cut", pppoe4[:len(pppoe4)-1], 0, packet.ReasonBadPPPoE},
+		{"pppoe-length-inside-ipv4", pppoeLen(pppoe4, -1), 0, packet.ReasonBadTotalLength},
+		{"pppoe-length-inside-ipv6", pppoeLen(pppoe6, -1), 0, packet.ReasonBadTotalLength},
+		{"pppoe-length-inside-ip-header", pppoeLen(pppoe4, -20), 0, packet.ReasonTruncated},
+		{"pppoe-ipv4-proto-ipv6-header", mod(pppoe6, func(b []byte) { b[21] = 0x21 }), 0, packet.ReasonBadIPVersion},
+		{"pppoe-lcp", mod(pppoe4, func(b []byte) { b[20], b[21] = 0xC0, 0x21 }), 0, packet.ReasonUnknownEtherType},
+		{"pppoe-ipcp", mod(pppoe4, func(b []byte) { b[20], b[21] = 0x80, 0x21 }), 0, packet.ReasonUnknownEtherType},
+		{"pppoe-pfc", pfc, 0, packet.ReasonUnknownEtherType},
+		{"pppoe-discovery", mod(pppoe4, func(b []byte) { b[12], b[13] = 0x88, 0x63 }), 0, packet.ReasonUnknownEtherType},
+		{"pppoe-three-vlans", with(udp4(nil), func(s *craft.Spec) { s.PPPoE = true; s.VLANs = make([]craft.VLAN, 3) }).Build(), 0, packet.ReasonTooManyVLANs},
+		{"null-pppoe-ethertype", mod(good4[10:], func(b []byte) { binary.LittleEndian.PutUint32(b, 0x8864) }), packet.LinkNull, packet.ReasonUnknownAddressFamily},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p packet.Parsed
@@ -229,6 +279,25 @@ func TestDecodeMalformed(t *testing.T) {
 				t.Errorf("Decode = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDecodePPPoEFields checks what a PPPoE frame that is not IP leaves in
+// Parsed: an LCP frame has the session and the offset after the PPP protocol
+// field, a bad PPPoE header only the link fields.
+func TestDecodePPPoEFields(t *testing.T) {
+	f := with(udp4([]byte("lcp")), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 0x18E5; s.VLANs = []craft.VLAN{{TCI: 5}} }).Build()
+	f[24], f[25] = 0xC0, 0x21 // LCP
+	var p packet.Parsed
+	if r := p.Decode(f, packet.LinkEthernet); r != packet.ReasonUnknownEtherType ||
+		!p.PPPoE || p.PPPoESession != 0x18E5 || p.EtherType != packet.EtherTypePPPoESession || p.L3Off != 14+4+8 ||
+		p.Version != 0 || p.NumVLAN != 1 || p.End != 0 {
+		t.Errorf("LCP: %v, %+v", r, p)
+	}
+	f[18] = 0x12 // PPPoE type 2
+	if r := p.Decode(f, packet.LinkEthernet); r != packet.ReasonBadPPPoE || p.PPPoE || p.PPPoESession != 0 ||
+		p.EtherType != packet.EtherTypePPPoESession || p.L3Off != 14+4 {
+		t.Errorf("bad PPPoE: %v, %+v", r, p)
 	}
 }
 
@@ -319,6 +388,13 @@ func kinds() []kind {
 		{"ipv6-fragment-2", frag[1], 0},
 		{"sll2", with(udp4(craft.SIPAck(callID)), func(s *craft.Spec) { s.Link = packet.LinkLinuxSLL2 }).Build(), packet.LinkLinuxSLL2},
 		{"truncated", udp4(craft.SIPAck(callID)).Build()[:40], 0},
+		{"pppoe", with(udp4(craft.SIPInvite(callID)), func(s *craft.Spec) { s.PPPoE = true; s.PPPoESession = 0x18E5 }).Build(), 0},
+		{"pppoe-vlan-ipv6", with(udp6(craft.SIPInvite(callID)), func(s *craft.Spec) { s.PPPoE = true; s.VLANs = vlan[1:] }).Build(), 0},
+		{"pppoe-lcp", func() []byte {
+			f := with(udp4(nil), func(s *craft.Spec) { s.PPPoE = true }).Build()
+			f[20], f[21] = 0xC0, 0x21
+			return f
+		}(), 0},
 	}
 }
 
@@ -373,6 +449,38 @@ func TestDecodeCaptures(t *testing.T) {
 	t.Logf("%d frames in %d captures, %d decoded to ok", total, len(files), ok)
 	if total > 0 && ok == 0 {
 		t.Error("no frame decoded")
+	}
+}
+
+// TestDecodePPPoECapture decodes the real DSL capture, SIP over PPPoE: every
+// frame is UDP in the one PPPoE session, with valid checksums, and a NAT
+// rewrite keeps them valid.
+func TestDecodePPPoECapture(t *testing.T) {
+	r, err := capture.Open(shared.TestData(t, "pcap", "sipnab_DTMFsipinfo.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var p packet.Parsed
+	n := 0
+	for ; ; n++ {
+		f, err := r.Next()
+		if err != nil {
+			break
+		}
+		link, _ := packet.LinkTypeFromDLT(int(f.LinkType))
+		frame := bytes.Clone(f.Data)
+		if r := p.Decode(frame, link); r != packet.ReasonOK || !p.PPPoE || p.PPPoESession != 0x18E5 ||
+			p.L3Off != 14+6+2 || p.End != len(frame) || p.Proto != packet.ProtoUDP || !p.VerifyChecksums(frame) {
+			t.Fatalf("frame %d: %v, %+v", f.Number, r, p)
+		}
+		if !p.SetDst(frame, netip.MustParseAddr("10.0.0.2"), 5080) || !p.SetSrc(frame, netip.MustParseAddr("10.0.0.1"), 5060) ||
+			!p.VerifyChecksums(frame) {
+			t.Fatalf("frame %d: checksums after NAT", f.Number)
+		}
+	}
+	if n != 32 {
+		t.Errorf("%d frames, want 32", n)
 	}
 }
 

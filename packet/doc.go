@@ -3,9 +3,10 @@
 //
 // It understands the link framings the data plane and the replay backend meet
 // (Ethernet II, Linux cooked capture SLL and SLL2, BSD loopback/NULL, raw IP),
-// up to MaxVLANs 802.1Q/802.1ad tags, IPv4 with options and fragments, IPv6
-// with hop-by-hop, routing, destination-options and fragment extension
-// headers, and the ports of UDP and TCP.
+// up to MaxVLANs 802.1Q/802.1ad tags, PPPoE sessions (RFC 2516, DSL access)
+// after them, IPv4 with options and fragments, IPv6 with hop-by-hop, routing,
+// destination-options and fragment extension headers, and the ports of UDP
+// and TCP.
 //
 // # Buffer lifetimes
 //

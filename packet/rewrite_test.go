@@ -36,7 +36,7 @@ func TestChecksumMatchesOracle(t *testing.T) {
 }
 
 // randomSpec returns a random UDP or TCP packet, IPv4 or IPv6, with or
-// without VLAN tags, IPv4 options and IPv6 extension headers.
+// without VLAN tags, PPPoE, IPv4 options and IPv6 extension headers.
 func randomSpec(rng *rand.Rand) craft.Spec {
 	s := craft.Spec{SrcMAC: craft.ClientMAC, DstMAC: craft.LBMAC, TTL: uint8(rng.IntN(255) + 1), ID: rng.Uint32()}
 	v6 := rng.IntN(2) == 0
@@ -51,6 +51,9 @@ func randomSpec(rng *rand.Rand) craft.Spec {
 	}
 	for range rng.IntN(3) {
 		s.VLANs = append(s.VLANs, craft.VLAN{TPID: []uint16{0x8100, 0x88A8}[rng.IntN(2)], TCI: uint16(rng.Uint32())})
+	}
+	if rng.IntN(3) == 0 {
+		s.PPPoE, s.PPPoESession = true, uint16(rng.Uint32())
 	}
 	if !v6 && rng.IntN(3) == 0 {
 		s.IPOptions = make([]byte, 4*rng.IntN(11))
@@ -89,8 +92,8 @@ func TestRewriteEqualsRecomputation(t *testing.T) {
 	for i := range 3000 {
 		s := randomSpec(rng)
 		frame := s.Build()
-		if r := p.Decode(frame, packet.LinkEthernet); r != packet.ReasonOK {
-			t.Fatalf("#%d: Decode = %v", i, r)
+		if r := p.Decode(frame, packet.LinkEthernet); r != packet.ReasonOK || p.PPPoE != s.PPPoE || p.PPPoESession != s.PPPoESession {
+			t.Fatalf("#%d: Decode = %v, PPPoE %v %#x", i, r, p.PPPoE, p.PPPoESession)
 		}
 		want := s
 		want.Dst = netip.AddrPortFrom(randomAddr(rng, s.Dst.Addr().Is6()), uint16(rng.Uint32()))
@@ -212,13 +215,15 @@ func TestRewriteNoAllocs(t *testing.T) {
 	var p packet.Parsed
 	f4 := udp4(craft.SIPInvite("x")).Build()
 	f6 := with(udp6(craft.SIPInvite("x")), func(s *craft.Spec) { s.Proto = craft.TCP }).Build()
+	fp := with(udp4(craft.SIPInvite("x")), func(s *craft.Spec) { s.PPPoE = true }).Build()
 	a4, b4 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	a6, b6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 	mac := [6]byte{1, 2, 3, 4, 5, 6}
 	for name, f := range map[string]func(){
-		"ipv4": func() { p.Decode(f4, 0); p.SetDst(f4, a4, 5060); p.SetSrc(f4, b4, 5060) },
-		"ipv6": func() { p.Decode(f6, 0); p.SetDst(f6, a6, 5060); p.SetSrc(f6, b6, 5060) },
-		"mac":  func() { packet.SetDstMAC(f4, mac); packet.SetSrcMAC(f4, mac) },
+		"ipv4":  func() { p.Decode(f4, 0); p.SetDst(f4, a4, 5060); p.SetSrc(f4, b4, 5060) },
+		"ipv6":  func() { p.Decode(f6, 0); p.SetDst(f6, a6, 5060); p.SetSrc(f6, b6, 5060) },
+		"pppoe": func() { p.Decode(fp, 0); p.SetDst(fp, a4, 5060); p.SetSrc(fp, b4, 5060) },
+		"mac":   func() { packet.SetDstMAC(f4, mac); packet.SetSrcMAC(f4, mac) },
 		"checksum": func() {
 			if packet.Checksum(f4) == 1 {
 				panic("unreachable")

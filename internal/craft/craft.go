@@ -1,8 +1,9 @@
-// Package craft builds test frames: Ethernet (optionally VLAN-tagged), Linux
-// cooked, loopback or raw-IP framing around an IPv4 or IPv6 datagram (with
-// IPv4 options or IPv6 extension headers) carrying UDP or TCP, with correct
-// lengths and checksums, real IP fragments of such a datagram, and canned SIP
-// messages. Tests, benchmarks and the traffic generator share it.
+// Package craft builds test frames: Ethernet (optionally VLAN-tagged),
+// Linux cooked, loopback or raw-IP framing, optionally with a PPPoE session
+// header, around an IPv4 or IPv6 datagram (with IPv4 options or IPv6
+// extension headers) carrying UDP or TCP, with correct lengths and checksums,
+// real IP fragments of such a datagram, and canned SIP messages. Tests,
+// benchmarks and the traffic generator share it.
 //
 // Its checksum code is a deliberately plain byte-pair loop, independent of
 // package packet's, so that tests can use craft's output as an oracle for the
@@ -58,6 +59,13 @@ type Spec struct {
 	// Padding appends this many zero octets after the datagram, as Ethernet
 	// does for frames under 60 octets; the decoder must ignore them.
 	Padding int
+	// PPPoE carries the datagram in a PPPoE session (RFC 2516) with id
+	// PPPoESession, after the VLAN tags: a PPPoE header whose length counts
+	// the PPP protocol field and the datagram (not Padding), then the
+	// uncompressed PPP protocol field. Ignored for LinkNull and LinkRaw,
+	// which have no EtherType.
+	PPPoE        bool
+	PPPoESession uint16
 }
 
 // TCP flags.
@@ -89,9 +97,17 @@ func (s Spec) Build() []byte {
 
 // Frame wraps an IP datagram in s's link framing (and VLAN tags).
 func (s Spec) Frame(datagram []byte) []byte {
-	et := uint16(packet.EtherTypeIPv4)
+	et, ppp := uint16(packet.EtherTypeIPv4), uint16(packet.PPPProtoIPv4)
 	if s.Src.Addr().Is6() {
-		et = packet.EtherTypeIPv6
+		et, ppp = packet.EtherTypeIPv6, packet.PPPProtoIPv6
+	}
+	if s.PPPoE && s.Link != packet.LinkNull && s.Link != packet.LinkRaw {
+		h := []byte{0x11, 0x00} // version 1, type 1; code 0: session data
+		h = binary.BigEndian.AppendUint16(h, s.PPPoESession)
+		h = binary.BigEndian.AppendUint16(h, uint16(2+len(datagram)))
+		h = binary.BigEndian.AppendUint16(h, ppp)
+		datagram = append(h, datagram...)
+		et = packet.EtherTypePPPoESession
 	}
 	var tags []byte
 	// Build the tag stack outermost first: each tag holds its TCI and the

@@ -68,11 +68,19 @@ func TestBuildAgainstGopacket(t *testing.T) {
 		{Src: src, Dst: dst, Payload: []byte("tcp"), Proto: craft.TCP, TCPFlags: craft.SYN},
 		{Src: src, Dst: dst, Payload: []byte("odd")},
 		{Src: netip.MustParseAddrPort("[2001:db8::1]:1"), Dst: netip.MustParseAddrPort("[2001:db8::2]:2"), Payload: []byte("v6")},
+		{Src: src, Dst: dst, Payload: craft.SIPAck("x"), PPPoE: true, PPPoESession: 0x18E5},
+		{Src: netip.MustParseAddrPort("[2001:db8::1]:1"), Dst: netip.MustParseAddrPort("[2001:db8::2]:2"), Payload: []byte("v6"),
+			Proto: craft.TCP, VLANs: []craft.VLAN{{TCI: 7}}, PPPoE: true, PPPoESession: 1},
 	} {
 		frame := s.Build()
 		pkt := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
 		if el := pkt.ErrorLayer(); el != nil {
 			t.Fatalf("gopacket: %v", el.Error())
+		}
+		pppoe, _ := pkt.Layer(layers.LayerTypePPPoE).(*layers.PPPoE)
+		if s.PPPoE && (pppoe == nil || pppoe.SessionId != s.PPPoESession || pppoe.Code != layers.PPPoECodeSession ||
+			pkt.Layer(layers.LayerTypePPP) == nil) || !s.PPPoE && pppoe != nil {
+			t.Fatalf("gopacket PPPoE layer %+v, want session %#x: %v", pppoe, s.PPPoESession, pkt)
 		}
 		tl := pkt.TransportLayer()
 		if tl == nil || !bytes.Equal(tl.LayerPayload(), s.Payload) {
