@@ -132,10 +132,6 @@ func checkCapture(t *testing.T, path string, rows map[int]tsvRow, except map[int
 		}
 		data := fr.Data
 		reason := p.Decode(data, lt)
-		if inner, ok := pppoeIP(data, lt, reason); ok {
-			data = inner
-			reason = p.Decode(data, packet.LinkRaw)
-		}
 		row, inTSV := rows[fr.Number]
 		if ex, ok := except[fr.Number]; ok {
 			excepted[fr.Number] = true
@@ -190,25 +186,6 @@ func checkCapture(t *testing.T, path string, rows map[int]tsvRow, except map[int
 		}
 	}
 	return compared
-}
-
-// PPPoE session framing (RFC 2516) in sipnab_DTMFsipinfo.pcap: packet does
-// not decode it (ReasonUnknownEtherType), so this test steps over the
-// Ethernet, PPPoE and PPP headers itself and hands packet the IP packet as raw
-// IP. It only applies while packet refuses such frames.
-const (
-	etherTypePPPoESession = 0x8864
-	pppoeIPOff            = 14 + 6 + 2 // Ethernet, PPPoE session, PPP protocol
-	pppIPv4, pppIPv6      = 0x0021, 0x0057
-)
-
-func pppoeIP(frame []byte, lt packet.LinkType, r packet.Reason) ([]byte, bool) {
-	if lt != packet.LinkEthernet || r != packet.ReasonUnknownEtherType || len(frame) < pppoeIPOff ||
-		uint16(frame[12])<<8|uint16(frame[13]) != etherTypePPPoESession {
-		return nil, false
-	}
-	proto := uint16(frame[20])<<8 | uint16(frame[21])
-	return frame[pppoeIPOff:], proto == pppIPv4 || proto == pppIPv6
 }
 
 func addrPort(a netip.Addr, port uint16) string {
