@@ -19,7 +19,10 @@ var (
 )
 
 // benchSetup builds 1 000 000 live templates with realistic Call-IDs and the
-// same-run baseline, a map[string]uint32 keyed by the same Call-IDs.
+// same-run baseline, a map[string]uint32 keyed by the same Call-IDs. Keys are
+// inserted in a scattered order (insertOrder) unrelated to the lookup order
+// (order), so that neither the entries nor the arena tails nor the map's key
+// strings are visited sequentially.
 func benchSetup(b *testing.B) {
 	benchOnce.Do(func() {
 		benchCorpus = newCorpus(benchLive, 11)
@@ -28,7 +31,8 @@ func benchSetup(b *testing.B) {
 			b.Fatal(err)
 		}
 		benchMap = make(map[string]uint32, benchLive)
-		for i := range benchLive {
+		for j := range benchLive {
+			i := insertOrder(j)
 			k := sipKey(benchCorpus.id(i))
 			if _, res := t.Insert(&k, DestID(i), time.Hour, 0); res != Inserted {
 				b.Fatalf("setup insert %d: %v", i, res)
@@ -46,8 +50,31 @@ func opsPerSec(b *testing.B) {
 // order visits the keys in a scattered order (a stride coprime to the count).
 func order(i int) int { return i * 7919 % benchLive }
 
+// insertOrder is another scattered order, for filling the table.
+func insertOrder(j int) int { return j * 104729 % benchLive }
+
+// benchBatch is the pipeline's batch size (frames per receive).
+const benchBatch = 64
+
+// BenchmarkTemplateLookupHit: a lookup hit and Touch per operation among
+// 1 000 000 live templates, keys in random order; each op also reads its
+// Call-ID from a 37 MB corpus, as the map baseline does ("keys-only" is that
+// floor: corpus read and hash, no lookup). "batched" hashes 64 keys, then
+// looks them up; "batched-prefetch" also prefetches each key's index line
+// between the two passes, as the pipeline does with a receive batch.
 func BenchmarkTemplateLookupHit(b *testing.B) {
 	benchSetup(b)
+	seed := benchTab.Seed()
+	b.Run("keys-only", func(b *testing.B) {
+		b.ReportAllocs()
+		var h uint64
+		for i := range b.N {
+			k := sipKey(benchCorpus.id(order(i)))
+			h += k.Hash(seed)
+		}
+		sinkU32 = uint32(h)
+		opsPerSec(b)
+	})
 	b.Run("xvs", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := range b.N {
@@ -58,6 +85,37 @@ func BenchmarkTemplateLookupHit(b *testing.B) {
 		}
 		opsPerSec(b)
 	})
+	batched := func(pf, pfe bool) func(b *testing.B) {
+		return func(b *testing.B) {
+			b.ReportAllocs()
+			var keys [benchBatch]TemplateKey
+			var hs [benchBatch]uint64
+			for i := 0; i < b.N; i += benchBatch {
+				n := min(benchBatch, b.N-i)
+				for j := range n {
+					keys[j] = sipKey(benchCorpus.id(order(i + j)))
+					hs[j] = keys[j].Hash(seed)
+					if pf {
+						benchTab.Prefetch(hs[j])
+					}
+				}
+				for j := range n {
+					if pfe {
+						benchTab.PrefetchEntry(hs[j])
+					}
+				}
+				for j := range n {
+					ref, d, _ := benchTab.LookupHashed(&keys[j], hs[j], 1)
+					benchTab.Touch(ref, 1)
+					sinkDest = d
+				}
+			}
+			opsPerSec(b)
+		}
+	}
+	b.Run("xvs-batched", batched(false, false))
+	b.Run("xvs-batched-prefetch", batched(true, false))
+	b.Run("xvs-batched-prefetch2", batched(true, true))
 	b.Run("map-baseline", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := range b.N {

@@ -125,6 +125,8 @@ func NewConns(cfg ConnConfig) (*Conns, error) {
 		onRm:    cfg.OnRemove,
 	}
 	c.stats.Capacity = uint64(cfg.Capacity)
+	adviseHuge(c.ents)
+	adviseHuge(c.index.slots)
 	for i := range c.ents {
 		c.ents[i].gen = 1
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 )
 
 // TemplateKey identifies a persistence template, as IPVS keys one:
@@ -231,6 +232,9 @@ func NewTemplates(cfg Config) (*Templates, error) {
 		onRm:    cfg.OnRemove,
 	}
 	t.stats.Capacity = uint64(cfg.Capacity)
+	adviseHuge(t.ents)
+	adviseHuge(t.index.slots)
+	adviseHuge(t.arena.mem)
 	for i := range t.ents {
 		t.ents[i].gen = 1
 	}
@@ -473,6 +477,27 @@ func (t *Templates) SwapMark(r Ref, v uint32) (old uint32, ok bool) {
 // assembly prefetch.
 func (t *Templates) Prefetch(h uint64) {
 	t.index.prefetch(hashHome(h))
+}
+
+// PrefetchEntry starts loading the entry a lookup of hash h will most likely
+// compare: the first one whose index tag matches. It reads the index line, so
+// call it in a second pass over the batch, after Prefetch has brought that
+// line in; the lookups in a third pass then find index and entry cached.
+func (t *Templates) PrefetchEntry(h uint64) {
+	h32, tag := hashHome(h), hashTag(h)
+	x := &t.index
+	for pos := x.home(h32); ; pos = x.next(pos) {
+		s := x.slots[pos]
+		if s == 0 {
+			return
+		}
+		if s&^indexRefMask == tag {
+			p := uintptr(unsafe.Pointer(&t.ents[s&indexRefMask-1]))
+			prefetch(p)
+			prefetch(p + sizeofTmpl - 1)
+			return
+		}
+	}
 }
 
 // Dest returns the template's destination, or false for a stale Ref.
