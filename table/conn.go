@@ -252,11 +252,20 @@ func (c *Conns) Prefetch(h uint64) {
 func (c *Conns) LookupReply(proto uint8, real, client netip.AddrPort, now int64) (Ref, bool) {
 	c.stats.ReplyLookups++
 	h := dirHash(c.seed, proto, real, client, dirOut)
-	if i, ok := c.findOut(proto, real, client, h); ok && c.live(i, now) {
-		c.stats.ReplyHits++
-		return Ref{i, c.ents[i].gen}, true
+	// Unlike the forward key, the reply key need not be unique: two
+	// connections from one client addr:port to two virtual addresses sent to
+	// the same real server share it. So when the match found has expired (and
+	// is dropped), look again for another (TestConnsModel).
+	for {
+		i, ok := c.findOut(proto, real, client, h)
+		if !ok {
+			return Ref{}, false
+		}
+		if c.live(i, now) {
+			c.stats.ReplyHits++
+			return Ref{i, c.ents[i].gen}, true
+		}
 	}
-	return Ref{}, false
 }
 
 func (c *Conns) live(i uint32, now int64) bool {
