@@ -1,13 +1,30 @@
-// Command xvs is the xvs load balancer: it serves virtual services on a network
-// interface (xvs run) and replays captures through the same pipeline (xvs replay).
+// Command xvs is the xvs load balancer. This main only parses flags and wires
+// packages together; the work is in internal/replay, internal/pipeline and
+// friends.
 package main
 
 import (
 	"fmt"
 	"os"
+
+	"github.com/urfave/cli/v2"
 )
 
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 func main() {
-	fmt.Fprintln(os.Stderr, "xvs: no commands yet")
-	os.Exit(2)
+	app := &cli.App{
+		Name:    "xvs",
+		Usage:   "the IPVS virtual-server model in user space, with SIP Call-ID persistence",
+		Version: version,
+		Commands: []*cli.Command{
+			replayCommand(),
+		},
+		HideHelpCommand: true,
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "xvs: %v\n", err)
+		os.Exit(1)
+	}
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xvs-lb/xvs/internal/capture"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/replay"
+	"github.com/xvs-lb/xvs/internal/rules"
+	"github.com/xvs-lb/xvs/pe"
+)
+
+func replayCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "replay",
+		Usage:     "run a capture through the real pipeline offline, with the capture's timestamps as the clock",
+		ArgsUsage: "IN.pcap|IN.pcapng",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format", Required: true},
+			&cli.StringFlag{Name: "out", Usage: "write the forwarded frames, rewritten, to this pcap file"},
+			&cli.StringFlag{Name: "log", Usage: "write the per-frame decision log (TSV) to this file, or - for stdout"},
+			&cli.IntFlag{Name: "workers", Value: 1, Usage: "pipeline workers; frames are spread over them as RSS would"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no summary on stderr"},
+		},
+		Action: runReplay,
+	}
+}
+
+func runReplay(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("xvs replay: exactly one capture file expected (see xvs replay --help)", 2)
+	}
+	workers := c.Int("workers")
+	if workers < 1 || workers > ipvs.MaxWorkers {
+		return cli.Exit(fmt.Sprintf("xvs replay: --workers must be 1..%d", ipvs.MaxWorkers), 2)
+	}
+	cfg, err := ipvs.New(ipvs.Options{Workers: workers, PEExists: pe.Exists})
+	if err != nil {
+		return err
+	}
+	if err := rules.Load(cfg, c.String("rules")); err != nil {
+		return err
+	}
+	if err := replay.SetReplayNextHops(cfg); err != nil {
+		return err
+	}
+	in, err := capture.Open(c.Args().First())
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+
+	opts := replay.Options{Config: cfg, Workers: workers}
+	var closers []func() error
+	if path := c.String("out"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriterSize(f, 1<<20)
+		opts.Out = bw
+		closers = append(closers, bw.Flush, f.Close)
+	}
+	switch path := c.String("log"); path {
+	case "":
+	case "-":
+		opts.Log = os.Stdout
+	default:
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		opts.Log = f
+		closers = append(closers, f.Close)
+	}
+	res, runErr := replay.Run(in, opts)
+	for _, cl := range closers {
+		if err := cl(); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if !c.Bool("quiet") {
+		var w io.Writer = os.Stderr
+		res.Summary(w)
+	}
+	return nil
+}
