@@ -25,18 +25,42 @@
 //
 // Nothing grows after construction; MemoryBytes reports the exact total.
 //
-//   - Template: 40-byte entry + 9 bytes of LRU links and segment + 5⅓ bytes of
-//     index (4-byte slots at load ≤ 3/4) + its key in the arena: client and
-//     virtual address (8 bytes IPv4, 32 IPv6) and the pe data, in 16-byte
-//     size classes carved from 4 KiB pages of a fixed budget (default 48
-//     bytes per template plus 18 pages). For IPv4 SIP templates with
-//     realistic Call-IDs (mean 37 bytes) that is 103 bytes per template
-//     against 62 raw bytes — key: family, protocol, vaddr, vport, caddr, pe
-//     id, Call-ID; value: DestID and an 8-byte expiry — a ratio of 1.66
-//     (TestTemplateMemoryPerEntry).
+//   - Template: 96-byte entry + 9 bytes of LRU links and segment + 5⅓ bytes of
+//     index (4-byte slots at load ≤ 3/4) + the key's tail in the arena. The
+//     entry holds the hot fields and the first 54 key bytes (client and
+//     virtual address, 8 bytes IPv4 or 32 IPv6, then the pe data), so an
+//     IPv4 key with a Call-ID of up to 46 bytes never leaves it; longer keys
+//     keep the rest in 16-byte size classes carved from 4 KiB pages of a
+//     fixed budget (default 8 bytes per template plus 15 pages). For IPv4
+//     SIP templates with realistic Call-IDs (mean 37 bytes; one in four
+//     spills a tail) that is 119 bytes per template against 62 raw bytes —
+//     key: family, protocol, vaddr, vport, caddr, pe id, Call-ID; value:
+//     DestID and an 8-byte expiry — a ratio of 1.91
+//     (TestTemplateMemoryPerEntry). IPv6 templates, with ArenaBytes at 32
+//     per template, take 144 bytes against 86 raw, 1.66
+//     (TestTemplateMemoryIPv6).
 //   - Connection: 96-byte entry + 9 bytes of links + 10⅔ bytes of index (two
 //     directions) = 116 bytes, IPv4 or IPv6.
 //   - Shared: 48 bytes per key of capacity (24-byte slots, at most half full).
+//
+// # Lookup cost and prefetching
+//
+// A lookup hit reads the index line at the key's home slot (an 8-bit tag per
+// slot skips 255 of 256 foreign entries), then the entry, whose stored 32-bit
+// hash and inline key decide the match; only a spilled tail costs a third
+// access. Touch and SwapMark then write the same entry. With a million
+// templates index and entries are far beyond the caches, so each of the two
+// reads is a cache miss, and the second depends on the first. The big arrays
+// are advised onto transparent huge pages (Linux), so the misses do not add
+// page walks.
+//
+// A worker that handles a batch of frames hides those misses: it hashes every
+// key of the batch (TemplateKey.Hash, ConnKey.Hash) and calls Prefetch on
+// each, then (templates) PrefetchEntry on each (which reads the now cached index line and
+// prefetches the candidate entry), then looks each up with LookupHashed. The
+// misses of the whole batch then overlap (BenchmarkTemplateLookupHit,
+// batched-prefetch2). Prefetch is a PREFETCHT0 instruction on amd64 and a
+// no-op elsewhere.
 //
 // # Replacement policy and overflow
 //

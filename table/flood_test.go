@@ -2,6 +2,7 @@ package table
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"testing"
@@ -128,4 +129,33 @@ func TestTemplateFlood(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	t.Logf("%+v", st)
+}
+
+// TestTemplateMemoryIPv6: IPv6 keys spill a tail (32 address bytes leave 22
+// inline bytes for the Call-ID), so the arena is sized at 32 bytes per
+// template; the ratio must still stay within 2× raw.
+func TestTemplateMemoryIPv6(t *testing.T) {
+	const n = 50_000
+	c := newCorpus(n, 4)
+	tt := newT(t, Config{Capacity: n, ArenaBytes: n*32 + arenaClasses*arenaPage})
+	client := netip.MustParseAddr("2001:db8:1::")
+	for i := range n {
+		k := TemplateKey{Protocol: 17, Client: client, Virtual: vip6, PE: 1, PEData: c.id(i)}
+		if _, res := tt.Insert(&k, DestID(i), time.Minute, sec); res != Inserted {
+			t.Fatalf("insert %d: %v (stats %+v)", i, res, tt.Stats())
+		}
+	}
+	for i := range n {
+		k := TemplateKey{Protocol: 17, Client: client, Virtual: vip6, PE: 1, PEData: c.id(i)}
+		if _, d, ok := tt.Lookup(&k, sec); !ok || d != DestID(i) {
+			t.Fatalf("lookup %d = %v %v", i, d, ok)
+		}
+	}
+	raw := float64(1+1+16+2+16+1+4+8) + float64(len(c.data))/n
+	per := float64(tt.MemoryBytes()) / n
+	t.Logf("IPv6: %.1f B/template (tail arena %.1f of which %.1f used); raw %.1f B; ratio %.2f",
+		per, float64(tt.arena.bytes())/n, float64(tt.arena.used)/n, raw, per/raw)
+	if per/raw > 2 {
+		t.Errorf("memory ratio %.2f > 2", per/raw)
+	}
 }

@@ -198,7 +198,7 @@ func TestTemplateNoAllocs(t *testing.T) {
 		{"hit", func() { ref, _, _ := tt.Lookup(&keys[i%n], now); tt.Touch(ref, now); i++ }},
 		{"miss", func() { tt.Lookup(&miss, now) }},
 		{"mark", func() { ref, _, _ := tt.Lookup(&keys[i%n], now); tt.SwapMark(ref, uint32(i)); i++ }},
-		{"prefetch", func() { tt.Prefetch(keys[i%n].Hash(tt.Seed())); i++ }},
+		{"prefetch", func() { h := keys[i%n].Hash(tt.Seed()); tt.Prefetch(h); tt.PrefetchEntry(h); i++ }},
 		{"evict", func() { tt.Insert(&keys[n+i%(3*n)], 1, time.Minute, now); i++ }},
 		{"sweep", func() { now += 2 * int64(time.Minute); tt.Sweep(now, 64) }},
 	} {
