@@ -114,6 +114,12 @@ func TestTemplateHoldAndStaleRef(t *testing.T) {
 	if _, _, ok := tt.Lookup(&k, now+20*sec+int64(HoldRearm)-1); !ok {
 		t.Fatal("held template not re-armed")
 	}
+	if old, ok := tt.SwapMark(ref, 7); !ok || old != 0 {
+		t.Fatalf("first SwapMark = %d %v, want 0 true", old, ok)
+	}
+	if old, ok := tt.SwapMark(ref, 9); !ok || old != 7 {
+		t.Fatalf("second SwapMark = %d %v, want 7 true", old, ok)
+	}
 	tt.Release(ref)
 	if _, _, ok := tt.Lookup(&k, now+21*sec+int64(HoldRearm)); ok {
 		t.Fatal("released template did not expire")
@@ -126,6 +132,12 @@ func TestTemplateHoldAndStaleRef(t *testing.T) {
 	}
 	if tt.Release(ref) || tt.Invalidate(ref) {
 		t.Fatal("stale ref reached new occupant")
+	}
+	if old, ok := tt.SwapMark(ref, 1); ok || old != 0 {
+		t.Fatal("SwapMark accepted a stale ref")
+	}
+	if old, _ := tt.SwapMark(ref2, 1); old != 0 {
+		t.Fatalf("new occupant's mark = %d, want 0", old)
 	}
 	if !tt.Invalidate(ref2) {
 		t.Fatal("invalidate")
