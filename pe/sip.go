@@ -23,8 +23,8 @@ func (SIP) Fill(pkt *Packet, _ []byte) ([]byte, Status) {
 	if len(pkt.Payload) == 0 {
 		return nil, StatusNoPayload
 	}
-	m := sipparse.Scan(pkt.Payload)
-	return m.CallID, sipStatus[m.Status]
+	id, st := sipparse.FindCallID(pkt.Payload)
+	return id, sipStatus[st]
 }
 
 // sipStatus maps sipparse's reasons onto the engine-neutral Status; the

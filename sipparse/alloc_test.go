@@ -22,6 +22,9 @@ func TestNoAllocs(t *testing.T) {
 			if n := testing.AllocsPerRun(100, func() { sinkID, sinkOK = sipparse.CallID(p.data) }); n != 0 {
 				t.Errorf("CallID: %v allocs", n)
 			}
+			if n := testing.AllocsPerRun(100, func() { sinkID, _ = sipparse.FindCallID(p.data) }); n != 0 {
+				t.Errorf("%s: FindCallID allocates %v times", p.name, n)
+			}
 			if n := testing.AllocsPerRun(100, func() { sinkMsg = sipparse.Scan(p.data) }); n != 0 {
 				t.Errorf("Scan: %v allocs", n)
 			}

@@ -94,16 +94,24 @@ type Message struct {
 // payload), and whether there is a usable one. It never allocates. Scan gives
 // the reason when there is none.
 func CallID(payload []byte) (id []byte, ok bool) {
+	id, st := FindCallID(payload)
+	return id, st == StatusOK
+}
+
+// FindCallID is CallID with the reason when there is no usable Call-ID: the
+// persistence engine's per-packet call, which counts the reasons but has no
+// use for the start line that Scan also classifies.
+func FindCallID(payload []byte) (id []byte, st Status) {
 	s := newScanner(payload)
 	_, next, st := s.firstLine()
 	if st != StatusOK {
-		return nil, false
+		return nil, st
 	}
 	lo, hi, st := s.search(next)
 	if st != StatusOK {
-		return nil, false
+		return nil, st
 	}
-	return payload[lo:hi:hi], true
+	return payload[lo:hi:hi], StatusOK
 }
 
 // Scan classifies the start line and finds the Call-ID of the SIP message in

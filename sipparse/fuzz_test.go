@@ -128,6 +128,9 @@ func checkScan(t *testing.T, p []byte) {
 	if m.Status >= sipparse.NumStatus {
 		t.Fatalf("status %d out of range", m.Status)
 	}
+	if fid, fst := sipparse.FindCallID(p); fst != m.Status || !bytes.Equal(fid, m.CallID) {
+		t.Fatalf("FindCallID = %q, %v; Scan = %q, %v", fid, fst, m.CallID, m.Status)
+	}
 	if !ok && id != nil {
 		t.Fatalf("not ok but id %q", id)
 	}

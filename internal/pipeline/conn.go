@@ -87,7 +87,7 @@ func (w *Worker) newConnState(proto uint8) (uint8, time.Duration) {
 	if proto != protoTCP {
 		return stateUDP, w.timeout(stateUDP)
 	}
-	s := tcpTransition(tcpNone, w.p.TCPFlags, true)
+	s := tcpTransition(tcpNone, w.cur.p.TCPFlags, true)
 	return s, w.timeout(s)
 }
 
@@ -130,7 +130,7 @@ func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, 
 		w.conns.Touch(ref, w.now)
 		return
 	}
-	ns := tcpTransition(info.State, w.p.TCPFlags, inbound)
+	ns := tcpTransition(info.State, w.cur.p.TCPFlags, inbound)
 	if ns == info.State {
 		w.conns.Touch(ref, w.now)
 		return

@@ -61,6 +61,7 @@ const (
 	ReasonPEStrict    // strict persistence engine found no key (IPVS kernel behaviour)
 	ReasonDestGone    // connection's real server was removed (expire_nodest_conn semantics)
 	ReasonUnsupported // a forwarding method the data plane does not implement (tunnel)
+	ReasonNoNextHop   // an Ethernet frame for a real server whose MAC is not resolved yet
 	NumReasons
 )
 
@@ -68,7 +69,7 @@ var reasonNames = [NumReasons]string{
 	"not_ip", "not_service",
 	"conn_hit", "template_hit", "shared_hit", "scheduled", "template_overflow", "scheduled_no_persistence",
 	"nat_reply", "server_initiated",
-	"malformed", "fragment_untracked", "no_dest", "pe_strict", "dest_gone", "unsupported_forwarding",
+	"malformed", "fragment_untracked", "no_dest", "pe_strict", "dest_gone", "unsupported_forwarding", "no_next_hop",
 }
 
 func (r Reason) String() string {

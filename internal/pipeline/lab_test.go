@@ -34,6 +34,11 @@ var (
 
 func newLab(t testing.TB, nworkers int, rulesText string) *lab {
 	t.Helper()
+	return newLabSized(t, nworkers, rulesText, 1<<12)
+}
+
+func newLabSized(t testing.TB, nworkers int, rulesText string, templates int) *lab {
+	t.Helper()
 	cfg, err := ipvs.New(ipvs.Options{Workers: nworkers, PEExists: pe.Exists})
 	if err != nil {
 		t.Fatal(err)
@@ -42,13 +47,13 @@ func newLab(t testing.TB, nworkers int, rulesText string) *lab {
 	l.apply(rulesText)
 	var shared *table.Shared
 	if nworkers > 1 {
-		shared, err = table.NewShared(1 << 16)
+		shared, err = table.NewShared(max(templates, 1<<16))
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range nworkers {
-		w, err := NewWorker(Options{ID: i, Config: &l.ptr, Templates: 1 << 12, Conns: 1 << 12, Seed: 42, Shared: shared})
+		w, err := NewWorker(Options{ID: i, Config: &l.ptr, Templates: templates, Conns: 1 << 12, Seed: 42, Shared: shared})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +68,24 @@ func (l *lab) apply(text string) {
 	if err := rules.Read(l.cfg, strings.NewReader(text), "test.rules"); err != nil {
 		l.t.Fatal(err)
 	}
-	l.ptr.Store(l.cfg.Snapshot())
+	setNextHops(l)
+}
+
+// setNextHops resolves every real server's MAC, as the data plane's
+// neighbour resolution does (02:aa:<last four address bytes>), and publishes
+// the snapshot.
+func setNextHops(l *lab) {
+	for _, svc := range l.cfg.Snapshot().Services() {
+		for _, d := range svc.Dests {
+			if d.NextHop == ([6]byte{}) {
+				a := d.Addr.Addr().As16()
+				if err := l.cfg.SetNextHop(svc.Key, d.Addr, [6]byte{0x02, 0xaa, a[12], a[13], a[14], a[15]}); err != nil {
+					l.t.Fatal(err)
+				}
+			}
+		}
+	}
+	l.publish()
 }
 
 func (l *lab) publish() { l.ptr.Store(l.cfg.Snapshot()) }

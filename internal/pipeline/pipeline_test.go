@@ -186,7 +186,7 @@ func TestQuiesce(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.cfg.SetExpireQuiescentTemplate(expire)
-		l.publish()
+		setNextHops(l) // -e replaces the real server wholesale, next hop included
 		d, _ := l.send(0, sip("10.4.3.7:5060", vip, craft.SIPBye("live")))
 		switch {
 		case !expire && (d.Reason != ReasonTemplateHit || d.Real.String() != first):
@@ -211,7 +211,7 @@ func TestDestRemovalAndReadd(t *testing.T) {
 	if err := l.cfg.DelDest(svc.Key, netip.MustParseAddrPort(first)); err != nil {
 		t.Fatal(err)
 	}
-	l.publish()
+	setNextHops(l)
 	d, _ := l.send(0, sip("10.4.3.7:5060", vip, craft.SIPBye("c1")))
 	if d.Reason != ReasonScheduled || d.Real.String() == first {
 		t.Fatalf("after removal: %v to %v", d.Reason, d.Real)
@@ -331,6 +331,25 @@ func TestServerInitiatedRequest(t *testing.T) {
 	// A server datagram without a Call-ID is not translated (IPVS passes it un-NATed).
 	if d, _ := l.send(0, craft.Spec{Src: netip.MustParseAddrPort(rs), Dst: netip.MustParseAddrPort(peer), Payload: craft.SIPNoCallID()}.Build()); d.Reason != ReasonNotService {
 		t.Fatalf("no Call-ID from the server: %v", d.Reason)
+	}
+}
+
+// A real server whose MAC is not resolved yet: the frame is dropped
+// unchanged rather than sent back to the balancer's own MAC.
+func TestNoNextHop(t *testing.T) {
+	l := newLab(t, 1, sipRules)
+	svc := l.ptr.Load().Services()[0]
+	for _, d := range svc.Dests {
+		if err := l.cfg.SetNextHop(svc.Key, d.Addr, [6]byte{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.publish()
+	in := sip("10.4.3.7:5060", vip, craft.SIPInvite("nh"))
+	orig := append([]byte(nil), in...)
+	d, out := l.send(0, in)
+	if d.Reason != ReasonNoNextHop || diffFrames(out, orig) != "" {
+		t.Fatalf("%v, frame changed: %v", d.Reason, diffFrames(out, orig))
 	}
 }
 
