@@ -46,9 +46,6 @@ func runReplay(c *cli.Context) error {
 	if err := rules.Load(cfg, c.String("rules")); err != nil {
 		return err
 	}
-	if err := replay.SetReplayNextHops(cfg); err != nil {
-		return err
-	}
 	in, err := capture.Open(c.Args().First())
 	if err != nil {
 		return err

@@ -96,6 +96,11 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 	if o.Conns == 0 {
 		o.Conns = 1 << 16
 	}
+	// Offline there is no neighbour table: resolve the real servers' MACs
+	// the replay's way before the data plane reads the configuration.
+	if err := SetReplayNextHops(o.Config); err != nil {
+		return nil, err
+	}
 	var snap atomic.Pointer[ipvs.Snapshot]
 	snap.Store(o.Config.Snapshot())
 	var shared *table.Shared
@@ -279,8 +284,8 @@ func (r *Result) Summary(w io.Writer) {
 	}
 }
 
-// SetReplayNextHops gives every direct-routing real server without a next-hop
-// MAC a stable, locally administered one derived from its address
+// SetReplayNextHops gives every real server without a next-hop MAC (Run
+// calls it) a stable, locally administered one derived from its address
 // (02:58:<last four address bytes>), so replayed frames show the MAC rewrite a
 // live balancer would do after neighbour resolution.
 func SetReplayNextHops(cfg *ipvs.Config) error {
