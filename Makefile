@@ -13,7 +13,7 @@ SHARED    ?= $(abspath ../shared)
 
 export XVS_SHARED := $(SHARED)
 
-.PHONY: all build test test-short bench fuzz lint demo clean help
+.PHONY: all build test test-short bench bench-report fuzz lint demo clean help
 
 all: build
 
@@ -35,6 +35,9 @@ test-short: ## unit tests only, no race detector
 
 bench: ## micro-benchmarks (packets/s and allocs/op beside same-run baselines)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+bench-report: ## run the benchmarks quoted in docs/performance.md into docs/bench/latest.txt
+	./scripts/bench-report.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (corpus in testdata/fuzz)
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \

@@ -213,6 +213,14 @@ func TestDestIDsAcrossReconfiguration(t *testing.T) {
 	if s2.Dest(id1) != nil || s2.Dest(id2) == nil || s1.Dest(id1) == nil {
 		t.Error("Dest(id) after delete: want nil for the deleted dest in the new snapshot only")
 	}
+	// Its counters stay reachable while it is in the trash, so the data
+	// plane can still take its expiring entries off its gauges.
+	if st := s2.DestStats(id1); st == nil || st.Read().Conns != 1 {
+		t.Errorf("DestStats of a trashed dest: %v", st)
+	}
+	if s2.DestStats(id2) != s2.Dest(id2).Stats || s2.DestStats(0) != nil {
+		t.Error("DestStats of a live dest / the zero id")
+	}
 
 	// IPVS revives a dest re-added within the trash period: same id, stats.
 	clk.t = clk.t.Add(100 * time.Second)
@@ -226,7 +234,7 @@ func TestDestIDsAcrossReconfiguration(t *testing.T) {
 	clk.t = clk.t.Add(DestTrashPeriod * time.Second)
 	must(t, cfg.AddDest(vkey, DefaultDest(rs1)))
 	s3 := cfg.Snapshot()
-	if s3.Dest(id1) != nil {
+	if s3.Dest(id1) != nil || s3.DestStats(id1) != nil {
 		t.Error("a stale DestID is valid after its slot was reused")
 	}
 	fresh := s3.Lookup(UDP, vip.Addr(), 5060).Dests[0]

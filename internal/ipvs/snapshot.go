@@ -25,6 +25,10 @@ type Snapshot struct {
 	services []*Service
 	byKey    map[ServiceKey]*Service
 	dests    []*Dest // by slot
+	// trashed holds the counters of deleted destinations still in the
+	// trash, so that their live gauges can still be decremented as their
+	// templates and connections leave the data plane's tables.
+	trashed map[DestID]*Stats
 }
 
 // Service is a virtual service in a snapshot. The embedded ServiceConfig is
@@ -81,6 +85,18 @@ func (s *Snapshot) Dest(id DestID) *Dest {
 		return d
 	}
 	return nil
+}
+
+// DestStats returns the counters of the destination id names, including a
+// deleted one still in the trash (DestTrashPeriod), or nil. The data plane
+// uses it to keep the live gauges right when an entry of a deleted
+// destination expires: a destination revived from the trash then starts with
+// true counts. It allocates nothing.
+func (s *Snapshot) DestStats(id DestID) *Stats {
+	if d := s.Dest(id); d != nil {
+		return d.Stats
+	}
+	return s.trashed[id]
 }
 
 // TemplateDest is ip_vs_check_template: it returns the destination of a
@@ -143,6 +159,10 @@ func (c *Config) Snapshot() *Snapshot {
 		services:                make([]*Service, 0, len(c.services)),
 		byKey:                   make(map[ServiceKey]*Service, len(c.services)),
 		dests:                   make([]*Dest, len(c.slotGen)),
+		trashed:                 make(map[DestID]*Stats, len(c.trash)),
+	}
+	for _, d := range c.trash {
+		s.trashed[d.id] = d.stats
 	}
 	for _, e := range c.services {
 		if e.compiled == nil {

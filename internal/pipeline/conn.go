@@ -150,11 +150,11 @@ func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, 
 
 // connRemoved keeps the ActiveConn/InActConn gauges as connections leave.
 func (w *Worker) connRemoved(id table.DestID, state, _ uint8, _ table.RemoveReason) {
-	if dest := w.v.snap.Dest(ipvs.DestID(id)); dest != nil {
+	if st := w.v.snap.DestStats(ipvs.DestID(id)); st != nil {
 		if state == tcpEstablished {
-			dest.Stats.Worker(w.id).AddActive(-1)
+			st.Worker(w.id).AddActive(-1)
 		} else {
-			dest.Stats.Worker(w.id).AddInactive(-1)
+			st.Worker(w.id).AddInactive(-1)
 		}
 	}
 }

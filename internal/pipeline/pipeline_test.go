@@ -567,3 +567,65 @@ func TestNoAllocations(t *testing.T) {
 		}
 	}
 }
+
+// A removed real server's gauges still follow its templates and connections
+// as they leave the tables, so that reviving it from the trash (IPVS's 120 s)
+// starts from true counts.
+func TestGaugesOfRemovedServer(t *testing.T) {
+	l := newLab(t, 1, sipRules)
+	first := l.call(0, "10.4.3.7:5060", vip, "g1")[0]
+	svc := l.ptr.Load().Services()[0]
+	persist := func() int64 {
+		for _, d := range l.ptr.Load().Services()[0].Dests {
+			if d.Addr.String() == first {
+				return d.Stats.Read().PersistConns
+			}
+		}
+		t.Fatalf("%s not configured", first)
+		return 0
+	}
+	if persist() != 1 {
+		t.Fatalf("PersistConn before removal = %d", persist())
+	}
+	if err := l.cfg.DelDest(svc.Key, netip.MustParseAddrPort(first)); err != nil {
+		t.Fatal(err)
+	}
+	setNextHops(l)
+	l.advance(61 * time.Second) // the template expires (-p 60) while its server is in the trash
+	if d, _ := l.send(0, sip("10.4.3.7:5060", vip, craft.SIPBye("g1"))); d.Reason != ReasonScheduled {
+		t.Fatalf("expired template: %v", d.Reason)
+	}
+	l.apply(fmt.Sprintf("-a -u %s -r %s -m\n", vip, first)) // revived from the trash, counters kept
+	if got := persist(); got != 0 {
+		t.Fatalf("revived server's PersistConn = %d, want 0 (its only template expired)", got)
+	}
+}
+
+// expire_nodest_conn: packets of a connection whose real server was removed
+// are dropped; with the switch on, the connection is expired too, so the
+// client's next packet is scheduled afresh.
+func TestExpireNodestConn(t *testing.T) {
+	for _, expire := range []bool{false, true} {
+		l := newLab(t, 1, "-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 192.168.0.1 -m\n-a -u 10.0.0.1:5060 -r 192.168.0.2 -m\n")
+		d, _ := l.send(0, sip("10.9.0.1:5060", "10.0.0.1:5060", craft.SIPInvite("a")))
+		if d.Reason != ReasonScheduledOnly {
+			t.Fatalf("first: %v", d.Reason)
+		}
+		svc := l.ptr.Load().Services()[0]
+		if err := l.cfg.DelDest(svc.Key, d.Real); err != nil {
+			t.Fatal(err)
+		}
+		l.cfg.SetExpireNodestConn(expire)
+		setNextHops(l)
+		if d2, _ := l.send(0, sip("10.9.0.1:5060", "10.0.0.1:5060", craft.SIPAck("a"))); d2.Reason != ReasonDestGone {
+			t.Fatalf("expire=%v: packet to the removed server's connection: %v", expire, d2.Reason)
+		}
+		d3, _ := l.send(0, sip("10.9.0.1:5060", "10.0.0.1:5060", craft.SIPBye("a")))
+		switch {
+		case !expire && d3.Reason != ReasonDestGone:
+			t.Fatalf("without expire_nodest_conn the connection stays: %v", d3.Reason)
+		case expire && (d3.Reason != ReasonScheduledOnly || d3.Real == d.Real):
+			t.Fatalf("with expire_nodest_conn: %v to %v", d3.Reason, d3.Real)
+		}
+	}
+}

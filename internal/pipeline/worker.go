@@ -835,7 +835,7 @@ func (w *Worker) finish(d *Decision, r Reason, frame []byte) {
 
 // templateRemoved keeps the PersistConn gauge as templates leave the table.
 func (w *Worker) templateRemoved(id table.DestID, _ table.RemoveReason) {
-	if dest := w.v.snap.Dest(ipvs.DestID(id)); dest != nil {
-		dest.Stats.Worker(w.id).AddPersist(-1)
+	if st := w.v.snap.DestStats(ipvs.DestID(id)); st != nil {
+		st.Worker(w.id).AddPersist(-1)
 	}
 }
