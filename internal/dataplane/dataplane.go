@@ -1,0 +1,143 @@
+// Package dataplane is the seam between packet I/O backends (AF_XDP, raw
+// socket, in-memory) and the per-packet pipeline: the one small batch
+// interface every backend implements, and the per-queue worker loop that
+// runs receive → decide → rewrite → transmit on it.
+//
+// # Frame ownership
+//
+// A Batch's frames belong to the backend until Receive returns, to the worker
+// between Receive and Transmit, and to the backend again from Transmit on:
+// Transmit sends the frames marked Send (with their current length; rewrites
+// happen in place) and recycles the others. A worker never keeps a frame, a
+// slice of one, or a Decision that aliases one, across Transmit.
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
+)
+
+// MaxBatch is the largest batch a backend hands a worker: AF_XDP's usual
+// batch, and the pipeline's prefetch window (pipeline.MaxBatch).
+const MaxBatch = 64
+
+// Batch is a set of received frames. Backends allocate it once per queue
+// (NewBatch) and reuse it.
+type Batch struct {
+	// Frames[:N] are the received frames: views into backend memory. The
+	// worker may rewrite them in place and change their length within their
+	// capacity.
+	Frames [][]byte
+	// Send[i] is set by the worker: transmit Frames[i] on the same queue
+	// (true) or give it back (false).
+	Send []bool
+	N    int
+	// Link is the frames' link type (Ethernet for network interfaces).
+	Link packet.LinkType
+	// Handles is backend-private per-frame state (a UMEM address, a ring
+	// slot); workers must not touch it.
+	Handles []uint64
+}
+
+// NewBatch allocates a batch of capacity MaxBatch.
+func NewBatch(link packet.LinkType) *Batch {
+	return &Batch{
+		Frames:  make([][]byte, MaxBatch),
+		Send:    make([]bool, MaxBatch),
+		Handles: make([]uint64, MaxBatch),
+		Link:    link,
+	}
+}
+
+// Queue is one RX/TX queue pair of a backend, used by one worker goroutine.
+type Queue interface {
+	// Receive waits up to timeout for frames and fills b (b.N may be 0 on
+	// timeout). After Close it returns ErrClosed.
+	Receive(b *Batch, timeout time.Duration) error
+	// Transmit sends b's frames marked Send and recycles the rest; b is
+	// the backend's again afterwards, even on error.
+	Transmit(b *Batch) error
+	// Stats returns the queue's counters; any goroutine may call it.
+	Stats() QueueStats
+}
+
+// QueueStats are a queue's I/O counters.
+type QueueStats struct {
+	RxFrames, TxFrames uint64
+	RxBytes, TxBytes   uint64
+	// TxDropped counts frames marked Send that could not be queued (a full
+	// TX ring, a send error); Recycled counts frames given back unsent.
+	TxDropped, Recycled uint64
+	// Backend-specific (AF_XDP ring statistics, raw-socket drops).
+	RxDropped, RxRingFull, FillRingEmpty, TxRingEmpty uint64
+}
+
+// Backend is a packet I/O backend bound to one network interface.
+type Backend interface {
+	// Mode names the backend and its mode for logs and metrics
+	// ("afxdp-native-zerocopy", "afxdp-generic", "raw", …).
+	Mode() string
+	// Queues returns one Queue per RX queue, each for one worker.
+	Queues() []Queue
+	// Update tells the backend which traffic is the balancer's (virtual
+	// services, and NAT real servers' replies), so that it can pass
+	// everything else to the kernel untouched. It is called at start and
+	// after every reconfiguration.
+	Update(Filter) error
+	// Close stops the backend: Receive returns ErrClosed, resources
+	// (sockets, XDP program, UMEM) are released.
+	Close() error
+}
+
+// Filter is what a backend must steer to the workers: packets to a virtual
+// service, and packets from a NAT real server (replies and the server's own
+// requests). Everything else goes to the kernel.
+type Filter struct {
+	Services    []ServiceMatch
+	RealServers []RealServerMatch
+}
+
+// ServiceMatch is one virtual service: protocol, address and port (port 0:
+// any port of the address).
+type ServiceMatch struct {
+	Protocol ipvs.Protocol
+	Addr     netip.Addr
+	Port     uint16
+}
+
+// RealServerMatch is one NAT real server: packets from this address and
+// port (and protocol) come back through the balancer.
+type RealServerMatch struct {
+	Protocol ipvs.Protocol
+	Addr     netip.AddrPort
+}
+
+// FilterOf derives a backend filter from a configuration snapshot.
+func FilterOf(s *ipvs.Snapshot) Filter {
+	var f Filter
+	if s == nil {
+		return f
+	}
+	seen := map[RealServerMatch]bool{}
+	for _, svc := range s.Services() {
+		f.Services = append(f.Services, ServiceMatch{Protocol: svc.Protocol, Addr: svc.Key.Addr, Port: svc.Key.Port})
+		for _, d := range svc.Dests {
+			if d.Fwd != ipvs.Masq {
+				continue
+			}
+			m := RealServerMatch{Protocol: svc.Protocol, Addr: d.Addr}
+			if !seen[m] {
+				seen[m] = true
+				f.RealServers = append(f.RealServers, m)
+			}
+		}
+	}
+	return f
+}
+
+// ErrClosed is returned by a closed queue.
+var ErrClosed = errors.New("queue closed")

@@ -1,0 +1,119 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/pipeline"
+)
+
+// DefaultPollTimeout is how long a worker waits for frames before it runs
+// an empty batch anyway: table sweeps and control-plane requests must make
+// progress on an idle queue, and 50 ms keeps an idle worker's wake-ups rare.
+const DefaultPollTimeout = 50 * time.Millisecond
+
+// Runner runs one pipeline worker on one queue: receive a batch, decide,
+// rewrite in place, transmit, on one locked OS thread.
+type Runner struct {
+	Queue  Queue
+	Worker *pipeline.Worker
+	// Clock returns the time in nanoseconds on a monotonic scale; it is
+	// read once per batch. Nil means the process's monotonic clock.
+	Clock func() int64
+	// PollTimeout bounds a wait for frames (0 = DefaultPollTimeout).
+	PollTimeout time.Duration
+
+	requests chan request
+}
+
+type request struct {
+	fn   func(*pipeline.Worker)
+	done chan struct{}
+}
+
+var epoch = time.Now()
+
+// Monotonic is the default clock: nanoseconds on the process's monotonic
+// clock (unaffected by wall-clock steps).
+func Monotonic() int64 { return int64(time.Since(epoch)) }
+
+func (r *Runner) init() {
+	if r.requests == nil {
+		r.requests = make(chan request)
+	}
+}
+
+// Prepare must be called before Run and Do are used from different
+// goroutines.
+func (r *Runner) Prepare() { r.init() }
+
+// Run processes batches until the queue is closed (it then returns nil) or
+// fails. It locks its goroutine to an OS thread.
+func (r *Runner) Run() error {
+	r.init()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	clock := r.Clock
+	if clock == nil {
+		clock = Monotonic
+	}
+	timeout := r.PollTimeout
+	if timeout <= 0 {
+		timeout = DefaultPollTimeout
+	}
+	b := NewBatch(0)
+	out := make([]pipeline.Decision, MaxBatch)
+	w := r.Worker
+	for {
+		select {
+		case req := <-r.requests:
+			req.fn(w)
+			close(req.done)
+		default:
+		}
+		err := r.Queue.Receive(b, timeout)
+		if errors.Is(err, ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		now := clock()
+		if b.N == 0 {
+			w.BeginBatch(now)
+			w.EndBatch()
+			continue
+		}
+		w.ProcessBatch(b.Frames[:b.N], b.Link, now, out)
+		for i := range b.N {
+			b.Send[i] = out[i].Reason.Verdict() == pipeline.Forward
+			out[i] = pipeline.Decision{} // drop references into the frames
+		}
+		if err := r.Queue.Transmit(b); err != nil && !errors.Is(err, ErrClosed) {
+			return err
+		}
+	}
+}
+
+// Do runs fn on the worker's goroutine between two batches and waits for it:
+// the way the control plane reads a worker's tables (listings, template
+// snapshots), which only their owner may touch. fn must be quick and must
+// not call Do.
+func (r *Runner) Do(ctx context.Context, fn func(*pipeline.Worker)) error {
+	req := request{fn: fn, done: make(chan struct{})}
+	select {
+	case r.requests <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-req.done:
+		return nil
+	case <-ctx.Done():
+		// fn is running or about to; wait for it so its captures stay valid.
+		<-req.done
+		return ctx.Err()
+	}
+}

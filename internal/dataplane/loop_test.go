@@ -1,0 +1,102 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/internal/rules"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+)
+
+func TestRunnerForwardsAndRecycles(t *testing.T) {
+	cfg, _ := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
+	if err := rules.Read(cfg, strings.NewReader("-A -u 10.0.0.1:5060 -s rr -p 60 --pe sip -o\n-a -u 10.0.0.1:5060 -r 192.168.0.1 -m\n-a -u 10.0.0.1:5060 -r 192.168.0.2 -m\n"), "t"); err != nil {
+		t.Fatal(err)
+	}
+	svc := cfg.Snapshot().Services()[0]
+	for i, d := range svc.Dests {
+		cfg.SetNextHop(svc.Key, d.Addr, [6]byte{2, 0, 0, 0, 0, byte(i + 1)})
+	}
+	var snap atomic.Pointer[ipvs.Snapshot]
+	snap.Store(cfg.Snapshot())
+	w, err := pipeline.NewWorker(pipeline.Options{Config: &snap, Templates: 1024, Conns: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := NewMemQueue(packet.LinkEthernet)
+	r := &Runner{Queue: q, Worker: w, PollTimeout: 5 * time.Millisecond}
+	r.Prepare()
+	done := make(chan error, 1)
+	go func() { done <- r.Run() }()
+
+	var frames [][]byte
+	for i := range 100 {
+		id := fmt.Sprintf("call-%d", i%10)
+		frames = append(frames, craft.Spec{Src: netip.MustParseAddrPort("10.9.0.1:5060"), Dst: netip.MustParseAddrPort("10.0.0.1:5060"), Payload: craft.SIPInvite(id)}.Build())
+	}
+	frames = append(frames, craft.Spec{Src: netip.MustParseAddrPort("10.9.0.1:5060"), Dst: netip.MustParseAddrPort("10.0.0.9:5060"), Payload: craft.SIPInvite("x")}.Build())
+	q.Inject(frames...)
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Stats().TxFrames+q.Stats().Recycled < 101 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", q.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	sent := q.Sent()
+	if len(sent) != 100 || q.Stats().Recycled != 1 {
+		t.Fatalf("sent %d recycled %d, want 100 and 1 (the frame for no service)", len(sent), q.Stats().Recycled)
+	}
+	var p packet.Parsed
+	where := map[string]netip.Addr{}
+	for _, f := range sent {
+		if p.Decode(f, packet.LinkEthernet) != packet.ReasonOK || !p.VerifyChecksums(f) {
+			t.Fatal("sent frame invalid")
+		}
+		id := string(f[strings.Index(string(f), "Call-ID: ")+9:][:7])
+		if prev, ok := where[id]; ok && prev != p.Dst {
+			t.Fatalf("%s on %v and %v", id, prev, p.Dst)
+		}
+		where[id] = p.Dst
+	}
+
+	// The control plane reads the worker's table on the worker's goroutine.
+	var live uint64
+	if err := r.Do(context.Background(), func(w *pipeline.Worker) { live = w.Templates().Stats().Live }); err != nil {
+		t.Fatal(err)
+	}
+	if live != 10 {
+		t.Fatalf("live templates %d, want 10", live)
+	}
+	q.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFilterOf(t *testing.T) {
+	cfg, _ := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
+	rules.Read(cfg, strings.NewReader(`
+-A -u 10.0.0.1:5060 -p 60 --pe sip -o
+-a -u 10.0.0.1:5060 -r 192.168.0.1:5070 -m
+-a -u 10.0.0.1:5060 -r 192.168.0.2 -g
+-A -t [2001:db8::1]:443
+-a -t [2001:db8::1]:443 -r [2001:db8::10]:8443 -m
+`), "t")
+	f := FilterOf(cfg.Snapshot())
+	if len(f.Services) != 2 || len(f.RealServers) != 2 {
+		t.Fatalf("%+v", f)
+	}
+	if f.RealServers[0].Addr.String() != "192.168.0.1:5070" || f.RealServers[1].Protocol != ipvs.TCP {
+		t.Fatalf("NAT real servers %+v (direct-routing servers need no return path)", f.RealServers)
+	}
+}
