@@ -76,11 +76,11 @@ type Options struct {
 	Shared *table.Shared
 	// SweepBudget is how many slots of each table EndBatch visits.
 	SweepBudget int
-	// ReplyNextHop, when set, is the MAC that NAT replies and real-server
-	// requests are sent to (the client side's gateway); the frame's
-	// destination MAC then becomes the source MAC. Zero leaves the MACs of
-	// outgoing frames as they are.
-	ReplyNextHop [6]byte
+	// NextHops resolves the MAC of frames leaving towards clients (NAT
+	// replies, real servers' own requests); the frame's destination MAC then
+	// becomes its source MAC. Nil (offline replay) leaves those frames' MACs
+	// as they are.
+	NextHops *NextHops
 }
 
 // ErrOptions reports an invalid Options value.
@@ -97,7 +97,7 @@ type Worker struct {
 	shared   *table.Shared
 	seed     uint64
 	budget   int
-	replyMAC [6]byte
+	nextHops *NextHops
 
 	v     view // derived from the current snapshot
 	now   int64
@@ -176,7 +176,7 @@ func NewWorker(o Options) (*Worker, error) {
 		shared:   o.Shared,
 		seed:     o.Seed,
 		budget:   o.SweepBudget,
-		replyMAC: o.ReplyNextHop,
+		nextHops: o.NextHops,
 	}
 	var err error
 	w.tmpl, err = table.NewTemplates(table.Config{
@@ -805,15 +805,24 @@ func (w *Worker) serverOut(frame []byte, svc *ipvs.Service, d *Decision) bool {
 // virtual address, and counts it as outgoing.
 func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason Reason, d *Decision) {
 	p := &w.cur.p
+	var mac [6]byte
+	l2 := p.Link == packet.LinkEthernet && w.nextHops.Configured()
+	if l2 {
+		var ok bool
+		if mac, ok = w.nextHops.Lookup(p.Dst); !ok {
+			w.finish(d, ReasonNoNextHop, frame) // before any rewrite: the frame is unchanged
+			return
+		}
+	}
 	if !p.SetSrc(frame, vip.Addr(), vip.Port()) {
 		w.finish(d, ReasonMalformed, frame)
 		return
 	}
-	if p.Link == packet.LinkEthernet && w.replyMAC != ([6]byte{}) {
+	if l2 {
 		var ours [6]byte
 		copy(ours[:], frame[0:6])
 		packet.SetSrcMAC(frame, ours)
-		packet.SetDstMAC(frame, w.replyMAC)
+		packet.SetDstMAC(frame, mac)
 	}
 	n := p.End - p.L3Off
 	dest.Stats.Worker(w.id).Out(n)
