@@ -1,0 +1,578 @@
+// Package lab builds throw-away test networks out of Linux network
+// namespaces: client namespaces, a router, a balancer and real servers,
+// joined by veth pairs into two bridges that live in a dedicated "switch"
+// namespace. End-to-end tests, `make demo` and the benchmark harness all use
+// it; it is the one place in the project that creates namespaces.
+//
+// # Topology and address plan
+//
+//	client0 ─┐                                ┌─ balancer  10.77.1.2   fd77:1::2
+//	client1 ─┼─ brc ─ router ─ brs ───────────┼─ real0     10.77.1.11  fd77:1::11
+//	   …     ┘  (client LAN)   (server LAN)   ├─ real1     10.77.1.12  fd77:1::12
+//	10.77.0.10+i  fd77::10+i                  └─ …
+//	router: 10.77.0.1 fd77::1 (client side), 10.77.1.1 fd77:1::1 (server side)
+//	VIPs:   10.77.2.0/24 and fd77:2::/64, routed by the router to the balancer
+//	        (VIP4 10.77.2.1, VIP6 fd77:2::1)
+//
+// This is the classic IPVS layout: the virtual addresses are routed to the
+// balancer, which does not own them (so in raw-socket mode its kernel drops
+// those packets instead of answering them: forwarding is off in the
+// balancer's namespace); the balancer's default gateway is the router, which
+// is also the MAC NAT replies are sent to. For NAT the real servers' default
+// route is the balancer ([Lab.UseNAT]); for direct routing it is the router
+// and the VIPs sit on the real servers' loopback with arp_ignore=1 and
+// arp_announce=2 ([Lab.UseDirectRouting]).
+//
+// Every interface in the lab is named inside its own namespace ("eth0" for a
+// host, port names in the switch namespace), so nothing is created, changed
+// or routed in the caller's namespace, and traffic never leaves the lab.
+//
+// # Names and cleanup
+//
+// Namespace names are Prefix+"-"+role, and a lab's prefix carries the
+// creating process's id ("xvslab1234x1"). [Lab.Close] kills the processes
+// still running in the lab's namespaces and deletes the namespaces (the
+// veth pairs and bridges go with them); [New] first sweeps the namespaces of
+// labs whose creating process is gone, so a crashed run leaves nothing
+// behind for long; [Sweep] removes everything under a prefix.
+//
+// Building a lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and the ip(8)
+// tool from iproute2; ethtool(8) is used to switch offloads off when present.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Address plan (see the package documentation).
+var (
+	ClientNet4 = netip.MustParsePrefix("10.77.0.0/24")
+	ClientNet6 = netip.MustParsePrefix("fd77::/64")
+	ServerNet4 = netip.MustParsePrefix("10.77.1.0/24")
+	ServerNet6 = netip.MustParsePrefix("fd77:1::/64")
+	VIPNet4    = netip.MustParsePrefix("10.77.2.0/24")
+	VIPNet6    = netip.MustParsePrefix("fd77:2::/64")
+)
+
+// Limits and defaults.
+const (
+	// DefaultRealServers is how many real servers a Spec without a count
+	// gets: enough to see a spread, few enough to build in well under a
+	// second.
+	DefaultRealServers = 3
+	// MaxHosts bounds clients and real servers (each): the address plan
+	// numbers them .10+i and .11+i in a /24.
+	MaxHosts = 200
+	// BasePrefix starts every lab's namespace names; New sweeps stale labs
+	// under it.
+	BasePrefix = "xvslab"
+	// CommandTimeout bounds every setup and teardown command: a wedged ip(8)
+	// must fail the test, not hang it.
+	CommandTimeout = 20 * time.Second
+	// settleTries bounds the pings New sends to check a host (one second
+	// each at most).
+	settleTries = 3
+	// HostIface is the name of every host's lab interface in its namespace.
+	HostIface = "eth0"
+)
+
+// Spec describes a lab. The zero Spec is one client, a balancer and
+// DefaultRealServers real servers.
+type Spec struct {
+	// Prefix replaces BasePrefix in the namespace names (it must be short
+	// and made of letters and digits).
+	Prefix string
+	// Clients and RealServers count the client and real-server namespaces
+	// (0 = 1 client, DefaultRealServers real servers).
+	Clients, RealServers int
+	// KeepOffloads leaves the veths' checksum and segmentation offloads on.
+	// By default they are switched off on every host interface: a frame a
+	// raw socket or AF_XDP receives must carry a complete checksum (with TX
+	// checksum offload, veth hands over only the pseudo-header sum), and an
+	// XDP program sees only MTU-sized frames.
+	KeepOffloads bool
+}
+
+// Host is one namespace with one lab interface.
+type Host struct {
+	Role  string // "client0", "balancer", "real1", "router"
+	NS    string // namespace name
+	Iface string // the lab interface in NS (HostIface)
+	Addr4 netip.Addr
+	Addr6 netip.Addr
+	// Port is the switch-namespace end of the host's veth.
+	Port string
+}
+
+// Lab is a built test network. Its methods are safe for concurrent use.
+type Lab struct {
+	Prefix   string
+	Switch   string // namespace holding the bridges
+	Router   Host   // Iface/Addr*: its server-LAN side; its client side is "eth1", 10.77.0.1, fd77::1
+	Balancer Host
+	Clients  []Host
+	Reals    []Host
+	VIP4     netip.Addr
+	VIP6     netip.Addr
+
+	mu     sync.Mutex
+	nss    []string // created, in creation order
+	closed bool
+	dr     bool // real servers set up for direct routing
+}
+
+var labSeq atomic.Uint32
+
+// Errors.
+var (
+	// ErrNotRoot reports that building a lab needs root.
+	ErrNotRoot = errors.New("lab: network namespaces need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)")
+	// ErrNoTool reports a missing command-line tool.
+	ErrNoTool = errors.New("lab: required tool not found")
+)
+
+// Available reports why labs cannot be built here, or nil.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return fmt.Errorf("%w: ip (Debian package iproute2)", ErrNoTool)
+	}
+	return nil
+}
+
+// New builds a lab. On error nothing of it is left behind.
+func New(spec Spec) (_ *Lab, err error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	if spec.Clients == 0 {
+		spec.Clients = 1
+	}
+	if spec.RealServers == 0 {
+		spec.RealServers = DefaultRealServers
+	}
+	if spec.Clients < 0 || spec.Clients > MaxHosts || spec.RealServers < 0 || spec.RealServers > MaxHosts {
+		return nil, fmt.Errorf("lab: %d clients, %d real servers: each must be 1..%d", spec.Clients, spec.RealServers, MaxHosts)
+	}
+	base := spec.Prefix
+	if base == "" {
+		base = BasePrefix
+	}
+	sweepStale(base)
+	l := &Lab{
+		Prefix: fmt.Sprintf("%s%dx%d", base, os.Getpid(), labSeq.Add(1)),
+		VIP4:   netip.MustParseAddr("10.77.2.1"),
+		VIP6:   netip.MustParseAddr("fd77:2::1"),
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	l.Switch = l.Prefix + "-sw"
+	if err := l.addNS(l.Switch); err != nil {
+		return nil, err
+	}
+	for _, br := range []string{"brc", "brs"} {
+		if err := l.ip(l.Switch, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"); err != nil {
+			return nil, err
+		}
+		if err := l.ip(l.Switch, "link", "set", br, "up"); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.ip(l.Switch, "link", "set", "lo", "up"); err != nil {
+		return nil, err
+	}
+
+	l.Router = Host{Role: "router", Iface: "eth0", Port: "rts", Addr4: netip.MustParseAddr("10.77.1.1"), Addr6: netip.MustParseAddr("fd77:1::1")}
+	l.Balancer = Host{Role: "balancer", Iface: HostIface, Port: "lb", Addr4: netip.MustParseAddr("10.77.1.2"), Addr6: netip.MustParseAddr("fd77:1::2")}
+	for i := range spec.Clients {
+		l.Clients = append(l.Clients, Host{Role: fmt.Sprintf("client%d", i), Iface: HostIface, Port: fmt.Sprintf("c%d", i),
+			Addr4: netip.MustParseAddr(fmt.Sprintf("10.77.0.%d", 10+i)), Addr6: netip.MustParseAddr(fmt.Sprintf("fd77::%d", 10+i))})
+	}
+	for i := range spec.RealServers {
+		l.Reals = append(l.Reals, Host{Role: fmt.Sprintf("real%d", i), Iface: HostIface, Port: fmt.Sprintf("r%d", i),
+			Addr4: netip.MustParseAddr(fmt.Sprintf("10.77.1.%d", 11+i)), Addr6: netip.MustParseAddr(fmt.Sprintf("fd77:1::%d", 11+i))})
+	}
+
+	// The router: eth0 on the server LAN, eth1 on the client LAN.
+	if err := l.host(&l.Router, "brs", 24, 64, spec.KeepOffloads); err != nil {
+		return nil, err
+	}
+	rc := Host{NS: l.Router.NS, Iface: "eth1", Port: "rtc", Addr4: netip.MustParseAddr("10.77.0.1"), Addr6: netip.MustParseAddr("fd77::1")}
+	if err := l.plug(rc, "brc", 24, 64, spec.KeepOffloads); err != nil {
+		return nil, err
+	}
+	if err := l.sysctls(l.Router.NS, map[string]string{"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}); err != nil {
+		return nil, err
+	}
+	for _, r := range [][]string{
+		{"route", "add", VIPNet4.String(), "via", l.Balancer.Addr4.String()},
+		{"-6", "route", "add", VIPNet6.String(), "via", l.Balancer.Addr6.String()},
+	} {
+		if err := l.ip(l.Router.NS, r...); err != nil {
+			return nil, err
+		}
+	}
+
+	// The balancer: forwarding off, so that its kernel drops (rather than
+	// routes) what the data plane handles; default route to the router.
+	if err := l.host(&l.Balancer, "brs", 24, 64, spec.KeepOffloads); err != nil {
+		return nil, err
+	}
+	if err := l.sysctls(l.Balancer.NS, map[string]string{"net/ipv4/ip_forward": "0", "net/ipv6/conf/all/forwarding": "0"}); err != nil {
+		return nil, err
+	}
+	if err := l.defaultRoute(l.Balancer.NS, l.Router.Addr4, l.Router.Addr6); err != nil {
+		return nil, err
+	}
+
+	for i := range l.Clients {
+		c := &l.Clients[i]
+		if err := l.host(c, "brc", 24, 64, spec.KeepOffloads); err != nil {
+			return nil, err
+		}
+		if err := l.defaultRoute(c.NS, rc.Addr4, rc.Addr6); err != nil {
+			return nil, err
+		}
+	}
+	for i := range l.Reals {
+		r := &l.Reals[i]
+		if err := l.host(r, "brs", 24, 64, spec.KeepOffloads); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.UseNAT(); err != nil {
+		return nil, err
+	}
+	if err := l.settle(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// settle pings every host once in both families from a neighbour on its
+// LAN, with bounded retries: it checks the build and fills the neighbour
+// caches, so that a test's first packet is not the one that waits for
+// neighbour discovery.
+func (l *Lab) settle() error {
+	type probe struct{ from, to string }
+	var probes []probe
+	for _, h := range append([]Host{l.Balancer}, l.Clients...) {
+		probes = append(probes, probe{l.Router.NS, h.Addr4.String()}, probe{l.Router.NS, h.Addr6.String()})
+	}
+	for _, h := range append([]Host{l.Router}, l.Reals...) {
+		probes = append(probes, probe{l.Balancer.NS, h.Addr4.String()}, probe{l.Balancer.NS, h.Addr6.String()})
+	}
+	for _, p := range probes {
+		var err error
+		for range settleTries {
+			if _, err = l.Output(p.from, "ping", "-c1", "-W1", p.to); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("lab: %s does not reach %s: %w", p.from, p.to, err)
+		}
+	}
+	return nil
+}
+
+// Namespaces lists the lab's namespaces in creation order.
+func (l *Lab) Namespaces() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.nss...)
+}
+
+func (l *Lab) addNS(name string) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errors.New("lab: closed")
+	}
+	l.nss = append(l.nss, name) // before creation: Close deletes a half-made one too
+	l.mu.Unlock()
+	if _, err := run(context.Background(), "ip", "netns", "add", name); err != nil {
+		return err
+	}
+	return nil
+}
+
+// host creates h's namespace and plugs it into bridge br.
+func (l *Lab) host(h *Host, br string, bits4, bits6 int, keepOffloads bool) error {
+	h.NS = l.Prefix + "-" + h.Role
+	if err := l.addNS(h.NS); err != nil {
+		return err
+	}
+	if err := l.ip(h.NS, "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	return l.plug(*h, br, bits4, bits6, keepOffloads)
+}
+
+// plug creates the veth pair h.Port (switch side, in br) ↔ h.Iface (in h.NS)
+// and addresses and raises it.
+func (l *Lab) plug(h Host, br string, bits4, bits6 int, keepOffloads bool) error {
+	steps := []struct {
+		ns   string
+		args []string
+	}{
+		{l.Switch, []string{"link", "add", h.Port, "type", "veth", "peer", "name", h.Iface, "netns", h.NS}},
+		{l.Switch, []string{"link", "set", h.Port, "master", br}},
+		{l.Switch, []string{"link", "set", h.Port, "up"}},
+		{h.NS, []string{"addr", "add", netip.PrefixFrom(h.Addr4, bits4).String(), "dev", h.Iface}},
+		{h.NS, []string{"-6", "addr", "add", netip.PrefixFrom(h.Addr6, bits6).String(), "dev", h.Iface, "nodad"}},
+		{h.NS, []string{"link", "set", h.Iface, "up"}},
+	}
+	for _, s := range steps {
+		if err := l.ip(s.ns, s.args...); err != nil {
+			return err
+		}
+	}
+	if !keepOffloads {
+		if err := l.DisableOffloads(h.NS, h.Iface); err != nil {
+			return err
+		}
+		if err := l.DisableOffloads(l.Switch, h.Port); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DisableOffloads switches off checksum, segmentation and receive-offload
+// features of iface in ns, so that every frame on the wire is complete and
+// MTU-sized (what raw sockets and XDP need). Without ethtool(8) it does
+// nothing and says so in its error only if the tool is missing in CI.
+func (l *Lab) DisableOffloads(ns, iface string) error {
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		if os.Getenv("CI") == "true" {
+			return fmt.Errorf("%w: ethtool (Debian package ethtool)", ErrNoTool)
+		}
+		return nil
+	}
+	// One feature at a time: a veth lacking one (lro) must not stop the rest.
+	for _, f := range []string{"tx", "rx", "tso", "gso", "gro", "sg"} {
+		_, _ = l.Output(ns, "ethtool", "-K", iface, f, "off")
+	}
+	return nil
+}
+
+func (l *Lab) defaultRoute(ns string, gw4, gw6 netip.Addr) error {
+	if err := l.ip(ns, "route", "replace", "default", "via", gw4.String()); err != nil {
+		return err
+	}
+	return l.ip(ns, "-6", "route", "replace", "default", "via", gw6.String())
+}
+
+// UseNAT sets the real servers up for masquerading (-m): their default route
+// is the balancer, and the VIPs are not on their loopback. It is the state a
+// new lab starts in.
+func (l *Lab) UseNAT() error {
+	for _, r := range l.Reals {
+		if err := l.defaultRoute(r.NS, l.Balancer.Addr4, l.Balancer.Addr6); err != nil {
+			return err
+		}
+		_, _ = l.Output(r.NS, "ip", "addr", "del", netip.PrefixFrom(l.VIP4, 32).String(), "dev", "lo")
+		_, _ = l.Output(r.NS, "ip", "-6", "addr", "del", netip.PrefixFrom(l.VIP6, 128).String(), "dev", "lo")
+	}
+	l.mu.Lock()
+	l.dr = false
+	l.mu.Unlock()
+	return nil
+}
+
+// UseDirectRouting sets the real servers up for direct routing (-g): the VIPs
+// on their loopback, arp_ignore=1 and arp_announce=2 so that they neither
+// answer nor announce ARP for them, and their default route via the router
+// (replies go straight back to the client, not through the balancer).
+func (l *Lab) UseDirectRouting() error {
+	for _, r := range l.Reals {
+		if err := l.sysctls(r.NS, map[string]string{
+			"net/ipv4/conf/all/arp_ignore":    "1",
+			"net/ipv4/conf/all/arp_announce":  "2",
+			"net/ipv4/conf/eth0/arp_ignore":   "1",
+			"net/ipv4/conf/eth0/arp_announce": "2",
+		}); err != nil {
+			return err
+		}
+		for _, a := range [][]string{
+			{"addr", "replace", netip.PrefixFrom(l.VIP4, 32).String(), "dev", "lo"},
+			{"-6", "addr", "replace", netip.PrefixFrom(l.VIP6, 128).String(), "dev", "lo", "nodad"},
+		} {
+			if err := l.ip(r.NS, a...); err != nil {
+				return err
+			}
+		}
+		if err := l.defaultRoute(r.NS, l.Router.Addr4, l.Router.Addr6); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	l.dr = true
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Lab) sysctls(ns string, kv map[string]string) error {
+	return l.Do(ns, func() error {
+		for k, v := range kv {
+			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
+				return fmt.Errorf("lab: sysctl %s=%s in %s: %w", k, v, ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (l *Lab) ip(ns string, args ...string) error {
+	_, err := run(context.Background(), "ip", append([]string{"-n", ns}, args...)...)
+	return err
+}
+
+// Command returns a command that runs name with args in namespace ns
+// (through `ip netns exec`). The caller starts and waits for it; Close kills
+// it if it is still running.
+func (l *Lab) Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	return Command(ctx, ns, name, args...)
+}
+
+// Command returns a command that runs name with args in namespace ns.
+func Command(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd.WaitDelay = 2 * time.Second
+	return cmd
+}
+
+// Output runs a command in namespace ns, bounded by CommandTimeout, and
+// returns its standard output; the error carries its standard error.
+func (l *Lab) Output(ns, name string, args ...string) (string, error) {
+	return Exec(ns, append([]string{name}, args...)...)
+}
+
+// Exec runs cmd (name and arguments) in namespace ns, bounded by
+// CommandTimeout, and returns its standard output.
+func Exec(ns string, cmd ...string) (string, error) {
+	if len(cmd) == 0 {
+		return "", errors.New("lab: empty command")
+	}
+	return run(context.Background(), "ip", append([]string{"netns", "exec", ns}, cmd...)...)
+}
+
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("lab: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// Close kills what still runs in the lab's namespaces and deletes them,
+// with every veth and bridge in them. It is safe to call more than once and
+// after a failed New; it returns the first error but tries everything.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	nss := l.nss
+	l.mu.Unlock()
+	var first error
+	// Reverse order: hosts before the switch, so that no veth outlives
+	// its bridge for long.
+	for i := len(nss) - 1; i >= 0; i-- {
+		if err := deleteNS(nss[i]); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// deleteNS kills the processes in ns and deletes it; a missing ns is fine.
+func deleteNS(ns string) error {
+	if _, err := os.Stat(filepath.Join("/run/netns", ns)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if out, err := run(context.Background(), "ip", "netns", "pids", ns); err == nil {
+		for _, f := range strings.Fields(out) {
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				if p, err := os.FindProcess(pid); err == nil {
+					_ = p.Kill()
+				}
+			}
+		}
+	}
+	var err error
+	for range 5 { // EBUSY while a killed process is still exiting
+		if _, err = run(context.Background(), "ip", "netns", "del", ns); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
+}
+
+// Sweep deletes every namespace whose name starts with prefix (and the
+// processes in it): leftovers of crashed runs. Use a lab's own Prefix or a
+// base prefix no running test shares.
+func Sweep(prefix string) error {
+	if prefix == "" {
+		return errors.New("lab: Sweep needs a prefix")
+	}
+	var first error
+	for _, ns := range listNS(prefix) {
+		if err := deleteNS(ns); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// sweepStale deletes the namespaces of labs under base whose creating
+// process no longer exists.
+func sweepStale(base string) {
+	for _, ns := range listNS(base) {
+		rest := strings.TrimPrefix(ns, base)
+		pid, err := strconv.Atoi(rest[:strings.IndexFunc(rest+"x", func(r rune) bool { return r < '0' || r > '9' })])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); errors.Is(err, os.ErrNotExist) {
+			_ = deleteNS(ns)
+		}
+	}
+}
+
+func listNS(prefix string) []string {
+	ents, _ := os.ReadDir("/run/netns")
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}

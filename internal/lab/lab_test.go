@@ -1,0 +1,128 @@
+package lab
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newLab builds a lab for a test (skipping only without root) and closes it
+// when the test ends.
+func newLab(t *testing.T, spec Spec) *Lab {
+	t.Helper()
+	if err := Available(); err != nil {
+		if errors.Is(err, ErrNotRoot) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	l, err := New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return l
+}
+
+func TestRootLabReachability(t *testing.T) {
+	l := newLab(t, Spec{Clients: 2})
+	// Client → balancer (through the router), both families.
+	for _, c := range l.Clients {
+		for _, dst := range []string{l.Balancer.Addr4.String(), l.Balancer.Addr6.String()} {
+			if out, err := l.Output(c.NS, "ping", "-c1", "-W2", dst); err != nil {
+				t.Fatalf("%s → %s: %v\n%s", c.Role, dst, err, out)
+			}
+		}
+	}
+	// Real servers reach the clients via the balancer in NAT mode only:
+	// the balancer does not forward, so a ping must fail.
+	if _, err := l.Output(l.Reals[0].NS, "ping", "-c1", "-W1", l.Clients[0].Addr4.String()); err == nil {
+		t.Fatal("real server reached a client through a non-forwarding balancer")
+	}
+	if err := l.UseDirectRouting(); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{l.Clients[0].Addr4.String(), l.Clients[0].Addr6.String()} {
+		if out, err := l.Output(l.Reals[0].NS, "ping", "-c1", "-W2", dst); err != nil {
+			t.Fatalf("direct routing: real0 → %s: %v\n%s", dst, err, out)
+		}
+	}
+	out, err := l.Output(l.Reals[1].NS, "ip", "addr", "show", "dev", "lo")
+	if err != nil || !strings.Contains(out, l.VIP4.String()) || !strings.Contains(out, l.VIP6.String()) {
+		t.Fatalf("VIPs not on real1's loopback: %v\n%s", err, out)
+	}
+	if err := l.UseNAT(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = l.Output(l.Reals[1].NS, "ip", "addr", "show", "dev", "lo")
+	if strings.Contains(out, l.VIP4.String()) {
+		t.Fatal("NAT: VIP still on a real server's loopback")
+	}
+}
+
+func TestRootLabDoAndUDP(t *testing.T) {
+	l := newLab(t, Spec{RealServers: 1})
+	srv, err := ListenUDP(l.Reals[0].NS, l.Reals[0].Addr4.String()+":5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := l.UseDirectRouting(); err != nil { // a route back to the client
+		t.Fatal(err)
+	}
+	cl, err := ListenUDP(l.Clients[0].NS, ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.WriteTo([]byte("hello"), &net.UDPAddr{IP: l.Reals[0].Addr4.AsSlice(), Port: 5060}); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	n, from, err := srv.ReadFromUDP(buf)
+	if err != nil || string(buf[:n]) != "hello" || from.IP.String() != l.Clients[0].Addr4.String() {
+		t.Fatalf("got %q from %v: %v", buf[:n], from, err)
+	}
+	mac, err := MAC(l.Balancer.NS, HostIface)
+	if err != nil || mac == ([6]byte{}) {
+		t.Fatalf("MAC %x %v", mac, err)
+	}
+	// The caller's namespace is untouched: no interface of the lab is here.
+	if _, err := net.InterfaceByName("brs"); err == nil {
+		t.Fatal("a lab bridge appeared in the test's own namespace")
+	}
+}
+
+func TestRootLabCloseAndSweep(t *testing.T) {
+	l := newLab(t, Spec{RealServers: 1})
+	// A process left running in a namespace must not keep it alive.
+	cmd := l.Command(t.Context(), l.Reals[0].NS, "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range l.Namespaces() {
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			t.Fatalf("%s left behind", ns)
+		}
+	}
+	// A crashed run's leftovers: Sweep removes them by prefix.
+	l2 := newLab(t, Spec{Prefix: "xvssweep", RealServers: 1})
+	if err := Sweep(l2.Prefix); err != nil {
+		t.Fatal(err)
+	}
+	if len(listNS(l2.Prefix)) != 0 {
+		t.Fatal("Sweep left namespaces")
+	}
+}
