@@ -8,6 +8,9 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	// Data-plane backends register themselves with internal/dataplane.
+	_ "github.com/xvs-lb/xvs/afxdp"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -19,6 +22,7 @@ func main() {
 		Usage:   "the IPVS virtual-server model in user space, with SIP Call-ID persistence",
 		Version: version,
 		Commands: []*cli.Command{
+			runCommand(),
 			replayCommand(),
 		},
 		HideHelpCommand: true,

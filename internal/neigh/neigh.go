@@ -127,14 +127,17 @@ func (r *Resolver) Resolve(addrs []netip.Addr, wait time.Duration) (map[netip.Ad
 				missing = append(missing, h)
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
+		if len(missing) == 0 {
 			return out, nil
 		}
 		for _, h := range missing {
 			if !probed[h] {
 				probed[h] = true
-				probe(h)
+				probe(h) // even with no time to wait: the next call finds it resolved
 			}
+		}
+		if time.Now().After(deadline) {
+			return out, nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

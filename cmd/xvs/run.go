@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xvs-lb/xvs/internal/daemon"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "serve the virtual services of a rules file on a network interface",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "iface", Usage: "network interface to serve on", Required: true},
+			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
+			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "data plane: auto (AF_XDP, then raw socket), afxdp, raw"},
+			&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "AF_XDP attach mode: auto (native, then generic), native, generic"},
+			&cli.StringFlag{Name: "zerocopy", Value: "auto", Usage: "AF_XDP zero-copy: auto, on, off"},
+			&cli.IntFlag{Name: "queues", Usage: "RX queues to serve, one worker each (0 = all)"},
+			&cli.StringFlag{Name: "control", Value: defaultControl, Usage: "control socket for xvsadm (root-only, mode 0600); \"\" disables it"},
+			&cli.StringFlag{Name: "metrics", Value: "127.0.0.1:9100", Usage: "Prometheus metrics address (loopback by default); \"\" disables it"},
+			&cli.BoolFlag{Name: "metrics-public", Usage: "allow a non-loopback metrics address"},
+			&cli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof on the metrics listener"},
+			&cli.IntFlag{Name: "templates", Usage: "persistence templates per worker (0 = 1048576)"},
+			&cli.IntFlag{Name: "conns", Usage: "connections per worker (0 = 262144)"},
+			&cli.StringFlag{Name: "snapshot", Usage: "save templates here on shutdown and restore them at start"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
+		},
+		Action: runDaemon,
+	}
+}
+
+// defaultControl is where xvsadm looks for the daemon.
+const defaultControl = "/run/xvs/xvs.sock"
+
+func runDaemon(c *cli.Context) error {
+	log, err := newLogger(c.String("log-level"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	slog.SetDefault(log)
+	d, err := daemon.Start(daemon.Options{
+		Iface: c.String("iface"), Rules: c.String("rules"), Mode: c.String("mode"),
+		XDPMode: c.String("xdp-mode"), ZeroCopy: c.String("zerocopy"), Queues: c.Int("queues"),
+		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	stopServices, err := startServices(c, d, log)
+	if err != nil {
+		d.Close()
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var runErr error
+	select {
+	case s := <-sig:
+		log.Info("stopping", "signal", s.String())
+	case runErr = <-d.Err():
+		log.Error("worker failed", "err", runErr)
+	}
+	stopServices()
+	if err := d.Close(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		n, err := strconv.Atoi(level)
+		if err != nil {
+			return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		}
+		l = slog.Level(-n)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

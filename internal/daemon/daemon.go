@@ -1,0 +1,441 @@
+// Package daemon is the xvs load balancer at run time: it opens a data-plane
+// backend on an interface (AF_XDP, falling back to the raw socket), runs one
+// pipeline worker per queue, owns the virtual-server configuration and
+// publishes it to the workers and the backend's filter atomically, resolves
+// next hops from the kernel, and offers the control plane its view (apply a
+// command, list templates and connections, status).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/internal/neigh"
+	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/internal/rules"
+	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
+)
+
+const (
+	// resolveInterval is how often next hops are refreshed from the
+	// kernel's tables: a real server's MAC change (failover, re-ARP) is
+	// picked up within it.
+	resolveInterval = time.Second
+	// resolveWait bounds how long a configuration change waits for the
+	// kernel to resolve a new real server, so that its first packets are not
+	// dropped as no_next_hop.
+	resolveWait = 500 * time.Millisecond
+)
+
+// Options configure a daemon.
+type Options struct {
+	Iface string
+	// Rules is a rules file (ipvsadm -S format) loaded at start; "" for none.
+	Rules string
+	// Mode is the backend: "auto" (AF_XDP, then the raw socket), "afxdp"
+	// or "raw".
+	Mode     string
+	XDPMode  string // AF_XDP attach mode: auto, native, generic
+	ZeroCopy string // AF_XDP zero-copy: auto, on, off
+	Queues   int    // 0 = every RX queue
+	// Templates and Conns size each worker's tables (0 = pipeline defaults).
+	Templates, Conns int
+	// SnapshotFile, if set, is where templates are saved on shutdown and
+	// restored from at start.
+	SnapshotFile string
+	Logger       *slog.Logger
+}
+
+// Daemon is a running balancer.
+type Daemon struct {
+	opts    Options
+	log     *slog.Logger
+	backend dataplane.Backend
+
+	mu   sync.Mutex // serialises configuration changes
+	cfg  *ipvs.Config
+	snap atomic.Pointer[ipvs.Snapshot]
+
+	runners  []*dataplane.Runner
+	workers  []*pipeline.Worker
+	shared   *table.Shared
+	nextHops pipeline.NextHops
+	resolver *neigh.Resolver
+
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	runErr  chan error
+	closing atomic.Bool
+}
+
+// ErrMode reports an unknown backend mode.
+var ErrMode = errors.New("unknown data-plane mode")
+
+// Start opens the backend, loads the rules and starts the workers.
+func Start(o Options) (*Daemon, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Iface == "" {
+		return nil, errors.New("no interface given (--iface)")
+	}
+	d := &Daemon{opts: o, log: o.Logger, stop: make(chan struct{}), runErr: make(chan error, 64)}
+	var err error
+	if d.resolver, err = neigh.New(o.Iface); err != nil {
+		return nil, err
+	}
+	if d.backend, err = openBackend(o, d.log); err != nil {
+		return nil, err
+	}
+	queues := d.backend.Queues()
+	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
+		d.backend.Close()
+		return nil, fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)
+	}
+	d.cfg, err = ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
+	if err == nil && o.Rules != "" {
+		err = rules.Load(d.cfg, o.Rules)
+	}
+	if err != nil {
+		d.backend.Close()
+		return nil, err
+	}
+	if err := d.publish(resolveWait); err != nil {
+		d.backend.Close()
+		return nil, err
+	}
+	templates := o.Templates
+	if templates == 0 {
+		templates = pipeline.DefaultTemplates
+	}
+	if len(queues) > 1 {
+		if d.shared, err = table.NewShared(templates); err != nil {
+			d.backend.Close()
+			return nil, err
+		}
+	}
+	seed := maphash.Comparable(maphash.MakeSeed(), 0)
+	for i, q := range queues {
+		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &d.snap, Templates: templates, Conns: o.Conns,
+			Seed: seed, Shared: d.shared, NextHops: &d.nextHops})
+		if err != nil {
+			d.backend.Close()
+			return nil, err
+		}
+		r := &dataplane.Runner{Queue: q, Worker: w}
+		r.Prepare()
+		d.workers = append(d.workers, w)
+		d.runners = append(d.runners, r)
+	}
+	if o.SnapshotFile != "" {
+		if n, err := d.restoreTemplates(o.SnapshotFile); err != nil {
+			d.log.Warn("template snapshot not restored", "file", o.SnapshotFile, "err", err)
+		} else if n > 0 {
+			d.log.Info("templates restored", "file", o.SnapshotFile, "templates", n)
+		}
+	}
+	for _, r := range d.runners {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := r.Run(); err != nil {
+				d.runErr <- err
+			}
+		}()
+	}
+	d.wg.Add(1)
+	go d.resolveLoop()
+	snap := d.snap.Load()
+	d.log.Info("data plane started", "mode", d.backend.Mode(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
+	return d, nil
+}
+
+// openBackend walks the mode ladder: AF_XDP (whose own ladder is native
+// zero-copy → native copy → generic), then the raw socket.
+func openBackend(o Options, log *slog.Logger) (dataplane.Backend, error) {
+	bo := dataplane.Options{Iface: o.Iface, Queues: o.Queues, XDPMode: o.XDPMode, ZeroCopy: o.ZeroCopy}
+	switch o.Mode {
+	default:
+		b, err := dataplane.Open(o.Mode, bo)
+		if errors.Is(err, dataplane.ErrNoBackend) {
+			return nil, fmt.Errorf("%q: %w (auto, afxdp, raw)", o.Mode, ErrMode)
+		}
+		return b, err
+	case "", "auto":
+		b, err := dataplane.Open("afxdp", bo)
+		if err == nil {
+			return b, nil
+		}
+		log.Warn("AF_XDP unavailable, falling back to the raw socket", "err", err)
+		rb, rerr := dataplane.Open("raw", bo)
+		if rerr != nil {
+			return nil, fmt.Errorf("no data plane: afxdp: %v; raw: %w", err, rerr)
+		}
+		return rb, nil
+	}
+}
+
+// publish resolves the real servers' next hops, compiles a snapshot, hands
+// it to the workers and updates the backend's filter. Callers hold d.mu
+// (or are Start).
+func (d *Daemon) publish(wait time.Duration) error {
+	d.resolveDests(wait)
+	s := d.cfg.Snapshot()
+	if err := d.backend.Update(dataplane.FilterOf(s)); err != nil {
+		return fmt.Errorf("updating the data-plane filter: %w", err)
+	}
+	d.snap.Store(s)
+	return nil
+}
+
+// resolveDests sets every real server's next-hop MAC from the kernel.
+func (d *Daemon) resolveDests(wait time.Duration) {
+	s := d.cfg.Snapshot()
+	var addrs []netip.Addr
+	for _, svc := range s.Services() {
+		for _, dst := range svc.Dests {
+			addrs = append(addrs, dst.Addr.Addr())
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	macs, err := d.resolver.Resolve(addrs, wait)
+	if err != nil {
+		d.log.Warn("next-hop resolution", "err", err)
+		return
+	}
+	for _, svc := range s.Services() {
+		for _, dst := range svc.Dests {
+			m, ok := macs[dst.Addr.Addr()]
+			if ok && m != dst.NextHop {
+				if err := d.cfg.SetNextHop(svc.Key, dst.Addr, m); err == nil {
+					d.log.Info("real server next hop", "service", svc.Key.String(), "server", dst.Addr.String(), "mac", fmtMAC(m))
+				}
+			} else if !ok && dst.NextHop == ([6]byte{}) {
+				d.log.Warn("real server not resolved yet (its packets are dropped as no_next_hop)", "service", svc.Key.String(), "server", dst.Addr.String())
+			}
+		}
+	}
+}
+
+// refreshClientHops copies the kernel's on-link neighbours and default
+// gateways into the table the workers use for client-bound frames.
+func (d *Daemon) refreshClientHops() {
+	n, err := d.resolver.Neighbors()
+	if err != nil {
+		return
+	}
+	gw, ok := d.resolver.DefaultGateway(netip.MustParseAddr("192.0.2.1"), n)
+	if !ok {
+		gw, _ = d.resolver.DefaultGateway(netip.MustParseAddr("2001:db8::1"), n)
+	}
+	d.nextHops.Set(n, gw)
+}
+
+func (d *Daemon) resolveLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(resolveInterval)
+	defer t.Stop()
+	d.refreshClientHops()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		d.refreshClientHops()
+		d.mu.Lock()
+		before := d.cfg.Snapshot()
+		d.resolveDests(0)
+		if after := d.cfg.Snapshot(); after != before {
+			d.snap.Store(after)
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Apply carries out one configuration command and publishes the result; a
+// failed command changes nothing.
+func (d *Daemon) Apply(ctx context.Context, cmd ipvsadm.Command) error {
+	return d.ApplyAll(ctx, []ipvsadm.Command{cmd})
+}
+
+// ApplyAll carries out commands all or nothing: they are first applied to a
+// scratch copy of the configuration, and only when every one succeeds to the
+// live one (which then cannot fail), so the data plane never sees a half
+// applied change.
+func (d *Daemon) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(cmds) > 1 {
+		scratch, err := d.scratch()
+		if err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			if err := rules.Apply(scratch, c); err != nil {
+				return fmt.Errorf("command %d: %w", i+1, err)
+			}
+		}
+	}
+	for _, c := range cmds {
+		if err := rules.Apply(d.cfg, c); err != nil {
+			return err // only reachable for a single command, which changed nothing
+		}
+	}
+	return d.publish(resolveWait)
+}
+
+// scratch rebuilds the current configuration in a new Config, for trying
+// commands without touching the live one.
+func (d *Daemon) scratch() (*ipvs.Config, error) {
+	c, err := ipvs.New(ipvs.Options{Workers: len(d.runners) + boolInt(len(d.runners) == 0), PEExists: pe.Exists})
+	if err != nil {
+		return nil, err
+	}
+	s := d.cfg.Snapshot()
+	if err := c.SetTimeouts(s.Timeouts); err != nil {
+		return nil, err
+	}
+	for _, svc := range s.Services() {
+		if err := c.AddService(svc.ServiceConfig); err != nil {
+			return nil, err
+		}
+		for i := len(svc.Dests) - 1; i >= 0; i-- { // IPVS prepends: add oldest first
+			if err := c.AddDest(svc.Key, svc.Dests[i].DestConfig); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Snapshot is the configuration the data plane runs now.
+func (d *Daemon) Snapshot() *ipvs.Snapshot { return d.snap.Load() }
+
+// Mode is the backend's mode.
+func (d *Daemon) Mode() string { return d.backend.Mode() }
+
+// Iface is the served interface.
+func (d *Daemon) Iface() string { return d.opts.Iface }
+
+// Workers returns each worker's counters.
+func (d *Daemon) Workers() []pipeline.Counters {
+	out := make([]pipeline.Counters, len(d.workers))
+	for i, w := range d.workers {
+		out[i] = w.Counters()
+	}
+	return out
+}
+
+// Queues returns each queue's I/O counters.
+func (d *Daemon) Queues() []dataplane.QueueStats {
+	qs := d.backend.Queues()
+	out := make([]dataplane.QueueStats, len(qs))
+	for i, q := range qs {
+		out[i] = q.Stats()
+	}
+	return out
+}
+
+// TemplateStats returns each worker's template-table counters, read on the
+// workers' goroutines.
+func (d *Daemon) TemplateStats(ctx context.Context) ([]table.TemplateStats, error) {
+	out := make([]table.TemplateStats, len(d.runners))
+	for i, r := range d.runners {
+		if err := r.Do(ctx, func(w *pipeline.Worker) { out[i] = w.Templates().Stats() }); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ConnTableSize is the connection capacity of one worker, for the -L banner.
+func (d *Daemon) ConnTableSize() int {
+	if d.opts.Conns != 0 {
+		return d.opts.Conns
+	}
+	return pipeline.DefaultConns
+}
+
+// Templates lists every worker's live templates, merged.
+func (d *Daemon) Templates(ctx context.Context) ([]table.TemplateInfo, error) {
+	var out []table.TemplateInfo
+	for _, r := range d.runners {
+		var part []table.TemplateInfo
+		err := r.Do(ctx, func(w *pipeline.Worker) {
+			part = w.Templates().AppendInfo(nil, dataplane.Monotonic())
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, part...)
+	}
+	return out, nil
+}
+
+// Conns lists every worker's live connections, merged.
+func (d *Daemon) Conns(ctx context.Context) ([]table.ConnInfo, error) {
+	var out []table.ConnInfo
+	for _, r := range d.runners {
+		var part []table.ConnInfo
+		err := r.Do(ctx, func(w *pipeline.Worker) {
+			part = w.Conns().AppendInfo(nil, dataplane.Monotonic())
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, part...)
+	}
+	return out, nil
+}
+
+// Err returns a channel that receives a worker's fatal error.
+func (d *Daemon) Err() <-chan error { return d.runErr }
+
+// Close stops the daemon gracefully: it saves the templates (when a snapshot
+// file is configured) while the workers still run, then closes the backend
+// (the XDP program is detached) and waits for the workers.
+func (d *Daemon) Close() error {
+	if !d.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	if d.opts.SnapshotFile != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := d.saveTemplates(ctx, d.opts.SnapshotFile)
+		cancel()
+		if err != nil {
+			d.log.Warn("template snapshot not saved", "file", d.opts.SnapshotFile, "err", err)
+		} else {
+			d.log.Info("templates saved", "file", d.opts.SnapshotFile, "templates", n)
+		}
+	}
+	close(d.stop)
+	err := d.backend.Close()
+	d.wg.Wait()
+	d.log.Info("data plane stopped", "mode", d.backend.Mode())
+	return err
+}
+
+func fmtMAC(m [6]byte) string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+}

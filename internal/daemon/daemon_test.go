@@ -1,0 +1,219 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/packet"
+)
+
+// memBackend is a dataplane.Backend over in-memory queues carrying raw IP
+// frames (so no layer-2 next hop is involved).
+type memBackend struct {
+	queues  []*dataplane.MemQueue
+	filters []dataplane.Filter
+}
+
+func (b *memBackend) Mode() string { return "memtest" }
+func (b *memBackend) Queues() []dataplane.Queue {
+	out := make([]dataplane.Queue, len(b.queues))
+	for i, q := range b.queues {
+		out[i] = q
+	}
+	return out
+}
+func (b *memBackend) Update(f dataplane.Filter) error { b.filters = append(b.filters, f); return nil }
+func (b *memBackend) Close() error {
+	for _, q := range b.queues {
+		q.Close()
+	}
+	return nil
+}
+
+var lastBackend *memBackend
+
+func init() {
+	dataplane.Register("memtest", func(o dataplane.Options) (dataplane.Backend, error) {
+		n := max(o.Queues, 1)
+		b := &memBackend{}
+		for range n {
+			b.queues = append(b.queues, dataplane.NewMemQueue(packet.LinkRaw))
+		}
+		lastBackend = b
+		return b, nil
+	})
+}
+
+const testRules = `-A -u 10.0.0.1:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o
+-a -u 10.0.0.1:5060 -r 192.168.0.1:5060 -m
+-a -u 10.0.0.1:5060 -r 192.168.0.2:5060 -m
+`
+
+func start(t *testing.T, queues int, snapshot string) (*Daemon, *memBackend) {
+	t.Helper()
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "r.rules")
+	os.WriteFile(rules, []byte(testRules), 0o600)
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Queues: queues, Templates: 4096, Conns: 4096,
+		SnapshotFile: snapshot, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, lastBackend
+}
+
+func invite(src string, id string) []byte {
+	return craft.Spec{Link: packet.LinkRaw, Src: netip.MustParseAddrPort(src), Dst: netip.MustParseAddrPort("10.0.0.1:5060"), Payload: craft.SIPInvite(id)}.Build()
+}
+
+func waitSent(t *testing.T, q *dataplane.MemQueue, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Stats().TxFrames+q.Stats().Recycled < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue stats %+v, want %d frames handled", q.Stats(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func parse(t *testing.T, argv string) ipvsadm.Command {
+	t.Helper()
+	c, err := ipvsadm.Parse(strings.Fields(argv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestDaemonServesAndReconfigures(t *testing.T) {
+	d, b := start(t, 2, "")
+	defer d.Close()
+	if d.Mode() != "memtest" || len(b.filters) != 1 || len(b.filters[0].Services) != 1 || len(b.filters[0].RealServers) != 2 {
+		t.Fatalf("mode %s filters %+v", d.Mode(), b.filters)
+	}
+	for i := range 20 {
+		b.queues[i%2].Inject(invite("10.9.0.1:5060", fmt.Sprintf("c%d", i%5)))
+	}
+	waitSent(t, b.queues[0], 10)
+	waitSent(t, b.queues[1], 10)
+	ctx := context.Background()
+	tmpls, err := d.Templates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Five calls, each seen by both workers: one template per worker per call,
+	// all pointing at the same server per call (cross-worker persistence).
+	perCall := map[string]map[uint32]bool{}
+	for _, tm := range tmpls {
+		k := string(tm.PEData)
+		if perCall[k] == nil {
+			perCall[k] = map[uint32]bool{}
+		}
+		perCall[k][uint32(tm.Dest)] = true
+	}
+	if len(perCall) != 5 {
+		t.Fatalf("templates for %d calls, want 5", len(perCall))
+	}
+	for k, dests := range perCall {
+		if len(dests) != 1 {
+			t.Fatalf("call %s on %d servers", k, len(dests))
+		}
+	}
+
+	// A single failing command changes nothing; a failing batch changes nothing.
+	before := d.Snapshot()
+	if err := d.Apply(ctx, parse(t, "-A -u 10.0.0.1:5060")); err == nil || !strings.Contains(err.Error(), "Service already exists") {
+		t.Fatalf("duplicate service: %v", err)
+	}
+	err = d.ApplyAll(ctx, []ipvsadm.Command{parse(t, "-a -u 10.0.0.1:5060 -r 192.168.0.3:5060 -m"), parse(t, "-a -u 10.0.0.9:5060 -r 192.168.0.4")})
+	if err == nil || d.Snapshot() != before {
+		t.Fatalf("failed batch: err %v, snapshot changed %v", err, d.Snapshot() != before)
+	}
+	// A good change is published to the workers and the backend's filter.
+	if err := d.Apply(ctx, parse(t, "-a -u 10.0.0.1:5060 -r 192.168.0.3:5060 -m")); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(d.Snapshot().Services()[0].Dests); got != 3 || len(b.filters[len(b.filters)-1].RealServers) != 3 {
+		t.Fatalf("after -a: %d dests, filter %+v", got, b.filters[len(b.filters)-1])
+	}
+	// Existing calls keep their server after the change (templates survive).
+	b.queues[0].Inject(invite("10.9.0.1:5060", "c1"))
+	waitSent(t, b.queues[0], 11)
+	after, _ := d.Templates(ctx)
+	for _, tm := range after {
+		if string(tm.PEData) == "c1" && !perCall["c1"][uint32(tm.Dest)] {
+			t.Fatal("call c1 moved after an unrelated reconfiguration")
+		}
+	}
+	if w := d.Workers(); w[0].Frames+w[1].Frames != 21 {
+		t.Fatalf("worker frames %d+%d", w[0].Frames, w[1].Frames)
+	}
+}
+
+// Templates saved on shutdown are restored at the next start, so live calls
+// keep their servers across a restart.
+func TestTemplateSnapshotAcrossRestart(t *testing.T) {
+	snap := filepath.Join(t.TempDir(), "templates.json")
+	d, b := start(t, 1, snap)
+	for i := range 8 {
+		b.queues[0].Inject(invite("10.9.0.1:5060", fmt.Sprintf("call-%d", i)))
+	}
+	waitSent(t, b.queues[0], 8)
+	ctx := context.Background()
+	before := map[string]string{}
+	tm, _ := d.Templates(ctx)
+	for _, x := range tm {
+		before[string(x.PEData)] = d.Snapshot().Dest(ipvs.DestID(x.Dest)).Addr.String()
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(snap); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("snapshot file: %v %v", st, err)
+	}
+	d2, _ := start(t, 1, snap)
+	defer d2.Close()
+	tm2, err := d2.Templates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tm2) != 8 {
+		t.Fatalf("%d templates restored, want 8", len(tm2))
+	}
+	for _, x := range tm2 {
+		if got := d2.Snapshot().Dest(ipvs.DestID(x.Dest)).Addr.String(); got != before[string(x.PEData)] {
+			t.Fatalf("%s restored to %s, was %s", x.PEData, got, before[string(x.PEData)])
+		}
+		if x.Remaining <= 50*time.Second || x.Remaining > 60*time.Second {
+			t.Fatalf("restored remaining %v", x.Remaining)
+		}
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := Start(Options{Iface: "lo", Mode: "nosuch", Logger: log}); err == nil || !strings.Contains(err.Error(), "unknown data-plane mode") {
+		t.Errorf("bad mode: %v", err)
+	}
+	if _, err := Start(Options{Iface: "nosuch0", Mode: "memtest", Logger: log}); err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Errorf("bad interface: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.rules")
+	os.WriteFile(bad, []byte("-A -u 10.0.0.1:5060 --pe nosuch -p\n"), 0o600)
+	if _, err := Start(Options{Iface: "lo", Mode: "memtest", Rules: bad, Logger: log}); err == nil || !strings.Contains(err.Error(), "bad.rules:1: UDP 10.0.0.1:5060: Scheduler or persistence engine not found") {
+		t.Errorf("bad rules: %v", err)
+	}
+}
