@@ -72,6 +72,7 @@ type Daemon struct {
 	shared   *table.Shared
 	nextHops pipeline.NextHops
 	resolver *neigh.Resolver
+	debug    pipeline.DebugLog
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -128,7 +129,7 @@ func Start(o Options) (*Daemon, error) {
 	seed := maphash.Comparable(maphash.MakeSeed(), 0)
 	for i, q := range queues {
 		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &d.snap, Templates: templates, Conns: o.Conns,
-			Seed: seed, Shared: d.shared, NextHops: &d.nextHops})
+			Seed: seed, Shared: d.shared, NextHops: &d.nextHops, Debug: &d.debug})
 		if err != nil {
 			d.backend.Close()
 			return nil, err
@@ -156,6 +157,11 @@ func Start(o Options) (*Daemon, error) {
 	}
 	d.wg.Add(1)
 	go d.resolveLoop()
+	if d.log.Enabled(context.Background(), DebugLevel) {
+		d.debug.SetEnabled(true)
+		d.wg.Add(1)
+		go d.debugLoop()
+	}
 	snap := d.snap.Load()
 	d.log.Info("data plane started", "mode", d.backend.Mode(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
 	return d, nil
@@ -264,6 +270,52 @@ func (d *Daemon) resolveLoop() {
 		}
 		d.mu.Unlock()
 	}
+}
+
+// DebugLevel is the log level at which the persistence engine's events are
+// logged, IPVS's debug_level 9: xvs run --log-level 9.
+const DebugLevel = slog.Level(-9)
+
+// debugDrain is how often the engine's debug events are logged.
+const debugDrain = 100 * time.Millisecond
+
+// debugLoop logs the workers' recorded engine events, as IPVS does at
+// debug_level 9, off the data path.
+func (d *Daemon) debugLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(debugDrain)
+	defer t.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		d.debug.Drain(func(e *pipeline.DebugEvent) {
+			id := string(pe.AppendEscaped(nil, e.Key()))
+			switch e.Kind {
+			case pipeline.DebugCallID:
+				d.log.Log(ctx, DebugLevel, "SIP callid", "callid", id, "bytes", e.Len, "worker", e.Worker)
+			case pipeline.DebugTemplateHit, pipeline.DebugTemplateMiss:
+				res := "hit"
+				if e.Kind == pipeline.DebugTemplateMiss {
+					res = "not hit"
+				}
+				d.log.Log(ctx, DebugLevel, "SIP template match", "proto", protoName(e.Proto), "callid", id, "virtual", e.VirtualAddr().String(), "result", res, "worker", e.Worker)
+			}
+		})
+	}
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	}
+	return fmt.Sprint(p)
 }
 
 // Apply carries out one configuration command and publishes the result; a

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,3 +218,40 @@ func TestStartErrors(t *testing.T) {
 		t.Errorf("bad rules: %v", err)
 	}
 }
+
+// At log level 9 the SIP engine's events reach the log, as IPVS's
+// debug_level 9 output does.
+func TestDebugLogging(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "r.rules")
+	os.WriteFile(rules, []byte(testRules), 0o600)
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: DebugLevel}))
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := lastBackend
+	b.queues[0].Inject(invite("10.9.0.1:5060", "debug-me@x"), invite("10.9.0.1:5060", "debug-me@x"))
+	waitSent(t, b.queues[0], 2)
+	time.Sleep(3 * debugDrain)
+	d.Close()
+	out := buf.String()
+	for _, want := range []string{`msg="SIP callid" callid=debug-me@x bytes=10`, `msg="SIP template match" proto=UDP callid=debug-me@x virtual=10.0.0.1:5060 result="not hit"`, `result=hit`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

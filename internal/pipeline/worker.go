@@ -81,6 +81,9 @@ type Options struct {
 	// becomes its source MAC. Nil (offline replay) leaves those frames' MACs
 	// as they are.
 	NextHops *NextHops
+	// Debug, if set, records the engine's debug events (IPVS debug_level
+	// 9) while it is enabled; see DebugLog.
+	Debug *DebugLog
 }
 
 // ErrOptions reports an invalid Options value.
@@ -98,6 +101,7 @@ type Worker struct {
 	seed     uint64
 	budget   int
 	nextHops *NextHops
+	debug    *DebugLog
 
 	v     view // derived from the current snapshot
 	now   int64
@@ -177,6 +181,7 @@ func NewWorker(o Options) (*Worker, error) {
 		seed:     o.Seed,
 		budget:   o.SweepBudget,
 		nextHops: o.NextHops,
+		debug:    o.Debug,
 	}
 	var err error
 	w.tmpl, err = table.NewTemplates(table.Config{
@@ -501,6 +506,9 @@ func (w *Worker) templateKey(frame []byte, svc *ipvs.Service, s *slot, d *Decisi
 			s.key.PE = uint8(eng.id)
 			s.key.PEData = data
 			d.PEData = data
+			if w.debug.Enabled() {
+				w.debugEvent(DebugCallID, &s.key)
+			}
 		} else if svc.PEStrict {
 			w.finish(d, ReasonPEStrict, frame)
 			return false
@@ -512,6 +520,14 @@ func (w *Worker) templateKey(frame []byte, svc *ipvs.Service, s *slot, d *Decisi
 	s.h = s.key.Hash(w.seed)
 	s.keyed = true
 	return true
+}
+
+func (w *Worker) debugEvent(kind DebugKind, k *table.TemplateKey) {
+	var v [18]byte
+	a := k.Virtual.Addr().As16()
+	copy(v[:16], a[:])
+	v[16], v[17] = byte(k.Virtual.Port()>>8), byte(k.Virtual.Port())
+	w.debug.record(w.id, w.now, kind, k.Protocol, v, k.Virtual.Addr().Is4(), k.PEData)
 }
 
 // schedInput is the scheduler's view of the current packet, with the
@@ -539,7 +555,15 @@ func (w *Worker) persist(frame []byte, svc *ipvs.Service, d *Decision) (*ipvs.De
 	h := s.h
 
 	// This worker's template.
-	if ref, id, ok := w.tmpl.LookupHashed(&s.key, h, w.now); ok {
+	ref, id, ok := w.tmpl.LookupHashed(&s.key, h, w.now)
+	if s.key.PE != 0 && w.debug.Enabled() {
+		if ok {
+			w.debugEvent(DebugTemplateHit, &s.key)
+		} else {
+			w.debugEvent(DebugTemplateMiss, &s.key)
+		}
+	}
+	if ok {
 		if dest := snap.TemplateDest(ipvs.DestID(id)); dest != nil {
 			w.tmpl.Touch(ref, w.now)
 			w.refreshShared(h, table.DestID(dest.ID), timeout)
