@@ -1,0 +1,172 @@
+package control
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
+)
+
+// EstimatorInterval is IPVS's rate-estimation period (ip_vs_est.c: every
+// 2 seconds).
+const EstimatorInterval = 2 * time.Second
+
+// Estimate is IPVS's rate estimator for one service or real server
+// (struct ip_vs_estimator): every EstimatorInterval the change of each
+// cumulative counter is folded into an exponentially weighted moving average
+// with weight W = 2^-2, kept in fixed point exactly as the kernel keeps it
+// (rates of conns and packets scaled by 2^10 per second, of bytes by 2^5),
+// and read rounded as the kernel reads it.
+type Estimate struct {
+	primed                             bool
+	lastConns, lastInPkts, lastOutPkts uint64
+	lastInBytes, lastOutBytes          uint64
+	cps, inpps, outpps, inbps, outbps  int64
+}
+
+// Update folds one period's counters in (ip_vs_est.c estimation_timer). The
+// first call only records the counters. A counter that went backwards (a
+// zeroing the estimator was not told of) restarts the estimate.
+func (e *Estimate) Update(s ipvsadm.Stats) {
+	if !e.primed || s.Conns < e.lastConns || s.InPkts < e.lastInPkts || s.OutPkts < e.lastOutPkts ||
+		s.InBytes < e.lastInBytes || s.OutBytes < e.lastOutBytes {
+		e.Reset(s)
+		return
+	}
+	ewma := func(avg *int64, cur uint64, last *uint64, shift uint) {
+		rate := int64((cur - *last) << shift)
+		*last = cur
+		*avg += (rate - *avg) >> 2
+	}
+	ewma(&e.cps, s.Conns, &e.lastConns, 9)
+	ewma(&e.inpps, s.InPkts, &e.lastInPkts, 9)
+	ewma(&e.outpps, s.OutPkts, &e.lastOutPkts, 9)
+	ewma(&e.inbps, s.InBytes, &e.lastInBytes, 4)
+	ewma(&e.outbps, s.OutBytes, &e.lastOutBytes, 4)
+}
+
+// Reset zeroes the rates and takes s as the new starting point
+// (ip_vs_zero_estimator, run by ipvsadm -Z).
+func (e *Estimate) Reset(s ipvsadm.Stats) {
+	*e = Estimate{primed: true, lastConns: s.Conns, lastInPkts: s.InPkts, lastOutPkts: s.OutPkts,
+		lastInBytes: s.InBytes, lastOutBytes: s.OutBytes}
+}
+
+// Rates reads the estimate as ipvsadm shows it (ip_vs_read_estimator).
+func (e *Estimate) Rates() ipvsadm.Rates {
+	r := func(v int64, round int64, shift uint) uint64 {
+		if v <= 0 {
+			return 0
+		}
+		return uint64(v+round) >> shift
+	}
+	return ipvsadm.Rates{
+		CPS:    r(e.cps, 0x1ff, 10),
+		InPPS:  r(e.inpps, 0x1ff, 10),
+		OutPPS: r(e.outpps, 0x1ff, 10),
+		InBPS:  r(e.inbps, 0xf, 5),
+		OutBPS: r(e.outbps, 0xf, 5),
+	}
+}
+
+// Estimator keeps an Estimate for every service and real server of the
+// running configuration. Run it in a goroutine of its own: every
+// EstimatorInterval it reads the counters of the current snapshot (sums of
+// the workers' slots; no work on the data plane) and forgets the entries of
+// services and real servers that are gone.
+type Estimator struct {
+	snapshot func() *ipvs.Snapshot
+
+	mu  sync.Mutex
+	est map[*ipvs.Stats]*Estimate
+}
+
+// NewEstimator returns an estimator over the snapshots snapshot returns.
+func NewEstimator(snapshot func() *ipvs.Snapshot) *Estimator {
+	return &Estimator{snapshot: snapshot, est: make(map[*ipvs.Stats]*Estimate)}
+}
+
+// Run updates the estimates every EstimatorInterval until ctx is done.
+func (e *Estimator) Run(ctx context.Context) {
+	t := time.NewTicker(EstimatorInterval)
+	defer t.Stop()
+	e.Tick()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.Tick()
+		}
+	}
+}
+
+// Tick runs one estimation period.
+func (e *Estimator) Tick() {
+	s := e.snapshot()
+	if s == nil {
+		return
+	}
+	seen := make(map[*ipvs.Stats]bool)
+	update := func(st *ipvs.Stats) {
+		c := st.Read()
+		e.entry(st).Update(stats(c))
+		seen[st] = true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, svc := range s.Services() {
+		update(svc.Stats)
+		for _, d := range svc.Dests {
+			update(d.Stats)
+		}
+	}
+	for st := range e.est {
+		if !seen[st] {
+			delete(e.est, st)
+		}
+	}
+}
+
+// entry returns st's estimate, creating it; e.mu must be held.
+func (e *Estimator) entry(st *ipvs.Stats) *Estimate {
+	x := e.est[st]
+	if x == nil {
+		x = new(Estimate)
+		e.est[st] = x
+	}
+	return x
+}
+
+// Rates returns st's estimated rates (zero before two periods have passed).
+func (e *Estimator) Rates(st *ipvs.Stats) ipvsadm.Rates {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x := e.est[st]; x != nil {
+		return x.Rates()
+	}
+	return ipvsadm.Rates{}
+}
+
+// Zero resets the rates of the given counters after ipvsadm -Z zeroed them
+// (all of the snapshot's when svc is nil).
+func (e *Estimator) Zero(svc *ipvs.Service) {
+	s := e.snapshot()
+	if s == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	reset := func(st *ipvs.Stats) { e.entry(st).Reset(stats(st.Read())) }
+	for _, v := range s.Services() {
+		if svc != nil && v.Key != svc.Key {
+			continue
+		}
+		reset(v.Stats)
+		for _, d := range v.Dests {
+			reset(d.Stats)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/table"
+)
+
+// Target is what the control server operates on; the xvs daemon implements it.
+type Target interface {
+	// Apply carries out one configuration command (a parsed ipvsadm command that Mutates()): validated fully,
+	// applied atomically (on error nothing changes), then published to the data plane without pausing it.
+	Apply(ctx context.Context, cmd ipvsadm.Command) error
+	// ApplyAll carries out several configuration commands all or nothing
+	// (ipvsadm -R): when one fails, none is applied. The error should be a
+	// *CommandError naming the failing command (the server then names its
+	// line); any other error is reported without a line.
+	ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error
+	// Snapshot is the configuration the data plane runs now (services, real servers, their Stats).
+	Snapshot() *ipvs.Snapshot
+	// Templates and Conns list every worker's live persistence templates / connections, read on the workers'
+	// own goroutines and merged; now is the listing time for remaining-timeout computation.
+	Templates(ctx context.Context) ([]table.TemplateInfo, error)
+	Conns(ctx context.Context) ([]table.ConnInfo, error)
+	// Status describes the data plane: mode, interface, workers and their counters.
+	Status() Status
+}
+
+// Status describes the data plane for listings and metrics.
+type Status struct {
+	Mode      string // "afxdp-native-zerocopy", "raw", "replay", ...
+	Iface     string
+	Workers   []pipeline.Counters    // per worker
+	Queues    []dataplane.QueueStats // per queue (same order)
+	Templates []table.TemplateStats  // per worker
+	ConnTable int                    // connection table size for the -L banner "(size=N)"
+}
+
+// CommandError is the error ApplyAll returns when one of its commands fails:
+// Index is the command's position in the slice (0-based), Err the model's
+// error (an ipvs sentinel such as ipvs.ErrServiceExists, possibly wrapped).
+type CommandError struct {
+	Index int
+	Err   error
+}
+
+func (e *CommandError) Error() string { return fmt.Sprintf("command %d: %v", e.Index+1, e.Err) }
+
+// Unwrap returns the command's error.
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// kernelErrors are the model's errors whose messages are ipvsadm's
+// ipvs_strerror texts; a failed command prints exactly that text.
+var kernelErrors = []error{
+	ipvs.ErrServiceExists, ipvs.ErrNoService, ipvs.ErrDestExists, ipvs.ErrNoDest,
+	ipvs.ErrNotFound, ipvs.ErrInvalid, ipvs.ErrRange, ipvs.ErrZeroPort, ipvs.ErrOnePacketUDP,
+}
+
+// KernelMessage returns the message ipvsadm prints for a failed command:
+// the bare ipvs_strerror text ("Service already exists") when err wraps one
+// of the model's sentinels, else err's own text.
+func KernelMessage(err error) string {
+	for _, k := range kernelErrors {
+		if errors.Is(err, k) {
+			return k.Error()
+		}
+	}
+	return err.Error()
+}
