@@ -1,0 +1,48 @@
+// Package rawsock is xvs's fallback data plane for where AF_XDP cannot run
+// (no XDP support in the driver or kernel, a container without CAP_BPF):
+// AF_PACKET sockets on one interface, registered as the "raw" backend.
+//
+// Each queue (Options.Queues, default 1) is one AF_PACKET socket with its
+// own worker; with more than one, the sockets form a PACKET_FANOUT_HASH
+// group, so the kernel spreads flows over the workers by their hash (all
+// datagrams of one 5-tuple, and all fragments of one datagram, meet on one
+// worker). A classic BPF socket filter compiled from dataplane.Filter lets
+// through only the balancer's traffic — UDP/TCP to a virtual service's
+// address and port, from a NAT real server's address and port, IPv4 and
+// IPv6, fragments to a virtual address, and VLAN-tagged frames for the
+// pipeline to sort — and is swapped atomically on every Update. A filter
+// too large for the kernel (4096 instructions: hundreds of services) falls
+// back to delivering every IP frame (Backend.Coarse reports it).
+//
+// Receive takes up to dataplane.MaxBatch frames with one recvmmsg (a poll
+// first only when nothing is waiting) and Transmit sends a batch with one
+// sendmmsg: no system call per packet. The backend is not zero-copy: the
+// kernel copies each received frame into the queue's buffers and each sent
+// frame out of them. PACKET_IGNORE_OUTGOING keeps our own transmissions
+// from coming back.
+//
+// # The kernel still sees every packet
+//
+// An AF_PACKET socket receives a copy; it does not steal the packet from
+// the kernel's stack as XDP does. So in raw mode the virtual address must
+// not be a local address of the balancer (route the VIP to it instead, as
+// the lab does, with IP forwarding off: the kernel then drops what it is
+// not the destination of), or the host must drop the packets after the
+// socket has seen them, or the kernel answers too (ICMP port unreachable,
+// TCP resets, or a local SIP stack). A netdev ingress rule runs after packet
+// sockets have taken their copy:
+//
+//	nft add table netdev xvs
+//	nft add chain netdev xvs in '{ type filter hook ingress device eth0 priority 0; }'
+//	nft add rule netdev xvs in ip daddr 10.77.2.1 udp dport 5060 drop
+//	nft add rule netdev xvs in ip6 daddr fd77:2::1 udp dport 5060 drop
+//
+// For NAT, the balancer must likewise not forward the real servers'
+// replies itself (net.ipv4.ip_forward=0 on the balancer, or the same kind of
+// rule with ip saddr).
+//
+// Other limits: frames must arrive with complete checksums (true of real
+// NICs; on veth switch TX checksum offload off on the sender, as the lab
+// does); a VLAN tag the NIC stripped is not put back, so serve tagged
+// traffic on the VLAN's interface (eth0.100) or with rxvlan offload off.
+package rawsock

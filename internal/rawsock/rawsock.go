@@ -1,0 +1,406 @@
+package rawsock
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/packet"
+)
+
+// Limits and defaults.
+const (
+	// MaxQueues bounds Options.Queues: one socket and one worker each, and
+	// a fanout group takes at most this many members usefully here.
+	MaxQueues = 64
+	// DefaultFrameSize is the smallest receive buffer per frame: an
+	// Ethernet frame of a 1500-byte MTU with two VLAN tags fits with room
+	// to spare. Larger MTUs get MTU+header room.
+	DefaultFrameSize = 2048
+	// MaxFrameSize bounds Options.FrameSize (a 9000-byte jumbo frame fits).
+	MaxFrameSize = 1 << 14
+	// RecvBufferBytes is each socket's receive buffer: about 2 ms of a
+	// saturated 10 Gb/s link, so a worker's scheduling hiccup does not drop.
+	RecvBufferBytes = 4 << 20
+	// ethHeaderRoom is added to the MTU for the frame buffer: Ethernet
+	// header and two VLAN tags.
+	ethHeaderRoom = 14 + 8
+)
+
+// Errors.
+var (
+	// ErrPermission reports missing privileges (CAP_NET_RAW, and
+	// CAP_NET_ADMIN for the large receive buffer).
+	ErrPermission = errors.New("raw sockets need CAP_NET_RAW (run xvs as root)")
+	// ErrNoInterface reports an unknown interface.
+	ErrNoInterface = errors.New("no such network interface")
+)
+
+func init() {
+	dataplane.Register("raw", func(o dataplane.Options) (dataplane.Backend, error) { return Open(o) })
+}
+
+var fanoutSeq atomic.Uint32
+
+// Backend is the raw-socket backend: one AF_PACKET socket per queue on one
+// interface, sharing the interface's traffic through a hash fanout group.
+type Backend struct {
+	iface  string
+	queues []*queue
+
+	mu     sync.Mutex // Update, Stats' kernel reads and Close
+	closed bool
+	coarse bool
+}
+
+var _ dataplane.Backend = (*Backend)(nil)
+
+// Open opens the raw-socket backend on o.Iface with o.Queues sockets
+// (default 1). It receives nothing until the first Update.
+func Open(o dataplane.Options) (*Backend, error) {
+	if o.Iface == "" {
+		return nil, fmt.Errorf("rawsock: no interface given")
+	}
+	ifi, err := net.InterfaceByName(o.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("rawsock: %q: %w", o.Iface, ErrNoInterface)
+	}
+	n := o.Queues
+	if n <= 0 {
+		n = 1
+	}
+	if n > MaxQueues {
+		return nil, fmt.Errorf("rawsock: %d queues: at most %d", n, MaxQueues)
+	}
+	size := o.FrameSize
+	if size == 0 {
+		size = max(DefaultFrameSize, ifi.MTU+ethHeaderRoom)
+	}
+	if size < 64 || size > MaxFrameSize {
+		return nil, fmt.Errorf("rawsock: frame size %d: must be 64..%d", size, MaxFrameSize)
+	}
+	b := &Backend{iface: o.Iface}
+	// A fanout group id is per network namespace; make ours unlikely to
+	// meet another process's.
+	group := uint16(os.Getpid()) ^ uint16(bits.RotateLeft32(fanoutSeq.Add(1), 11))
+	for range n {
+		q, err := openQueue(ifi, size, n > 1, group)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.queues = append(b.queues, q)
+	}
+	return b, nil
+}
+
+// Mode implements dataplane.Backend.
+func (b *Backend) Mode() string { return "raw" }
+
+// Queues implements dataplane.Backend.
+func (b *Backend) Queues() []dataplane.Queue {
+	qs := make([]dataplane.Queue, len(b.queues))
+	for i, q := range b.queues {
+		qs[i] = q
+	}
+	return qs
+}
+
+// Coarse reports whether the last Update's exact filter exceeded the
+// kernel's limits, so that every IP frame is delivered to the workers.
+func (b *Backend) Coarse() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.coarse
+}
+
+// Update implements dataplane.Backend: it compiles f into a socket filter
+// and attaches it to every socket (the kernel swaps filters atomically).
+func (b *Backend) Update(f dataplane.Filter) error {
+	prog, err := compileFilter(f)
+	coarse := false
+	if errors.Is(err, errFilterTooLong) {
+		prog, coarse = coarseFilter(), true
+	} else if err != nil {
+		return fmt.Errorf("rawsock: filter: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return dataplane.ErrClosed
+	}
+	for _, q := range b.queues {
+		if err := attach(q.fd, prog); err != nil {
+			return fmt.Errorf("rawsock: %s: %w", b.iface, err)
+		}
+	}
+	b.coarse = coarse
+	return nil
+}
+
+// Close implements dataplane.Backend.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	for _, q := range b.queues {
+		q.closed.Store(true)
+		one := [8]byte{1}
+		_, _ = unix.Write(q.efd, one[:]) // wakes a Receive in poll
+	}
+	for _, q := range b.queues {
+		q.mu.Lock() // waits for the worker to leave Receive/Transmit
+		q.statsMu.Lock()
+		unix.Close(q.fd)
+		unix.Close(q.efd)
+		q.fd, q.efd = -1, -1
+		q.statsMu.Unlock()
+		q.mu.Unlock()
+	}
+	return nil
+}
+
+// queue is one AF_PACKET socket with its frame buffers and message
+// vectors, set up once; Receive fills Batch frames by recvmmsg straight into
+// the buffers (one copy, by the kernel) and Transmit sends them by sendmmsg.
+type queue struct {
+	mu sync.Mutex // held by Receive and Transmit; Close takes it to close the fds
+	// statsMu keeps the fd open while Stats reads the kernel's counters.
+	statsMu sync.Mutex
+	fd      int
+	efd     int // eventfd: Close wakes a poll with it
+	closed  atomic.Bool
+	size    int
+
+	bufs  [dataplane.MaxBatch][]byte
+	rxHdr [dataplane.MaxBatch]unix.Mmsghdr
+	rxIov [dataplane.MaxBatch]unix.Iovec
+	txHdr [dataplane.MaxBatch]unix.Mmsghdr
+	txIov [dataplane.MaxBatch]unix.Iovec
+	pfd   [2]unix.PollFd
+
+	rx, tx, rxBytes, txBytes, txDropped, recycled, rxTrunc atomic.Uint64
+	kernelDrops                                            atomic.Uint64
+}
+
+func openQueue(ifi *net.Interface, size int, fanout bool, group uint16) (_ *queue, err error) {
+	// Protocol 0: the socket receives nothing until bind, by which time the
+	// drop-all filter is attached.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return nil, fmt.Errorf("rawsock: AF_PACKET socket on %s: %w", ifi.Name, ErrPermission)
+		}
+		return nil, fmt.Errorf("rawsock: AF_PACKET socket on %s: %w", ifi.Name, err)
+	}
+	q := &queue{fd: fd, efd: -1, size: size}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			if q.efd >= 0 {
+				unix.Close(q.efd)
+			}
+		}
+	}()
+	drop, _ := compileFilter(dataplane.Filter{})
+	if err := attach(fd, drop); err != nil {
+		return nil, fmt.Errorf("rawsock: %s: %w", ifi.Name, err)
+	}
+	// Our own transmissions must not come back to us (in direct routing
+	// they still match the VIP).
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		return nil, fmt.Errorf("rawsock: PACKET_IGNORE_OUTGOING (Linux 4.20 or later): %w", err)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, RecvBufferBytes) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, RecvBufferBytes)
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
+	if err := unix.Bind(fd, sa); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return nil, fmt.Errorf("rawsock: bind %s: %w", ifi.Name, ErrNoInterface)
+		}
+		return nil, fmt.Errorf("rawsock: bind %s: %w", ifi.Name, err)
+	}
+	if fanout {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, int(group)|unix.PACKET_FANOUT_HASH<<16); err != nil {
+			return nil, fmt.Errorf("rawsock: PACKET_FANOUT on %s: %w", ifi.Name, err)
+		}
+	}
+	q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("rawsock: eventfd: %w", err)
+	}
+	q.pfd = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(q.efd), Events: unix.POLLIN}}
+	for i := range q.bufs {
+		q.bufs[i] = make([]byte, size)
+		q.rxIov[i].Base = &q.bufs[i][0]
+		q.rxIov[i].SetLen(size)
+		q.rxHdr[i].Hdr.Iov = &q.rxIov[i]
+		q.rxHdr[i].Hdr.SetIovlen(1)
+		q.txHdr[i].Hdr.Iov = &q.txIov[i]
+		q.txHdr[i].Hdr.SetIovlen(1)
+	}
+	return q, nil
+}
+
+func attach(fd int, prog []bpf.RawInstruction) error {
+	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fp); err != nil {
+		return fmt.Errorf("attach socket filter (%d instructions): %w", len(prog), err)
+	}
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Receive implements dataplane.Queue: one recvmmsg for up to MaxBatch
+// frames when traffic is waiting, else a poll bounded by timeout first.
+func (q *queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b.N = 0
+	b.Link = packet.LinkEthernet
+	if q.closed.Load() {
+		return dataplane.ErrClosed
+	}
+	n, errno := q.recvmmsg()
+	if errno == unix.EAGAIN || errno == unix.EINTR {
+		ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+		q.pfd[0].Revents, q.pfd[1].Revents = 0, 0
+		if _, err := unix.Poll(q.pfd[:], ms); err != nil && err != unix.EINTR {
+			return fmt.Errorf("rawsock: poll: %w", err)
+		}
+		if q.closed.Load() {
+			return dataplane.ErrClosed
+		}
+		if q.pfd[0].Revents&unix.POLLIN == 0 {
+			return nil
+		}
+		n, errno = q.recvmmsg()
+	}
+	switch errno {
+	case 0:
+	case unix.EAGAIN, unix.EINTR:
+		return nil
+	case unix.ENETDOWN:
+		return nil // the link went down; frames come again when it is up
+	default:
+		return fmt.Errorf("rawsock: recvmmsg: %w", errno)
+	}
+	k := 0
+	var bytes uint64
+	for i := range n {
+		h := &q.rxHdr[i]
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || int(h.Len) > q.size {
+			q.rxTrunc.Add(1) // larger than a frame buffer: never half a frame
+			continue
+		}
+		b.Frames[k] = q.bufs[i][:h.Len]
+		b.Send[k] = false
+		bytes += uint64(h.Len)
+		k++
+	}
+	b.N = k
+	q.rx.Add(uint64(k))
+	q.rxBytes.Add(bytes)
+	return nil
+}
+
+func (q *queue) recvmmsg() (int, syscall.Errno) {
+	for i := range q.rxHdr {
+		q.rxHdr[i].Hdr.Flags = 0
+	}
+	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(q.fd), uintptr(unsafe.Pointer(&q.rxHdr[0])), uintptr(len(q.rxHdr)), unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), 0
+}
+
+// Transmit implements dataplane.Queue: the frames marked Send leave in one
+// sendmmsg (more only if the kernel takes part of them); a frame the
+// kernel refuses is counted in TxDropped and skipped.
+func (q *queue) Transmit(b *dataplane.Batch) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	defer func() { b.N = 0 }()
+	if q.closed.Load() {
+		return dataplane.ErrClosed
+	}
+	k := 0
+	var bytes uint64
+	for i := range b.N {
+		f := b.Frames[i]
+		b.Frames[i] = nil
+		if !b.Send[i] || len(f) == 0 {
+			q.recycled.Add(1)
+			continue
+		}
+		q.txIov[k].Base = &f[0]
+		q.txIov[k].SetLen(len(f))
+		bytes += uint64(len(f))
+		k++
+	}
+	sent := 0
+	for tries := 0; sent < k && tries <= k; tries++ {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(q.fd), uintptr(unsafe.Pointer(&q.txHdr[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case errno == 0:
+			sent += int(r)
+			q.tx.Add(uint64(r))
+		case errno == unix.EINTR:
+		case errno == unix.EBADF:
+			return fmt.Errorf("rawsock: sendmmsg: %w", errno)
+		default: // EAGAIN, ENOBUFS, ENETDOWN, EMSGSIZE…: drop that frame
+			q.txDropped.Add(1)
+			sent++
+		}
+	}
+	if sent < k {
+		q.txDropped.Add(uint64(k - sent))
+	}
+	q.txBytes.Add(bytes)
+	for i := range k {
+		q.txIov[i].Base = nil // keep no frame alive
+	}
+	return nil
+}
+
+// Stats implements dataplane.Queue. RxDropped counts frames the kernel
+// dropped on a full socket buffer plus frames larger than a buffer.
+func (q *queue) Stats() dataplane.QueueStats {
+	q.readKernelDrops()
+	return dataplane.QueueStats{
+		RxFrames: q.rx.Load(), TxFrames: q.tx.Load(),
+		RxBytes: q.rxBytes.Load(), TxBytes: q.txBytes.Load(),
+		TxDropped: q.txDropped.Load(), Recycled: q.recycled.Load(),
+		RxDropped: q.kernelDrops.Load() + q.rxTrunc.Load(),
+	}
+}
+
+// readKernelDrops adds the socket's drop counter (which the kernel resets
+// on every read) to kernelDrops.
+func (q *queue) readKernelDrops() {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	if q.closed.Load() {
+		return
+	}
+	if st, err := unix.GetsockoptTpacketStats(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+		q.kernelDrops.Add(uint64(st.Drops))
+	}
+}

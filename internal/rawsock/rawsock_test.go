@@ -1,0 +1,353 @@
+package rawsock
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/internal/rules"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
+)
+
+// newLab builds a lab (skipping only without root) and opens the raw
+// backend on the balancer's interface.
+func newLab(t *testing.T, queues int) (*lab.Lab, *Backend) {
+	t.Helper()
+	if err := lab.Available(); err != nil {
+		if errors.Is(err, lab.ErrNotRoot) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	l, err := lab.New(lab.Spec{RealServers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var b *Backend
+	if err := l.Do(l.Balancer.NS, func() (err error) {
+		b, err = Open(dataplane.Options{Iface: lab.HostIface, Queues: queues})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if b.Mode() != "raw" || len(b.Queues()) != queues {
+		t.Fatalf("mode %q, %d queues", b.Mode(), len(b.Queues()))
+	}
+	return l, b
+}
+
+// send sends each payload as one UDP datagram from a client to dst.
+func send(t *testing.T, l *lab.Lab, dst netip.AddrPort, payloads ...[]byte) {
+	t.Helper()
+	c, err := lab.ListenUDP(l.Clients[0].NS, ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, p := range payloads {
+		if _, err := c.WriteToUDPAddrPort(p, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// receive collects frames from all queues until want frames or timeout; it
+// returns them (copied) and the largest batch seen.
+func receive(t *testing.T, b *Backend, want int, timeout time.Duration) (frames [][]byte, maxBatch int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	batch := dataplane.NewBatch(0)
+	for len(frames) < want && time.Now().Before(deadline) {
+		for _, q := range b.Queues() {
+			if err := q.Receive(batch, 20*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			if batch.Link != packet.LinkEthernet {
+				t.Fatalf("link type %v", batch.Link)
+			}
+			maxBatch = max(maxBatch, batch.N)
+			for i := range batch.N {
+				frames = append(frames, append([]byte(nil), batch.Frames[i]...))
+			}
+			if err := q.Transmit(batch); err != nil { // recycle
+				t.Fatal(err)
+			}
+		}
+	}
+	return frames, maxBatch
+}
+
+func dsts(t *testing.T, frames [][]byte) map[netip.AddrPort]int {
+	var p packet.Parsed
+	out := map[netip.AddrPort]int{}
+	for _, f := range frames {
+		if r := p.Decode(f, packet.LinkEthernet); r != packet.ReasonOK {
+			t.Fatalf("received frame does not decode: %v", r)
+		}
+		if !p.VerifyChecksums(f) {
+			t.Fatal("received frame with a bad checksum")
+		}
+		out[netip.AddrPortFrom(p.Dst, p.DstPort)]++
+	}
+	return out
+}
+
+func TestRootRawReceiveFilterUpdate(t *testing.T) {
+	l, b := newLab(t, 1)
+	vip4 := netip.AddrPortFrom(l.VIP4, 5060)
+	vip6 := netip.AddrPortFrom(l.VIP6, 5060)
+	if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{
+		{Protocol: ipvs.UDP, Addr: l.VIP4, Port: 5060},
+		{Protocol: ipvs.UDP, Addr: l.VIP6, Port: 5060},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var payloads [][]byte
+	for i := range n {
+		payloads = append(payloads, craft.SIPInvite(fmt.Sprintf("call-%d", i)))
+	}
+	// Traffic the workers must not see: another port of the VIP, the
+	// balancer's own address, ICMP.
+	send(t, l, netip.AddrPortFrom(l.VIP4, 5061), []byte("not ours"))
+	send(t, l, netip.AddrPortFrom(l.Balancer.Addr4, 5060), []byte("not ours"))
+	if _, err := l.Output(l.Clients[0].NS, "ping", "-c1", "-W1", l.Balancer.Addr4.String()); err != nil {
+		t.Fatal(err)
+	}
+	send(t, l, vip4, payloads...)
+	send(t, l, vip6, payloads...)
+	frames, maxBatch := receive(t, b, 2*n, 5*time.Second)
+	got := dsts(t, frames)
+	if len(frames) != 2*n || got[vip4] != n || got[vip6] != n {
+		t.Fatalf("received %d frames %v, want %d to each of %v and %v", len(frames), got, n, vip4, vip6)
+	}
+	if maxBatch < 2 {
+		t.Errorf("largest batch %d: frames waiting together must be received together", maxBatch)
+	}
+	if st := b.Queues()[0].Stats(); st.RxFrames != 2*n || st.Recycled != 2*n {
+		t.Errorf("stats %+v", st)
+	}
+
+	// Update: now only port 5061 is ours.
+	if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: ipvs.UDP, Addr: l.VIP4, Port: 5061}}}); err != nil {
+		t.Fatal(err)
+	}
+	send(t, l, vip4, []byte("old port"))
+	send(t, l, netip.AddrPortFrom(l.VIP4, 5061), []byte("new port"))
+	frames, _ = receive(t, b, 2, time.Second) // waits the full second: nothing else may come
+	got = dsts(t, frames)
+	if len(frames) != 1 || got[netip.AddrPortFrom(l.VIP4, 5061)] != 1 {
+		t.Fatalf("after Update received %v, want one frame to port 5061", got)
+	}
+}
+
+func TestRootRawTransmit(t *testing.T) {
+	l, b := newLab(t, 1)
+	real := l.Reals[0]
+	srv, err := lab.ListenUDP(real.NS, ":5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	lbMAC, err := lab.MAC(l.Balancer.NS, lab.HostIface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	realMAC, err := lab.MAC(real.NS, lab.HostIface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := dataplane.NewBatch(packet.LinkEthernet)
+	q := b.Queues()[0]
+	// Frames the test owns, as a worker's rewritten frames would be.
+	const n = 10
+	for i := range n {
+		src := netip.AddrPortFrom(l.Clients[0].Addr4, 5060)
+		dst := netip.AddrPortFrom(real.Addr4, 5060)
+		if i%2 == 1 {
+			src = netip.AddrPortFrom(l.Clients[0].Addr6, 5060)
+			dst = netip.AddrPortFrom(real.Addr6, 5060)
+		}
+		batch.Frames[i] = craft.Spec{SrcMAC: lbMAC, DstMAC: realMAC, Src: src, Dst: dst, Payload: []byte(fmt.Sprintf("frame %d", i))}.Build()
+		batch.Send[i] = true
+	}
+	batch.N = n
+	if err := q.Transmit(batch); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	seen := map[string]bool{}
+	for len(seen) < n {
+		k, _, err := srv.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("real server got %d of %d frames: %v", len(seen), n, err)
+		}
+		seen[string(buf[:k])] = true
+	}
+	if st := q.Stats(); st.TxFrames != n || st.TxDropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRootRawRunnerForwardsSIP runs the real worker loop on the raw backend
+// with NAT: a client's SIP datagrams to the VIP reach the real server chosen
+// for their Call-ID, and the server's answers come back from the VIP.
+func TestRootRawRunnerForwardsSIP(t *testing.T) {
+	l, b := newLab(t, 2)
+	vip := netip.AddrPortFrom(l.VIP4, 5060)
+	cfg, err := ipvs.New(ipvs.Options{Workers: 2, PEExists: pe.Exists})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r strings.Builder
+	fmt.Fprintf(&r, "-A -u %v -s rr -p 60 -M 0.0.0.0 --pe sip -o\n", vip)
+	for _, h := range l.Reals {
+		fmt.Fprintf(&r, "-a -u %v -r %v:5060 -m\n", vip, h.Addr4)
+	}
+	if err := rules.Read(cfg, strings.NewReader(r.String()), "test"); err != nil {
+		t.Fatal(err)
+	}
+	svc := cfg.Snapshot().Services()[0]
+	for _, h := range l.Reals {
+		mac, err := lab.MAC(h.NS, lab.HostIface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.SetNextHop(svc.Key, netip.AddrPortFrom(h.Addr4, 5060), mac); err != nil {
+			t.Fatal(err)
+		}
+	}
+	routerMAC, err := lab.MAC(l.Router.NS, l.Router.Iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hops := &pipeline.NextHops{}
+	hops.Set(nil, routerMAC) // the client LAN is behind the router
+	var snap atomic.Pointer[ipvs.Snapshot]
+	snap.Store(cfg.Snapshot())
+	if err := b.Update(dataplane.FilterOf(snap.Load())); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := table.NewShared(1 << 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runners []*dataplane.Runner
+	done := make(chan error, 2)
+	for i, q := range b.Queues() {
+		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: 1024, Conns: 1024, Seed: 1, Shared: shared, NextHops: hops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := &dataplane.Runner{Queue: q, Worker: w, PollTimeout: 10 * time.Millisecond}
+		run.Prepare()
+		runners = append(runners, run)
+		go func() { done <- run.Run() }()
+	}
+
+	// Real servers answer every request with a SIP response carrying its
+	// Call-ID (so the engine can translate it under -o) and their name.
+	for _, h := range l.Reals {
+		srv, err := lab.ListenUDP(h.NS, ":5060")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				n, from, err := srv.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				_, headers, _ := strings.Cut(string(buf[:n]), "\r\n")
+				srv.WriteToUDPAddrPort([]byte("SIP/2.0 200 OK\r\nX-Served-By: "+h.Role+"\r\n"+headers), from)
+			}
+		}()
+	}
+	c, err := lab.ListenUDP(l.Clients[0].NS, l.Clients[0].Addr4.String()+":5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const calls, perCall = 12, 3
+	for round := range perCall {
+		for i := range calls {
+			d := craft.DefaultDialog(fmt.Sprintf("call-%d@lab", i))
+			msg := [][]byte{d.Invite(), d.Ack(), d.Bye()}[round]
+			if _, err := c.WriteToUDPAddrPort(msg, vip); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	where := map[string]string{}
+	servers := map[string]int{}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	for range calls * perCall {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			for i, run := range runners {
+				run.Do(t.Context(), func(w *pipeline.Worker) { t.Logf("worker %d: %+v", i, w.Counters()) })
+				t.Logf("queue %d: %+v", i, b.Queues()[i].Stats())
+			}
+			t.Fatalf("answers %d of %d: %v (where %v)", len(where), calls*perCall, err, where)
+		}
+		if from != vip {
+			t.Fatalf("answer from %v, want the VIP %v (NAT reply not translated)", from, vip)
+		}
+		server, id := header(buf[:n], "X-Served-By"), header(buf[:n], "Call-ID")
+		if prev, ok := where[id]; ok && prev != server {
+			t.Fatalf("%s answered by %s and %s", id, prev, server)
+		}
+		if _, ok := where[id]; !ok {
+			servers[server]++
+		}
+		where[id] = server
+	}
+	if len(where) != calls || len(servers) != len(l.Reals) {
+		t.Fatalf("calls %d over servers %v: want %d calls over all %d servers", len(where), servers, calls, len(l.Reals))
+	}
+	b.Close()
+	for range runners {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	if _, err := Open(dataplane.Options{Iface: "xvs-no-such0"}); !errors.Is(err, ErrNoInterface) {
+		t.Fatalf("unknown interface: %v", err)
+	}
+	if _, err := dataplane.Open("raw", dataplane.Options{Iface: "xvs-no-such0"}); !errors.Is(err, ErrNoInterface) {
+		t.Fatalf("through the registry: %v", err)
+	}
+	if _, err := Open(dataplane.Options{}); err == nil {
+		t.Fatal("no interface: no error")
+	}
+}
+
+// header returns the value of the first header called name in a SIP message.
+func header(msg []byte, name string) string {
+	for _, line := range strings.Split(string(msg), "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
