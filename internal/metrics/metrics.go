@@ -1,0 +1,291 @@
+// Package metrics exports xvs's counters to Prometheus. The Collector reads
+// everything at scrape time from the control plane's view of the daemon (the
+// configuration snapshot's per-service and per-real-server Stats, and the
+// data plane's Status): the data plane does no work for metrics beyond the
+// counters it keeps anyway.
+//
+// Serve runs the HTTP endpoint (/metrics, and /debug/pprof/ on request). It
+// listens on a loopback address unless told explicitly that a public one is
+// wanted: the metrics name every virtual service and real server.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xvs-lb/xvs/internal/control"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+)
+
+// Source is what the collector reads; control.Target satisfies it.
+type Source interface {
+	Snapshot() *ipvs.Snapshot
+	Status() control.Status
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("xvs_"+name, help, labels, nil)
+}
+
+var (
+	svcLabels  = []string{"protocol", "service"}
+	destLabels = []string{"protocol", "service", "server"}
+
+	svcConns    = desc("service_connections_total", "Connections scheduled by the virtual service (one per datagram under one-packet scheduling), as IPVS's conns; reset by -Z.", svcLabels...)
+	svcInPkts   = desc("service_in_packets_total", "Packets from clients to the virtual service; reset by -Z.", svcLabels...)
+	svcOutPkts  = desc("service_out_packets_total", "Packets from real servers back through the balancer (NAT replies); reset by -Z.", svcLabels...)
+	svcInBytes  = desc("service_in_bytes_total", "Bytes from clients to the virtual service; reset by -Z.", svcLabels...)
+	svcOutBytes = desc("service_out_bytes_total", "Bytes from real servers back through the balancer; reset by -Z.", svcLabels...)
+
+	destConns    = desc("server_connections_total", "Connections scheduled to the real server; reset by -Z.", destLabels...)
+	destInPkts   = desc("server_in_packets_total", "Packets forwarded to the real server; reset by -Z.", destLabels...)
+	destOutPkts  = desc("server_out_packets_total", "Packets from the real server through the balancer; reset by -Z.", destLabels...)
+	destInBytes  = desc("server_in_bytes_total", "Bytes forwarded to the real server; reset by -Z.", destLabels...)
+	destOutBytes = desc("server_out_bytes_total", "Bytes from the real server through the balancer; reset by -Z.", destLabels...)
+	destActive   = desc("server_active_connections", "Active connections (TCP ESTABLISHED) of the real server (ipvsadm ActiveConn).", destLabels...)
+	destInactive = desc("server_inactive_connections", "Other connections of the real server, every UDP one (ipvsadm InActConn).", destLabels...)
+	destPersist  = desc("server_persistent_templates", "Live persistence templates pointing at the real server (ipvsadm PersistConn).", destLabels...)
+	destWeight   = desc("server_weight", "Configured weight of the real server (0: quiesced).", destLabels...)
+
+	frames     = desc("frames_total", "Frames handled by a worker, by the reason of their verdict.", "worker", "reason", "verdict")
+	decode     = desc("decode_drops_total", "Frames a worker dropped as undecodable, by the decoder's reason.", "worker", "reason")
+	peStatus   = desc("pe_total", "Persistence-engine outcomes on inbound packets of services with an engine.", "worker", "status")
+	peFallback = desc("pe_fallback_total", "Packets the persistence engine could not key that used client-address persistence instead.", "worker")
+	peStrict   = desc("pe_strict_drops_total", "Packets dropped because a --pe-strict engine could not key them.", "worker")
+	sharedFull = desc("shared_index_full_total", "New template keys the cross-worker index had no room for.", "worker")
+
+	tmplLive      = desc("templates", "Live persistence templates in the worker's table.", "worker")
+	tmplCapacity  = desc("templates_capacity", "Capacity of the worker's template table.", "worker")
+	tmplCreated   = desc("templates_created_total", "Templates inserted into the worker's table.", "worker")
+	tmplExpired   = desc("templates_expired_total", "Templates removed at the end of their timeout.", "worker")
+	tmplEvicted   = desc("templates_evicted_total", "Templates evicted to make room, by LRU segment (probation: never reused; protected: idle live dialogs).", "worker", "segment")
+	tmplInvalid   = desc("templates_invalidated_total", "Templates removed because their real server went away.", "worker")
+	tmplOverflow  = desc("templates_overflow_total", "Template inserts refused because the table was full of live dialogs.", "worker")
+	tmplLookups   = desc("template_lookups_total", "Template lookups in the worker's table.", "worker")
+	tmplHits      = desc("template_hits_total", "Template lookups that found a live template.", "worker")
+	queueCounters = map[string]*prometheus.Desc{}
+
+	info = desc("dataplane_info", "The data plane's backend mode and interface (always 1).", "mode", "iface")
+)
+
+// queueFields are the dataplane.QueueStats counters, in metric-name form.
+var queueFields = []struct{ name, help string }{
+	{"rx_frames", "Frames received on the queue."},
+	{"tx_frames", "Frames transmitted on the queue."},
+	{"rx_bytes", "Bytes received on the queue."},
+	{"tx_bytes", "Bytes transmitted on the queue."},
+	{"tx_dropped", "Frames to send that could not be queued for transmission."},
+	{"recycled", "Frames given back to the backend unsent (passed or dropped)."},
+	{"rx_dropped", "Frames the backend dropped on receive."},
+	{"rx_ring_full", "Times the receive ring was full (AF_XDP)."},
+	{"fill_ring_empty", "Times the fill ring was empty (AF_XDP)."},
+	{"tx_ring_empty", "Times the transmit ring was empty (AF_XDP)."},
+}
+
+func init() {
+	for _, f := range queueFields {
+		queueCounters[f.name] = desc("queue_"+f.name+"_total", f.help, "queue")
+	}
+}
+
+// Collector is a prometheus.Collector over a Source.
+type Collector struct{ src Source }
+
+// NewCollector returns a collector reading src at every scrape.
+func NewCollector(src Source) *Collector { return &Collector{src: src} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		svcConns, svcInPkts, svcOutPkts, svcInBytes, svcOutBytes,
+		destConns, destInPkts, destOutPkts, destInBytes, destOutBytes, destActive, destInactive, destPersist, destWeight,
+		frames, decode, peStatus, peFallback, peStrict, sharedFull,
+		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
+		info,
+	} {
+		ch <- d
+	}
+	for _, f := range queueFields {
+		ch <- queueCounters[f.name]
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if s := c.src.Snapshot(); s != nil {
+		for _, svc := range s.Services() {
+			proto := strings.ToLower(svc.Key.Protocol.String())
+			name := addrPort(svc.Key.Addr.String(), svc.Key.Port)
+			st := svc.Stats.Read()
+			counter(ch, svcConns, st.Conns, proto, name)
+			counter(ch, svcInPkts, st.InPkts, proto, name)
+			counter(ch, svcOutPkts, st.OutPkts, proto, name)
+			counter(ch, svcInBytes, st.InBytes, proto, name)
+			counter(ch, svcOutBytes, st.OutBytes, proto, name)
+			for _, d := range svc.Dests {
+				server := d.Addr.String()
+				ds := d.Stats.Read()
+				counter(ch, destConns, ds.Conns, proto, name, server)
+				counter(ch, destInPkts, ds.InPkts, proto, name, server)
+				counter(ch, destOutPkts, ds.OutPkts, proto, name, server)
+				counter(ch, destInBytes, ds.InBytes, proto, name, server)
+				counter(ch, destOutBytes, ds.OutBytes, proto, name, server)
+				gauge(ch, destActive, float64(max(ds.ActiveConns, 0)), proto, name, server)
+				gauge(ch, destInactive, float64(max(ds.InactConns, 0)), proto, name, server)
+				gauge(ch, destPersist, float64(max(ds.PersistConns, 0)), proto, name, server)
+				gauge(ch, destWeight, float64(d.Weight), proto, name, server)
+			}
+		}
+	}
+	st := c.src.Status()
+	gauge(ch, info, 1, st.Mode, st.Iface)
+	for i, w := range st.Workers {
+		worker := strconv.Itoa(i)
+		for r := range pipeline.NumReasons {
+			counter(ch, frames, w.Reasons[r], worker, r.String(), r.Verdict().String())
+		}
+		for r := packet.Reason(1); r < packet.NumReasons; r++ { // 0 is "ok"
+			counter(ch, decode, w.Decode[r], worker, r.String())
+		}
+		for p := range pe.NumStatus {
+			counter(ch, peStatus, w.PE[p], worker, p.String())
+		}
+		counter(ch, peFallback, w.PEFallback, worker)
+		counter(ch, peStrict, w.Reasons[pipeline.ReasonPEStrict], worker)
+		counter(ch, sharedFull, w.SharedFull, worker)
+	}
+	for i, t := range st.Templates {
+		worker := strconv.Itoa(i)
+		gauge(ch, tmplLive, float64(t.Live), worker)
+		gauge(ch, tmplCapacity, float64(t.Capacity), worker)
+		counter(ch, tmplCreated, t.Inserts, worker)
+		counter(ch, tmplExpired, t.Expired, worker)
+		counter(ch, tmplEvicted, t.EvictedProbation, worker, "probation")
+		counter(ch, tmplEvicted, t.EvictedProtected, worker, "protected")
+		counter(ch, tmplInvalid, t.Invalidated, worker)
+		counter(ch, tmplOverflow, t.Overflow, worker)
+		counter(ch, tmplLookups, t.Lookups, worker)
+		counter(ch, tmplHits, t.Hits, worker)
+	}
+	for i, q := range st.Queues {
+		queue := strconv.Itoa(i)
+		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
+			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty} {
+			counter(ch, queueCounters[queueFields[j].name], v, queue)
+		}
+	}
+}
+
+// addrPort renders a service as "10.0.0.1:5060" or "[2001:db8::1]:5060".
+func addrPort(addr string, port uint16) string {
+	if strings.Contains(addr, ":") {
+		addr = "[" + addr + "]"
+	}
+	return addr + ":" + strconv.Itoa(int(port))
+}
+
+// DefaultAddr is the metrics endpoint's default address: loopback only.
+const DefaultAddr = "127.0.0.1:9469"
+
+// ErrPublicAddr is returned for a non-loopback listen address without
+// Options.AllowPublic.
+var ErrPublicAddr = errors.New("metrics address is not loopback (allow it explicitly to expose metrics publicly)")
+
+// Options configure Serve.
+type Options struct {
+	// Pprof adds net/http/pprof's handlers under /debug/pprof/.
+	Pprof bool
+	// AllowPublic permits a listen address that is not loopback
+	// (including an empty host, i.e. every interface).
+	AllowPublic bool
+}
+
+// Server is a running metrics endpoint.
+type Server struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Addr is the address the endpoint listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the endpoint.
+func (s *Server) Close() error { return s.srv.Close() }
+
+// Handler returns the HTTP handler of the endpoint: /metrics with xvs's
+// collector, the Go runtime and process collectors, and /debug/pprof/ when
+// pprof is set.
+func Handler(src Source, pprofOn bool) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	if pprofOn {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// Serve listens on addr (DefaultAddr when empty) and serves Handler in the
+// background until Close. A non-loopback address is refused with
+// ErrPublicAddr unless o.AllowPublic.
+func Serve(addr string, src Source, o Options) (*Server, error) {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if err := checkAddr(addr, o.AllowPublic); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{ln: ln, srv: &http.Server{
+		Handler:           Handler(src, o.Pprof),
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      2 * time.Minute, // a 30 s CPU profile fits
+		IdleTimeout:       time.Minute,
+	}}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+// checkAddr accepts loopback literals and "localhost" unless allowPublic.
+func checkAddr(addr string, allowPublic bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %q: %w", addr, err)
+	}
+	if allowPublic || host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q: %w", addr, ErrPublicAddr)
+}
