@@ -1,0 +1,16 @@
+//go:build !linux
+
+package afxdp
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/xvs-lb/xvs/internal/dataplane"
+)
+
+func init() {
+	dataplane.Register("afxdp", func(dataplane.Options) (dataplane.Backend, error) {
+		return nil, fmt.Errorf("%s: %w", runtime.GOOS, ErrNotSupported)
+	})
+}
