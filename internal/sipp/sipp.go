@@ -1,0 +1,319 @@
+// Package sipp drives real SIP user agents, SIPp (Debian package
+// sip-tester, binary sipp), for end-to-end tests and demos: a UAC that
+// places calls (INVITE → 100/180/200 → ACK → pause → BYE → 200), each with
+// its own Call-ID but all from one source ip:port, so that every call shares
+// one UDP 5-tuple as between two SIP proxies; and a UAS that answers them
+// and logs the Call-ID of every request it receives, so a test can tell
+// which real server saw which call.
+//
+// The scenarios are in scenarios/ (embedded). Agents run in a network
+// namespace through `ip netns exec` when NS is set.
+package sipp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+//go:embed scenarios/*.xml
+var scenarios embed.FS
+
+// Defaults and limits.
+const (
+	// DefaultRate is the UAC's call rate (calls per second) when none is
+	// given: quick, and gentle on a shared 2-core machine.
+	DefaultRate = 50
+	// DefaultPause is how long each call lasts between ACK and BYE.
+	DefaultPause = 200 * time.Millisecond
+	// DefaultTimeout bounds a UAC run when the caller gives no deadline.
+	DefaultTimeout = 60 * time.Second
+	// stopGrace is how long a UAS gets to finish after SIGUSR1 before it
+	// is killed.
+	stopGrace = 3 * time.Second
+)
+
+// ErrNotInstalled reports that the sipp binary is missing.
+var ErrNotInstalled = errors.New("sipp not found (Debian package sip-tester)")
+
+// Path returns the sipp binary's path.
+func Path() (string, error) {
+	p, err := exec.LookPath("sipp")
+	if err != nil {
+		return "", ErrNotInstalled
+	}
+	return p, nil
+}
+
+// command builds sipp args, in namespace ns when set.
+func command(ctx context.Context, ns string, args ...string) (*exec.Cmd, error) {
+	bin, err := Path()
+	if err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
+	if ns != "" {
+		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, bin}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, bin, args...)
+	}
+	cmd.Stdin = nil
+	cmd.WaitDelay = stopGrace
+	return cmd, nil
+}
+
+// writeScenario copies an embedded scenario into dir.
+func writeScenario(dir, name string) (string, error) {
+	b, err := scenarios.ReadFile("scenarios/" + name)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, b, 0o644)
+}
+
+// hostPort formats ip:port for sipp's command line (IPv6 in brackets).
+func hostPort(a netip.AddrPort) string { return a.String() }
+
+// UAC places calls.
+type UAC struct {
+	// NS is the network namespace to run in ("" = the caller's).
+	NS string
+	// Local is the source address; its port is shared by every call.
+	Local netip.AddrPort
+	// Target is the service (a VIP:5060).
+	Target netip.AddrPort
+	// Calls is how many calls to place (at least 1).
+	Calls int
+	// Rate is calls per second (0 = DefaultRate); Concurrency bounds
+	// simultaneous calls (0 = no bound).
+	Rate, Concurrency int
+	// Pause is each call's length between ACK and BYE (0 = DefaultPause).
+	Pause time.Duration
+	// Dir receives the scenario, statistics and logs (a test's TempDir).
+	Dir string
+}
+
+// Result is a UAC run's outcome.
+type Result struct {
+	Successful, Failed int
+	// ExitCode is sipp's: 0 when every call succeeded, 1 when at least
+	// one failed, 97+ for sipp's own errors.
+	ExitCode int
+	// Output is sipp's standard error and the end of its standard output.
+	Output string
+}
+
+// Run places the calls and waits for sipp to finish (or ctx to end).
+func (u UAC) Run(ctx context.Context) (Result, error) {
+	if u.Calls < 1 || !u.Local.IsValid() || !u.Target.IsValid() || u.Dir == "" {
+		return Result{}, fmt.Errorf("sipp: UAC needs Calls, Local, Target and Dir")
+	}
+	rate := u.Rate
+	if rate <= 0 {
+		rate = DefaultRate
+	}
+	pause := u.Pause
+	if pause <= 0 {
+		pause = DefaultPause
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	sf, err := writeScenario(u.Dir, "uac.xml")
+	if err != nil {
+		return Result{}, err
+	}
+	stats := filepath.Join(u.Dir, "uac_stats.csv")
+	args := []string{hostPort(u.Target),
+		"-sf", sf, "-t", "u1", "-nostdin",
+		"-i", u.Local.Addr().String(), "-p", strconv.Itoa(int(u.Local.Port())),
+		"-m", strconv.Itoa(u.Calls), "-r", strconv.Itoa(rate), "-rp", "1000",
+		"-d", strconv.Itoa(int(pause / time.Millisecond)),
+		"-recv_timeout", "10000", "-timeout_error",
+		"-trace_stat", "-stf", stats, "-fd", "1",
+		"-trace_err", "-error_file", filepath.Join(u.Dir, "uac_errors.log"),
+	}
+	if u.Concurrency > 0 {
+		args = append(args, "-l", strconv.Itoa(u.Concurrency))
+	}
+	if d, ok := ctx.Deadline(); ok {
+		// sipp's own global timeout, a little before ours, so it reports.
+		if s := int(time.Until(d)/time.Second) - 2; s > 0 {
+			args = append(args, "-timeout", strconv.Itoa(s)+"s")
+		}
+	}
+	cmd, err := command(ctx, u.NS, args...)
+	if err != nil {
+		return Result{}, err
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	runErr := cmd.Run()
+	res := Result{Output: errb.String() + tail(out.String(), 4000)}
+	var ee *exec.ExitError
+	switch {
+	case runErr == nil:
+	case errors.As(runErr, &ee):
+		res.ExitCode = ee.ExitCode()
+	default:
+		return res, fmt.Errorf("sipp: UAC: %w", runErr)
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("sipp: UAC: %w", ctx.Err())
+	}
+	res.Successful, res.Failed, err = readStats(stats)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// readStats reads the cumulative successful and failed call counts from the
+// last line of sipp's statistics file (semicolon-separated, header first).
+func readStats(path string) (ok, failed int, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sipp: statistics: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 {
+		return 0, 0, fmt.Errorf("sipp: statistics file %s has no data", path)
+	}
+	head := strings.Split(lines[0], ";")
+	last := strings.Split(lines[len(lines)-1], ";")
+	col := func(name string) (int, error) {
+		for i, h := range head {
+			if h == name && i < len(last) {
+				return strconv.Atoi(strings.TrimSpace(last[i]))
+			}
+		}
+		return 0, fmt.Errorf("sipp: statistics: no column %s", name)
+	}
+	if ok, err = col("SuccessfulCall(C)"); err != nil {
+		return 0, 0, err
+	}
+	failed, err = col("FailedCall(C)")
+	return ok, failed, err
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// UAS answers calls until stopped.
+type UAS struct {
+	// NS is the network namespace to run in ("" = the caller's).
+	NS string
+	// Addr is the address to listen on: the real server's own address
+	// for NAT, the VIP (on its loopback) for direct routing, so that
+	// answers leave from it.
+	Addr netip.AddrPort
+	// Dir receives the scenario and the Call-ID log.
+	Dir string
+}
+
+// Server is a running UAS.
+type Server struct {
+	cmd  *exec.Cmd
+	log  string
+	out  bytes.Buffer
+	done chan error
+}
+
+// Start starts the UAS; stop it with Stop.
+func (u UAS) Start(ctx context.Context) (*Server, error) {
+	if !u.Addr.IsValid() || u.Dir == "" {
+		return nil, fmt.Errorf("sipp: UAS needs Addr and Dir")
+	}
+	sf, err := writeScenario(u.Dir, "uas.xml")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{log: filepath.Join(u.Dir, "uas_calls.log"), done: make(chan error, 1)}
+	args := []string{"-sf", sf, "-t", "u1", "-nostdin",
+		"-i", u.Addr.Addr().String(), "-p", strconv.Itoa(int(u.Addr.Port())), "-bind_local",
+		"-trace_logs", "-log_file", s.log,
+	}
+	s.cmd, err = command(ctx, u.NS, args...)
+	if err != nil {
+		return nil, err
+	}
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sipp: UAS: %w", err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	// Ready when the log file exists or the port is bound; sipp creates the
+	// log at start. Bounded wait.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(s.log); err == nil {
+			return s, nil
+		}
+		select {
+		case err := <-s.done:
+			return nil, fmt.Errorf("sipp: UAS exited at start: %v: %s", err, tail(s.out.String(), 2000))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("sipp: UAS did not start within 5s: %s", tail(s.out.String(), 2000))
+		}
+	}
+}
+
+// Stop asks the UAS to finish (SIGUSR1: sipp ends when its calls have) and
+// kills it after a grace period. It is safe to call twice.
+func (s *Server) Stop() error {
+	if s.cmd.Process == nil {
+		return nil
+	}
+	// `ip netns exec` execs sipp, so the process is sipp itself.
+	_ = s.cmd.Process.Signal(syscall.SIGUSR1)
+	select {
+	case <-s.done:
+	case <-time.After(stopGrace):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.done <- nil // for a second Stop
+	return nil
+}
+
+// CallIDs returns how many requests of each Call-ID the UAS has logged so
+// far.
+func (s *Server) CallIDs() (map[string]int, error) {
+	f, err := os.Open(s.log)
+	if err != nil {
+		return nil, fmt.Errorf("sipp: UAS log: %w", err)
+	}
+	defer f.Close()
+	ids := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "INVITE <call-id>" (sipp may prefix nothing else).
+		method, id, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if !ok || (method != "INVITE" && method != "ACK" && method != "BYE") {
+			continue
+		}
+		ids[id]++
+	}
+	return ids, sc.Err()
+}
