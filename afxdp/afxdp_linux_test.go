@@ -194,8 +194,9 @@ func TestEchoAndPassThrough(t *testing.T) {
 			c := l.udp(l.nsB, netip.AddrPortFrom(l.bIP, 40000))
 			c6 := l.udp(l.nsB, netip.AddrPortFrom(l.b6, 40000))
 
-			// VIP traffic comes back through the queue, in both families.
-			const n = 2000
+			// VIP traffic comes back through the queue, in both families;
+			// 5000 frames wrap the 2048-entry rings and the 4096-frame UMEM.
+			const n = 5000
 			if got := exchange(t, c, netip.AddrPortFrom(l.vip, 5060), payloads("v4", n)); len(got) != n {
 				t.Fatalf("IPv4: %d of %d echoed; queue %+v", len(got), n, q.Stats())
 			}
