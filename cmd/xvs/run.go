@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xvs-lb/xvs/internal/daemon"
+	"github.com/xvs-lb/xvs/internal/metrics"
 )
 
 func runCommand() *cli.Command {
@@ -25,7 +26,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "zerocopy", Value: "auto", Usage: "AF_XDP zero-copy: auto, on, off"},
 			&cli.IntFlag{Name: "queues", Usage: "RX queues to serve, one worker each (0 = all)"},
 			&cli.StringFlag{Name: "control", Value: defaultControl, Usage: "control socket for xvsadm (root-only, mode 0600); \"\" disables it"},
-			&cli.StringFlag{Name: "metrics", Value: "127.0.0.1:9100", Usage: "Prometheus metrics address (loopback by default); \"\" disables it"},
+			&cli.StringFlag{Name: "metrics", Value: metrics.DefaultAddr, Usage: "Prometheus metrics address (loopback by default); \"\" disables it"},
 			&cli.BoolFlag{Name: "metrics-public", Usage: "allow a non-loopback metrics address"},
 			&cli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof on the metrics listener"},
 			&cli.IntFlag{Name: "templates", Usage: "persistence templates per worker (0 = 1048576)"},

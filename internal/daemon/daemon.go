@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
@@ -338,7 +339,7 @@ func (d *Daemon) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
 		}
 		for i, c := range cmds {
 			if err := rules.Apply(scratch, c); err != nil {
-				return fmt.Errorf("command %d: %w", i+1, err)
+				return &control.CommandError{Index: i, Err: err}
 			}
 		}
 	}
@@ -420,6 +421,21 @@ func (d *Daemon) TemplateStats(ctx context.Context) ([]table.TemplateStats, erro
 	}
 	return out, nil
 }
+
+// Status describes the data plane for xvsadm listings and metrics.
+func (d *Daemon) Status() control.Status {
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	ts, _ := d.TemplateStats(ctx) // nil if a worker is stuck: the rest still reports
+	return control.Status{Mode: d.Mode(), Iface: d.Iface(), Workers: d.Workers(), Queues: d.Queues(),
+		Templates: ts, ConnTable: d.ConnTableSize()}
+}
+
+// statusTimeout bounds how long Status waits for the workers' table
+// counters: a scrape must not hang on a wedged worker.
+const statusTimeout = time.Second
+
+var _ control.Target = (*Daemon)(nil)
 
 // ConnTableSize is the connection capacity of one worker, for the -L banner.
 func (d *Daemon) ConnTableSize() int {
