@@ -80,7 +80,7 @@ func BenchmarkFreeFrame(b *testing.B) {
 		for b.Loop() {
 			for i := range free {
 				if free[i] {
-					sink = i
+					sinkInt = i
 					break
 				}
 			}
@@ -88,4 +88,4 @@ func BenchmarkFreeFrame(b *testing.B) {
 	})
 }
 
-var sink int
+var sinkInt int
