@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -75,6 +76,7 @@ func run(t testing.TB, args ...string) string {
 func newLab(t testing.TB) *lab {
 	t.Helper()
 	skipUnlessRoot(t)
+	removeStaleLabs()
 	n := labSeq.Add(1)
 	l := &lab{
 		t:   t,
@@ -118,6 +120,22 @@ func newLab(t testing.TB) *lab {
 	run(t, "ip", "netns", "exec", l.nsB, "sysctl", "-qw", "net.ipv4.conf.all.accept_local=1", "net.ipv4.conf."+l.b+".accept_local=1",
 		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf."+l.b+".rp_filter=0")
 	return l
+}
+
+// removeStaleLabs deletes namespaces left by a test binary that died
+// without running its cleanups (a panic, a kill).
+func removeStaleLabs() {
+	names, _ := filepath.Glob("/var/run/netns/xvsafx*")
+	for _, p := range names {
+		name := filepath.Base(p)
+		var pid, n int
+		if _, err := fmt.Sscanf(name[len("xvsafxA"):], "%d-%d", &pid, &n); err != nil {
+			continue
+		}
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			exec.Command("ip", "netns", "del", name).Run()
+		}
+	}
 }
 
 // in runs fn on an OS thread inside namespace ns. The thread is never
