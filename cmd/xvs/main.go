@@ -11,6 +11,7 @@ import (
 
 	// Data-plane backends register themselves with internal/dataplane.
 	_ "github.com/xvs-lb/xvs/afxdp"
+	_ "github.com/xvs-lb/xvs/internal/rawsock"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
