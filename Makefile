@@ -24,6 +24,7 @@ build: ## build bin/xvs and bin/xvsadm
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -o $(BIN)/xvs ./cmd/xvs
 	$(GO) build -trimpath -o $(BIN)/xvsadm ./cmd/xvsadm
+	$(GO) build -trimpath -o $(BIN)/xvslab ./cmd/xvslab
 
 test: lint build ## lint, then every test (root-only tests run when root), race detector on concurrent packages
 	$(GO) test -count=1 $(PKGS)
@@ -52,7 +53,7 @@ lint: ## gofmt and go vet
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-demo: build ## replay a shipped SIP capture through the balancer and show where each call went
+demo: build ## as root: a SIP farm in network namespaces, xvs on AF_XDP, SIPp calls; else the offline replay
 	./scripts/demo.sh
 
 clean: ## remove build output
