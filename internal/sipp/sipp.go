@@ -108,6 +108,10 @@ type UAC struct {
 // Result is a UAC run's outcome.
 type Result struct {
 	Successful, Failed int
+	// Retransmissions counts the UAC's retransmitted requests (INVITE
+	// and BYE after 500 ms without an answer): datagrams a balancer sees
+	// that the UAS's Call-ID log does not list.
+	Retransmissions int
 	// ExitCode is sipp's: 0 when every call succeeded, 1 when at least
 	// one failed, 97+ for sipp's own errors.
 	ExitCode int
@@ -175,23 +179,24 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("sipp: UAC: %w", ctx.Err())
 	}
-	res.Successful, res.Failed, err = readStats(stats)
+	res.Successful, res.Failed, res.Retransmissions, err = readStats(stats)
 	if err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// readStats reads the cumulative successful and failed call counts from the
-// last line of sipp's statistics file (semicolon-separated, header first).
-func readStats(path string) (ok, failed int, err error) {
+// readStats reads the cumulative successful and failed call counts and
+// retransmissions from the last line of sipp's statistics file
+// (semicolon-separated, header first).
+func readStats(path string) (ok, failed, retrans int, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, 0, fmt.Errorf("sipp: statistics: %w", err)
+		return 0, 0, 0, fmt.Errorf("sipp: statistics: %w", err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) < 2 {
-		return 0, 0, fmt.Errorf("sipp: statistics file %s has no data", path)
+		return 0, 0, 0, fmt.Errorf("sipp: statistics file %s has no data", path)
 	}
 	head := strings.Split(lines[0], ";")
 	last := strings.Split(lines[len(lines)-1], ";")
@@ -204,10 +209,13 @@ func readStats(path string) (ok, failed int, err error) {
 		return 0, fmt.Errorf("sipp: statistics: no column %s", name)
 	}
 	if ok, err = col("SuccessfulCall(C)"); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	failed, err = col("FailedCall(C)")
-	return ok, failed, err
+	if failed, err = col("FailedCall(C)"); err != nil {
+		return 0, 0, 0, err
+	}
+	retrans, err = col("Retransmissions(C)")
+	return ok, failed, retrans, err
 }
 
 func tail(s string, n int) string {
