@@ -44,6 +44,7 @@ type svcEntry struct {
 	stats    *Stats
 	dests    []*destEntry // IPVS list order: most recently added first
 	compiled *Service     // nil when changed since the last snapshot
+	check    *HealthCheck // nil: no health check (xvs extension)
 }
 
 type destEntry struct {
@@ -51,6 +52,10 @@ type destEntry struct {
 	cfg     DestConfig
 	stats   *Stats
 	deleted time.Time // when it entered the trash
+
+	down        bool // failed its health check
+	draining    bool // xvsadm --drain
+	drainWeight int  // the weight before the drain
 }
 
 type trashKey struct {
@@ -312,6 +317,7 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 	if de != nil {
 		delete(c.trash, tk)
 		de.cfg = d
+		de.down, de.draining, de.drainWeight = false, false, 0
 	} else {
 		id, err := c.newID()
 		if err != nil {
@@ -326,8 +332,9 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 }
 
 // EditDest replaces a real server's forwarding method, weight, thresholds
-// and next hop wholesale (ipvsadm -e). Its DestID, list position and
-// counters are kept.
+// and next hop wholesale (ipvsadm -e). Its DestID, list position, counters
+// and health are kept; a weight above 0 ends a drain (the operator put the
+// server back), weight 0 keeps it draining.
 func (c *Config) EditDest(k ServiceKey, d DestConfig) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -342,7 +349,11 @@ func (c *Config) EditDest(k ServiceKey, d DestConfig) error {
 	if i < 0 {
 		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), d.Addr, ErrNoDest)
 	}
-	e.dests[i].cfg = d
+	de := e.dests[i]
+	de.cfg = d
+	if de.draining && d.Weight > 0 {
+		de.draining, de.drainWeight = false, 0
+	}
 	e.compiled = nil
 	c.changed()
 	return nil

@@ -39,6 +39,9 @@ type Service struct {
 	// Dests are in IPVS list order, most recently added first. Read-only.
 	Dests []*Dest
 	Stats *Stats
+	// Check is the service's health check (xvs extension), nil for none.
+	// Read-only.
+	Check *HealthCheck
 
 	sched  *sched.Scheduler
 	states []schedSlot
@@ -57,6 +60,13 @@ type Dest struct {
 	ID      DestID
 	Service *Service
 	Stats   *Stats
+	// Down is set when the service's health check found the real server
+	// dead: the scheduler skips it (its Weight is still the configured
+	// one) and TemplateDest applies the check's TemplatePolicy.
+	Down bool
+	// Draining is set by xvsadm --drain: weight 0, and its templates stay
+	// valid until idle whatever expire_quiescent_template says.
+	Draining bool
 }
 
 // Lookup returns the service for a packet to addr:port, falling back to the
@@ -101,11 +111,16 @@ func (s *Snapshot) DestStats(id DestID) *Stats {
 
 // TemplateDest is ip_vs_check_template: it returns the destination of a
 // persistence template, or nil when the template is invalid and the packet
-// must be scheduled afresh: the destination was deleted, or it is
-// quiesced (weight 0) and ExpireQuiescentTemplate is set.
+// must be scheduled afresh: the destination was deleted; or it is quiesced
+// (weight 0), ExpireQuiescentTemplate is set and it is not draining (a
+// drain keeps live calls by definition); or it failed its health check and
+// the check's policy is PolicyExpire.
 func (s *Snapshot) TemplateDest(id DestID) *Dest {
 	d := s.Dest(id)
-	if d == nil || (s.ExpireQuiescentTemplate && d.Weight == 0) {
+	if d == nil || (s.ExpireQuiescentTemplate && d.Weight == 0 && !d.Draining) {
+		return nil
+	}
+	if d.Down && d.Service.Check != nil && d.Service.Check.OnFail == PolicyExpire {
 		return nil
 	}
 	return d
@@ -181,12 +196,14 @@ func (c *Config) Snapshot() *Snapshot {
 
 func (c *Config) compile(e *svcEntry) *Service {
 	svc := &Service{ServiceConfig: e.cfg, Key: e.cfg.Key(), Stats: e.stats,
-		Dests: make([]*Dest, len(e.dests))}
+		Dests: make([]*Dest, len(e.dests)), Check: e.check}
 	svc.mask, _ = e.cfg.Netmask.bytes(svc.Key.Addr.Is6())
 	sd := make([]sched.Dest, len(e.dests))
 	for i, d := range e.dests {
-		svc.Dests[i] = &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats}
-		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: d.cfg.Weight,
+		down := d.down && e.check != nil
+		svc.Dests[i] = &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats,
+			Down: down, Draining: d.draining}
+		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: d.cfg.Weight, Down: down,
 			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats}
 	}
 	sc, err := sched.Compile(sched.Spec{

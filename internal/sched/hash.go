@@ -89,8 +89,8 @@ func buildBuckets(dests []dest, weighted bool) *[hashTableSize]uint16 {
 // §3.4) with weights: in every round each dest claims weight/gcd entries in
 // its permutation order. Dests are populated in address order and their
 // permutations derive from address:port only, so the table depends on the
-// set of (address, port, weight) and nothing else. Weight-0 dests get no
-// entries. It returns nil when no dest has a weight.
+// set of (address, port, weight) and nothing else. Weight-0 and Down dests
+// get no entries. It returns nil when no dest has a weight.
 func buildMaglev(in []Dest) []uint16 {
 	const m = MaglevTableSize
 	type perm struct {
@@ -102,7 +102,7 @@ func buildMaglev(in []Dest) []uint16 {
 	var g int64
 	perms := make([]perm, 0, len(in))
 	for i, d := range in {
-		if d.Weight <= 0 {
+		if d.Weight <= 0 || d.Down {
 			continue
 		}
 		g = gcd(g, int64(d.Weight))

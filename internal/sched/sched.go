@@ -178,6 +178,11 @@ type Dest struct {
 	Addr netip.AddrPort
 	// Weight is 0..MaxWeight; 0 means quiesced: never chosen.
 	Weight int
+	// Down marks a destination that failed its health check (xvs
+	// extension): it is never chosen, exactly as if its weight were 0, and
+	// it has no share of the sh, dh and mh tables' weights. The configured
+	// Weight is kept, so the operator's -w is untouched.
+	Down bool
 	// Upper and Lower are the connection thresholds (-x, -y); 0 = none.
 	Upper, Lower uint32
 	// Load reads the live gauges; nil means always zero.
@@ -249,12 +254,16 @@ func Compile(spec Spec) (*Scheduler, error) {
 		if d.Weight < 0 || d.Weight > MaxWeight {
 			return nil, fmt.Errorf("weight %d: %w", d.Weight, ErrInvalidWeight)
 		}
+		w := int64(d.Weight)
+		if d.Down {
+			w = 0
+		}
 		lower := int64(d.Lower)
 		if lower == 0 {
 			// ip_vs_conn.c clears overload when 4*conns < 3*upper.
 			lower = (3*int64(d.Upper) + 3) / 4
 		}
-		s.dests[i] = dest{weight: int64(d.Weight), upper: int64(d.Upper), lower: lower, load: d.Load}
+		s.dests[i] = dest{weight: w, upper: int64(d.Upper), lower: lower, load: d.Load}
 		if d.Upper > 0 {
 			s.thresholds = true
 		}

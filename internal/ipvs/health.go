@@ -1,0 +1,284 @@
+package ipvs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// CheckType is the kind of health check run against a service's real
+// servers (xvs extension; IPVS leaves checking to keepalived).
+type CheckType uint8
+
+// Check types.
+const (
+	CheckNone CheckType = iota
+	// CheckSIPOptions sends a SIP OPTIONS request (a fresh Call-ID per
+	// probe) and expects a response with an accepted status code.
+	CheckSIPOptions
+	// CheckUDP sends a datagram and counts any reply as alive, an ICMP
+	// port unreachable (or silence until the timeout) as a failure.
+	CheckUDP
+	// CheckTCP opens a TCP connection and closes it.
+	CheckTCP
+)
+
+var checkNames = [...]string{"none", "sip-options", "udp", "tcp"}
+
+// String returns the check's name as xvsadm --check takes it.
+func (t CheckType) String() string {
+	if int(t) < len(checkNames) {
+		return checkNames[t]
+	}
+	return "check(" + fmt.Sprint(uint8(t)) + ")"
+}
+
+// ParseCheckType parses a --check name.
+func ParseCheckType(s string) (CheckType, bool) {
+	i := slices.Index(checkNames[:], s)
+	return CheckType(max(i, 0)), i >= 0
+}
+
+// TemplatePolicy says what happens to the persistence templates of a real
+// server that fails its health check.
+type TemplatePolicy uint8
+
+// Template policies.
+const (
+	// PolicyExpire (the default) treats the templates of a down server as
+	// invalid: the next datagram of such a call is scheduled afresh to a
+	// healthy server. A SIP proxy that stopped answering has lost its
+	// transactions anyway, and the peers' retransmissions then reach a live
+	// one (a stateless proxy, or one sharing dialog state, continues the call).
+	PolicyExpire TemplatePolicy = iota
+	// PolicyKeep keeps sending the known calls of a down server to it (as
+	// IPVS does for a quiesced server without expire_quiescent_template):
+	// for checks that can fail while calls still work.
+	PolicyKeep
+)
+
+// String returns "expire" or "keep", as --on-fail takes it.
+func (p TemplatePolicy) String() string {
+	if p == PolicyKeep {
+		return "keep"
+	}
+	return "expire"
+}
+
+// Health-check defaults and limits. The defaults are Kamailio dispatcher's
+// usual figures scaled to a load balancer: a probe every 5 s, 2 s to
+// answer, 3 failures to go down (so a dead server is out within about 15 s,
+// one lost datagram never flaps it) and 2 successes to come back.
+const (
+	DefaultCheckInterval = 5 * time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+	DefaultCheckFail     = 3
+	DefaultCheckRise     = 2
+	// MinCheckInterval bounds the probe rate per real server (10/s).
+	MinCheckInterval = 100 * time.Millisecond
+	// MaxCheckInterval is one hour.
+	MaxCheckInterval = time.Hour
+	// MaxCheckCount bounds --fail and --rise.
+	MaxCheckCount = 100
+	// MaxCheckCodes bounds the --codes list.
+	MaxCheckCodes = 32
+)
+
+// CodeRange is an inclusive range of SIP status codes.
+type CodeRange struct{ Lo, Hi uint16 }
+
+// HealthCheck configures the health checking of a service's real servers.
+type HealthCheck struct {
+	Type     CheckType
+	Interval time.Duration // between probes of one real server
+	Timeout  time.Duration // for one probe; at most Interval
+	Fail     int           // consecutive failures that take an up server down
+	Rise     int           // consecutive successes that bring a down server up
+	// Port is the port probed; 0 means the real server's port.
+	Port uint16
+	// Codes are the SIP status codes that count as alive; empty means any
+	// final response (200..699) except 408 Request Timeout.
+	Codes  []CodeRange
+	OnFail TemplatePolicy
+}
+
+// ErrNoCheck reports a real-server command on a service with no health check.
+var ErrNoCheck = errors.New("no health check on this service")
+
+// DefaultHealthCheck returns a check of type t with the default figures.
+func DefaultHealthCheck(t CheckType) HealthCheck {
+	return HealthCheck{Type: t, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout,
+		Fail: DefaultCheckFail, Rise: DefaultCheckRise}
+}
+
+// Validate checks the figures of a health check.
+func (h HealthCheck) Validate() error {
+	switch {
+	case h.Type > CheckTCP:
+		return fmt.Errorf("check type %d: %w", h.Type, ErrInvalid)
+	case h.Interval < MinCheckInterval || h.Interval > MaxCheckInterval:
+		return fmt.Errorf("interval %v (%v..%v): %w", h.Interval, MinCheckInterval, MaxCheckInterval, ErrInvalid)
+	case h.Timeout <= 0 || h.Timeout > h.Interval:
+		return fmt.Errorf("timeout %v (0..interval %v): %w", h.Timeout, h.Interval, ErrInvalid)
+	case h.Fail < 1 || h.Fail > MaxCheckCount || h.Rise < 1 || h.Rise > MaxCheckCount:
+		return fmt.Errorf("fail %d, rise %d (1..%d): %w", h.Fail, h.Rise, MaxCheckCount, ErrInvalid)
+	case len(h.Codes) > MaxCheckCodes:
+		return fmt.Errorf("%d code ranges (at most %d): %w", len(h.Codes), MaxCheckCodes, ErrInvalid)
+	case len(h.Codes) > 0 && h.Type != CheckSIPOptions:
+		return fmt.Errorf("status codes for a %v check: %w", h.Type, ErrInvalid)
+	case h.OnFail > PolicyKeep:
+		return fmt.Errorf("template policy %d: %w", h.OnFail, ErrInvalid)
+	}
+	for _, r := range h.Codes {
+		if r.Lo < 100 || r.Hi > 699 || r.Lo > r.Hi {
+			return fmt.Errorf("status codes %d-%d (100..699): %w", r.Lo, r.Hi, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Accepts reports whether a SIP response status code counts as alive.
+func (h *HealthCheck) Accepts(code int) bool {
+	if len(h.Codes) == 0 {
+		return code >= 200 && code <= 699 && code != 408
+	}
+	for _, r := range h.Codes {
+		if code >= int(r.Lo) && code <= int(r.Hi) {
+			return true
+		}
+	}
+	return false
+}
+
+// Equal reports whether two checks are the same.
+func (h *HealthCheck) Equal(o *HealthCheck) bool {
+	if h == nil || o == nil {
+		return h == o
+	}
+	return h.Type == o.Type && h.Interval == o.Interval && h.Timeout == o.Timeout && h.Fail == o.Fail &&
+		h.Rise == o.Rise && h.Port == o.Port && h.OnFail == o.OnFail && slices.Equal(h.Codes, o.Codes)
+}
+
+// SetHealthCheck sets (or, with nil or CheckNone, removes) the health check
+// of a service. Removing it, or changing its type, marks every real server
+// of the service up again: a new check starts from a clean slate.
+func (c *Config) SetHealthCheck(k ServiceKey, h *HealthCheck) error {
+	if h != nil && h.Type == CheckNone {
+		h = nil
+	}
+	if h != nil {
+		if err := h.Validate(); err != nil {
+			return fmt.Errorf("%v: %w", k, err)
+		}
+		cp := *h
+		cp.Codes = slices.Clone(h.Codes)
+		h = &cp
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	if e.check.Equal(h) {
+		return nil
+	}
+	if h == nil || e.check == nil || h.Type != e.check.Type {
+		for _, d := range e.dests {
+			d.down = false
+		}
+	}
+	e.check, e.compiled = h, nil
+	c.changed()
+	return nil
+}
+
+// HealthCheck returns a copy of a service's health check, or nil.
+func (c *Config) HealthCheck(k ServiceKey) (*HealthCheck, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil || e.check == nil {
+		return nil, err
+	}
+	h := *e.check
+	h.Codes = slices.Clone(h.Codes)
+	return &h, nil
+}
+
+// SetDestHealth records the health checker's verdict on a real server
+// (addr's port 0 means the service port). A down server is skipped by the
+// scheduler as if its weight were 0, and its templates follow the check's
+// TemplatePolicy; its configured weight is untouched. It reports whether
+// the state changed (and so a new snapshot must be published).
+func (c *Config) SetDestHealth(k ServiceKey, addr netip.AddrPort, up bool) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return false, err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return false, fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	if e.check == nil && !up {
+		return false, fmt.Errorf("%v: %w", e.cfg.Key(), ErrNoCheck)
+	}
+	d := e.dests[i]
+	if d.down == !up {
+		return false, nil
+	}
+	d.down = !up
+	e.compiled = nil
+	c.changed()
+	return true, nil
+}
+
+// Drain puts a real server into maintenance (xvsadm --drain): its weight
+// becomes 0, so it gets no new calls, and it is marked draining, so its
+// live templates stay valid until they go idle, even with
+// expire_quiescent_template. The weight it had is remembered for Undrain.
+// Draining a draining server changes nothing.
+func (c *Config) Drain(k ServiceKey, addr netip.AddrPort) error {
+	return c.drain(k, addr, true)
+}
+
+// Undrain ends a drain: the server gets back the weight it had when the
+// drain began (1, ipvsadm's default, if that was 0). Undraining a server
+// that is not draining changes nothing.
+func (c *Config) Undrain(k ServiceKey, addr netip.AddrPort) error {
+	return c.drain(k, addr, false)
+}
+
+func (c *Config) drain(k ServiceKey, addr netip.AddrPort, on bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	d := e.dests[i]
+	if d.draining == on {
+		return nil
+	}
+	if on {
+		d.drainWeight, d.cfg.Weight = d.cfg.Weight, 0
+	} else {
+		d.cfg.Weight = d.drainWeight
+		if d.cfg.Weight == 0 {
+			d.cfg.Weight = 1
+		}
+		d.drainWeight = 0
+	}
+	d.draining = on
+	e.compiled = nil
+	c.changed()
+	return nil
+}

@@ -1,0 +1,208 @@
+package ipvs
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/sched"
+)
+
+func healthSetup(t *testing.T, policy TemplatePolicy) *Config {
+	t.Helper()
+	c, _ := newConfig(t, 1)
+	must(t, c.AddService(sipService()))
+	must(t, c.AddDest(vkey, DestConfig{Addr: rs1, Fwd: Masq, Weight: 1}))
+	must(t, c.AddDest(vkey, DestConfig{Addr: rs2, Fwd: Masq, Weight: 2}))
+	h := DefaultHealthCheck(CheckSIPOptions)
+	h.OnFail = policy
+	must(t, c.SetHealthCheck(vkey, &h))
+	return c
+}
+
+func destOf(s *Snapshot, a string) *Dest {
+	for _, d := range s.Services()[0].Dests {
+		if d.Addr.String() == a {
+			return d
+		}
+	}
+	return nil
+}
+
+// scheduleAll returns the servers chosen for n new calls.
+func scheduleAll(s *Snapshot, n int) map[string]int {
+	svc := s.Services()[0]
+	out := map[string]int{}
+	for i := range n {
+		d := svc.Schedule(0, &sched.Input{HasPE: true, PEHash: uint64(i)})
+		if d == nil {
+			out["none"]++
+			continue
+		}
+		out[d.Addr.String()]++
+	}
+	return out
+}
+
+func TestHealthDownSkipsAndTemplatePolicy(t *testing.T) {
+	for _, policy := range []TemplatePolicy{PolicyExpire, PolicyKeep} {
+		t.Run(policy.String(), func(t *testing.T) {
+			c := healthSetup(t, policy)
+			before := c.Snapshot()
+			id1 := destOf(before, "10.0.0.1:5060").ID
+			changed, err := c.SetDestHealth(vkey, rs1, false)
+			if err != nil || !changed {
+				t.Fatalf("SetDestHealth: %v %v", changed, err)
+			}
+			if changed, _ := c.SetDestHealth(vkey, rs1, false); changed {
+				t.Fatal("a repeated verdict changed the state")
+			}
+			s := c.Snapshot()
+			if s == before {
+				t.Fatal("health change did not produce a new snapshot")
+			}
+			d1 := destOf(s, "10.0.0.1:5060")
+			if !d1.Down || d1.Weight != 1 || d1.ID != id1 {
+				t.Fatalf("down dest: %+v", d1)
+			}
+			if got := scheduleAll(s, 100); got["10.0.0.1:5060"] != 0 || got["10.0.0.2:5060"] != 100 {
+				t.Fatalf("new calls with rs1 down: %v", got)
+			}
+			td := s.TemplateDest(id1)
+			if policy == PolicyExpire && td != nil || policy == PolicyKeep && td != d1 {
+				t.Fatalf("template of the down server under %v: %v", policy, td)
+			}
+			// Recovery: scheduled again, templates valid again.
+			must(t, second(c.SetDestHealth(vkey, rs1, true)))
+			s = c.Snapshot()
+			if got := scheduleAll(s, 100); got["10.0.0.1:5060"] == 0 {
+				t.Fatalf("rs1 not scheduled after recovery: %v", got)
+			}
+			if s.TemplateDest(id1) == nil {
+				t.Fatal("template invalid after recovery")
+			}
+		})
+	}
+}
+
+func second(_ bool, err error) error { return err }
+
+func TestHealthCheckConfig(t *testing.T) {
+	c := healthSetup(t, PolicyExpire)
+	must(t, second(c.SetDestHealth(vkey, rs1, false)))
+	// The same check again keeps the state; a different type resets it.
+	h, err := c.HealthCheck(vkey)
+	must(t, err)
+	must(t, c.SetHealthCheck(vkey, h))
+	if !destOf(c.Snapshot(), "10.0.0.1:5060").Down {
+		t.Fatal("re-setting the same check reset the state")
+	}
+	h.Interval = 3 * time.Second
+	must(t, c.SetHealthCheck(vkey, h))
+	if !destOf(c.Snapshot(), "10.0.0.1:5060").Down {
+		t.Fatal("changing the interval reset the state")
+	}
+	h.Type = CheckUDP
+	must(t, c.SetHealthCheck(vkey, h))
+	if destOf(c.Snapshot(), "10.0.0.1:5060").Down {
+		t.Fatal("a new check type kept the old verdict")
+	}
+	must(t, second(c.SetDestHealth(vkey, rs1, false)))
+	must(t, c.SetHealthCheck(vkey, nil))
+	s := c.Snapshot()
+	if destOf(s, "10.0.0.1:5060").Down || s.Services()[0].Check != nil {
+		t.Fatal("removing the check left the server down")
+	}
+	if _, err := c.SetDestHealth(vkey, rs1, false); !errors.Is(err, ErrNoCheck) {
+		t.Fatalf("down without a check: %v", err)
+	}
+	for _, bad := range []HealthCheck{
+		{Type: CheckSIPOptions, Interval: time.Millisecond, Timeout: time.Millisecond, Fail: 1, Rise: 1},
+		{Type: CheckSIPOptions, Interval: time.Second, Timeout: 2 * time.Second, Fail: 1, Rise: 1},
+		{Type: CheckSIPOptions, Interval: time.Second, Timeout: time.Second, Fail: 0, Rise: 1},
+		{Type: CheckUDP, Interval: time.Second, Timeout: time.Second, Fail: 1, Rise: 1, Codes: []CodeRange{{200, 200}}},
+		{Type: CheckSIPOptions, Interval: time.Second, Timeout: time.Second, Fail: 1, Rise: 1, Codes: []CodeRange{{99, 200}}},
+	} {
+		if err := c.SetHealthCheck(vkey, &bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
+	// Deleting and re-adding a server (trash revival) starts it up.
+	must(t, c.SetHealthCheck(vkey, &HealthCheck{Type: CheckTCP, Interval: time.Second, Timeout: time.Second, Fail: 1, Rise: 1}))
+	must(t, second(c.SetDestHealth(vkey, rs2, false)))
+	must(t, c.DelDest(vkey, rs2))
+	must(t, c.AddDest(vkey, DestConfig{Addr: rs2, Fwd: Masq, Weight: 2}))
+	if destOf(c.Snapshot(), "10.0.0.2:5060").Down {
+		t.Fatal("revived server kept its down state")
+	}
+}
+
+func TestAccepts(t *testing.T) {
+	def := DefaultHealthCheck(CheckSIPOptions)
+	for code, want := range map[int]bool{100: false, 180: false, 200: true, 404: true, 408: false, 486: true, 503: true, 699: true, 700: false} {
+		if def.Accepts(code) != want {
+			t.Errorf("default accepts %d = %v", code, !want)
+		}
+	}
+	k := def
+	k.Codes = []CodeRange{{200, 200}, {400, 499}}
+	for code, want := range map[int]bool{200: true, 202: false, 404: true, 408: true, 503: false} {
+		if k.Accepts(code) != want {
+			t.Errorf("200,400-499 accepts %d = %v", code, !want)
+		}
+	}
+}
+
+func TestDrain(t *testing.T) {
+	c := healthSetup(t, PolicyExpire)
+	c.SetExpireQuiescentTemplate(true)
+	must(t, c.Drain(vkey, rs2))
+	must(t, c.Drain(vkey, rs2)) // idempotent: the remembered weight stays 2
+	s := c.Snapshot()
+	d2 := destOf(s, "10.0.0.2:5060")
+	if !d2.Draining || d2.Weight != 0 {
+		t.Fatalf("drained dest %+v", d2)
+	}
+	if got := scheduleAll(s, 50); got["10.0.0.2:5060"] != 0 {
+		t.Fatalf("new calls reached a draining server: %v", got)
+	}
+	if s.TemplateDest(d2.ID) != d2 {
+		t.Fatal("a draining server's templates must stay valid, even with expire_quiescent_template")
+	}
+	// A plain -w 0 server's templates do expire with the switch.
+	must(t, c.EditDest(vkey, DestConfig{Addr: rs1, Fwd: Masq, Weight: 0}))
+	s = c.Snapshot()
+	if s.TemplateDest(destOf(s, "10.0.0.1:5060").ID) != nil {
+		t.Fatal("quiesced (not draining) template kept with expire_quiescent_template")
+	}
+	// A draining server that also fails its check: the check's policy wins.
+	must(t, second(c.SetDestHealth(vkey, rs2, false)))
+	s = c.Snapshot()
+	if s.TemplateDest(destOf(s, "10.0.0.2:5060").ID) != nil {
+		t.Fatal("down+draining under expire: template kept")
+	}
+	must(t, second(c.SetDestHealth(vkey, rs2, true)))
+	must(t, c.Undrain(vkey, rs2))
+	if d := destOf(c.Snapshot(), "10.0.0.2:5060"); d.Draining || d.Weight != 2 {
+		t.Fatalf("undrained dest %+v", d)
+	}
+	// -e with a weight ends a drain; -e -w 0 keeps it.
+	must(t, c.Drain(vkey, rs2))
+	must(t, c.EditDest(vkey, DestConfig{Addr: rs2, Fwd: Masq, Weight: 0}))
+	if d := destOf(c.Snapshot(), "10.0.0.2:5060"); !d.Draining {
+		t.Fatal("-e -w 0 ended the drain")
+	}
+	must(t, c.EditDest(vkey, DestConfig{Addr: rs2, Fwd: Masq, Weight: 5}))
+	if d := destOf(c.Snapshot(), "10.0.0.2:5060"); d.Draining || d.Weight != 5 {
+		t.Fatalf("-e -w 5 on a draining dest: %+v", d)
+	}
+	// Undrain of a server drained at weight 0 gives it ipvsadm's default 1.
+	must(t, c.Drain(vkey, rs1))
+	must(t, c.Undrain(vkey, rs1))
+	if d := destOf(c.Snapshot(), "10.0.0.1:5060"); d.Weight != 1 {
+		t.Fatalf("undrain from weight 0: %+v", d)
+	}
+	if err := c.Drain(vkey, rs3); !errors.Is(err, ErrNoDest) {
+		t.Fatalf("drain of an unknown server: %v", err)
+	}
+}
