@@ -186,15 +186,22 @@ func (b *balancer) stop(t *testing.T) {
 type cell struct {
 	name, mode, xdpMode string
 	dr                  bool
+	v6                  bool // SIPp calls over IPv6 (VIP6) instead of IPv4
 }
 
 var matrix = []cell{
-	{"raw/nat", "raw", "", false},
-	{"raw/dr", "raw", "", true},
-	{"afxdp-native/nat", "afxdp", "native", false},
-	{"afxdp-native/dr", "afxdp", "native", true},
-	{"afxdp-generic/nat", "afxdp", "generic", false},
-	{"afxdp-generic/dr", "afxdp", "generic", true},
+	{"raw/nat", "raw", "", false, false},
+	{"raw/dr", "raw", "", true, false},
+	{"afxdp-native/nat", "afxdp", "native", false, false},
+	{"afxdp-native/dr", "afxdp", "native", true, false},
+	{"afxdp-generic/nat", "afxdp", "generic", false, false},
+	{"afxdp-generic/dr", "afxdp", "generic", true, false},
+	{"raw/nat/ipv6", "raw", "", false, true},
+	{"raw/dr/ipv6", "raw", "", true, true},
+	{"afxdp-native/nat/ipv6", "afxdp", "native", false, true},
+	{"afxdp-native/dr/ipv6", "afxdp", "native", true, true},
+	{"afxdp-generic/nat/ipv6", "afxdp", "generic", false, true},
+	{"afxdp-generic/dr/ipv6", "afxdp", "generic", true, true},
 }
 
 const (
@@ -204,6 +211,7 @@ const (
 	e2eRate    = 60
 	sharedIDs  = 12
 	probeLimit = 10 * time.Second
+	ipv6Limit  = 10 * time.Second // duplicate address detection in a new lab
 )
 
 func TestRootE2E(t *testing.T) {
@@ -228,9 +236,14 @@ func runCell(t *testing.T, c cell) {
 			t.Fatal(err)
 		}
 	}
+	// IPv6 works once duplicate address detection is over (see waitIPv6).
+	if err := waitIPv6(l, ipv6Limit); err != nil {
+		t.Fatal(err)
+	}
 	var rules strings.Builder
 	for _, svc := range []netip.AddrPort{
-		netip.AddrPortFrom(l.VIP4, sipPort), netip.AddrPortFrom(l.VIP4, probePort), netip.AddrPortFrom(l.VIP6, probePort),
+		netip.AddrPortFrom(l.VIP4, sipPort), netip.AddrPortFrom(l.VIP6, sipPort),
+		netip.AddrPortFrom(l.VIP4, probePort), netip.AddrPortFrom(l.VIP6, probePort),
 	} {
 		mask := "0.0.0.0" // one template per Call-ID whatever the client
 		if svc.Addr().Is6() {
@@ -246,11 +259,18 @@ func runCell(t *testing.T, c cell) {
 		}
 	}
 	// Agents first, so that no call meets a closed port.
+	vip, client := l.VIP4, l.Clients[0].Addr4
+	if c.v6 {
+		vip, client = l.VIP6, l.Clients[0].Addr6
+	}
 	var uas []*sipp.Server
 	for _, r := range l.Reals {
 		addr := netip.AddrPortFrom(r.Addr4, sipPort)
+		if c.v6 {
+			addr = netip.AddrPortFrom(r.Addr6, sipPort)
+		}
 		if c.dr {
-			addr = netip.AddrPortFrom(l.VIP4, sipPort) // answers must leave from the VIP
+			addr = netip.AddrPortFrom(vip, sipPort) // answers must leave from the VIP
 		}
 		s, err := sipp.UAS{NS: r.NS, Addr: addr, Dir: t.TempDir()}.Start(t.Context())
 		if err != nil {
@@ -272,8 +292,8 @@ func runCell(t *testing.T, c cell) {
 	hostErr := make(chan error, 1)
 	go func() { hostErr <- checkHost(l) }()
 
-	res, err := sipp.UAC{NS: l.Clients[0].NS, Local: netip.AddrPortFrom(l.Clients[0].Addr4, sipPort),
-		Target: netip.AddrPortFrom(l.VIP4, sipPort), Calls: e2eCalls, Rate: e2eRate, Pause: 100 * time.Millisecond,
+	res, err := sipp.UAC{NS: l.Clients[0].NS, Local: netip.AddrPortFrom(client, sipPort),
+		Target: netip.AddrPortFrom(vip, sipPort), Calls: e2eCalls, Rate: e2eRate, Pause: 100 * time.Millisecond,
 		Dir: t.TempDir()}.Run(t.Context())
 	if err != nil || res.ExitCode != 0 || res.Successful != e2eCalls || res.Failed != 0 {
 		t.Errorf("sipp: %d successful, %d failed, exit %d, %v\n%s\nxvs:\n%s", res.Successful, res.Failed, res.ExitCode, err, res.Output, b.stderr.String())
@@ -456,6 +476,39 @@ func callID(msg []byte) string {
 		}
 	}
 	return ""
+}
+
+// waitIPv6 waits, at most limit, until no address in the lab is tentative.
+// A new lab's link-local addresses spend a second or two in duplicate
+// address detection; meanwhile the router cannot send a neighbour
+// solicitation for a packet it forwards (Linux solicits from a
+// non-tentative link-local address when the packet's source is not its
+// own) and holds the first packets to each neighbour for one solicitation
+// interval (1 s). SIPp's UAC retransmits its INVITEs after 500 ms, both
+// copies arrive back to back, and SIPp 3.6.1's UAS aborts the call at the
+// second copy ("unexpected message" while it waits for the ACK). IPv4 has
+// no such delay.
+func waitIPv6(l *lab.Lab, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		var busy []string
+		for _, ns := range l.Namespaces() {
+			out, err := lab.Exec(ns, "ip", "-6", "-o", "addr", "show", "tentative")
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(out) != "" {
+				busy = append(busy, ns)
+			}
+		}
+		if len(busy) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6 addresses still tentative after %v in %v", limit, busy)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func firstLine(s, substr string) string {
