@@ -28,6 +28,11 @@ const (
 	Zero               // -Z, --zero
 	Help               // -h, --help: print Usage on stdout, exit 0
 	Version            // -v, --version: print VersionText on stdout, exit 0
+
+	// xvs extensions (no ipvsadm counterpart).
+	HealthCheckCmd // --health-check virtual-service --check type [check options]
+	Drain          // --drain virtual-service -r server-address
+	Undrain        // --undrain virtual-service -r server-address
 )
 
 var kindNames = [...]string{
@@ -48,6 +53,9 @@ var kindNames = [...]string{
 	Zero:          "zero",
 	Help:          "help",
 	Version:       "version",
+	HealthCheckCmd: "health-check",
+	Drain:          "drain",
+	Undrain:        "undrain",
 }
 
 // String returns ipvsadm's name for the command, as used in its messages.
@@ -278,6 +286,7 @@ type Command struct {
 	Dest     Dest     // AddServer, EditServer, DeleteServer: the real server
 	Timeouts Timeouts // SetTimeout
 	Daemon   Daemon   // StartDaemon, StopDaemon
+	Check    Check    // HealthCheckCmd (xvs extension)
 
 	// Format holds the listing options of List and Save (-n, -c, --stats…).
 	Format Format
@@ -296,4 +305,5 @@ type Format struct {
 	NoSort         bool // --nosort
 	Timeout        bool // --timeout (List only)
 	Daemon         bool // --daemon (List only)
+	Health         bool // --health (List only; xvs extension)
 }

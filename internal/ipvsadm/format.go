@@ -244,7 +244,7 @@ func appendServiceEntry(b []byte, s ServiceView, f Format, save bool, n Names) [
 		for _, d := range dests {
 			b = appendArgs(b, saveDestLineFmt(s, d, f.Numeric, n))
 		}
-		return b
+		return appendSaveExtensions(b, s, dests, f.Numeric, n)
 	}
 	name := fmt.Sprintf("%-4s %s", s.Protocol, addrPortName(s.Addr, s.Port, s.Protocol, f.Numeric, n))
 	if !s.Addr.Is6() {
@@ -345,7 +345,8 @@ func AppendListService(b []byte, s ServiceView, f Format, n Names) []byte {
 
 // AppendSave appends the output of ipvsadm -S (f.Numeric for -S -n): one
 // "-A" line per service followed by its "-a" lines. Thresholds are not
-// saved (as in ipvsadm); the xvs extension --pe-strict is.
+// saved (as in ipvsadm); the xvs extensions --pe-strict, --health-check
+// and --drain are (the latter two as lines after the service's -a lines).
 func AppendSave(b []byte, svcs []ServiceView, f Format, n Names) []byte {
 	if !f.NoSort {
 		svcs = SortServices(svcs)

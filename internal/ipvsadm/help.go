@@ -36,6 +36,8 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"--set tcp tcpfin udp",
 		"--start-daemon {master|backup} [daemon-options]",
 		"--stop-daemon {master|backup}",
+		"--health-check virtual-service --check sip-options|udp|tcp|none [check-options]",
+		"--drain|--undrain virtual-service -r server-address",
 		"-h",
 	} {
 		fmt.Fprintf(&b, "  %s %s\n", program, l)
@@ -57,6 +59,9 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --set tcp tcpfin udp        set connection timeout values\n" +
 		"  --start-daemon              start connection sync daemon\n" +
 		"  --stop-daemon               stop connection sync daemon\n" +
+		"  --health-check              set the health check of a service's real servers (xvs)\n" +
+		"  --drain                     drain a real server: no new calls, live ones stay (xvs)\n" +
+		"  --undrain                   end a drain, restoring the weight (xvs)\n" +
 		"  --help            -h        display this help message\n\n")
 	b.WriteString("virtual-service:\n" +
 		"  --tcp-service|-t  service-address   service-address is host[:port]\n" +
@@ -97,7 +102,8 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --sort                              does nothing, for backwards compatibility\n"+
 		"  --ops          -o                   one-packet scheduling\n"+
 		"  --numeric      -n                   numeric output of addresses and ports\n"+
-		"  --sched-flags  -b flags             scheduler flags (comma-separated)\n",
+		"  --sched-flags  -b flags             scheduler flags (comma-separated)\n"+
+		"  --health                            output of health-check and drain state (xvs)\n",
 		strings.Join(schedulers, "|"), DefaultScheduler, strings.Join(engines, "|"))
 	b.WriteString("Daemon Options:\n" +
 		"  --syncid sid                        syncid for connection sync (default=0)\n" +
@@ -106,5 +112,15 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)\n" +
 		"  --mcast-port port                   UDP port (default=8848)\n" +
 		"  --mcast-ttl ttl                     Multicast TTL (default=1)\n")
+	b.WriteString("Health-check Options (xvs):\n" +
+		"  --check type                        sip-options, udp, tcp, or none (remove the check)\n" +
+		"  --interval secs                     between probes of a real server (default 5)\n" +
+		"  --check-timeout secs                for one probe's answer (default 2)\n" +
+		"  --fail n                            failures in a row that take a server down (default 3)\n" +
+		"  --rise n                            successes in a row that bring it back (default 2)\n" +
+		"  --check-port port                   port to probe (default: the real server's)\n" +
+		"  --codes list                        SIP codes that count as alive, e.g. 200-299,404\n" +
+		"                                      (default: any final response but 408)\n" +
+		"  --on-fail expire|keep               a down server's calls: rescheduled (default) or kept\n")
 	return b.String()
 }

@@ -41,6 +41,15 @@ const (
 	OptTunCsum                   // --tun-csum
 	OptTunRemCsum                // --tun-remcsum
 	OptPEStrict                  // --pe-strict (xvs extension)
+	OptCheck                     // --check (xvs extension)
+	OptInterval                  // --interval (xvs extension)
+	OptCheckTimeout              // --check-timeout (xvs extension)
+	OptFail                      // --fail (xvs extension)
+	OptRise                      // --rise (xvs extension)
+	OptCheckPort                 // --check-port (xvs extension)
+	OptCodes                     // --codes (xvs extension)
+	OptOnFail                    // --on-fail (xvs extension)
+	OptHealth                    // --health (xvs extension)
 	numOpts
 )
 
@@ -51,7 +60,8 @@ var optNames = [numOpts]string{
 	"thresholds", "persistent-conn", "nosort", "syncid", "exact", "ops", "pe",
 	"sched-flags", "mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen",
 	"tun-info", "tun-type", "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum",
-	"pe-strict",
+	"pe-strict", "check", "interval", "check-timeout", "fail", "rise", "check-port",
+	"codes", "on-fail", "health",
 }
 
 // String returns ipvsadm's name of the option.
@@ -173,6 +183,18 @@ const (
 	tagTunCsum
 	tagTunRemCsum
 	tagPEStrict
+	tagHealthCheck
+	tagDrain
+	tagUndrain
+	tagCheck
+	tagInterval
+	tagCheckTimeout
+	tagFail
+	tagRise
+	tagCheckPort
+	tagCodes
+	tagOnFail
+	tagHealth
 )
 
 type optDef struct {
@@ -182,7 +204,8 @@ type optDef struct {
 	tag   tag
 }
 
-// poptTable is ipvsadm's popt options_table, plus --pe-strict.
+// poptTable is ipvsadm's popt options_table, plus --pe-strict and the
+// health-check and drain extensions.
 var poptTable = []optDef{
 	{"add-service", 'A', argNone, tagAddService},
 	{"edit-service", 'E', argNone, tagEditService},
@@ -243,6 +266,18 @@ var poptTable = []optDef{
 	{"tun-csum", 0, argNone, tagTunCsum},
 	{"tun-remcsum", 0, argNone, tagTunRemCsum},
 	{"pe-strict", 0, argNone, tagPEStrict},
+	{"health-check", 0, argNone, tagHealthCheck},
+	{"drain", 0, argNone, tagDrain},
+	{"undrain", 0, argNone, tagUndrain},
+	{"check", 0, argRequired, tagCheck},
+	{"interval", 0, argRequired, tagInterval},
+	{"check-timeout", 0, argRequired, tagCheckTimeout},
+	{"fail", 0, argRequired, tagFail},
+	{"rise", 0, argRequired, tagRise},
+	{"check-port", 0, argRequired, tagCheckPort},
+	{"codes", 0, argRequired, tagCodes},
+	{"on-fail", 0, argRequired, tagOnFail},
+	{"health", 0, argNone, tagHealth},
 }
 
 func lookupLong(name string) (optDef, bool) {

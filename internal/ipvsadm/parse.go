@@ -195,6 +195,12 @@ func (ps Parser) Parse(args []string) (Command, error) {
 		return Command{Kind: Help}, nil
 	case tagVersion:
 		return Command{Kind: Version}, nil
+	case tagHealthCheck:
+		ce.Kind = HealthCheckCmd
+	case tagDrain:
+		ce.Kind = Drain
+	case tagUndrain:
+		ce.Kind = Undrain
 	default:
 		return Command{}, tryHelp()
 	}
@@ -390,6 +396,16 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			if err = set(OptPEStrict); err == nil {
 				ce.Service.PEStrict = true
 			}
+		case tagCheck, tagInterval, tagCheckTimeout, tagFail, tagRise, tagCheckPort, tagCodes, tagOnFail:
+			o := map[tag]Opt{tagCheck: OptCheck, tagInterval: OptInterval, tagCheckTimeout: OptCheckTimeout,
+				tagFail: OptFail, tagRise: OptRise, tagCheckPort: OptCheckPort, tagCodes: OptCodes, tagOnFail: OptOnFail}[d.tag]
+			if err = set(o); err == nil {
+				err = ce.parseCheckOption(d.tag, arg)
+			}
+		case tagHealth:
+			if err = set(OptHealth); err == nil {
+				ce.Format.Health = true
+			}
 		case tagSchedFlags:
 			if err = set(OptSchedFlags); err == nil {
 				schedFlagsArg = truncate(arg, maxSchedFlagsArg)
@@ -548,25 +564,34 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			(o.Has(OptTimeout) || o.Has(OptDaemon)) && o.Has(OptPersistentConn) {
 			return Command{}, failf("options conflicts in the list command")
 		}
+		if o.Has(OptHealth) && (o.Has(OptConnection) || o.Has(OptTimeout) || o.Has(OptDaemon) || o.Has(OptStats) ||
+			o.Has(OptRate) || o.Has(OptThresholds) || o.Has(OptPersistentConn) || o.Has(OptTunInfo)) {
+			return Command{}, failf("options conflicts in the list command")
+		}
+	case HealthCheckCmd:
+		if err := ce.checkCommand(); err != nil {
+			return Command{}, err
+		}
 	}
 	return ce, nil
 }
 
-// genericOptCheck is ipvsadm's generic_opt_check over commandsVOptions.
+// genericOptCheck is ipvsadm's generic_opt_check over commandsVOptions
+// (and the extension's rows and columns, see optRule).
 func genericOptCheck(k Kind, opts OptionSet) *UsageError {
-	row := &commandsVOptions[k-1]
 	count, last := 0, Opt(0)
 	for j := range numOpts {
+		rule := optRule(k, j)
 		if !opts.Has(j) {
-			if row[j] == '+' {
+			if rule == '+' {
 				return failf("You need to supply the '%s' option for the '%s' command", j, k)
 			}
 			continue
 		}
-		if row[j] == 'x' {
+		if rule == 'x' {
 			return failf("Illegal '%s' option with the '%s' command", j, k)
 		}
-		if row[j] == '1' {
+		if rule == '1' {
 			count++
 			if count == 1 {
 				last = j

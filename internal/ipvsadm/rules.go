@@ -76,10 +76,12 @@ func RuleTokens(line string) []string {
 }
 
 // Mutates reports whether the command changes the virtual-server table or
-// the timeouts (add, edit, delete, clear, zero, set).
+// the timeouts (add, edit, delete, clear, zero, set, and the extensions
+// health-check, drain and undrain).
 func (c Command) Mutates() bool {
 	switch c.Kind {
-	case AddService, EditService, DeleteService, Clear, AddServer, EditServer, DeleteServer, SetTimeout, Zero:
+	case AddService, EditService, DeleteService, Clear, AddServer, EditServer, DeleteServer, SetTimeout, Zero,
+		HealthCheckCmd, Drain, Undrain:
 		return true
 	}
 	return false

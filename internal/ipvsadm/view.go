@@ -28,7 +28,10 @@ type ServiceView struct {
 	PE         string
 	OnePacket  bool
 	PEStrict   bool // xvs extension: shown by Save only
-	Stats      Stats
+	// Check is the service's health check (xvs extension), nil for none:
+	// saved by Save, shown by the --health listing only.
+	Check *CheckView
+	Stats Stats
 	Rates      Rates
 	Dests      []DestView
 }
@@ -49,6 +52,12 @@ type DestView struct {
 	TunnelCsum   TunnelCsum
 	Stats        Stats
 	Rates        Rates
+	// xvs extensions, shown by the --health listing only (Draining is
+	// also saved by Save): Down when the health check failed it, Draining
+	// after --drain, Health the prober's view (nil when not checked).
+	Down     bool
+	Draining bool
+	Health   *DestHealth
 }
 
 // ConnView is one connection or persistence template of -Lc.
