@@ -32,8 +32,8 @@ type ServiceView struct {
 	// saved by Save, shown by the --health listing only.
 	Check *CheckView
 	Stats Stats
-	Rates      Rates
-	Dests      []DestView
+	Rates Rates
+	Dests []DestView
 }
 
 // DestView is what the listing and save formats show of a real server.
