@@ -1,4 +1,31 @@
-// Package perf will hold the whole-system benchmark harness (traffic generator,
-// sink with affinity check, baselines, reports). Micro-benchmarks live beside
-// the code they measure (go test -bench).
+// Package perf is the whole-system benchmark harness: it builds the
+// network-namespace lab (internal/lab), and measures in one run, in
+// alternating rounds so that machine noise hits every candidate alike, the
+// packets/s, loss, CPU time, packets per CPU second, latency and
+// affinity of:
+//
+//   - xvs on AF_XDP (native and generic XDP), the SIP persistence engine
+//     with one-packet scheduling, direct routing and NAT; with two RX
+//     queues in full mode (veth channels, one worker each);
+//   - xvs on the raw-socket backend;
+//   - a naive Go UDP proxy doing the same Call-ID hashing (NaiveProxy),
+//     the baseline a user would write, run as its own process;
+//   - the ceiling of the lab: the balancer namespace as a plain kernel IP
+//     router (ECMP over the real servers), no user space;
+//   - Kamailio's dispatcher module hashing over the Call-ID, when kamailio
+//     is installed.
+//
+// The traffic generator runs in the client namespace: ~850-byte INVITEs
+// built by internal/craft, one per call of a set of DefaultCalls Call-IDs,
+// sent with sendmmsg from SourcePorts sockets (a call always from the same
+// one), as fast as it can or paced to a rate, each stamped with its send
+// time in an X-Send-Time header at a fixed offset. A sink on every real
+// server receives with recvmmsg, finds the Call-ID with sipparse and counts
+// datagrams per call and their one-way latency; a Call-ID seen by more than
+// one sink in a run is an affinity violation.
+//
+// Run returns a Report, which writes itself as JSON, a markdown table and
+// an SVG plot (throughput vs offered load, latency CDF). `xvslab bench`
+// and `make bench-e2e` run it; `go test ./perf` runs the quick mode as
+// root. See docs/performance.md for the method and the figures.
 package perf

@@ -49,7 +49,7 @@ func main() {
 				}
 				return err
 			},
-		}},
+		}, benchCommand(bin), benchProxyCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "xvslab: %v\n", err)

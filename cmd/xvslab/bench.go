@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/perf"
+)
+
+// The naive-proxy baseline of the benchmark is this binary started again
+// with perf.ProxyEnv set, so that its CPU time is measured like xvs's.
+func init() { perf.MaybeRunProxy() }
+
+func benchCommand(bin string) *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "end-to-end benchmark in the lab: xvs (AF_XDP, raw) vs a naive Go proxy, Kamailio and the kernel; JSON, markdown and SVG reports",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "xvs", Value: filepath.Join(bin, "xvs"), Usage: "the xvs binary"},
+			&cli.BoolFlag{Name: "full", Usage: "documentation run: 3 rounds of 3 s, offered-load sweep, 2-queue scaling (default: quick, under 2 minutes)"},
+			&cli.IntFlag{Name: "rounds", Usage: "rounds (0 = the mode's default)"},
+			&cli.DurationFlag{Name: "run-time", Usage: "length of each run (0 = the mode's default)"},
+			&cli.IntFlag{Name: "calls", Usage: "distinct Call-IDs (0 = 10000)"},
+			&cli.Float64Flag{Name: "latency-fraction", Value: 0.5, Usage: "latency is measured at this fraction of each candidate's maximum rate"},
+			&cli.StringSliceFlag{Name: "only", Usage: "measure only candidates whose name contains this (repeatable; the ceiling always runs)"},
+			&cli.BoolFlag{Name: "no-kamailio", Usage: "skip Kamailio even when installed"},
+			&cli.StringFlag{Name: "out", Value: "docs/bench/e2e-latest", Usage: "report path without extension (.json, .md, .svg are written)"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := lab.Available(); err != nil {
+				return cli.Exit(err.Error(), 3)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			start := time.Now()
+			rep, err := perf.Run(ctx, perf.Options{XVS: c.String("xvs"), Self: self, Full: c.Bool("full"), Rounds: c.Int("rounds"),
+				RunTime: c.Duration("run-time"), Calls: c.Int("calls"), LatencyFraction: c.Float64("latency-fraction"),
+				Only: c.StringSlice("only"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr})
+			if err != nil {
+				if errors.Is(err, lab.ErrNotRoot) {
+					return cli.Exit(err.Error(), 3)
+				}
+				return err
+			}
+			if err := rep.Write(c.String("out")); err != nil {
+				return err
+			}
+			md, _ := os.ReadFile(c.String("out") + ".md")
+			fmt.Printf("%s\nwritten: %s.{json,md,svg} in %v\n", md, c.String("out"), time.Since(start).Round(time.Second))
+			return nil
+		},
+	}
+}
+
+// benchProxyCommand runs the naive proxy directly (for a look by hand);
+// the harness itself uses perf.ProxyEnv.
+func benchProxyCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "bench-proxy",
+		Hidden: true,
+		Usage:  "the benchmark's naive Go UDP proxy: LISTEN REAL1,REAL2,…",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return cli.Exit("usage: xvslab bench-proxy LISTEN REAL1,REAL2,…", 2)
+			}
+			os.Setenv(perf.ProxyEnv, c.Args().Get(0)+" "+c.Args().Get(1))
+			perf.MaybeRunProxy()
+			return nil
+		},
+	}
+}
