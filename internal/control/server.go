@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -75,6 +76,8 @@ type Options struct {
 	CommandTimeout time.Duration
 	// Log receives one line per failed request; nil discards.
 	Log *slog.Logger
+	// Now is the clock of -L --health's "since" column; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server serves the control protocol over a unix socket.
@@ -104,6 +107,9 @@ func NewServer(t Target, o Options) *Server {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	s := &Server{target: t, opts: o, est: o.Estimator, sem: make(chan struct{}, o.MaxClients)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -367,6 +373,17 @@ func (s *Server) list(ctx context.Context, cmd ipvsadm.Command) Result {
 	}
 	rates := s.est.Rates
 	views := serviceViews(snap, rates)
+	if f.Health {
+		s.addHealth(views)
+		if cmd.Options.Has(ipvsadm.OptService) {
+			v, ok := findService(views, cmd.Service.Protocol, cmd.Service.Addr, cmd.Service.Port)
+			if !ok {
+				return failed(exitNoService, "%s", ipvs.ErrNoService.Error())
+			}
+			views = []ipvsadm.ServiceView{v}
+		}
+		return Result{Stdout: ipvsadm.AppendHealth(nil, views, f, s.opts.Names)}
+	}
 	if cmd.Options.Has(ipvsadm.OptService) {
 		v, ok := findService(views, cmd.Service.Protocol, cmd.Service.Addr, cmd.Service.Port)
 		if !ok {
@@ -376,6 +393,33 @@ func (s *Server) list(ctx context.Context, cmd ipvsadm.Command) Result {
 	}
 	size := s.target.Status().ConnTable
 	return Result{Stdout: ipvsadm.AppendList(nil, ipvsadm.Table{ConnTableSize: size, Services: views}, f, s.opts.Names)}
+}
+
+// addHealth adds the health checker's view (when the Target has one) to
+// the views of checked services.
+func (s *Server) addHealth(views []ipvsadm.ServiceView) {
+	hr, ok := s.target.(HealthReporter)
+	if !ok {
+		return
+	}
+	hs := hr.Health()
+	now := s.opts.Now()
+	for i := range views {
+		v := &views[i]
+		if v.Check == nil {
+			continue
+		}
+		k := ipvs.ServiceKey{Protocol: ipvs.Protocol(v.Protocol), Addr: v.Addr, Port: v.Port}
+		for j := range v.Dests {
+			d := &v.Dests[j]
+			h, ok := hs[HealthKey{k, netip.AddrPortFrom(d.Addr, d.Port)}]
+			if !ok {
+				continue
+			}
+			d.Health = &ipvsadm.DestHealth{Checked: h.Checked, Since: max(now.Sub(h.Since), 0), OK: h.OK,
+				Failed: h.Failed, Last: h.Last, RTT: h.RTT}
+		}
+	}
 }
 
 // connRows lists templates and connections for -Lc.

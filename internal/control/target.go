@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/xvs-lb/xvs/internal/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
@@ -40,6 +42,33 @@ type Status struct {
 	Queues    []dataplane.QueueStats // per queue (same order)
 	Templates []table.TemplateStats  // per worker
 	ConnTable int                    // connection table size for the -L banner "(size=N)"
+}
+
+// HealthKey names a checked real server: its service and address:port.
+type HealthKey struct {
+	Service ipvs.ServiceKey
+	Server  netip.AddrPort
+}
+
+// DestHealth is the health checker's view of one real server.
+type DestHealth struct {
+	Up      bool
+	Checked bool      // a probe has completed
+	Since   time.Time // last state change (or when checking began)
+	OK      int       // consecutive successes
+	Failed  int       // consecutive failures
+	Last    string    // the last probe's outcome: "200 OK", "timeout", "refused"…
+	RTT     time.Duration
+	Probes  uint64 // probes completed
+	// Transitions counts state changes, by new state (up, down).
+	TransitionsUp, TransitionsDown uint64
+}
+
+// HealthReporter is implemented by Targets that run health checks (the
+// daemon): -L --health and the metrics show its view. A Target without it
+// lists states from the snapshot alone.
+type HealthReporter interface {
+	Health() map[HealthKey]DestHealth
 }
 
 // CommandError is the error ApplyAll returns when one of its commands fails:

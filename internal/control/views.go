@@ -45,6 +45,7 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 		PE:         svc.PE,
 		OnePacket:  svc.OnePacket,
 		PEStrict:   svc.PEStrict,
+		Check:      checkView(svc.Check),
 	}
 	c := svc.Stats.Read()
 	v.Stats = stats(c)
@@ -65,11 +66,33 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 			UThreshold:   d.Upper,
 			LThreshold:   d.Lower,
 			Stats:        stats(dc),
+			Down:         d.Down,
+			Draining:     d.Draining,
+			DrainWeight:  uint32(d.DrainWeight),
 		}
 		if rates != nil {
 			dv.Rates = rates(d.Stats)
 		}
 		v.Dests = append(v.Dests, dv)
+	}
+	return v
+}
+
+// checkView converts a service's health check for -S and -L --health.
+func checkView(h *ipvs.HealthCheck) *ipvsadm.CheckView {
+	if h == nil {
+		return nil
+	}
+	v := &ipvsadm.CheckView{Type: h.Type.String(), Interval: h.Interval, Timeout: h.Timeout, Fail: h.Fail, Rise: h.Rise,
+		Port: h.Port, OnFail: h.OnFail.String()}
+	for i, r := range h.Codes {
+		if i > 0 {
+			v.Codes += ","
+		}
+		v.Codes += strconv.Itoa(int(r.Lo))
+		if r.Hi != r.Lo {
+			v.Codes += "-" + strconv.Itoa(int(r.Hi))
+		}
 	}
 	return v
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 // CheckType is the kind of health check run against a service's real
@@ -240,20 +242,24 @@ func (c *Config) SetDestHealth(k ServiceKey, addr netip.AddrPort, up bool) (bool
 // Drain puts a real server into maintenance (xvsadm --drain): its weight
 // becomes 0, so it gets no new calls, and it is marked draining, so its
 // live templates stay valid until they go idle, even with
-// expire_quiescent_template. The weight it had is remembered for Undrain.
-// Draining a draining server changes nothing.
-func (c *Config) Drain(k ServiceKey, addr netip.AddrPort) error {
-	return c.drain(k, addr, true)
+// expire_quiescent_template. Undrain restores weight restore, or with
+// restore < 0 the weight the server had. Draining a draining server only
+// updates the weight to restore (when restore >= 0).
+func (c *Config) Drain(k ServiceKey, addr netip.AddrPort, restore int) error {
+	if restore > sched.MaxWeight {
+		return fmt.Errorf("%v -> %v: %w", k, addr, ErrRange)
+	}
+	return c.drain(k, addr, true, restore)
 }
 
 // Undrain ends a drain: the server gets back the weight it had when the
 // drain began (1, ipvsadm's default, if that was 0). Undraining a server
 // that is not draining changes nothing.
 func (c *Config) Undrain(k ServiceKey, addr netip.AddrPort) error {
-	return c.drain(k, addr, false)
+	return c.drain(k, addr, false, -1)
 }
 
-func (c *Config) drain(k ServiceKey, addr netip.AddrPort, on bool) error {
+func (c *Config) drain(k ServiceKey, addr netip.AddrPort, on bool, restore int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, err := c.service(k)
@@ -266,10 +272,18 @@ func (c *Config) drain(k ServiceKey, addr netip.AddrPort, on bool) error {
 	}
 	d := e.dests[i]
 	if d.draining == on {
+		if on && restore >= 0 && restore != d.drainWeight {
+			d.drainWeight = restore
+			e.compiled = nil
+			c.changed()
+		}
 		return nil
 	}
 	if on {
 		d.drainWeight, d.cfg.Weight = d.cfg.Weight, 0
+		if restore >= 0 {
+			d.drainWeight = restore
+		}
 	} else {
 		d.cfg.Weight = d.drainWeight
 		if d.cfg.Weight == 0 {

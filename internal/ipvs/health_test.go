@@ -156,8 +156,8 @@ func TestAccepts(t *testing.T) {
 func TestDrain(t *testing.T) {
 	c := healthSetup(t, PolicyExpire)
 	c.SetExpireQuiescentTemplate(true)
-	must(t, c.Drain(vkey, rs2))
-	must(t, c.Drain(vkey, rs2)) // idempotent: the remembered weight stays 2
+	must(t, c.Drain(vkey, rs2, -1))
+	must(t, c.Drain(vkey, rs2, -1)) // idempotent: the remembered weight stays 2
 	s := c.Snapshot()
 	d2 := destOf(s, "10.0.0.2:5060")
 	if !d2.Draining || d2.Weight != 0 {
@@ -187,7 +187,7 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("undrained dest %+v", d)
 	}
 	// -e with a weight ends a drain; -e -w 0 keeps it.
-	must(t, c.Drain(vkey, rs2))
+	must(t, c.Drain(vkey, rs2, -1))
 	must(t, c.EditDest(vkey, DestConfig{Addr: rs2, Fwd: Masq, Weight: 0}))
 	if d := destOf(c.Snapshot(), "10.0.0.2:5060"); !d.Draining {
 		t.Fatal("-e -w 0 ended the drain")
@@ -197,12 +197,12 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("-e -w 5 on a draining dest: %+v", d)
 	}
 	// Undrain of a server drained at weight 0 gives it ipvsadm's default 1.
-	must(t, c.Drain(vkey, rs1))
+	must(t, c.Drain(vkey, rs1, -1))
 	must(t, c.Undrain(vkey, rs1))
 	if d := destOf(c.Snapshot(), "10.0.0.1:5060"); d.Weight != 1 {
 		t.Fatalf("undrain from weight 0: %+v", d)
 	}
-	if err := c.Drain(vkey, rs3); !errors.Is(err, ErrNoDest) {
+	if err := c.Drain(vkey, rs3, -1); !errors.Is(err, ErrNoDest) {
 		t.Fatalf("drain of an unknown server: %v", err)
 	}
 }

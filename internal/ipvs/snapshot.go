@@ -66,7 +66,9 @@ type Dest struct {
 	Down bool
 	// Draining is set by xvsadm --drain: weight 0, and its templates stay
 	// valid until idle whatever expire_quiescent_template says.
-	Draining bool
+	// DrainWeight is the weight --undrain restores.
+	Draining    bool
+	DrainWeight int
 }
 
 // Lookup returns the service for a packet to addr:port, falling back to the
@@ -202,7 +204,7 @@ func (c *Config) compile(e *svcEntry) *Service {
 	for i, d := range e.dests {
 		down := d.down && e.check != nil
 		svc.Dests[i] = &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats,
-			Down: down, Draining: d.draining}
+			Down: down, Draining: d.draining, DrainWeight: d.drainWeight}
 		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: d.cfg.Weight, Down: down,
 			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats}
 	}

@@ -14,13 +14,13 @@ import (
 //	--health-check virtual-service --check sip-options|udp|tcp|none
 //	               [--interval secs] [--check-timeout secs] [--fail n] [--rise n]
 //	               [--check-port port] [--codes list] [--on-fail expire|keep]
-//	--drain   virtual-service -r server-address
+//	--drain   virtual-service -r server-address [-w weight-to-restore]
 //	--undrain virtual-service -r server-address
 //	-L|l [virtual-service] --health [-n]
 //
 // -S saves a service's check as a --health-check line and a draining real
-// server as a --drain line, after the service's -a lines, so that -S output
-// restores the same state with -R.
+// server as a --drain line (with the weight --undrain will restore), after
+// the service's -a lines, so that -S output restores the same state with -R.
 
 // Check is the --health-check specification. Zero numbers mean the
 // defaults of the model (internal/ipvs); Codes and OnFail are kept as text
@@ -79,6 +79,7 @@ var xvsCommandVOptions = func() (t [Undrain - HealthCheckCmd + 1][numOpts]byte) 
 	for _, k := range []Kind{Drain, Undrain} {
 		t[k-HealthCheckCmd][OptServer] = '+'
 	}
+	t[Drain-HealthCheckCmd][OptWeight] = ' '
 	return t
 }()
 
@@ -265,7 +266,7 @@ func saveCheckLine(s ServiceView, numeric bool, n Names) []string {
 // saveDrainLine returns the --drain arguments of -S for a draining server.
 func saveDrainLine(s ServiceView, d DestView, numeric bool, n Names) []string {
 	a := append([]string{"--drain"}, saveServiceArgs(s, numeric, n)...)
-	return append(a, "-r", addrPortName(d.Addr, d.Port, s.Protocol, numeric, n))
+	return append(a, "-r", addrPortName(d.Addr, d.Port, s.Protocol, numeric, n), "-w", utoa(uint64(d.DrainWeight)))
 }
 
 // appendSaveExtensions appends a service's extension lines to -S output.

@@ -48,7 +48,8 @@ func TestParseHealthCommands(t *testing.T) {
 		{"--health-check -u 10.4.3.192:5060 --check none --fail 2", "--check none takes no other check option\n"},
 		{"--health-check -u 10.4.3.192:5060 --check tcp -r 10.0.0.1", "Illegal 'real-server' option with the 'health-check' command\n"},
 		{"--drain -u 10.4.3.192:5060", "You need to supply the 'real-server' option for the 'drain' command\n"},
-		{"--drain -u 10.4.3.192:5060 -r 10.0.0.1 -w 0", "Illegal 'weight' option with the 'drain' command\n"},
+		{"--undrain -u 10.4.3.192:5060 -r 10.0.0.1 -w 0", "Illegal 'weight' option with the 'undrain' command\n"},
+		{"--drain -u 10.4.3.192:5060 -r 10.0.0.1 -w 65536", "illegal weight specified\n"},
 		{"-A -u 10.4.3.192:5060 --check udp", "Illegal 'check' option with the 'add-service' command\n"},
 		{"-a -u 10.4.3.192:5060 -r 10.0.0.1 --health", "Illegal 'health' option with the 'add-server' command\n"},
 		{"-L --health --stats", "options conflicts in the list command\n"},
@@ -99,8 +100,8 @@ func healthFixture() []ServiceView {
 	svcs[0].Dests[0].Health = &DestHealth{Checked: true, Since: 75 * time.Second, Failed: 4, Last: "timeout"}
 	svcs[0].Dests[1].Health = &DestHealth{Checked: true, Since: 3*time.Hour + 5*time.Minute, OK: 120, Last: "200 OK", RTT: 1234 * time.Microsecond}
 	svcs[3].Check = &CheckView{Type: "tcp", Interval: 500 * time.Millisecond, Timeout: 250 * time.Millisecond, Fail: 1, Rise: 5, Port: 8080, OnFail: "keep"}
-	svcs[3].Dests[0].Weight, svcs[3].Dests[0].Draining = 0, true // 12 active, 40 inactive left
-	svcs[1].Dests[0].Draining = true                             // nothing left: drained
+	svcs[3].Dests[0].Weight, svcs[3].Dests[0].Draining, svcs[3].Dests[0].DrainWeight = 0, true, 3 // 12 active, 40 inactive left
+	svcs[1].Dests[0].Draining = true                                                              // nothing left: drained
 	return svcs
 }
 

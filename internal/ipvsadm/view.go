@@ -52,12 +52,13 @@ type DestView struct {
 	TunnelCsum   TunnelCsum
 	Stats        Stats
 	Rates        Rates
-	// xvs extensions, shown by the --health listing only (Draining is
-	// also saved by Save): Down when the health check failed it, Draining
+	// xvs extensions, shown by the --health listing only (Draining and
+	// DrainWeight are also saved by Save): Down when the health check failed it, Draining
 	// after --drain, Health the prober's view (nil when not checked).
-	Down     bool
-	Draining bool
-	Health   *DestHealth
+	Down        bool
+	Draining    bool
+	DrainWeight uint32 // the weight --undrain restores
+	Health      *DestHealth
 }
 
 // ConnView is one connection or persistence template of -Lc.

@@ -64,6 +64,48 @@ func DestConfig(d ipvsadm.Dest) ipvs.DestConfig {
 	return c
 }
 
+// HealthCheck converts an xvsadm --health-check specification into the
+// model's, filling the defaults (a timeout left out is at most the
+// interval). It returns nil for --check none.
+func HealthCheck(c ipvsadm.Check) (*ipvs.HealthCheck, error) {
+	t, ok := ipvs.ParseCheckType(c.Type)
+	if !ok {
+		return nil, fmt.Errorf("check type %q: %w", c.Type, ipvs.ErrInvalid)
+	}
+	if t == ipvs.CheckNone {
+		return nil, nil
+	}
+	h := ipvs.DefaultHealthCheck(t)
+	if c.Interval != 0 {
+		h.Interval = c.Interval
+	}
+	if c.Timeout != 0 {
+		h.Timeout = c.Timeout
+	} else {
+		h.Timeout = min(h.Timeout, h.Interval)
+	}
+	if c.Fail != 0 {
+		h.Fail = c.Fail
+	}
+	if c.Rise != 0 {
+		h.Rise = c.Rise
+	}
+	h.Port = c.Port
+	if c.Codes != "" {
+		rs, ok := ipvsadm.ParseCodes(c.Codes)
+		if !ok {
+			return nil, fmt.Errorf("codes %q: %w", c.Codes, ipvs.ErrInvalid)
+		}
+		for _, r := range rs {
+			h.Codes = append(h.Codes, ipvs.CodeRange{Lo: r[0], Hi: r[1]})
+		}
+	}
+	if c.OnFail == "keep" {
+		h.OnFail = ipvs.PolicyKeep
+	}
+	return &h, h.Validate()
+}
+
 // Apply carries out one configuration command.
 func Apply(cfg *ipvs.Config, cmd ipvsadm.Command) error {
 	switch cmd.Kind {
@@ -90,6 +132,20 @@ func Apply(cfg *ipvs.Config, cmd ipvsadm.Command) error {
 		}
 		cfg.ZeroAll()
 		return nil
+	case ipvsadm.HealthCheckCmd:
+		h, err := HealthCheck(cmd.Check)
+		if err != nil {
+			return fmt.Errorf("%v: %w", Key(cmd.Service), err)
+		}
+		return cfg.SetHealthCheck(Key(cmd.Service), h)
+	case ipvsadm.Drain:
+		restore := -1
+		if cmd.Options.Has(ipvsadm.OptWeight) {
+			restore = int(cmd.Dest.Weight)
+		}
+		return cfg.Drain(Key(cmd.Service), cmd.Dest.Addr, restore)
+	case ipvsadm.Undrain:
+		return cfg.Undrain(Key(cmd.Service), cmd.Dest.Addr)
 	}
 	return fmt.Errorf("%s: %w", cmd.Kind, ErrNotConfig)
 }

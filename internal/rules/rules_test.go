@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/pe"
@@ -75,5 +76,38 @@ func TestReadErrorsNameTheLine(t *testing.T) {
 	err := Read(newConfig(t), strings.NewReader("-L\n"), "r")
 	if !errors.Is(err, ErrNotConfig) {
 		t.Errorf("err = %v, want ErrNotConfig", err)
+	}
+}
+
+func TestHealthAndDrainRules(t *testing.T) {
+	cfg := newConfig(t)
+	in := `-A -u 10.4.3.192:5060 -s rr -p 60 --pe sip -o
+-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -m -w 3
+-a -u 10.4.3.192:5060 -r 192.168.1.11:5060 -m -w 1
+--health-check -u 10.4.3.192:5060 --check sip-options --interval 1 --fail 2 --codes 200,404 --on-fail keep
+--drain -u 10.4.3.192:5060 -r 192.168.1.10:5060
+`
+	if err := Read(cfg, strings.NewReader(in), "h.rules"); err != nil {
+		t.Fatal(err)
+	}
+	svc := cfg.Snapshot().Services()[0]
+	c := svc.Check
+	if c == nil || c.Type != ipvs.CheckSIPOptions || c.Interval != time.Second || c.Timeout != time.Second || c.Fail != 2 ||
+		c.Rise != ipvs.DefaultCheckRise || c.OnFail != ipvs.PolicyKeep || len(c.Codes) != 2 || c.Codes[1] != (ipvs.CodeRange{Lo: 404, Hi: 404}) {
+		t.Fatalf("check %+v", c)
+	}
+	if d := svc.Dests[1]; d.Addr.String() != "192.168.1.10:5060" || !d.Draining || d.Weight != 0 {
+		t.Fatalf("drained dest %+v", d)
+	}
+	if err := Read(cfg, strings.NewReader("--undrain -u 10.4.3.192:5060 -r 192.168.1.10\n--health-check -u 10.4.3.192:5060 --check none\n"), "u.rules"); err != nil {
+		t.Fatal(err)
+	}
+	svc = cfg.Snapshot().Services()[0]
+	if svc.Check != nil || svc.Dests[1].Draining || svc.Dests[1].Weight != 3 {
+		t.Fatalf("after undrain and --check none: %+v %+v", svc.Check, svc.Dests[1])
+	}
+	err := Read(cfg, strings.NewReader("--health-check -u 10.9.9.9:5060 --check udp\n"), "x.rules")
+	if !errors.Is(err, ipvs.ErrNoService) {
+		t.Fatalf("check on a missing service: %v", err)
 	}
 }
