@@ -311,7 +311,14 @@ func (l *Lab) addNS(name string) error {
 	if _, err := run(context.Background(), "ip", "netns", "add", name); err != nil {
 		return err
 	}
-	return nil
+	// No duplicate address detection: the lab's addresses are unique by
+	// construction, and while an IPv6 link-local address is tentative
+	// (1–2 s) the kernel delays neighbour solicitations for forwarded
+	// packets by a retransmission interval, so the first IPv6 datagrams
+	// of a fresh lab would arrive a second late (SIPp then resends its
+	// INVITE and its UAS drops the call). Set before any interface exists,
+	// so every interface inherits it.
+	return l.sysctls(name, map[string]string{"net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/default/accept_dad": "0"})
 }
 
 // host creates h's namespace and plugs it into bridge br.

@@ -33,6 +33,13 @@ func newLab(t *testing.T, spec Spec) *Lab {
 
 func TestRootLabReachability(t *testing.T) {
 	l := newLab(t, Spec{Clients: 2})
+	// No address is left tentative (duplicate address detection is off),
+	// so the first IPv6 packets are not held for a neighbour retransmission.
+	for _, ns := range l.Namespaces() {
+		if out, err := l.Output(ns, "ip", "-6", "addr", "show", "tentative"); err != nil || strings.TrimSpace(out) != "" {
+			t.Fatalf("%s: tentative IPv6 addresses right after New: %v\n%s", ns, err, out)
+		}
+	}
 	// Client → balancer (through the router), both families.
 	for _, c := range l.Clients {
 		for _, dst := range []string{l.Balancer.Addr4.String(), l.Balancer.Addr6.String()} {
