@@ -17,6 +17,24 @@ type Counters struct {
 	PE         [pe.NumStatus]uint64 // persistence-engine outcomes on inbound packets
 	PEFallback uint64               // packets the engine could not key that used normal persistence
 	SharedFull uint64               // new keys the shared index had no room for (cross-worker persistence not guaranteed for them)
+	Frag       FragCounters
+}
+
+// FragCounters count what happens to fragmented datagrams beyond each
+// frame's Reason: the fate of the copies held while a datagram waits for its
+// decision (ReasonFragmentHeld), and the fragment table's own events.
+type FragCounters struct {
+	Emitted   uint64 // held copies sent once their datagram was decided (Worker.Emitted)
+	Discarded uint64 // held copies of a datagram decided drop or pass (a copy cannot be passed to the kernel)
+	Timeout   uint64 // held copies dropped because their datagram was not decided within the fragment timeout (a fragment was missing)
+	Evicted   uint64 // held copies dropped because the fragment table needed their entry for a newer datagram
+	Unsent    uint64 // emitted copies the queue could not transmit (a backend without dataplane.CopyTransmitter, or a full TX ring)
+	// Reassembled counts datagrams decided after reassembly (no key in the
+	// first fragment), by the decision's reason. They are not frames: their
+	// fragments were counted as fragment_held when they arrived.
+	Reassembled [NumReasons]uint64
+	Entries     uint64 // decisions and waiting datagrams entered in the fragment table
+	Replaced    uint64 // entries reclaimed from a full bucket before they expired
 }
 
 // counterCells publishes Counters for other goroutines: the owner copies its
@@ -28,6 +46,52 @@ type counterCells struct {
 	pe         [pe.NumStatus]atomic.Uint64
 	peFallback atomic.Uint64
 	sharedFull atomic.Uint64
+	frag       atomicFrag
+}
+
+type atomicFrag struct {
+	emitted, discarded, timeout, evicted, unsent, entries, replaced atomic.Uint64
+	reassembled                                                     [NumReasons]atomic.Uint64
+}
+
+func (a *atomicFrag) store(f *FragCounters) {
+	a.emitted.Store(f.Emitted)
+	a.discarded.Store(f.Discarded)
+	a.timeout.Store(f.Timeout)
+	a.evicted.Store(f.Evicted)
+	a.unsent.Store(f.Unsent)
+	a.entries.Store(f.Entries)
+	a.replaced.Store(f.Replaced)
+	for i := range f.Reassembled {
+		a.reassembled[i].Store(f.Reassembled[i])
+	}
+}
+
+func (a *atomicFrag) load() (f FragCounters) {
+	f.Emitted = a.emitted.Load()
+	f.Discarded = a.discarded.Load()
+	f.Timeout = a.timeout.Load()
+	f.Evicted = a.evicted.Load()
+	f.Unsent = a.unsent.Load()
+	f.Entries = a.entries.Load()
+	f.Replaced = a.replaced.Load()
+	for i := range f.Reassembled {
+		f.Reassembled[i] = a.reassembled[i].Load()
+	}
+	return f
+}
+
+func (f *FragCounters) add(b *FragCounters) {
+	f.Emitted += b.Emitted
+	f.Discarded += b.Discarded
+	f.Timeout += b.Timeout
+	f.Evicted += b.Evicted
+	f.Unsent += b.Unsent
+	f.Entries += b.Entries
+	f.Replaced += b.Replaced
+	for i := range f.Reassembled {
+		f.Reassembled[i] += b.Reassembled[i]
+	}
 }
 
 // publish copies the owner's running totals into the cells. Only the owner
@@ -46,6 +110,7 @@ func (w *Worker) publish() {
 	}
 	c.peFallback.Store(l.PEFallback)
 	c.sharedFull.Store(l.SharedFull)
+	c.frag.store(&l.Frag)
 }
 
 // Counters returns the worker's counts as of its last completed batch. Any
@@ -65,6 +130,7 @@ func (w *Worker) Counters() Counters {
 	}
 	out.PEFallback = c.peFallback.Load()
 	out.SharedFull = c.sharedFull.Load()
+	out.Frag = c.frag.load()
 	return out
 }
 
@@ -82,4 +148,5 @@ func (c *Counters) Add(b *Counters) {
 	}
 	c.PEFallback += b.PEFallback
 	c.SharedFull += b.SharedFull
+	c.Frag.add(&b.Frag)
 }

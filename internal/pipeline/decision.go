@@ -56,12 +56,21 @@ const (
 
 	// Drop reasons.
 	ReasonMalformed   // the frame could not be decoded; Decision.Decode says why
-	ReasonFragment    // a non-first IP fragment (no ports): fragment tracking is not implemented yet
+	ReasonFragment    // a non-first UDP/TCP fragment for the balancer while fragment tracking is disabled (Options.FragDatagrams < 0)
 	ReasonNoDest      // no real server available (all removed, quiesced or overloaded)
 	ReasonPEStrict    // strict persistence engine found no key (IPVS kernel behaviour)
 	ReasonDestGone    // connection's real server was removed (expire_nodest_conn semantics)
 	ReasonUnsupported // a forwarding method the data plane does not implement (tunnel)
 	ReasonNoNextHop   // an Ethernet frame for a real server whose MAC is not resolved yet
+
+	// Added with fragment tracking and ICMP (after the reasons above so that
+	// their values do not change; Verdict reads reasonVerdicts).
+	ReasonFragmentFollowed  // forward: a non-first fragment sent where its datagram's first fragment went (see frag.go)
+	ReasonFragmentHeld      // drop: the frame is recycled but a copy waits for its datagram's decision (emitted later, see Worker.Emitted)
+	ReasonFragmentOverflow  // drop: a fragment that had to wait found no room (hold buffer full, datagram over MaxFragDatagramBytes, frame over FragSlotBytes)
+	ReasonFragmentDuplicate // drop: a waiting datagram already holds a fragment at this offset, or this one overlaps another (RFC 5722)
+	ReasonICMPForwarded     // forward: an ICMP "fragmentation needed" / "packet too big" about a balanced flow, sent to the real server that owns it
+	ReasonICMPUnmatched     // drop: such an ICMP error about a virtual service whose owning real server cannot be found
 	NumReasons
 )
 
@@ -70,7 +79,22 @@ var reasonNames = [NumReasons]string{
 	"conn_hit", "template_hit", "shared_hit", "scheduled", "template_overflow", "scheduled_no_persistence",
 	"nat_reply", "server_initiated",
 	"malformed", "fragment_untracked", "no_dest", "pe_strict", "dest_gone", "unsupported_forwarding", "no_next_hop",
+	"fragment_followed", "fragment_held", "fragment_overflow", "fragment_duplicate", "icmp_forwarded", "icmp_unmatched",
 }
+
+var reasonVerdicts = func() (v [NumReasons]Verdict) {
+	for r := range NumReasons {
+		switch {
+		case r <= ReasonNotService:
+			v[r] = Pass
+		case r <= ReasonServerOut, r == ReasonFragmentFollowed, r == ReasonICMPForwarded:
+			v[r] = Forward
+		default:
+			v[r] = Drop
+		}
+	}
+	return v
+}()
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -81,14 +105,10 @@ func (r Reason) String() string {
 
 // Verdict returns the verdict that goes with a reason.
 func (r Reason) Verdict() Verdict {
-	switch {
-	case r <= ReasonNotService:
-		return Pass
-	case r <= ReasonServerOut:
-		return Forward
-	default:
-		return Drop
+	if r < NumReasons {
+		return reasonVerdicts[r]
 	}
+	return Drop
 }
 
 // Decision is what Process decided for one frame. Addresses are as received

@@ -380,7 +380,7 @@ func TestPassAndDrop(t *testing.T) {
 			desc  string
 			frame []byte
 			want  Reason
-		}{"non-first fragment to the VIP", frags[1], ReasonFragment},
+		}{"non-first fragment to the VIP follows the first (frag_test.go has the rest)", frags[1], ReasonFragmentFollowed},
 	)
 	for _, c := range cases {
 		orig := append([]byte(nil), c.frame...)

@@ -84,6 +84,15 @@ type Options struct {
 	// Debug, if set, records the engine's debug events (IPVS debug_level
 	// 9) while it is enabled; see DebugLog.
 	Debug *DebugLog
+	// FragDatagrams sizes the fragment table (0 = DefaultFragDatagrams;
+	// negative disables fragment tracking: non-first fragments for the
+	// balancer are then dropped as fragment_untracked). FragHoldSlots is
+	// the number of early fragments it can hold (0 = DefaultFragHoldSlots)
+	// and FragTimeout how long a datagram's entry lives (0 =
+	// DefaultFragTimeout). See frag.go.
+	FragDatagrams int
+	FragHoldSlots int
+	FragTimeout   time.Duration
 }
 
 // ErrOptions reports an invalid Options value.
@@ -113,6 +122,14 @@ type Worker struct {
 
 	local     Counters // this batch's counts, owner-only
 	published counterCells
+
+	// Fragment tracking (frag.go).
+	frag         fragTable
+	reslot       slot   // the slot a reassembled datagram is decided in
+	redeciding   bool   // deciding a reassembled datagram: its key comes from reasmPayload
+	redecideSlot int32  // the held copy of its first fragment
+	reasmPayload []byte // its UDP payload
+	replyVIP     netip.AddrPort
 }
 
 // view is what a worker derives from one snapshot: lookups the snapshot does
@@ -126,6 +143,9 @@ type view struct {
 	// services whose engine creates templates from its own requests (IPVS
 	// conn_out).
 	natServers map[netip.AddrPort][]*ipvs.Service
+	// natAddrs holds every NAT real server's address, for fragments (no
+	// ports) that may be replies.
+	natAddrs map[netip.Addr]struct{}
 	// engines resolves each service's persistence engine once.
 	engines map[*ipvs.Service]engine
 	lastSvc *ipvs.Service
@@ -152,6 +172,8 @@ type slot struct {
 	p       packet.Parsed
 	svc     *ipvs.Service
 	done    bool // decided in prepare (pass, drop)
+	frag    bool // a non-first fragment, decided in complete (in frame order)
+	wait    bool // a first fragment without a key: held in complete for reassembly
 	keyed   bool // key and h hold the template key and its hash
 	key     table.TemplateKey
 	h       uint64
@@ -207,6 +229,19 @@ func NewWorker(o Options) (*Worker, error) {
 	if w.shared != nil {
 		w.refr = make([]uint64, refreshFilterSize)
 	}
+	if o.FragDatagrams >= 0 {
+		if o.FragDatagrams == 0 {
+			o.FragDatagrams = DefaultFragDatagrams
+		}
+		if o.FragHoldSlots <= 0 {
+			o.FragHoldSlots = DefaultFragHoldSlots
+		}
+		if o.FragTimeout <= 0 {
+			o.FragTimeout = DefaultFragTimeout
+		}
+		w.frag = newFragTable(o.FragDatagrams, o.FragHoldSlots, o.FragTimeout)
+	}
+	w.redecideSlot = -1
 	return w, nil
 }
 
@@ -227,6 +262,9 @@ func (w *Worker) Snapshot() *ipvs.Snapshot { return w.v.snap }
 // the capture time): it loads the current configuration snapshot.
 func (w *Worker) BeginBatch(now int64) {
 	w.now = now
+	if len(w.frag.emitted) > 0 {
+		w.releaseEmitted()
+	}
 	if s := w.cfg.Load(); s != w.v.snap {
 		w.v = newView(s)
 	}
@@ -237,6 +275,7 @@ func (w *Worker) BeginBatch(now int64) {
 func (w *Worker) EndBatch() {
 	w.tmpl.Sweep(w.now, w.budget)
 	w.conns.Sweep(w.now, w.budget)
+	w.fragSweep()
 	w.publish()
 }
 
@@ -275,6 +314,7 @@ func newView(s *ipvs.Snapshot) view {
 		snap:       s,
 		vips:       make(map[netip.Addr]struct{}),
 		natServers: make(map[netip.AddrPort][]*ipvs.Service),
+		natAddrs:   make(map[netip.Addr]struct{}),
 		engines:    make(map[*ipvs.Service]engine),
 	}
 	if s == nil {
@@ -282,6 +322,11 @@ func newView(s *ipvs.Snapshot) view {
 	}
 	for _, svc := range s.Services() {
 		v.vips[svc.Key.Addr] = struct{}{}
+		for _, d := range svc.Dests {
+			if d.Fwd == ipvs.Masq {
+				v.natAddrs[d.Addr.Addr()] = struct{}{}
+			}
+		}
 		if svc.PE == "" {
 			continue
 		}
@@ -332,7 +377,7 @@ func (w *Worker) Process(frame []byte, link packet.LinkType, d *Decision) {
 // one-packet persistent service, the template key and its hash.
 func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decision) {
 	*d = Decision{}
-	s.svc, s.done, s.keyed = nil, true, false
+	s.svc, s.done, s.keyed, s.frag, s.wait = nil, true, false, false, false
 	w.cur = s
 	w.local.Frames++
 	p := &s.p
@@ -349,11 +394,9 @@ func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decisio
 		w.finish(d, ReasonNotIP, frame)
 		return
 	case packet.ReasonNonFirstFragment:
-		if w.isVIP(p.Dst) {
-			w.finish(d, ReasonFragment, frame)
-		} else {
-			w.finish(d, ReasonNotService, frame)
-		}
+		// Decided in complete, in frame order: it may follow a first
+		// fragment earlier in the same batch.
+		s.done, s.frag = false, true
 		return
 	case packet.ReasonUnsupportedProto:
 		w.finish(d, ReasonNotService, frame) // ICMP, SCTP…: the kernel's business
@@ -378,7 +421,7 @@ func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decisio
 	if svc != nil && svc.Persistent && svc.OnePacket && p.Proto == protoUDP {
 		// Every datagram goes to the template table: key it now.
 		if !w.templateKey(frame, svc, s, d) {
-			s.done = true
+			s.done = !s.wait
 		}
 	}
 }
@@ -391,6 +434,10 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 	}
 	w.cur = s
 	if s.svc == nil {
+		if s.frag {
+			w.follow(frame, s, d)
+			return
+		}
 		if w.v.snap == nil {
 			w.finish(d, ReasonNotService, frame)
 			return
@@ -399,7 +446,19 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 		return
 	}
 	d.Service = s.svc
+	if s.wait {
+		w.holdFirst(frame, s, d)
+		return
+	}
 	w.inbound(frame, s.svc, d)
+}
+
+// holdFirst holds a first fragment whose engine found no key until its
+// datagram can be reassembled (see frag.go).
+func (w *Worker) holdFirst(frame []byte, s *slot, d *Decision) {
+	p := &s.p
+	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto}
+	w.finish(d, w.hold(frame, p, &k, k.hash(w.seed)), frame)
 }
 
 func (w *Worker) isVIP(a netip.Addr) bool {
@@ -443,7 +502,10 @@ func (w *Worker) inbound(frame []byte, svc *ipvs.Service, d *Decision) {
 		var ok bool
 		dest, tref, reason, ok = w.persist(frame, svc, d)
 		if !ok {
-			return // dropped (strict PE or no destination)
+			if w.cur.wait {
+				w.holdFirst(frame, w.cur, d) // no key in a first fragment
+			}
+			return // dropped (strict PE or no destination) or held
 		}
 	} else {
 		w.in = sched.Input{Src: d.Src, Dst: d.Dst}
@@ -498,7 +560,18 @@ func (w *Worker) templateKey(frame []byte, svc *ipvs.Service, s *slot, d *Decisi
 	}
 	if eng := w.v.engine(svc); eng.e != nil {
 		s.pkt = pe.Packet{Proto: p.Proto, Payload: p.Payload(frame)}
+		if w.redeciding {
+			s.pkt.Payload = w.reasmPayload
+		}
 		data, st := eng.e.Fill(&s.pkt, s.scratch[:])
+		if st != pe.StatusOK && p.MoreFrags && !w.redeciding && w.frag.ents != nil &&
+			st != pe.StatusTooLong && st != pe.StatusWrongProtocol {
+			// A first fragment without a key: the key may lie in (or run
+			// into) a later fragment. Reassemble before deciding.
+			d.HasPE, d.PE = true, st
+			s.wait = true
+			return false
+		}
 		d.PE = st
 		d.HasPE = true
 		w.local.PE[st]++
@@ -842,6 +915,7 @@ func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason
 		w.finish(d, ReasonMalformed, frame)
 		return
 	}
+	w.replyVIP = vip
 	if l2 {
 		var ours [6]byte
 		copy(ours[:], frame[0:6])
@@ -859,6 +933,10 @@ func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason
 // finish records the decision's reason.
 func (w *Worker) finish(d *Decision, r Reason, frame []byte) {
 	d.Reason = r
+	if w.cur.p.Fragmented && w.fragFinish(d, r) {
+		w.local.Frag.Reassembled[r]++ // a reassembled datagram, not a frame
+		return
+	}
 	w.local.Reasons[r]++
 	if r == ReasonMalformed || r == ReasonFragment {
 		w.local.Decode[d.Decode]++

@@ -68,6 +68,9 @@ type Options struct {
 type Result struct {
 	Frames   int
 	Verdicts [3]int // by pipeline.Verdict
+	// Emitted counts fragments that waited for their datagram's decision
+	// and were sent after a later frame (written to Out after it).
+	Emitted  int
 	Counters pipeline.Counters
 	// PerReal counts forwarded inbound datagrams and distinct Call-IDs per
 	// real server.
@@ -156,6 +159,10 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 		w.BeginBatch(f.Time.UnixNano())
 		w.Process(frame, lt, &d)
 		w.EndBatch()
+		if callID == nil && d.Reason == pipeline.ReasonFragmentFollowed && d.HasPE && d.PE == pe.StatusOK {
+			// A later fragment: its datagram's Call-ID, from the first.
+			callID = append([]byte(nil), d.PEData...)
+		}
 		res.Verdicts[d.Verdict()]++
 		if d.Verdict() == pipeline.Forward && d.Dest != nil && isInbound(d.Reason) {
 			rs := res.PerReal[d.Real]
@@ -178,6 +185,16 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 			ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(frame), Length: max(f.WireLen, len(frame))}
 			if err := out.WritePacket(ci, frame); err != nil {
 				return res, err
+			}
+		}
+		// Fragments that waited for this frame's decision leave after it.
+		for _, e := range w.Emitted() {
+			res.Emitted++
+			if out != nil {
+				ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(e), Length: len(e)}
+				if err := out.WritePacket(ci, e); err != nil {
+					return res, err
+				}
 			}
 		}
 		if log != nil {
@@ -206,10 +223,16 @@ func isInbound(r pipeline.Reason) bool {
 
 // rss picks a worker for a frame as a NIC's receive-side scaling would: by a
 // symmetric-free hash of the addresses and ports (frames that do not decode
-// go to worker 0).
+// go to worker 0). Fragments hash on the addresses only, as NICs do (later
+// fragments carry no ports), so that every fragment of a datagram reaches
+// the worker that tracks it.
 func rss(p *packet.Parsed, n int) int {
 	if n == 1 || p.Version == 0 {
 		return 0
+	}
+	sport, dport := p.SrcPort, p.DstPort
+	if p.Fragmented {
+		sport, dport = 0, 0
 	}
 	s, d := p.Src.As16(), p.Dst.As16()
 	var h uint64 = 1469598103934665603
@@ -219,7 +242,7 @@ func rss(p *packet.Parsed, n int) int {
 	for _, b := range d {
 		h = (h ^ uint64(b)) * 1099511628211
 	}
-	h = (h ^ uint64(p.SrcPort)<<16 ^ uint64(p.DstPort) ^ uint64(p.Proto)<<32) * 1099511628211
+	h = (h ^ uint64(sport)<<16 ^ uint64(dport) ^ uint64(p.Proto)<<32) * 1099511628211
 	return int(h % uint64(n))
 }
 

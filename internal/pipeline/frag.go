@@ -1,0 +1,632 @@
+package pipeline
+
+// Fragment tracking: every fragment of a datagram goes where the datagram's
+// decision sends it, whatever order the fragments arrive in.
+//
+// Only the first fragment (offset 0) carries the UDP/TCP header, so only it
+// can be scheduled. The worker keeps a fixed-capacity fragment table keyed
+// by (source, destination, protocol, IP identification) — the address family
+// is part of the addresses — and:
+//
+//   - when a first fragment is decided (forwarded, dropped or passed), enters
+//     the decision: the real server, the NAT rewrite (inbound: new
+//     destination address; reply: the virtual address as new source), the
+//     ports and the engine's key, for logs;
+//   - a later fragment whose decision is there follows it: it is rewritten in
+//     place (NAT: the address only — the L4 checksum lives in the first
+//     fragment and covers the whole datagram, see package packet) and
+//     forwarded as a fragment, zero copy, with ReasonFragmentFollowed; or it
+//     gets its datagram's drop or pass reason;
+//   - a later fragment for the balancer (to a virtual address, or from a NAT
+//     real server) whose decision is not there yet arrived early: it must
+//     wait, but the frame is the backend's again at Transmit (package
+//     dataplane's ownership rule), so the worker COPIES it into its hold
+//     buffer (ReasonFragmentHeld; the frame itself is recycled). When the
+//     decision arrives the held copies are rewritten and emitted: Emitted
+//     lists them until the next BeginBatch, and the backend transmits them
+//     (dataplane.CopyTransmitter);
+//   - a first fragment of a persistent service whose engine finds no key in
+//     it (the Call-ID lies in a later fragment, or straddles the boundary) is
+//     held too; once the fragments held for it cover the datagram, the
+//     worker reassembles the L4 payload into a scratch buffer, decides the
+//     datagram on the whole payload (as IPVS does after the kernel's
+//     reassembly), and emits every held fragment, as fragments;
+//   - held copies of a datagram that is never decided time out and are
+//     counted (FragCounters.Timeout); duplicates of a held fragment, and
+//     overlapping fragments (RFC 5722), are dropped (ReasonFragmentDuplicate),
+//     so nothing is emitted twice. A duplicate that arrives after the
+//     decision is forwarded like the original (as a router would: the
+//     receiver's reassembly discards it).
+//
+// Non-first fragments of other protocols (ICMP…) with no decision go to the
+// kernel, which reassembles them. A datagram decided "pass" cannot have its
+// held copies passed (they are no longer frames): they are counted as
+// discarded.
+//
+// Memory is fixed at NewWorker: FragDatagrams entries (about 330 bytes each
+// with room for a 255-byte key) and FragHoldSlots copies of FragSlotBytes.
+// With the defaults, 4096 datagrams and 256 held frames: about 2.4 MiB per
+// worker. Unfragmented packets pay one flag test (Parsed.Fragmented in
+// finish); the table is touched only by fragments.
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"net/netip"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+)
+
+// Limits of fragment tracking.
+const (
+	// DefaultFragDatagrams is the fragment table's capacity per worker:
+	// datagrams decided or waiting within the fragment timeout. A SIP farm
+	// fragments only its large INVITEs and re-INVITEs (a few per call);
+	// 4096 covers over a thousand fragmented datagrams a second per worker
+	// for the whole timeout, and a full bucket reclaims its oldest entry
+	// (decided ones first), so the table never refuses a new datagram.
+	DefaultFragDatagrams = 4096
+	// fragWays is the bucket size: a lookup compares at most 8 keys, on
+	// consecutive entries.
+	fragWays = 8
+	// DefaultFragTimeout is how long an entry lives: the decision of a
+	// datagram for its later fragments, and the copies of a datagram that
+	// waits. The fragments of one datagram leave the sender back to back,
+	// so on any real path they arrive within milliseconds of each other;
+	// 3 s is ten times IPv4's and twenty times IPv6's… reassembly needs in
+	// practice, but far below the RFC maxima (IPv4 up to 15 s per RFC 791's
+	// suggestion, Linux ipfrag_time 30 s; IPv6 60 s, RFC 8200 §4.5) because
+	// a waiting datagram holds scarce buffer space and, with a 16-bit IPv4
+	// identification, a long-lived decision could be followed by an
+	// unrelated datagram reusing the id. SIP retransmits an unanswered
+	// request (Timer A, 500 ms doubling) as a new IP datagram, so a
+	// datagram that lost a fragment is replaced, not waited for.
+	DefaultFragTimeout = 3 * time.Second
+	// DefaultFragHoldSlots is the number of fragment copies a worker can
+	// hold while their datagrams wait (1 MiB with FragSlotBytes).
+	DefaultFragHoldSlots = 256
+	// FragSlotBytes is the size of one held copy: the largest AF_XDP frame
+	// (afxdp's large frame size); larger frames (jumbo fragments) cannot
+	// wait and are dropped as fragment_overflow.
+	FragSlotBytes = 4096
+	// MaxFragDatagramBytes bounds the L4 datagram (UDP header and payload)
+	// a waiting datagram may hold and the reassembly buffer. SIP over UDP
+	// stays well below it (RFC 3261 §18.1.1 moves requests within 200 bytes
+	// of the path MTU to TCP; the large INVITEs that fragment anyway carry a
+	// few kilobytes of SDP); a bigger datagram's early fragments are dropped
+	// as fragment_overflow.
+	MaxFragDatagramBytes = 16 << 10
+	// MaxFragsPerDatagram bounds the copies one waiting datagram may hold,
+	// so that tiny fragments cannot take the whole buffer: 16 KiB in pieces
+	// of 512 bytes or more (IPv4's minimum MTU of 576 leaves 552).
+	MaxFragsPerDatagram = 32
+	// fragSweepBuckets is how many buckets EndBatch visits for expired
+	// waiting datagrams, only while some are waiting.
+	fragSweepBuckets = 4
+)
+
+type fragKey struct {
+	src, dst netip.Addr
+	id       uint32
+	proto    uint8
+}
+
+func (k *fragKey) hash(seed uint64) uint64 {
+	s, d := k.src.As16(), k.dst.As16()
+	h := seed ^ uint64(k.id)<<8 ^ uint64(k.proto)
+	h = fragMix(h ^ binary.LittleEndian.Uint64(s[:8]))
+	h = fragMix(h ^ binary.LittleEndian.Uint64(s[8:]))
+	h = fragMix(h ^ binary.LittleEndian.Uint64(d[:8]))
+	return fragMix(h ^ binary.LittleEndian.Uint64(d[8:]))
+}
+
+func fragMix(h uint64) uint64 {
+	hi, lo := bits.Mul64(h, 0x9e3779b97f4a7c15)
+	return hi ^ lo
+}
+
+const (
+	fragFree uint8 = iota
+	fragWaiting
+	fragDecided
+)
+
+type fragEntry struct {
+	key      fragKey
+	expires  int64
+	state    uint8
+	reply    bool // decided: a reply (or a real server's own request) leaving from vip
+	hasFirst bool // waiting: the first fragment is held (its engine found no key)
+	hasPE    bool
+	pe       pe.Status
+	peLen    uint8
+	reason   Reason // decided: the first fragment's reason
+	dest     ipvs.DestID
+	real     netip.AddrPort // inbound: where the datagram goes; reply: the real server it came from
+	vip      netip.AddrPort // reply: the virtual address and port it leaves from
+	sport    uint16         // the datagram's ports, from the first fragment
+	dport    uint16
+	total    int32 // waiting: the datagram's L4 length once its last fragment is held, else -1
+	held     int32 // waiting: first held copy (sorted by offset), -1 for none
+	nheld    int32
+	idx      int32 // the entry's own index (its key buffer in fragTable.pes)
+}
+
+// heldFrag describes one held copy in the hold buffer.
+type heldFrag struct {
+	next int32
+	n    uint16 // frame length
+	off  uint16 // fragment offset in the L4 datagram
+	doff uint16 // offset of the fragment's data in the frame (the L4 header for the first fragment)
+	dlen uint16
+	link packet.LinkType
+}
+
+type fragTable struct {
+	ents    []fragEntry
+	pes     []byte // pe.MaxDataLen per entry
+	mask    uint64 // bucket mask
+	timeout int64
+	waiting int // entries in state fragWaiting
+	sweep   uint64
+
+	buf   []byte // FragSlotBytes per slot
+	slots []heldFrag
+	free  int32 // free-slot list head
+
+	emitted []int32  // slots emitted in this batch, freed at the next BeginBatch
+	frames  [][]byte // their frames, for Emitted
+
+	reasm []byte // MaxFragDatagramBytes
+}
+
+func newFragTable(datagrams, slots int, timeout time.Duration) fragTable {
+	nb := 1
+	for nb*fragWays < datagrams {
+		nb <<= 1
+	}
+	t := fragTable{
+		ents:    make([]fragEntry, nb*fragWays),
+		pes:     make([]byte, nb*fragWays*pe.MaxDataLen),
+		mask:    uint64(nb - 1),
+		timeout: int64(timeout),
+		buf:     make([]byte, slots*FragSlotBytes),
+		slots:   make([]heldFrag, slots),
+		free:    -1,
+		emitted: make([]int32, 0, slots),
+		frames:  make([][]byte, 0, slots),
+		reasm:   make([]byte, MaxFragDatagramBytes),
+	}
+	for i := range t.ents {
+		t.ents[i].idx = int32(i)
+	}
+	for i := slots - 1; i >= 0; i-- {
+		t.slots[i].next = t.free
+		t.free = int32(i)
+	}
+	return t
+}
+
+func (t *fragTable) slotBuf(i int32) []byte {
+	return t.buf[int(i)*FragSlotBytes : int(i)*FragSlotBytes+int(t.slots[i].n)]
+}
+
+func (t *fragTable) freeSlot(i int32) {
+	t.slots[i].next = t.free
+	t.free = i
+}
+
+// Emitted returns the frames the worker produced besides its input during
+// the last batch: held copies of fragments whose datagram was decided, each
+// rewritten and to be sent on the queue the batch came from. They belong to
+// the worker and stay valid until the next BeginBatch (ProcessBatch calls
+// it); a backend copies them into its own memory (see
+// dataplane.CopyTransmitter). Most batches emit nothing.
+func (w *Worker) Emitted() [][]byte { return w.frag.frames }
+
+// CountUnsent records n emitted frames that the queue could not transmit.
+func (w *Worker) CountUnsent(n int) { w.local.Frag.Unsent += uint64(n) }
+
+// releaseEmitted gives the slots of the last batch's emitted copies back.
+func (w *Worker) releaseEmitted() {
+	t := &w.frag
+	for _, i := range t.emitted {
+		t.freeSlot(i)
+	}
+	t.emitted = t.emitted[:0]
+	clear(t.frames)
+	t.frames = t.frames[:0]
+}
+
+// fragLookup returns the live entry for k, or nil. An expired entry met on
+// the way is freed (its held copies counted as timed out).
+func (w *Worker) fragLookup(k *fragKey, h uint64) *fragEntry {
+	t := &w.frag
+	b := int(h&t.mask) * fragWays
+	for i := b; i < b+fragWays; i++ {
+		e := &t.ents[i]
+		if e.state == fragFree || e.key != *k {
+			continue
+		}
+		if e.expires <= w.now {
+			w.fragExpire(e)
+			return nil
+		}
+		return e
+	}
+	return nil
+}
+
+// fragInsert returns a fresh entry for k (free, expired, or reclaimed from
+// the bucket: the decided entry closest to expiry first, else the waiting
+// one, whose copies are counted as evicted).
+func (w *Worker) fragInsert(k *fragKey, h uint64) *fragEntry {
+	t := &w.frag
+	b := int(h&t.mask) * fragWays
+	var victim *fragEntry
+	for i := b; i < b+fragWays; i++ {
+		e := &t.ents[i]
+		if e.state == fragFree {
+			victim = e
+			break
+		}
+		if e.expires <= w.now {
+			w.fragExpire(e)
+			victim = e
+			break
+		}
+		if victim == nil || (e.state == fragDecided && victim.state == fragWaiting) ||
+			(e.state == victim.state && e.expires < victim.expires) {
+			victim = e
+		}
+	}
+	if victim.state != fragFree {
+		w.local.Frag.Replaced++
+		if victim.state == fragWaiting {
+			w.local.Frag.Evicted += uint64(victim.nheld)
+			w.fragRelease(victim)
+		}
+	}
+	*victim = fragEntry{key: *k, expires: w.now + t.timeout, held: -1, total: -1, idx: victim.idx}
+	w.local.Frag.Entries++
+	return victim
+}
+
+// fragExpire frees an entry whose time is up.
+func (w *Worker) fragExpire(e *fragEntry) {
+	if e.state == fragWaiting {
+		w.local.Frag.Timeout += uint64(e.nheld)
+		w.fragRelease(e)
+	}
+	e.state = fragFree
+}
+
+// fragRelease frees a waiting entry's copies (the caller counts them).
+func (w *Worker) fragRelease(e *fragEntry) {
+	t := &w.frag
+	for i := e.held; i >= 0; {
+		next := t.slots[i].next
+		t.freeSlot(i)
+		i = next
+	}
+	e.held, e.nheld = -1, 0
+	if e.state == fragWaiting {
+		t.waiting--
+	}
+	e.state = fragFree
+}
+
+// fragSweep expires a few buckets' waiting datagrams; it runs only while
+// some datagram waits, so that timed-out copies free their slots and are
+// counted even when no later fragment looks them up.
+func (w *Worker) fragSweep() {
+	t := &w.frag
+	if t.waiting == 0 {
+		return
+	}
+	for range fragSweepBuckets {
+		b := int(t.sweep&t.mask) * fragWays
+		t.sweep++
+		for i := b; i < b+fragWays; i++ {
+			if e := &t.ents[i]; e.state == fragWaiting && e.expires <= w.now {
+				w.fragExpire(e)
+			}
+		}
+	}
+}
+
+func (w *Worker) fragPE(e *fragEntry) []byte {
+	i := int(e.idx) * pe.MaxDataLen
+	return w.frag.pes[i : i+pe.MaxDataLen]
+}
+
+// isNATServer reports whether a is the address of a NAT real server of any
+// service: its traffic may be a reply the balancer translates.
+func (w *Worker) isNATServer(a netip.Addr) bool {
+	_, ok := w.v.natAddrs[a]
+	return ok
+}
+
+// follow handles a non-first fragment (no ports): it follows its datagram's
+// decision, waits for it, or goes to the kernel.
+func (w *Worker) follow(frame []byte, s *slot, d *Decision) {
+	p := &s.p
+	if w.v.snap == nil {
+		w.finish(d, ReasonNotService, frame)
+		return
+	}
+	ours := w.isVIP(p.Dst) || w.isNATServer(p.Src)
+	if w.frag.ents == nil {
+		if ours && (p.Proto == protoUDP || p.Proto == protoTCP) {
+			w.finish(d, ReasonFragment, frame)
+		} else {
+			w.finish(d, ReasonNotService, frame)
+		}
+		return
+	}
+	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto}
+	h := k.hash(w.seed)
+	if e := w.fragLookup(&k, h); e != nil && e.state == fragDecided {
+		w.fragDecision(e, d)
+		w.finish(d, w.followRewrite(frame, p, e, d), frame)
+		return
+	} else if e == nil && (!ours || (p.Proto != protoUDP && p.Proto != protoTCP)) {
+		// Not the balancer's, or a protocol it does not balance: the
+		// kernel reassembles it.
+		w.finish(d, ReasonNotService, frame)
+		return
+	}
+	w.finish(d, w.hold(frame, p, &k, h), frame)
+}
+
+// fragDecision copies what a decided entry knows into a later fragment's
+// decision: the datagram's ports and key.
+func (w *Worker) fragDecision(e *fragEntry, d *Decision) {
+	d.Src = netip.AddrPortFrom(d.Src.Addr(), e.sport)
+	d.Dst = netip.AddrPortFrom(d.Dst.Addr(), e.dport)
+	if e.hasPE {
+		d.HasPE, d.PE = true, e.pe
+		if e.pe == pe.StatusOK {
+			d.PEData = w.fragPE(e)[:e.peLen]
+		}
+	}
+}
+
+// followRewrite rewrites a fragment (a live frame or a held copy, decoded
+// into p) as its datagram's first fragment was, counts it for its real
+// server, and returns ReasonFragmentFollowed; or returns the reason it is
+// not forwarded (the first fragment's drop or pass reason, or a problem
+// that arose since: its real server deleted, no next hop).
+func (w *Worker) followRewrite(frame []byte, p *packet.Parsed, e *fragEntry, d *Decision) Reason {
+	if e.reason.Verdict() != Forward {
+		return e.reason
+	}
+	dest := w.v.snap.Dest(e.dest)
+	if dest == nil {
+		return ReasonDestGone
+	}
+	eth := p.Link == packet.LinkEthernet
+	var mac [6]byte
+	if !e.reply {
+		if eth && dest.NextHop == ([6]byte{}) {
+			return ReasonNoNextHop
+		}
+		mac = dest.NextHop
+		if dest.Fwd == ipvs.Masq && !p.SetDst(frame, e.real.Addr(), 0) {
+			return ReasonMalformed
+		}
+	} else {
+		l2 := eth && w.nextHops.Configured()
+		if l2 {
+			var ok bool
+			if mac, ok = w.nextHops.Lookup(p.Dst); !ok {
+				return ReasonNoNextHop
+			}
+		}
+		eth = l2
+		if !p.SetSrc(frame, e.vip.Addr(), 0) {
+			return ReasonMalformed
+		}
+	}
+	if eth {
+		var ours [6]byte
+		copy(ours[:], frame[0:6])
+		packet.SetSrcMAC(frame, ours)
+		packet.SetDstMAC(frame, mac)
+	}
+	n := p.End - p.L3Off
+	if e.reply {
+		dest.Stats.Worker(w.id).Out(n)
+		dest.Service.Stats.Worker(w.id).Out(n)
+	} else {
+		dest.Stats.Worker(w.id).In(n)
+		dest.Service.Stats.Worker(w.id).In(n)
+	}
+	d.Service = dest.Service
+	d.Dest = dest
+	d.Real = e.real
+	return ReasonFragmentFollowed
+}
+
+// hold copies an early fragment (or a first fragment without a key) into
+// the hold buffer, under its datagram's waiting entry, and reassembles the
+// datagram when the copies cover it. It returns the frame's reason.
+func (w *Worker) hold(frame []byte, p *packet.Parsed, k *fragKey, h uint64) Reason {
+	t := &w.frag
+	e := w.fragLookup(k, h)
+	if e == nil {
+		e = w.fragInsert(k, h)
+		e.state = fragWaiting
+		t.waiting++
+	}
+	if e.state != fragWaiting {
+		// A first fragment without a key whose datagram was decided
+		// meanwhile (a duplicate, or an id reused within the timeout):
+		// it cannot follow (it carries the ports); count it as a duplicate.
+		return ReasonFragmentDuplicate
+	}
+	first := p.FragOff == 0
+	doff := p.PayloadOff
+	if first {
+		doff = p.L4Off
+	}
+	dlen := p.End - doff
+	off := int(p.FragOff)
+	end := off + dlen
+	switch {
+	case len(frame) > FragSlotBytes, end > MaxFragDatagramBytes, e.nheld >= MaxFragsPerDatagram, t.free < 0:
+		return ReasonFragmentOverflow
+	case dlen <= 0, p.MoreFrags && dlen%8 != 0, // RFC 8200 §4.5; IPv4 offsets are in 8-byte units too
+		!p.MoreFrags && e.total >= 0 && int(e.total) != end,
+		e.total >= 0 && end > int(e.total):
+		return ReasonFragmentDuplicate // inconsistent with the fragments already held
+	}
+	// Insert sorted by offset; refuse duplicates and overlaps.
+	prev := int32(-1)
+	for i := e.held; i >= 0; i = t.slots[i].next {
+		sl := &t.slots[i]
+		if int(sl.off) >= end {
+			break
+		}
+		if int(sl.off)+int(sl.dlen) > off {
+			return ReasonFragmentDuplicate
+		}
+		prev = i
+	}
+	if !p.MoreFrags {
+		for i := e.held; i >= 0; i = t.slots[i].next {
+			if int(t.slots[i].off)+int(t.slots[i].dlen) > end {
+				return ReasonFragmentDuplicate
+			}
+		}
+		e.total = int32(end)
+	}
+	i := t.free
+	sl := &t.slots[i]
+	t.free = sl.next
+	*sl = heldFrag{n: uint16(len(frame)), off: uint16(off), doff: uint16(doff), dlen: uint16(dlen), link: p.Link}
+	copy(t.buf[int(i)*FragSlotBytes:], frame)
+	if prev < 0 {
+		sl.next, e.held = e.held, i
+	} else {
+		sl.next, t.slots[prev].next = t.slots[prev].next, i
+	}
+	e.nheld++
+	if first {
+		e.hasFirst = true
+	}
+	if e.hasFirst && e.total >= 0 {
+		covered := 0
+		for j := e.held; j >= 0 && int(t.slots[j].off) == covered; j = t.slots[j].next {
+			covered += int(t.slots[j].dlen)
+		}
+		if covered == int(e.total) {
+			w.reassemble(e)
+		}
+	}
+	return ReasonFragmentHeld
+}
+
+// reassemble decides a datagram whose first fragment had no key from its
+// whole L4 payload, and emits its held fragments.
+func (w *Worker) reassemble(e *fragEntry) {
+	t := &w.frag
+	out := t.reasm[:e.total]
+	first := int32(-1)
+	for i := e.held; i >= 0; i = t.slots[i].next {
+		sl := &t.slots[i]
+		b := t.slotBuf(i)
+		copy(out[sl.off:], b[sl.doff:int(sl.doff)+int(sl.dlen)])
+		if sl.off == 0 {
+			first = i
+		}
+	}
+	saved := w.cur
+	w.redeciding, w.redecideSlot = true, first
+	w.reasmPayload = out[8:] // after the UDP header (only UDP is keyed)
+	fr := t.slotBuf(first)
+	var d Decision
+	s := &w.reslot
+	w.prepare(fr, t.slots[first].link, s, &d)
+	w.local.Frames-- // a copy, not a received frame
+	w.complete(fr, s, &d)
+	w.cur = saved
+	w.redeciding, w.redecideSlot, w.reasmPayload = false, -1, nil
+}
+
+// fragFinish enters a first fragment's decision in the fragment table and
+// emits the copies that waited for it. It reports whether the decision was
+// a re-decision after reassembly (counted apart from received frames).
+func (w *Worker) fragFinish(d *Decision, r Reason) bool {
+	p := &w.cur.p
+	if p.FragOff != 0 || r == ReasonFragmentHeld || w.frag.ents == nil || !d.Src.IsValid() {
+		return w.redeciding
+	}
+	if r.Verdict() == Pass && !w.isVIP(d.Dst.Addr()) && !w.isNATServer(d.Src.Addr()) {
+		return false // not the balancer's: its later fragments pass anyway
+	}
+	// As received: the rewrite has changed p's addresses.
+	k := fragKey{src: d.Src.Addr(), dst: d.Dst.Addr(), id: p.FragID, proto: d.Proto}
+	h := k.hash(w.seed)
+	e := w.fragLookup(&k, h)
+	if e == nil {
+		e = w.fragInsert(&k, h)
+	}
+	if e.state == fragWaiting {
+		w.frag.waiting--
+	}
+	e.state = fragDecided
+	e.reason = r
+	e.dest = 0
+	if d.Dest != nil {
+		e.dest = d.Dest.ID
+	}
+	e.real = d.Real
+	e.reply = r == ReasonReplyNAT || r == ReasonServerOut
+	e.vip = w.replyVIP
+	e.sport, e.dport = d.Src.Port(), d.Dst.Port()
+	e.hasPE, e.pe, e.peLen = d.HasPE, d.PE, 0
+	if d.HasPE && d.PE == pe.StatusOK {
+		e.peLen = uint8(copy(w.fragPE(e), d.PEData))
+	}
+	if e.held >= 0 {
+		w.fragFlush(e)
+	}
+	return w.redeciding
+}
+
+// fragFlush sends (or discards) the copies held for a datagram just decided.
+func (w *Worker) fragFlush(e *fragEntry) {
+	t := &w.frag
+	var q packet.Parsed
+	var dd Decision
+	for i := e.held; i >= 0; {
+		next := t.slots[i].next
+		b := t.slotBuf(i)
+		var r Reason
+		switch {
+		case w.redeciding && i == w.redecideSlot:
+			r = e.reason // the first fragment, decided and rewritten already
+			if r.Verdict() == Forward {
+				r = ReasonFragmentFollowed
+			}
+		case q.Decode(b, t.slots[i].link) != packet.ReasonNonFirstFragment:
+			r = ReasonFragmentDuplicate // a keyless first fragment of an id decided meanwhile
+		default:
+			r = w.followRewrite(b, &q, e, &dd)
+		}
+		if r == ReasonFragmentFollowed {
+			t.emitted = append(t.emitted, i)
+			t.frames = append(t.frames, b)
+			w.local.Frag.Emitted++
+		} else {
+			t.freeSlot(i)
+			w.local.Frag.Discarded++
+		}
+		i = next
+	}
+	e.held, e.nheld, e.total, e.hasFirst = -1, 0, -1, false
+}
