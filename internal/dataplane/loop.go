@@ -15,7 +15,9 @@ import (
 const DefaultPollTimeout = 50 * time.Millisecond
 
 // Runner runs one pipeline worker on one queue: receive a batch, decide,
-// rewrite in place, transmit, on one locked OS thread.
+// rewrite in place, transmit, on one locked OS thread. Frames the worker
+// emits besides the batch (held fragments, see pipeline.Worker.Emitted) go
+// out after it through CopyTransmitter when the queue has it.
 type Runner struct {
 	Queue  Queue
 	Worker *pipeline.Worker
@@ -93,6 +95,13 @@ func (r *Runner) Run() error {
 		}
 		if err := r.Queue.Transmit(b); err != nil && !errors.Is(err, ErrClosed) {
 			return err
+		}
+		if em := w.Emitted(); len(em) > 0 {
+			unsent, err := transmitEmitted(r.Queue, em)
+			w.CountUnsent(unsent)
+			if err != nil && !errors.Is(err, ErrClosed) {
+				return err
+			}
 		}
 	}
 }

@@ -100,3 +100,58 @@ func TestFilterOf(t *testing.T) {
 		t.Fatalf("NAT real servers %+v (direct-routing servers need no return path)", f.RealServers)
 	}
 }
+
+// Fragments that arrive before their first fragment wait in the worker and
+// leave through TransmitCopies once it is decided; every fragment reaches
+// the real server of its Call-ID.
+func TestRunnerEmitsHeldFragments(t *testing.T) {
+	cfg, _ := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
+	if err := rules.Read(cfg, strings.NewReader("-A -u 10.0.0.1:5060 -s rr -p 60 --pe sip -o\n-a -u 10.0.0.1:5060 -r 192.168.0.1 -m\n-a -u 10.0.0.1:5060 -r 192.168.0.2 -m\n"), "t"); err != nil {
+		t.Fatal(err)
+	}
+	svc := cfg.Snapshot().Services()[0]
+	for i, d := range svc.Dests {
+		cfg.SetNextHop(svc.Key, d.Addr, [6]byte{2, 0, 0, 0, 0, byte(i + 1)})
+	}
+	var snap atomic.Pointer[ipvs.Snapshot]
+	snap.Store(cfg.Snapshot())
+	w, err := pipeline.NewWorker(pipeline.Options{Config: &snap, Templates: 1024, Conns: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := NewMemQueue(packet.LinkEthernet)
+	r := &Runner{Queue: q, Worker: w, PollTimeout: 5 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- r.Run() }()
+	payload := append(craft.SIPInvite("frag-call"), make([]byte, 1500)...)
+	frags := craft.Fragment(craft.Spec{Src: netip.MustParseAddrPort("10.9.0.1:5060"), Dst: netip.MustParseAddrPort("10.0.0.1:5060"), Payload: payload, ID: 42}, 600)
+	for i := len(frags) - 1; i >= 0; i-- {
+		q.Inject(frags[i]) // last first, one batch each (or not: either way)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Stats().TxFrames < uint64(len(frags)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v", q.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	q.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var p packet.Parsed
+	dst := map[netip.Addr]int{}
+	for _, f := range q.Sent() {
+		p.Decode(f, packet.LinkEthernet)
+		if p.FragID != 42 || !p.VerifyChecksums(f) {
+			t.Fatal("sent frame is not a valid fragment of the datagram")
+		}
+		dst[p.Dst]++
+	}
+	if len(dst) != 1 {
+		t.Fatalf("fragments went to %v", dst)
+	}
+	if c := w.Counters(); c.Frag.Unsent != 0 {
+		t.Fatalf("unsent %d", c.Frag.Unsent)
+	}
+}
