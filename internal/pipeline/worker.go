@@ -130,6 +130,7 @@ type Worker struct {
 	redecideSlot int32  // the held copy of its first fragment
 	reasmPayload []byte // its UDP payload
 	replyVIP     netip.AddrPort
+	icmpErr      packet.ICMPError // the ICMP error being decided (icmp.go)
 }
 
 // view is what a worker derives from one snapshot: lookups the snapshot does
@@ -174,6 +175,7 @@ type slot struct {
 	done    bool // decided in prepare (pass, drop)
 	frag    bool // a non-first fragment, decided in complete (in frame order)
 	wait    bool // a first fragment without a key: held in complete for reassembly
+	icmp    bool // an ICMP message, decided in complete
 	keyed   bool // key and h hold the template key and its hash
 	key     table.TemplateKey
 	h       uint64
@@ -377,7 +379,7 @@ func (w *Worker) Process(frame []byte, link packet.LinkType, d *Decision) {
 // one-packet persistent service, the template key and its hash.
 func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decision) {
 	*d = Decision{}
-	s.svc, s.done, s.keyed, s.frag, s.wait = nil, true, false, false, false
+	s.svc, s.done, s.keyed, s.frag, s.wait, s.icmp = nil, true, false, false, false, false
 	w.cur = s
 	w.local.Frames++
 	p := &s.p
@@ -399,7 +401,13 @@ func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decisio
 		s.done, s.frag = false, true
 		return
 	case packet.ReasonUnsupportedProto:
-		w.finish(d, ReasonNotService, frame) // ICMP, SCTP…: the kernel's business
+		if p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6 {
+			// Path-MTU errors about balanced flows are ours (icmp.go);
+			// decided in complete, in frame order.
+			s.done, s.icmp = false, true
+			return
+		}
+		w.finish(d, ReasonNotService, frame) // SCTP…: the kernel's business
 		return
 	default:
 		// Malformed. Frames that decoded as far as an IP destination that is
@@ -436,6 +444,10 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 	if s.svc == nil {
 		if s.frag {
 			w.follow(frame, s, d)
+			return
+		}
+		if s.icmp {
+			w.icmp(frame, s, d)
 			return
 		}
 		if w.v.snap == nil {
