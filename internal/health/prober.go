@@ -1,0 +1,482 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+)
+
+// Prober limits.
+const (
+	// DefaultMaxInFlight bounds the probes outstanding at once: each holds
+	// a socket and a goroutine for at most its timeout.
+	DefaultMaxInFlight = 64
+	// tick is how often the scheduling goroutine looks for due probes
+	// (half of ipvs.MinCheckInterval).
+	tick = 50 * time.Millisecond
+	// replyQueue bounds the datagrams queued for one probe.
+	replyQueue = 8
+)
+
+// Options configure a Prober.
+type Options struct {
+	// Snapshot returns the configuration to check (the daemon's published
+	// snapshot): every real server of every service with a health check.
+	Snapshot func() *ipvs.Snapshot
+	// SetHealth applies a state change to the configuration (and publishes
+	// it). It is called from the prober's goroutine.
+	SetHealth func(svc ipvs.ServiceKey, server netip.AddrPort, up bool) error
+	// Iface is the data-plane interface: direct-routing probes are sent on
+	// it to the VIP at the real server's MAC. "" sends them to the real
+	// server's own address instead (PathDRFallback).
+	Iface string
+	// LocalAddrs, if set, is told the source addresses probes use whenever
+	// the set changes: replies to them must reach Deliver, not the data
+	// plane (see the daemon's probe tap).
+	LocalAddrs func([]netip.Addr)
+	// MaxInFlight bounds concurrent probes (0 = DefaultMaxInFlight).
+	MaxInFlight int
+	Logger      *slog.Logger
+	// Now is the clock of state-change times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Status is the prober's view of one real server.
+type Status struct {
+	Service ipvs.ServiceKey
+	Server  netip.AddrPort
+	Check   ipvs.CheckType
+	Up      bool
+	Checked bool
+	Since   time.Time
+	OK      int // consecutive successes
+	Failed  int // consecutive failures
+	Last    string
+	RTT     time.Duration // of the last successful probe
+	Path    string
+	Probes  uint64
+	// Transitions counts state changes to up and to down.
+	TransitionsUp, TransitionsDown uint64
+}
+
+type key struct {
+	svc    ipvs.ServiceKey
+	server netip.AddrPort
+}
+
+// target is what one probe needs, taken from a snapshot.
+type target struct {
+	check   *ipvs.HealthCheck
+	fwd     ipvs.Forward
+	vip     netip.AddrPort // service address and port (port of the probe for DR)
+	server  netip.AddrPort
+	nextHop [6]byte
+}
+
+type state struct {
+	target
+	gen      uint64 // bumped when the check changes: late results are ignored
+	m        machine
+	due      time.Time
+	inFlight bool
+	last     string
+	rtt      time.Duration
+	path     string
+	probes   uint64
+	ups      uint64
+	downs    uint64
+}
+
+// Prober runs the health checks: one scheduling goroutine (Run) that starts
+// each real server's probe when due, at most MaxInFlight at a time, and
+// owns every server's state machine.
+type Prober struct {
+	o Options
+
+	mu       sync.Mutex // guards states (Run writes, Status reads)
+	states   map[key]*state
+	lastSnap *ipvs.Snapshot
+	gen      uint64
+
+	raw     *rawSender
+	rawErr  error
+	rawOnce sync.Once
+
+	pmu     sync.Mutex // guards pending and locals
+	pending map[netip.AddrPort]chan<- reply
+	locals  []netip.Addr
+}
+
+// New returns a prober; Run runs it.
+func New(o Options) *Prober {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Prober{o: o, states: map[key]*state{}, pending: map[netip.AddrPort]chan<- reply{}}
+}
+
+// Run checks until ctx ends, then waits for the probes in flight.
+func (p *Prober) Run(ctx context.Context) {
+	results := make(chan result, p.o.MaxInFlight)
+	sem := make(chan struct{}, p.o.MaxInFlight)
+	var wg sync.WaitGroup
+	t := time.NewTicker(tick)
+	defer func() {
+		t.Stop()
+		wg.Wait()
+		if p.raw != nil {
+			p.raw.close()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-results:
+			p.apply(r)
+		case <-t.C:
+			p.reconcile()
+			for _, l := range p.due() {
+				select {
+				case sem <- struct{}{}:
+				default:
+					p.mu.Lock()
+					p.states[l.k].inFlight = false // try again at the next tick
+					p.mu.Unlock()
+					continue
+				}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					r := p.probe(ctx, l.target)
+					r.key, r.gen = l.k, l.gen
+					select {
+					case results <- r:
+					case <-ctx.Done():
+					}
+				})
+			}
+		}
+	}
+}
+
+type launch struct {
+	k   key
+	gen uint64
+	target
+}
+
+// due marks and returns the probes to start now.
+func (p *Prober) due() []launch {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []launch
+	for k, st := range p.states {
+		if st.inFlight || now.Before(st.due) {
+			continue
+		}
+		st.inFlight = true
+		st.due = now.Add(st.check.Interval)
+		out = append(out, launch{k, st.gen, st.target})
+	}
+	return out
+}
+
+// jitter spreads the first probes of the servers over an interval, so that
+// a rules load does not send them all at once.
+func jitter(k key, interval time.Duration) time.Duration {
+	h := fnv.New64a()
+	b, _ := k.server.MarshalBinary()
+	h.Write(b)
+	b, _ = k.svc.Addr.MarshalBinary()
+	h.Write(b)
+	h.Write([]byte{byte(k.svc.Port), byte(k.svc.Port >> 8), byte(k.svc.Protocol)})
+	return time.Duration(h.Sum64() % uint64(interval))
+}
+
+// reconcile follows configuration changes: new checked servers get a state
+// (up, as the model starts them), removed ones lose theirs, a changed
+// check restarts its servers' state.
+func (p *Prober) reconcile() {
+	s := p.o.Snapshot()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s == p.lastSnap {
+		return
+	}
+	p.lastSnap = s
+	seen := map[key]bool{}
+	now := p.o.Now()
+	for _, svc := range s.Services() {
+		if svc.Check == nil {
+			continue
+		}
+		for _, d := range svc.Dests {
+			k := key{svc.Key, d.Addr}
+			seen[k] = true
+			t := target{check: svc.Check, fwd: d.Fwd, vip: svc.Addr, server: d.Addr, nextHop: d.NextHop}
+			st := p.states[k]
+			if st == nil || !st.check.Equal(svc.Check) {
+				p.gen++
+				old := st
+				st = &state{target: t, gen: p.gen, m: machine{up: !d.Down, since: now},
+					due: time.Now().Add(jitter(k, svc.Check.Interval))}
+				if old != nil && old.check.Type == svc.Check.Type {
+					st.m, st.probes, st.ups, st.downs, st.last, st.rtt = old.m, old.probes, old.ups, old.downs, old.last, old.rtt
+					st.m.ok, st.m.failed = 0, 0
+				}
+				p.states[k] = st
+			}
+			st.target = t
+			if st.m.up == d.Down { // the model was changed under us (check reset, server revived)
+				st.m = machine{up: !d.Down, since: now}
+			}
+		}
+	}
+	for k := range p.states {
+		if !seen[k] {
+			delete(p.states, k)
+		}
+	}
+}
+
+// apply records a probe's result and acts on a state change.
+func (p *Prober) apply(r result) {
+	p.mu.Lock()
+	st := p.states[r.key]
+	if st == nil || st.gen != r.gen {
+		p.mu.Unlock()
+		return
+	}
+	st.inFlight = false
+	st.probes++
+	st.last, st.path = r.outcome, r.path
+	if r.ok {
+		st.rtt = r.rtt
+	}
+	old := st.m.up
+	changed := st.m.observe(r.ok, st.check.Fail, st.check.Rise, p.o.Now())
+	if changed {
+		if st.m.up {
+			st.ups++
+		} else {
+			st.downs++
+		}
+	}
+	up, fails, oks := st.m.up, st.m.failed, st.m.ok
+	p.mu.Unlock()
+	if !changed {
+		return
+	}
+	level := slog.LevelWarn
+	if up {
+		level = slog.LevelInfo
+	}
+	p.o.Logger.Log(context.Background(), level, "health state change",
+		"service", r.key.svc.String(), "server", r.key.server.String(),
+		"old", stateName(old), "new", stateName(up), "reason", reason(r, up, fails, oks), "path", r.path)
+	if err := p.o.SetHealth(r.key.svc, r.key.server, up); err != nil {
+		p.o.Logger.Warn("health state not applied", "service", r.key.svc.String(), "server", r.key.server.String(), "err", err)
+	}
+}
+
+func stateName(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+func reason(r result, up bool, fails, oks int) string {
+	if up {
+		return r.outcome + " (" + strconv.Itoa(oks) + " in a row)"
+	}
+	return r.outcome + " (" + strconv.Itoa(fails) + " in a row)"
+}
+
+
+// Status returns the prober's view of every checked real server, sorted by
+// service and server.
+func (p *Prober) Status() []Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Status, 0, len(p.states))
+	for k, st := range p.states {
+		out = append(out, Status{Service: k.svc, Server: k.server, Check: st.check.Type, Up: st.m.up,
+			Checked: st.m.checked, Since: st.m.since, OK: st.m.ok, Failed: st.m.failed, Last: st.last,
+			RTT: st.rtt, Path: st.path, Probes: st.probes, TransitionsUp: st.ups, TransitionsDown: st.downs})
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		if c := a.Service.Addr.Compare(b.Service.Addr); c != 0 {
+			return c
+		}
+		if a.Service.Port != b.Service.Port {
+			return int(a.Service.Port) - int(b.Service.Port)
+		}
+		if a.Service.Protocol != b.Service.Protocol {
+			return int(a.Service.Protocol) - int(b.Service.Protocol)
+		}
+		return a.Server.Compare(b.Server)
+	})
+	return out
+}
+
+// Deliver hands the prober a UDP datagram that the data plane received for
+// one of the probes' source addresses (see Options.LocalAddrs): in AF_XDP
+// mode a NAT real server's answers never reach the kernel's socket. It
+// reports whether a probe was waiting for it. It copies payload.
+func (p *Prober) Deliver(src, dst netip.AddrPort, payload []byte) bool {
+	p.pmu.Lock()
+	ch := p.pending[dst]
+	p.pmu.Unlock()
+	if ch == nil {
+		return false
+	}
+	select {
+	case ch <- reply{data: bytes.Clone(payload)}:
+	default:
+	}
+	return true
+}
+
+func (p *Prober) register(local netip.AddrPort, ch chan<- reply) {
+	p.pmu.Lock()
+	p.pending[local] = ch
+	a := local.Addr()
+	var changed []netip.Addr
+	if !slices.Contains(p.locals, a) {
+		p.locals = append(p.locals, a)
+		changed = slices.Clone(p.locals)
+	}
+	p.pmu.Unlock()
+	if changed != nil && p.o.LocalAddrs != nil {
+		p.o.LocalAddrs(changed)
+	}
+}
+
+func (p *Prober) unregister(local netip.AddrPort) {
+	p.pmu.Lock()
+	delete(p.pending, local)
+	p.pmu.Unlock()
+}
+
+// rawSend returns the raw sender, opening it on first use.
+func (p *Prober) rawSend() (*rawSender, error) {
+	p.rawOnce.Do(func() {
+		if p.o.Iface == "" {
+			p.rawErr = errNoIface
+			return
+		}
+		p.raw, p.rawErr = newRawSender(p.o.Iface)
+		if p.rawErr != nil {
+			p.o.Logger.Warn("direct-routing health probes fall back to the real servers' own addresses", "err", p.rawErr)
+		}
+	})
+	return p.raw, p.rawErr
+}
+
+var errNoIface = net.UnknownNetworkError("no interface for raw probes")
+
+// probe runs one check against t.
+func (p *Prober) probe(ctx context.Context, t target) result {
+	h := t.check
+	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
+	port := t.server.Port()
+	if h.Port != 0 {
+		port = h.Port
+	}
+	server := netip.AddrPortFrom(t.server.Addr(), port)
+	start := time.Now()
+	var r result
+	if h.Type == ipvs.CheckTCP {
+		r.ok, r.outcome = tcpProbe(ctx, server)
+		r.path = PathDirect
+	} else {
+		r = p.udpProbe(ctx, t, server)
+	}
+	r.rtt = time.Since(start)
+	if h.Type == ipvs.CheckUDP && r.outcome == outcomeTimeout {
+		// keepalived's UDP_CHECK: silence is not a failure, only an ICMP
+		// port unreachable is (a UDP service need not answer).
+		r.ok, r.outcome = true, "no reply"
+	}
+	return r
+}
+
+// udpProbe sends a SIP OPTIONS request or a plain datagram and waits for
+// the answer. NAT (and any non-DR) servers are probed at their own
+// address; a direct-routing server is probed at the VIP, sent to its MAC
+// from our own address, so that the probe proves it serves the VIP.
+func (p *Prober) udpProbe(ctx context.Context, t target, server netip.AddrPort) result {
+	h := t.check
+	dr := t.fwd == ipvs.Route
+	path := PathDirect
+	var raw *rawSender
+	if dr {
+		path = PathDRFallback
+		if t.nextHop != ([6]byte{}) {
+			if rs, err := p.rawSend(); err == nil {
+				raw, path = rs, PathDR
+			}
+		}
+	}
+	// The source address the kernel uses towards the real server.
+	probe, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		return result{outcome: "socket: " + shortErr(err), path: path}
+	}
+	peer := server
+	if raw != nil {
+		// Receive on a socket connected to the VIP: the real server answers
+		// from it; send the crafted datagram at the real server's MAC.
+		local := netip.MustParseAddrPort(probe.LocalAddr().String()).Addr()
+		probe.Close()
+		peer = netip.AddrPortFrom(t.vip.Addr(), server.Port())
+		if h.Port == 0 {
+			peer = t.vip
+		}
+		probe, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)), net.UDPAddrFromAddrPort(peer))
+		if err != nil {
+			return result{outcome: "socket: " + shortErr(err), path: path}
+		}
+	}
+	defer probe.Close()
+	local := netip.MustParseAddrPort(probe.LocalAddr().String())
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	replies := make(chan reply, replyQueue)
+	p.register(local, replies)
+	defer p.unregister(local)
+	go readLoop(probe, replies)
+
+	payload := udpPing
+	callID := ""
+	if h.Type == ipvs.CheckSIPOptions {
+		callID = newCallID(local.Addr())
+		payload = sipOptions(peer, local, callID)
+	}
+	send := func() error {
+		if raw != nil {
+			return raw.send(udpPacket(local, peer, payload), peer.Addr().Is6(), t.nextHop)
+		}
+		_, err := probe.Write(payload)
+		return err
+	}
+	ok, outcome := exchange(ctx, send, replies, judge(h, callID))
+	return result{ok: ok, outcome: outcome, path: path}
+}
