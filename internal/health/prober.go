@@ -309,7 +309,6 @@ func reason(r result, up bool, fails, oks int) string {
 	return r.outcome + " (" + strconv.Itoa(fails) + " in a row)"
 }
 
-
 // Status returns the prober's view of every checked real server, sorted by
 // service and server.
 func (p *Prober) Status() []Status {
