@@ -19,6 +19,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/neigh"
@@ -56,6 +57,11 @@ type Options struct {
 	// restored from at start.
 	SnapshotFile string
 	Logger       *slog.Logger
+	// MaxProbes bounds the health probes in flight (0 = the health
+	// package's default); NoHealth disables health checking altogether
+	// (configured checks are then never run and servers stay up).
+	MaxProbes int
+	NoHealth  bool
 }
 
 // Daemon is a running balancer.
@@ -74,6 +80,10 @@ type Daemon struct {
 	nextHops pipeline.NextHops
 	resolver *neigh.Resolver
 	debug    pipeline.DebugLog
+
+	prober     *health.Prober
+	tap        probeTap
+	stopProber context.CancelFunc
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -135,7 +145,7 @@ func Start(o Options) (*Daemon, error) {
 			d.backend.Close()
 			return nil, err
 		}
-		r := &dataplane.Runner{Queue: q, Worker: w}
+		r := &dataplane.Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w}
 		r.Prepare()
 		d.workers = append(d.workers, w)
 		d.runners = append(d.runners, r)
@@ -158,6 +168,9 @@ func Start(o Options) (*Daemon, error) {
 	}
 	d.wg.Add(1)
 	go d.resolveLoop()
+	if !o.NoHealth {
+		d.startProber()
+	}
 	if d.log.Enabled(context.Background(), DebugLevel) {
 		d.debug.SetEnabled(true)
 		d.wg.Add(1)
@@ -496,6 +509,9 @@ func (d *Daemon) Close() error {
 		} else {
 			d.log.Info("templates saved", "file", d.opts.SnapshotFile, "templates", n)
 		}
+	}
+	if d.stopProber != nil {
+		d.stopProber()
 	}
 	close(d.stop)
 	err := d.backend.Close()
