@@ -13,7 +13,7 @@ SHARED    ?= $(abspath ../shared)
 
 export XVS_SHARED := $(SHARED)
 
-.PHONY: all build test test-short bench bench-report fuzz lint demo clean help
+.PHONY: all build test test-short bench bench-report bench-e2e fuzz lint demo clean help
 
 all: build
 
@@ -39,6 +39,9 @@ bench: ## micro-benchmarks (packets/s and allocs/op beside same-run baselines)
 
 bench-report: ## run the benchmarks quoted in docs/performance.md into docs/bench/latest.txt
 	./scripts/bench-report.sh
+
+bench-e2e: build ## as root: end-to-end lab benchmark (full mode; BENCH_E2E_FLAGS= for the quick one) into docs/bench/e2e-latest.{json,md,svg}
+	./$(BIN)/xvslab bench --out docs/bench/e2e-latest $${BENCH_E2E_FLAGS---full}
 
 fuzz: ## run every fuzz target for FUZZTIME each (corpus in testdata/fuzz)
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \

@@ -13,26 +13,32 @@ const clockTick = 100
 
 // procCPU returns utime+stime of process pid in seconds.
 func procCPU(pid int) (float64, bool) {
+	u, s, ok := procUserSys(pid)
+	return u + s, ok
+}
+
+// procUserSys returns utime and stime of process pid in seconds.
+func procUserSys(pid int) (user, sys float64, ok bool) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0, false
+		return 0, 0, false
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')') // comm may hold spaces
 	if i < 0 {
-		return 0, false
+		return 0, 0, false
 	}
 	f := strings.Fields(s[i+1:])
 	// After ")": state(0) ppid(1) … utime(11) stime(12).
 	if len(f) < 13 {
-		return 0, false
+		return 0, 0, false
 	}
 	u, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return float64(u+st) / clockTick, true
+	return float64(u) / clockTick, float64(st) / clockTick, true
 }
 
 // nsPIDs lists the processes whose network namespace is ns (what
@@ -60,28 +66,31 @@ func nsPIDs(ns string) []int {
 // cpuSnap is the CPU time of the balancer's processes and of the machine.
 type cpuSnap struct {
 	procs   map[int]float64
+	user    map[int]float64
 	softirq float64 // machine-wide softirq seconds (/proc/stat)
 	busy    float64 // machine-wide non-idle seconds
 }
 
 func snapCPU(pids []int) cpuSnap {
-	s := cpuSnap{procs: map[int]float64{}}
+	s := cpuSnap{procs: map[int]float64{}, user: map[int]float64{}}
 	for _, p := range pids {
-		if c, ok := procCPU(p); ok {
-			s.procs[p] = c
+		if u, st, ok := procUserSys(p); ok {
+			s.procs[p] = u + st
+			s.user[p] = u
 		}
 	}
 	s.softirq, s.busy = machineCPU()
 	return s
 }
 
-// delta returns the balancer processes' CPU seconds, and the machine's
+// delta returns the balancer processes' CPU seconds (and the user part), and the machine's
 // softirq and busy seconds, between a and b.
-func (a cpuSnap) delta(b cpuSnap) (proc, softirq, busy float64) {
+func (a cpuSnap) delta(b cpuSnap) (proc, user, softirq, busy float64) {
 	for p, c := range b.procs {
 		proc += c - a.procs[p] // a process born in between counts whole
+		user += b.user[p] - a.user[p]
 	}
-	return proc, b.softirq - a.softirq, b.busy - a.busy
+	return proc, user, b.softirq - a.softirq, b.busy - a.busy
 }
 
 // machineCPU reads the aggregate "cpu" line of /proc/stat.

@@ -32,6 +32,7 @@ type Run1 struct {
 	// CPUSeconds: the balancer's processes (utime+stime), or for the
 	// kernel ceiling the machine's softirq time.
 	CPUSeconds              float64 `json:"cpu_seconds"`
+	UserSeconds             float64 `json:"user_cpu_seconds"`
 	SoftirqSecs             float64 `json:"machine_softirq_seconds"`
 	MachineSecs             float64 `json:"machine_busy_seconds"`
 	PktsPerCPUSecond        float64 `json:"pkts_per_cpu_second"`
@@ -52,6 +53,7 @@ type CandidateResult struct {
 	DeliveredPPS            float64 `json:"max_delivered_pps"`
 	Loss                    float64 `json:"loss_at_max"`
 	CPUSeconds              float64 `json:"cpu_seconds_per_second"`
+	UserSeconds             float64 `json:"user_cpu_seconds_per_second"`
 	PktsPerCPUSecond        float64 `json:"pkts_per_cpu_second"`
 	PktsPerMachineCPUSecond float64 `json:"pkts_per_machine_cpu_second"`
 	VsCeiling               float64 `json:"vs_ceiling"`
@@ -106,6 +108,7 @@ type Report struct {
 		SourcePorts     int     `json:"source_ports"`
 		PayloadBytes    int     `json:"payload_bytes"`
 		LatencyFraction float64 `json:"latency_fraction"`
+		Senders         int     `json:"senders"`
 	} `json:"settings"`
 	Candidates []CandidateResult `json:"candidates"`
 	Goals      []Goal            `json:"goals"`
@@ -129,7 +132,7 @@ func newReport(o Options) *Report {
 		r.Mode = "full"
 	}
 	r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls = o.Rounds, o.RunTime.Seconds(), o.Calls
-	r.Settings.SourcePorts, r.Settings.LatencyFraction = SourcePorts, o.LatencyFraction
+	r.Settings.SourcePorts, r.Settings.LatencyFraction, r.Settings.Senders = SourcePorts, o.LatencyFraction, o.Senders
 	r.Machine = Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg(), CPUModel: cpuModel(), Kernel: kernel(),
 		Description: "veth network-namespace lab (internal/lab): generator, router, balancer and sinks share the machine's CPUs"}
 	return r
@@ -259,9 +262,9 @@ func (r *Report) Markdown(svg string) string {
 	fmt.Fprintf(&b, "%s, %d CPUs (%s), kernel %s, %s; load average before %s, after %s; %.0f s.\n",
 		r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.Go,
 		r.Machine.LoadBefore, r.Machine.LoadAfter, r.Seconds)
-	fmt.Fprintf(&b, "%s. %d round(s) of %.1f s runs, candidates alternating; %d Call-IDs, %d-byte INVITEs from %d source ports; medians over rounds.\n\n",
-		r.Machine.Description, r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls, r.Settings.PayloadBytes, r.Settings.SourcePorts)
-	b.WriteString("| candidate | max pkt/s | loss at max | balancer CPU s/s | pkt per CPU s | pkt per machine CPU s | vs ceiling | latency at | loss there | p50 µs | p99 µs | p99.9 µs | affinity violations |\n")
+	fmt.Fprintf(&b, "%s. %d round(s) of %.1f s runs, candidates alternating; %d Call-IDs, %d-byte INVITEs from %d source ports, %d sending goroutines; medians over rounds.\n\n",
+		r.Machine.Description, r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls, r.Settings.PayloadBytes, r.Settings.SourcePorts, r.Settings.Senders)
+	b.WriteString("| candidate | max pkt/s | loss at max | balancer CPU s/s (user) | pkt per CPU s | pkt per machine CPU s | vs ceiling | latency at | loss there | p50 µs | p99 µs | p99.9 µs | affinity violations |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range r.Candidates {
 		if c.Skipped != "" || len(c.Saturation) == 0 {
@@ -272,8 +275,8 @@ func (r *Report) Markdown(svg string) string {
 			fmt.Fprintf(&b, "| %s | not measured: %s |||||||||||\n", c.Name, strings.ReplaceAll(why, "|", "/"))
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.2f %% | %.2f | %s | %s | %.2f | %s | %.3f %% | %.0f | %.0f | %.0f | %d |\n",
-			c.Name, kpps(c.DeliveredPPS), 100*c.Loss, c.CPUSeconds, kpps(c.PktsPerCPUSecond), kpps(c.PktsPerMachineCPUSecond), c.VsCeiling,
+		fmt.Fprintf(&b, "| %s | %s | %.2f %% | %.2f (%.2f) | %s | %s | %.2f | %s | %.3f %% | %.0f | %.0f | %.0f | %d |\n",
+			c.Name, kpps(c.DeliveredPPS), 100*c.Loss, c.CPUSeconds, c.UserSeconds, kpps(c.PktsPerCPUSecond), kpps(c.PktsPerMachineCPUSecond), c.VsCeiling,
 			kpps(c.LatencyRatePPS), 100*c.LatencyLoss, c.P50, c.P99, c.P999, c.Violations)
 	}
 	b.WriteString("\n| goal | target | this run | met | detail |\n|---|---|---|---|---|\n")
@@ -326,7 +329,7 @@ func (r *Report) Markdown(svg string) string {
 
 func methodNotes() []string {
 	return []string{
-		"max pkt/s: datagrams the real servers' sinks received per second while the generator sent as fast as it could (sendmmsg, 32 per call, one goroutine in the client namespace); loss = 1 − received/sent, counting every drop on the path (lab, balancer, sinks).",
+		"max pkt/s: datagrams the real servers' sinks received per second while the generator sent as fast as it could (sendmmsg, 32 per call, from the sending goroutines in the client namespace); loss = 1 − received/sent, counting every drop on the path (lab, balancer, sinks).",
 		"balancer CPU: utime+stime from /proc/PID/stat of every process in the balancer namespace (xvs, the naive proxy, Kamailio's processes) over the run; for the kernel ceiling, which has no process, the machine-wide softirq delta of /proc/stat (which also holds the generator's and sinks' softirq work: an over-estimate, so its pkt per CPU s is a lower bound). Softirq work done for a user-space balancer (XDP program, AF_XDP copy, socket receive) is not in its process time; pkt per machine CPU s divides by all busy CPU time of the machine (generator, router, sinks included) and is the column that charges everything.",
 		"latency: one-way, client to real server through the balancer, from a send timestamp in an X-Send-Time header (one clock: generator and sinks are goroutines of the harness) to the sink's recvmmsg return (taken once per batch), at the latency fraction of each round's max.",
 		"affinity: each sink finds the Call-ID with sipparse; a Call-ID that reached more than one real server in a run is a violation.",
@@ -338,7 +341,7 @@ func methodNotes() []string {
 // SVG renders two panels: delivered vs offered load for every run, and the
 // latency distribution (CDF) of the latency runs.
 func (r *Report) SVG() string {
-	const W, H = 1100, 470
+	const W, H = 1100, 520
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
@@ -409,8 +412,8 @@ func (r *Report) SVG() string {
 	// Legend.
 	for i, n := range names {
 		col := colors[i%len(colors)]
-		lx := 70.0 + float64(i%4)*255
-		ly := 440.0 + float64(i/4)*15
+		lx := 70.0 + float64(i%3)*340
+		ly := 458.0 + float64(i/3)*16
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="12" height="4" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n", lx, ly-4, col, lx+16, ly, esc(n))
 	}
 	b.WriteString("</svg>\n")

@@ -32,6 +32,9 @@ type Options struct {
 	LatencyFraction float64
 	// Only keeps the candidates whose name contains one of these strings.
 	Only []string
+	// Senders is how many goroutines send (default: one per CPU, so the
+	// generator is not the bottleneck; they compete with the balancer).
+	Senders int
 	// NoKamailio skips Kamailio even when it is installed.
 	NoKamailio bool
 	Log        io.Writer
@@ -40,7 +43,7 @@ type Options struct {
 // Quick and full mode settings.
 const (
 	quickRunTime = 1 * time.Second
-	fullRunTime  = 3 * time.Second
+	fullRunTime  = 2 * time.Second
 	fullRounds   = 3
 	// drainGap: a run ends when no sink has received anything for this
 	// long after the generator stopped (bounded by drainLimit).
@@ -50,7 +53,7 @@ const (
 
 // sweepFractions are the offered loads of the full mode's sweep, as
 // fractions of the fastest candidate's median maximum rate.
-var sweepFractions = []float64{0.1, 0.25, 0.5, 0.75, 0.9, 1.1}
+var sweepFractions = []float64{0.1, 0.3, 0.5, 0.7, 0.9}
 
 // candidates lists what a run measures, in the order of each round.
 func candidates(o Options, kamailio string) ([]Candidate, []string) {
@@ -116,6 +119,9 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	if o.Calls == 0 {
 		o.Calls = DefaultCalls
+	}
+	if o.Senders == 0 {
+		o.Senders = runtime.NumCPU()
 	}
 	if o.LatencyFraction == 0 {
 		o.LatencyFraction = 0.5
@@ -201,11 +207,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 				return nil, ctx.Err()
 			}
 			measure(cr, func(r *running) error {
-				sat := runOnce(l, r, gen, sinks, o.RunTime, 0)
+				sat := runOnce(l, r, gen, sinks, o.RunTime, 0, o.Senders)
 				sat.Round = round
 				cr.Saturation = append(cr.Saturation, sat)
 				rate := o.LatencyFraction * sat.DeliveredPPS
-				lat := runOnce(l, r, gen, sinks, o.RunTime, rate)
+				lat := runOnce(l, r, gen, sinks, o.RunTime, rate, o.Senders)
 				lat.Round = round
 				cr.Latency = append(cr.Latency, lat)
 				cr.latSamples = append(cr.latSamples, lat.samples...)
@@ -226,7 +232,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		for _, f := range sweepFractions {
 			for _, cr := range results {
 				measure(cr, func(r *running) error {
-					p := runOnce(l, r, gen, sinks, o.RunTime, f*top)
+					p := runOnce(l, r, gen, sinks, o.RunTime, f*top, o.Senders)
 					cr.Sweep = append(cr.Sweep, p)
 					logf(o.Log, "sweep %-28s offered %8.0f delivered %8.0f loss %.3f%%", cr.Name, p.OfferedPPS, p.DeliveredPPS, 100*p.Loss)
 					return nil
@@ -249,7 +255,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 func warmUp(gen *Generator, sinks []*Sink) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		gen.Run(100*time.Millisecond, 2000)
+		gen.Run(100*time.Millisecond, 2000, 1)
 		quiet(sinks, drainGap, drainLimit)
 		res := merge(sinks, 0)
 		if res.Received > 0 {
@@ -261,7 +267,7 @@ func warmUp(gen *Generator, sinks []*Sink) error {
 
 // runOnce offers load for d at rate (0: as fast as the generator can),
 // waits for the stragglers and measures.
-func runOnce(l *lab.Lab, r *running, gen *Generator, sinks []*Sink, d time.Duration, rate float64) Run1 {
+func runOnce(l *lab.Lab, r *running, gen *Generator, sinks []*Sink, d time.Duration, rate float64, senders int) Run1 {
 	var pids []int
 	if !r.softirq {
 		pids = nsPIDs(l.Balancer.NS)
@@ -269,12 +275,12 @@ func runOnce(l *lab.Lab, r *running, gen *Generator, sinks []*Sink, d time.Durat
 	merge(sinks, 0) // start clean
 	before := snapCPU(pids)
 	t0 := time.Now()
-	sent := gen.Run(d, rate)
+	sent := gen.Run(d, rate, senders)
 	el := time.Since(t0).Seconds()
 	quiet(sinks, drainGap, drainLimit)
 	after := snapCPU(pids)
 	res := merge(sinks, sent)
-	proc, soft, busy := before.delta(after)
+	proc, user, soft, busy := before.delta(after)
 	out := Run1{
 		RatePPS:      rate,
 		Seconds:      el,
@@ -286,6 +292,7 @@ func runOnce(l *lab.Lab, r *running, gen *Generator, sinks []*Sink, d time.Durat
 		Foreign:      res.Foreign,
 		PerSink:      res.PerSink,
 		CPUSeconds:   proc,
+		UserSeconds:  user,
 		SoftirqSecs:  soft,
 		MachineSecs:  busy,
 		samples:      res.lat,
@@ -324,6 +331,7 @@ func summarize(results []*CandidateResult) {
 		cr.DeliveredPPS = med(func(r Run1) float64 { return r.DeliveredPPS }, s)
 		cr.Loss = med(func(r Run1) float64 { return r.Loss }, s)
 		cr.CPUSeconds = med(func(r Run1) float64 { return r.CPUSeconds / r.Seconds }, s)
+		cr.UserSeconds = med(func(r Run1) float64 { return r.UserSeconds / r.Seconds }, s)
 		cr.PktsPerCPUSecond = med(func(r Run1) float64 { return r.PktsPerCPUSecond }, s)
 		cr.PktsPerMachineCPUSecond = med(func(r Run1) float64 { return r.PktsPerMachineCPUSecond }, s)
 		cr.LatencyRatePPS = med(func(r Run1) float64 { return r.RatePPS }, lt)

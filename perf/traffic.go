@@ -144,7 +144,6 @@ type Generator struct {
 	data  [][]byte
 	tsOff int
 	next  []int // per socket: next call index (≡ socket mod SourcePorts)
-	msgs  []ipv4.Message
 }
 
 // NewGenerator opens the generator's sockets in namespace ns.
@@ -153,10 +152,7 @@ func NewGenerator(ns string, src netip.Addr, vip netip.AddrPort, calls int) (*Ge
 	if err != nil {
 		return nil, err
 	}
-	g := &Generator{data: data, tsOff: off, msgs: make([]ipv4.Message, genBatch)}
-	for i := range g.msgs {
-		g.msgs[i].Buffers = make([][]byte, 1)
-	}
+	g := &Generator{data: data, tsOff: off}
 	err = lab.Do(ns, func() error {
 		for s := range SourcePorts {
 			c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(genPortBase+s))), net.UDPAddrFromAddrPort(vip))
@@ -184,12 +180,36 @@ func (g *Generator) Close() {
 	}
 }
 
-// Run sends for d at rate datagrams/s (0: as fast as it can) and returns
-// how many the kernel accepted.
-func (g *Generator) Run(d time.Duration, rate float64) uint64 {
-	var sent uint64
+// Run sends for d at rate datagrams/s in total (0: as fast as it can)
+// from senders goroutines, each owning a share of the sockets, and
+// returns how many datagrams the kernel accepted.
+func (g *Generator) Run(d time.Duration, rate float64, senders int) uint64 {
+	senders = max(1, min(senders, len(g.conns)))
+	var total atomic.Uint64
+	var wg sync.WaitGroup
 	start := time.Now()
-	sock := 0
+	for w := range senders {
+		var socks []int
+		for s := w; s < len(g.conns); s += senders {
+			socks = append(socks, s)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			total.Add(g.send(start, d, rate/float64(senders), socks))
+		}()
+	}
+	wg.Wait()
+	return total.Load()
+}
+
+func (g *Generator) send(start time.Time, d time.Duration, rate float64, socks []int) uint64 {
+	msgs := make([]ipv4.Message, genBatch)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	var sent uint64
+	k := 0
 	for {
 		el := time.Since(start)
 		if el >= d {
@@ -205,6 +225,8 @@ func (g *Generator) Run(d time.Duration, rate float64) uint64 {
 			}
 			n = int(min(int64(genBatch), due-int64(sent)))
 		}
+		sock := socks[k%len(socks)]
+		k++
 		ts := now()
 		for i := range n {
 			idx := g.next[sock]
@@ -214,16 +236,15 @@ func (g *Generator) Run(d time.Duration, rate float64) uint64 {
 			}
 			b := g.data[idx]
 			putTS(b[g.tsOff:], ts)
-			g.msgs[i].Buffers[0] = b
+			msgs[i].Buffers[0] = b
 		}
-		k, err := g.conns[sock].WriteBatch(g.msgs[:n], 0)
-		if k > 0 {
-			sent += uint64(k)
+		w, err := g.conns[sock].WriteBatch(msgs[:n], 0)
+		if w > 0 {
+			sent += uint64(w)
 		}
 		if err != nil {
 			time.Sleep(50 * time.Microsecond) // ENOBUFS and the like: back off, the datagram was not sent
 		}
-		sock = (sock + 1) % len(g.conns)
 	}
 }
 

@@ -26,12 +26,13 @@ func benchCommand(bin string) *cli.Command {
 		Usage: "end-to-end benchmark in the lab: xvs (AF_XDP, raw) vs a naive Go proxy, Kamailio and the kernel; JSON, markdown and SVG reports",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "xvs", Value: filepath.Join(bin, "xvs"), Usage: "the xvs binary"},
-			&cli.BoolFlag{Name: "full", Usage: "documentation run: 3 rounds of 3 s, offered-load sweep, 2-queue scaling (default: quick, under 2 minutes)"},
+			&cli.BoolFlag{Name: "full", Usage: "documentation run: 3 rounds of 2 s, offered-load sweep, 2-queue scaling (default: quick, under 2 minutes)"},
 			&cli.IntFlag{Name: "rounds", Usage: "rounds (0 = the mode's default)"},
 			&cli.DurationFlag{Name: "run-time", Usage: "length of each run (0 = the mode's default)"},
 			&cli.IntFlag{Name: "calls", Usage: "distinct Call-IDs (0 = 10000)"},
 			&cli.Float64Flag{Name: "latency-fraction", Value: 0.5, Usage: "latency is measured at this fraction of each candidate's maximum rate"},
 			&cli.StringSliceFlag{Name: "only", Usage: "measure only candidates whose name contains this (repeatable; the ceiling always runs)"},
+			&cli.IntFlag{Name: "senders", Usage: "generator goroutines (0 = one per CPU)"},
 			&cli.BoolFlag{Name: "no-kamailio", Usage: "skip Kamailio even when installed"},
 			&cli.StringFlag{Name: "out", Value: "docs/bench/e2e-latest", Usage: "report path without extension (.json, .md, .svg are written)"},
 		},
@@ -48,7 +49,7 @@ func benchCommand(bin string) *cli.Command {
 			start := time.Now()
 			rep, err := perf.Run(ctx, perf.Options{XVS: c.String("xvs"), Self: self, Full: c.Bool("full"), Rounds: c.Int("rounds"),
 				RunTime: c.Duration("run-time"), Calls: c.Int("calls"), LatencyFraction: c.Float64("latency-fraction"),
-				Only: c.StringSlice("only"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr})
+				Only: c.StringSlice("only"), Senders: c.Int("senders"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr})
 			if err != nil {
 				if errors.Is(err, lab.ErrNotRoot) {
 					return cli.Exit(err.Error(), 3)
