@@ -33,6 +33,8 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "conns", Usage: "connections per worker (0 = 262144)"},
 			&cli.StringFlag{Name: "snapshot", Usage: "save templates here on shutdown and restore them at start"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
+			&cli.IntFlag{Name: "health-max-probes", Usage: "health probes in flight at most (0 = 64); checks are configured per service with xvsadm --health-check"},
+			&cli.BoolFlag{Name: "no-health", Usage: "run no health checks (configured checks are kept but not probed; servers stay up)"},
 		},
 		Action: runDaemon,
 	}
@@ -51,6 +53,7 @@ func runDaemon(c *cli.Context) error {
 		Iface: c.String("iface"), Rules: c.String("rules"), Mode: c.String("mode"),
 		XDPMode: c.String("xdp-mode"), ZeroCopy: c.String("zerocopy"), Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"), Logger: log,
+		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"),
 	})
 	if err != nil {
 		return err

@@ -59,6 +59,12 @@ var (
 	destInactive = desc("server_inactive_connections", "Other connections of the real server, every UDP one (ipvsadm InActConn).", destLabels...)
 	destPersist  = desc("server_persistent_templates", "Live persistence templates pointing at the real server (ipvsadm PersistConn).", destLabels...)
 	destWeight   = desc("server_weight", "Configured weight of the real server (0: quiesced).", destLabels...)
+	destDraining = desc("server_draining", "1 while the real server is drained with xvsadm --drain (weight 0, live calls kept until idle).", destLabels...)
+
+	healthUp          = desc("health_up", "1 when the real server passes its health check, 0 when it is down (only checked servers).", destLabels...)
+	healthTransitions = desc("health_transitions_total", "Health state changes of the real server, by new state.", append(destLabels, "to")...)
+	healthProbes      = desc("health_probes_total", "Health probes completed for the real server.", destLabels...)
+	healthRTT         = desc("health_probe_latency_seconds", "Round-trip time of the real server's last successful health probe.", destLabels...)
 
 	frames     = desc("frames_total", "Frames handled by a worker, by the reason of their verdict.", "worker", "reason", "verdict")
 	decode     = desc("decode_drops_total", "Frames a worker dropped as undecodable, by the decoder's reason.", "worker", "reason")
@@ -112,6 +118,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		svcConns, svcInPkts, svcOutPkts, svcInBytes, svcOutBytes,
 		destConns, destInPkts, destOutPkts, destInBytes, destOutBytes, destActive, destInactive, destPersist, destWeight,
+		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
 		frames, decode, peStatus, peFallback, peStrict, sharedFull,
 		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info,
@@ -133,6 +140,10 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var hs map[control.HealthKey]control.DestHealth
+	if hr, ok := c.src.(control.HealthReporter); ok {
+		hs = hr.Health()
+	}
 	if s := c.src.Snapshot(); s != nil {
 		for _, svc := range s.Services() {
 			proto := strings.ToLower(svc.Key.Protocol.String())
@@ -155,6 +166,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(ch, destInactive, float64(max(ds.InactConns, 0)), proto, name, server)
 				gauge(ch, destPersist, float64(max(ds.PersistConns, 0)), proto, name, server)
 				gauge(ch, destWeight, float64(d.Weight), proto, name, server)
+				gauge(ch, destDraining, b2f(d.Draining), proto, name, server)
+				if svc.Check == nil {
+					continue
+				}
+				gauge(ch, healthUp, b2f(!d.Down), proto, name, server)
+				h, ok := hs[control.HealthKey{Service: svc.Key, Server: d.Addr}]
+				if !ok {
+					continue
+				}
+				counter(ch, healthTransitions, h.TransitionsUp, proto, name, server, "up")
+				counter(ch, healthTransitions, h.TransitionsDown, proto, name, server, "down")
+				counter(ch, healthProbes, h.Probes, proto, name, server)
+				gauge(ch, healthRTT, h.RTT.Seconds(), proto, name, server)
 			}
 		}
 	}
@@ -195,6 +219,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(ch, queueCounters[queueFields[j].name], v, queue)
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // addrPort renders a service as "10.0.0.1:5060" or "[2001:db8::1]:5060".
