@@ -383,6 +383,11 @@ func (r *Report) SVG() string {
 	// Panel 2: latency CDF, log x.
 	x1 := 570.0
 	lo, hi := 1.0, 10.0
+	for i := range r.Candidates {
+		if r.Candidates[i].latCDF == nil { // a report read back from JSON
+			r.Candidates[i].latCDF = r.Candidates[i].LatencyCDF
+		}
+	}
 	for _, c := range r.Candidates {
 		for _, v := range c.latCDF {
 			if v > 0 {
