@@ -15,6 +15,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/packet"
 )
@@ -195,5 +196,18 @@ func TestProbeTap(t *testing.T) {
 	waitSent(t, q, 4)
 	if st := q.Stats(); st.Recycled != 3 {
 		t.Fatalf("queue %+v", st)
+	}
+}
+
+// The tap wrapper keeps the backend queue's optional interfaces.
+func TestTapQueueKeepsCopyTransmitter(t *testing.T) {
+	q := dataplane.NewMemQueue(packet.LinkRaw)
+	var w dataplane.Queue = &tapQueue{Queue: q, tap: &probeTap{}}
+	ct, ok := w.(dataplane.CopyTransmitter)
+	if !ok {
+		t.Fatal("tapQueue hides CopyTransmitter")
+	}
+	if n, err := ct.TransmitCopies([][]byte{{0x45}}); n != 1 || err != nil || len(q.Sent()) != 1 {
+		t.Fatalf("TransmitCopies: %d %v", n, err)
 	}
 }

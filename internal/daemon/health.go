@@ -132,6 +132,17 @@ func (q *tapQueue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 	return nil
 }
 
+// TransmitCopies passes the worker's extra frames (held fragments) to the
+// backend queue when it can send them (dataplane.CopyTransmitter), so that
+// the wrapper hides nothing of the queue.
+func (q *tapQueue) TransmitCopies(frames [][]byte) (int, error) {
+	ct, ok := q.Queue.(dataplane.CopyTransmitter)
+	if !ok {
+		return 0, nil // none sent: counted as unsent, as without the wrapper
+	}
+	return ct.TransmitCopies(frames)
+}
+
 // Transmit gives the held-back frames back with the batch.
 func (q *tapQueue) Transmit(b *dataplane.Batch) error {
 	if q.hidden > 0 {
