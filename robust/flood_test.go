@@ -304,8 +304,11 @@ func runFlood(t *testing.T, c floodCase) {
 		res.floodPkts, res.floodNs, 1e3/res.floodNs, res.floodPkts/(c.capacity*c.workers))
 	t.Logf("  live dialogs kept their real server: %d/%d (%.3f%%); %d live datagrams during the flood",
 		res.liveKept, res.liveTotal, pct(res.liveKept, res.liveTotal), res.livePkts)
-	t.Logf("  good traffic ns/pkt: %.0f before, %.0f during (%.2f×), %.0f after the flood",
-		res.liveNsBase, res.liveNsFlood, res.liveNsFlood/res.liveNsBase, res.liveNsAfter)
+	// The baseline is the better of before and after: the machine is shared,
+	// and a neighbour's burst must not pass for the flood's cost.
+	baseNs := min(res.liveNsBase, res.liveNsAfter)
+	t.Logf("  good traffic ns/pkt: %.0f before, %.0f during, %.0f after the flood (%.2f× the better of before and after)",
+		res.liveNsBase, res.liveNsFlood, res.liveNsAfter, res.liveNsFlood/baseNs)
 	if c.newEvery > 0 {
 		t.Logf("  new calls during the flood (INVITE, ACK +%v, BYE +%v%s): %d/%d kept their server (%.1f%%)",
 			c.ackGap, c.byeGap, map[bool]string{true: ", 100 Trying through the balancer", false: ""}[c.trying],
@@ -345,7 +348,10 @@ func runFlood(t *testing.T, c floodCase) {
 		if res.liveKept != res.liveTotal {
 			t.Errorf("%d of %d live dialogs lost their real server", res.liveTotal-res.liveKept, res.liveTotal)
 		}
-		if !c.overflow && st.EvictedProtected != 0 {
+		// Without the 100 Trying, only the live dialogs are ever used twice:
+		// none of them may be evicted. (With it, new calls' templates become
+		// protected too, and ended calls' are evicted after MinProtectedIdle.)
+		if !c.overflow && !c.trying && st.EvictedProtected != 0 {
 			t.Errorf("%d protected (live) templates evicted", st.EvictedProtected)
 		}
 	}
@@ -360,7 +366,7 @@ func runFlood(t *testing.T, c floodCase) {
 	}
 	// Good traffic must not become pathologically slow (a loose bound: the
 	// machine is shared; the figure is the measurement).
-	if res.liveNsFlood > 20*res.liveNsBase+5000 {
-		t.Errorf("good traffic %.0f ns/pkt during the flood against %.0f before", res.liveNsFlood, res.liveNsBase)
+	if res.liveNsFlood > 20*baseNs+5000 {
+		t.Errorf("good traffic %.0f ns/pkt during the flood against %.0f alone", res.liveNsFlood, baseNs)
 	}
 }
