@@ -1,7 +1,6 @@
 package robust
 
 import (
-	"os"
 	"testing"
 
 	"github.com/xvs-lb/xvs/internal/pipeline"
@@ -18,11 +17,9 @@ import (
 // burst fills the shared index with one-off keys for a whole persistence
 // timeout (60 s here); every new call in that window fails to publish
 // (shared_index_full) and its ACK is scheduled afresh on the other worker.
-// With rr two calls in three then split. Run with XVS_ROBUST_BUGS=1.
+// With rr two calls in three split before the shared index learnt to evict
+// entries nobody uses (table.Shared, usedMark); now none may.
 func TestSharedIndexBurst(t *testing.T) {
-	if os.Getenv("XVS_ROBUST_BUGS") != "1" {
-		t.Skip("bug: a burst of one-off Call-IDs fills table.Shared for a whole persistence timeout; new calls then lose cross-worker persistence (run with XVS_ROBUST_BUGS=1)")
-	}
 	const capacity = 20_000
 	b := newBalancer(t, 2, capacity, serviceRules("rr", "-g"))
 	const B = pipeline.MaxBatch

@@ -2,6 +2,7 @@ package table
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync/atomic"
 )
@@ -34,8 +35,9 @@ import (
 // advisory: a stale read can only shorten or lengthen a lifetime by one
 // owner change.
 type Shared struct {
-	slots []sharedSlot
-	locks []sharedLock
+	slots   []sharedSlot
+	locks   []sharedLock
+	evicted atomic.Uint64 // live entries replaced by InsertIfAbsent (miss path only)
 }
 
 type sharedSlot struct {
@@ -114,7 +116,7 @@ func (s *Shared) find(h uint64, now int64) (*sharedSlot, uint64) {
 			continue
 		}
 		v := sl.val.Load()
-		if uint32(v) != uint32(h>>32) || sl.exp.Load() <= now {
+		if uint32(v) != uint32(h>>32) || sl.exp.Load()&^usedMark <= now {
 			continue
 		}
 		return sl, v
@@ -126,17 +128,37 @@ func (s *Shared) find(h uint64, now int64) (*sharedSlot, uint64) {
 func (s *Shared) Get(h uint64, now int64) (DestID, bool) {
 	h = sharedKey(h)
 	if sl, v := s.find(h, now); sl != nil {
+		mark(&sl.exp)
 		return DestID(v >> 32), true
 	}
 	return 0, false
 }
 
+// An entry's expiry word carries, in its lowest bit, a "used" mark: set when
+// a worker republishes the entry (Refresh) or finds it from another worker
+// (Get). One-off keys — a burst of new Call-IDs, each sent once — never get
+// it, so when a probe window is full InsertIfAbsent replaces an unmarked
+// entry first and keeps live dialogs' entries. One nanosecond of expiry is
+// the price.
+const usedMark = 1
+
+func mark(a *atomic.Int64) {
+	for {
+		o := a.Load()
+		if o&usedMark != 0 || a.CompareAndSwap(o, o|usedMark) {
+			return
+		}
+	}
+}
+
 // InsertIfAbsent publishes dest for h until expires unless a live entry
 // exists. It returns the destination every worker will use — dest if this
-// call inserted it, else the existing one — and inserted. ok is false only
-// when the probe window holds no free or expired slot; the caller then keeps
-// its own choice (persistence across workers is not guaranteed for that key,
-// and the caller should count it).
+// call inserted it, else the existing one — and inserted. When the key's
+// probe window holds no free or expired slot, the live entry that expires
+// first is replaced (Evictions counts it). ok is false only if a concurrent
+// change leaves no candidate at all; the caller then keeps its own choice
+// (persistence across workers is not guaranteed for that key, and the caller
+// should count it).
 func (s *Shared) InsertIfAbsent(h uint64, dest DestID, expires, now int64) (winner DestID, inserted, ok bool) {
 	h = sharedKey(h)
 	home := s.home(h)
@@ -150,36 +172,61 @@ func (s *Shared) InsertIfAbsent(h uint64, dest DestID, expires, now int64) (winn
 	defer lk.Store(0)
 	for {
 		// Under the stripe lock nobody else inserts h, so one scan decides.
-		var free *sharedSlot
-		var freeKey uint64
+		var free, victim *sharedSlot
+		var freeKey, victimKey uint64
+		victimExp := int64(math.MaxInt64)
+		victimUsed := true
 		for i := range sharedProbe {
 			sl := s.at(home, i)
 			k := sl.key.Load()
+			raw := sl.exp.Load()
+			exp := raw &^ usedMark
 			if k == h {
 				v := sl.val.Load()
-				if uint32(v) == uint32(h>>32) && sl.exp.Load() > now {
+				if uint32(v) == uint32(h>>32) && exp > now {
 					return DestID(v >> 32), false, true
 				}
 			}
-			if free == nil && (k == 0 || sl.exp.Load() <= now) {
+			if free == nil && (k == 0 || exp <= now) {
 				free, freeKey = sl, k
+			}
+			// The eviction candidate: an unused entry before a used one,
+			// then the one that expires first.
+			if used := raw&usedMark != 0; k != 0 && (victim == nil || (!used && victimUsed) || (used == victimUsed && exp < victimExp)) {
+				victim, victimKey, victimExp, victimUsed = sl, k, exp, used
 			}
 			if k == 0 {
 				break
 			}
 		}
+		evict := false
 		if free == nil {
-			return dest, false, false
+			// The probe window is full of live entries: replace the one
+			// least likely to be a live dialog (see usedMark), so that
+			// under a burst of new Call-IDs new calls keep their
+			// cross-worker persistence. A worker that already holds a local
+			// template for the evicted key keeps using it.
+			if victim == nil {
+				return dest, false, false
+			}
+			free, freeKey, evict = victim, victimKey, true
 		}
 		// Another stripe's inserter may claim the same slot: CAS decides.
 		if !free.key.CompareAndSwap(freeKey, h) {
 			continue
 		}
-		free.exp.Store(expires)
+		free.exp.Store(expires &^ usedMark)
 		free.val.Store(sharedVal(h, dest))
+		if evict {
+			s.evicted.Add(1)
+		}
 		return dest, true, true
 	}
 }
+
+// Evictions counts live entries InsertIfAbsent replaced because their probe
+// window was full (a burst of new keys larger than the index).
+func (s *Shared) Evictions() uint64 { return s.evicted.Load() }
 
 // Replace swaps the destination for h from old to dest (the caller found
 // old invalid, e.g. its real server was removed, and rescheduled). If
@@ -199,7 +246,8 @@ func (s *Shared) Replace(h uint64, old, dest DestID, expires, now int64) (DestID
 			return DestID(v >> 32), true
 		}
 		if sl.val.CompareAndSwap(v, sharedVal(h, dest)) {
-			raise(&sl.exp, expires)
+			raise(&sl.exp, expires|usedMark)
+			mark(&sl.exp)
 			return dest, true
 		}
 	}
@@ -216,7 +264,8 @@ func (s *Shared) Refresh(h uint64, expires, now int64) bool {
 	if sl == nil {
 		return false
 	}
-	raise(&sl.exp, expires)
+	raise(&sl.exp, expires|usedMark)
+	mark(&sl.exp)
 	return true
 }
 

@@ -119,3 +119,50 @@ func TestSharedNoAllocs(t *testing.T) {
 		t.Fatalf("%v allocs", a)
 	}
 }
+
+// A burst of new keys larger than the index must not lock new keys out for a
+// whole timeout: when a key's probe window is full of live entries, an entry
+// nobody republished or looked up is replaced first, so entries of live
+// dialogs (republished) survive a burst of one-off keys.
+func TestSharedEvictsUnusedFirst(t *testing.T) {
+	const capacity = 64
+	s, err := NewShared(capacity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const now, timeout = int64(1e9), int64(60e9)
+	// A live dialog, republished (Refresh) as the burst goes on.
+	live := uint64(0xfeedface12345678)
+	if _, ins, ok := s.InsertIfAbsent(live, 7, now+timeout, now); !ins || !ok {
+		t.Fatal("live key not inserted")
+	}
+	// A burst of one-off keys, 20× the capacity, each published once and
+	// never refreshed, while the live key is refreshed every 100 keys.
+	failed := 0
+	for i := range 20 * capacity {
+		t0 := now + int64(i)*1e6
+		k := uint64(i+1)*0x9e3779b97f4a7c15 | 1
+		if _, _, ok := s.InsertIfAbsent(k, DestID(1+i%3), t0+timeout, t0); !ok {
+			failed++
+		}
+		if i%100 == 0 {
+			s.Refresh(live, t0+timeout, t0)
+		}
+	}
+	if failed != 0 {
+		t.Fatalf("%d of %d new keys could not be published", failed, 20*capacity)
+	}
+	if s.Evictions() == 0 {
+		t.Fatal("no evictions counted")
+	}
+	end := now + int64(20*capacity)*1e6
+	if d, ok := s.Get(live, end); !ok || d != 7 {
+		t.Fatalf("the republished live key was evicted by one-off keys (%v, %v)", d, ok)
+	}
+	// The most recent one-off key is there; the earliest ones are gone.
+	n := uint64(20 * capacity)
+	last := n*0x9e3779b97f4a7c15 | 1
+	if _, ok := s.Get(last, end); !ok {
+		t.Fatal("the newest key is missing")
+	}
+}
