@@ -130,6 +130,7 @@ type Worker struct {
 	redecideSlot int32  // the held copy of its first fragment
 	reasmPayload []byte // its UDP payload
 	replyVIP     netip.AddrPort
+	preparing    bool             // in prepare: fragments' decisions wait for complete
 	icmpErr      packet.ICMPError // the ICMP error being decided (icmp.go)
 }
 
@@ -170,17 +171,21 @@ const MaxBatch = 64
 
 // slot is one frame's state between the passes of a batch.
 type slot struct {
-	p       packet.Parsed
-	svc     *ipvs.Service
-	done    bool // decided in prepare (pass, drop)
-	frag    bool // a non-first fragment, decided in complete (in frame order)
-	wait    bool // a first fragment without a key: held in complete for reassembly
-	icmp    bool // an ICMP message, decided in complete
-	keyed   bool // key and h hold the template key and its hash
-	key     table.TemplateKey
-	h       uint64
-	pkt     pe.Packet
-	scratch [pe.MaxDataLen]byte // the engine's key buffer (pe.Engine.Fill)
+	p    packet.Parsed
+	svc  *ipvs.Service
+	done bool // decided in prepare (pass, drop)
+	frag bool // a non-first fragment, decided in complete (in frame order)
+	wait bool // a first fragment without a key: held in complete for reassembly
+	icmp bool // an ICMP message, decided in complete
+	// deferred: a fragment decided in prepare; its decision enters the
+	// fragment table in complete, in frame order.
+	deferred bool
+	pending  Reason
+	keyed    bool // key and h hold the template key and its hash
+	key      table.TemplateKey
+	h        uint64
+	pkt      pe.Packet
+	scratch  [pe.MaxDataLen]byte // the engine's key buffer (pe.Engine.Fill)
 }
 
 // NewWorker allocates a worker and its tables. The tables' memory is fixed
@@ -379,8 +384,9 @@ func (w *Worker) Process(frame []byte, link packet.LinkType, d *Decision) {
 // one-packet persistent service, the template key and its hash.
 func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decision) {
 	*d = Decision{}
-	s.svc, s.done, s.keyed, s.frag, s.wait, s.icmp = nil, true, false, false, false, false
+	s.svc, s.done, s.keyed, s.frag, s.wait, s.icmp, s.deferred = nil, true, false, false, false, false, false
 	w.cur = s
+	w.preparing = true
 	w.local.Frames++
 	p := &s.p
 	r := p.Decode(frame, link)
@@ -437,7 +443,12 @@ func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decisio
 // complete is a frame's last pass: connection and template lookups,
 // scheduling, rewrite.
 func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
+	w.preparing = false
 	if s.done {
+		if s.deferred {
+			w.cur = s
+			w.finish(d, s.pending, frame)
+		}
 		return
 	}
 	w.cur = s
@@ -945,9 +956,17 @@ func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason
 // finish records the decision's reason.
 func (w *Worker) finish(d *Decision, r Reason, frame []byte) {
 	d.Reason = r
-	if w.cur.p.Fragmented && w.fragFinish(d, r) {
-		w.local.Frag.Reassembled[r]++ // a reassembled datagram, not a frame
-		return
+	if w.cur.p.Fragmented {
+		if w.preparing {
+			// Enter it in the fragment table in complete, after the
+			// frames before it.
+			w.cur.deferred, w.cur.pending = true, r
+			return
+		}
+		if w.fragFinish(d, r) {
+			w.local.Frag.Reassembled[r]++ // a reassembled datagram, not a frame
+			return
+		}
 	}
 	w.local.Reasons[r]++
 	if r == ReasonMalformed || r == ReasonFragment {
