@@ -8,6 +8,10 @@ PKGS      := ./...
 # they also run under the race detector in `make test`.
 RACE_PKGS ?= ./table/... ./internal/...
 FUZZTIME  ?= 20s
+# CI fuzzes the per-packet parsers and the whole decision for a bounded
+# time on every run (the committed corpora also run as ordinary tests).
+FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision
+FUZZTIME_CI ?= 15s
 BENCHTIME ?= 1s
 SHARED    ?= $(abspath ../shared)
 
@@ -30,6 +34,10 @@ test: lint build ## lint, then every test (root-only tests run when root), race 
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS) >/dev/null
+	@set -e; for t in $(FUZZ_CI); do \
+	  echo "== fuzz $${t#*:} in $${t%%:*} ($(FUZZTIME_CI))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME_CI) -fuzzminimizetime 2s $${t%%:*}; \
+	done
 
 test-short: ## unit tests only, no race detector
 	$(GO) test -count=1 -short $(PKGS)
@@ -47,7 +55,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (corpus in testdata/fuzz)
 	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; \
 	  done; \
 	done
 
