@@ -352,6 +352,60 @@ func (q *Queue) Transmit(b *dataplane.Batch) error {
 	return nil
 }
 
+var _ dataplane.CopyTransmitter = (*Queue)(nil)
+
+// TransmitCopies implements dataplane.CopyTransmitter: each frame (a copy
+// the worker owns, such as a held fragment) is copied into a UMEM frame
+// taken from the free stack (free → tx in the ownership tracker; it comes
+// back through the completion ring like any transmitted frame) and put on
+// the TX ring, in order, with the same need_wakeup kick as Transmit. A
+// frame that finds no free UMEM frame or no room on the TX ring, is empty,
+// or is larger than a UMEM frame is counted in TxDropped. The slices are
+// only read during the call. It returns how many frames it queued.
+func (q *Queue) TransmitCopies(frames [][]byte) (int, error) {
+	if len(frames) == 0 {
+		return 0, nil
+	}
+	// busy keeps Close from unmapping the UMEM under the copies; a caller
+	// may also hold a batch (busy already 1), which stays held.
+	prev := q.busy.Swap(1)
+	defer q.busy.Store(prev)
+	if q.closed.Load() {
+		return 0, dataplane.ErrClosed
+	}
+	q.reap() // completions first: they refill the free stack
+	room := q.tx.free(uint32(len(frames)))
+	var sent, bytes uint64
+	for _, f := range frames {
+		if room == 0 {
+			break // a full TX ring: the rest are dropped
+		}
+		l := uint64(len(f))
+		if l == 0 || l > q.frameSize {
+			continue
+		}
+		i, ok := q.frames.pop(OwnerTx)
+		if !ok {
+			break // no free frame: the rest are dropped too
+		}
+		addr := uint64(i) << q.shift
+		copy(q.umem[addr:addr+l], f)
+		*q.tx.desc(q.tx.local) = unix.XDPDesc{Addr: addr, Len: uint32(l)}
+		q.tx.local++
+		room--
+		sent++
+		bytes += l
+	}
+	if sent > 0 {
+		q.tx.submit()
+		q.kick()
+	}
+	q.txFrames.Add(sent)
+	q.txBytes.Add(bytes)
+	q.txDropped.Add(uint64(len(frames)) - sent)
+	return int(sent), nil
+}
+
 // Stats implements dataplane.Queue; the ring statistics come from the
 // kernel (XDP_STATISTICS).
 func (q *Queue) Stats() dataplane.QueueStats {
