@@ -355,16 +355,28 @@ func (q *queue) Transmit(b *dataplane.Batch) error {
 		bytes += uint64(len(f))
 		k++
 	}
+	_, err := q.send(k)
+	q.txBytes.Add(bytes)
+	return err
+}
+
+// send transmits the first k prepared messages (txIov[:k]) with sendmmsg:
+// one call unless the kernel takes part of them; a frame the kernel refuses
+// is counted in TxDropped and skipped. It returns how many frames left and
+// clears the iovecs. The caller holds q.mu.
+func (q *queue) send(k int) (ok int, err error) {
 	sent := 0
 	for tries := 0; sent < k && tries <= k; tries++ {
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(q.fd), uintptr(unsafe.Pointer(&q.txHdr[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case errno == 0:
 			sent += int(r)
+			ok += int(r)
 			q.tx.Add(uint64(r))
 		case errno == unix.EINTR:
 		case errno == unix.EBADF:
-			return fmt.Errorf("rawsock: sendmmsg: %w", errno)
+			err = fmt.Errorf("rawsock: sendmmsg: %w", errno)
+			sent = k
 		default: // EAGAIN, ENOBUFS, ENETDOWN, EMSGSIZE…: drop that frame
 			q.txDropped.Add(1)
 			sent++
@@ -373,11 +385,53 @@ func (q *queue) Transmit(b *dataplane.Batch) error {
 	if sent < k {
 		q.txDropped.Add(uint64(k - sent))
 	}
-	q.txBytes.Add(bytes)
 	for i := range k {
 		q.txIov[i].Base = nil // keep no frame alive
 	}
-	return nil
+	return ok, err
+}
+
+var _ dataplane.CopyTransmitter = (*queue)(nil)
+
+// TransmitCopies implements dataplane.CopyTransmitter: the frames (copies
+// the worker owns, such as held fragments) leave in order with one
+// sendmmsg per dataplane.MaxBatch of them; the kernel copies them out, so
+// the slices are the caller's again when it returns. An empty frame or one
+// the kernel refuses is counted in TxDropped. It returns how many were
+// sent.
+func (q *queue) TransmitCopies(frames [][]byte) (int, error) {
+	if len(frames) == 0 {
+		return 0, nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed.Load() {
+		return 0, dataplane.ErrClosed
+	}
+	total := 0
+	for len(frames) > 0 {
+		chunk := frames[:min(len(frames), len(q.txIov))]
+		frames = frames[len(chunk):]
+		k := 0
+		var bytes uint64
+		for _, f := range chunk {
+			if len(f) == 0 {
+				q.txDropped.Add(1)
+				continue
+			}
+			q.txIov[k].Base = &f[0]
+			q.txIov[k].SetLen(len(f))
+			bytes += uint64(len(f))
+			k++
+		}
+		n, err := q.send(k)
+		total += n
+		q.txBytes.Add(bytes)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // Stats implements dataplane.Queue. RxDropped counts frames the kernel
