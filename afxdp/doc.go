@@ -11,11 +11,23 @@
 // IPv4 (with options) or IPv6 (skipping up to two hop-by-hop, routing or
 // destination-options headers) and looks the packet up in a hash map per
 // family: {UDP/TCP, VIP, port}, then {proto, VIP, 0} for port-0 services,
-// then {proto, source, source port} for NAT real servers; an IP fragment
-// (IPv4 MF/offset, IPv6 fragment header) matches {VIP} alone and goes to the
-// worker, which decides. A match is bpf_redirect_map(xsks, rx_queue_index,
-// XDP_PASS); everything else — ARP, ICMP, SSH, the host's own traffic — is
-// XDP_PASS untouched. Backend.Update rewrites the maps in place (additions
+// then {proto, source, source port} for NAT real servers. An IP fragment
+// (IPv4 MF/offset, IPv6 fragment header) to a VIP address matches {VIP}
+// alone; a first fragment (offset 0) otherwise goes through the port
+// lookups, so a NAT real server's fragmented reply starts by its source
+// port; a later fragment, which has no ports, matches the per-family set
+// of NAT real-server addresses (every address of Filter.RealServers), so
+// the rest of that reply follows — and so do later fragments of anything
+// else such an address sends through the balancer, which the worker cannot
+// hand back: a frame redirected to AF_XDP never reaches the kernel. ICMPv4
+// type 3 code 4 ("fragmentation needed") and ICMPv6 type 2 ("packet too
+// big") to a VIP address are steered too (path-MTU discovery for balanced
+// flows; the worker finds the owner from the quoted header). A match is
+// bpf_redirect_map(xsks, rx_queue_index, XDP_PASS); everything else — ARP,
+// other ICMP (echo, unreachable, neighbour discovery), SSH, the host's own
+// traffic — is XDP_PASS untouched. All keys live in one hash map per
+// family, tagged by kind (service, real server, VIP address, real-server
+// address). Backend.Update rewrites the maps in place (additions
 // before removals) with the program attached. A per-CPU array counts
 // steered and passed frames (Backend.FilterStats). The program is attached
 // through a BPF link, which the kernel removes when the process dies, so a
@@ -43,7 +55,11 @@
 // free stack, and reads up to 64 RX descriptors as views into the UMEM;
 // the worker rewrites them in place; Transmit puts the frames marked Send
 // on the TX ring as the same UMEM frames (zero copy) and the others back on
-// the fill ring. Sockets are bound with XDP_USE_NEED_WAKEUP: sendto only
+// the fill ring. TransmitCopies (dataplane.CopyTransmitter) sends frames
+// the worker owns — fragments it held until their datagram was decided —
+// by copying each into a frame from the free stack (free → tx; it returns
+// through the completion ring) on the TX ring; with no free frame or a
+// full ring the rest are counted in TxDropped. Sockets are bound with XDP_USE_NEED_WAKEUP: sendto only
 // when the TX ring's flag asks, recvfrom only when the fill ring's does,
 // ppoll (with an eventfd Close uses to wake the worker) only when the RX
 // ring is empty — never a syscall per packet. The UMEM uses 2 MiB huge

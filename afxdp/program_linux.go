@@ -15,7 +15,8 @@ import (
 )
 
 // MaxFilterEntries bounds each of the two match maps (IPv4, IPv6): one entry
-// per virtual service, per NAT real server and per VIP address (fragments).
+// per virtual service, per NAT real server, per VIP address (fragments and
+// ICMP errors) and per NAT real-server address (their non-first fragments).
 // Hash maps are preallocated, so the bound is also the memory cost: about
 // 100 bytes per entry, 1.6 MiB per map — far more services than a balancer
 // configuration holds, and small enough to allocate on every start.
@@ -25,7 +26,8 @@ const MaxFilterEntries = 1 << 14
 const (
 	kindService  = 0 // destination protocol, VIP and port (port 0: any port)
 	kindReal     = 1 // source protocol, address and port of a NAT real server
-	kindFragment = 2 // destination VIP of an IP fragment (protocol and port 0)
+	kindVIP      = 2 // destination VIP of an IP fragment or of an ICMP "fragmentation needed" / "packet too big" (protocol and port 0)
+	kindRealAddr = 3 // source address of a NAT real server, for its non-first fragments (protocol and port 0)
 )
 
 // Match keys are laid out as the program builds them on its stack: the
@@ -177,10 +179,14 @@ func (p *program) counters() (steered, passed uint64, err error) {
 //	parse Ethernet, up to maxVLANTags 802.1Q/802.1ad tags, IPv4 or IPv6
 //	(skipping up to maxIPv6Ext extension headers);
 //	fragment (IPv4 MF or offset, IPv6 fragment header):
-//	    steer if {kindFragment, dst} is in the match map;
+//	    steer if {kindVIP, dst} is in the match map;
+//	    first fragment (offset 0) with a UDP/TCP header: as UDP or TCP below;
+//	    later fragment: steer if {kindRealAddr, src} is in the match map;
 //	UDP or TCP:
 //	    steer if {kindService, proto, dst, dport} or {kindService, proto, dst, 0}
 //	    or {kindReal, proto, src, sport} is in the match map;
+//	ICMPv4 type 3 code 4, ICMPv6 type 2 (not fragmented):
+//	    steer if {kindVIP, dst} is in the match map;
 //	everything else: XDP_PASS.
 //
 // Steering is bpf_redirect_map(xsks, rx_queue_index, XDP_PASS): a queue
@@ -249,10 +255,20 @@ func filterInstructions(xsks, match4, match6, stats int) asm.Instructions {
 		lookup(m, key)
 		emit(asm.Ja.Label("pass"))
 	}
-	frag := func(m int, key, port, proto, kind int16, label string) {
+	// vipLookup steers if the destination (already in the key) is a VIP
+	// address: {kindVIP, dst, 0, 0}.
+	vipLookup := func(m int, key, port, proto, kind int16, label string) {
 		emit(asm.StoreImm(asm.RFP, port, 0, asm.Half).WithSymbol(label),
 			asm.StoreImm(asm.RFP, proto, 0, asm.Byte),
-			asm.StoreImm(asm.RFP, kind, kindFragment, asm.Byte))
+			asm.StoreImm(asm.RFP, kind, kindVIP, asm.Byte))
+		lookup(m, key)
+	}
+	// realAddrLookup steers if the source address saved at src is a NAT
+	// real server's: {kindRealAddr, src, 0, 0} (port and protocol are 0
+	// after vipLookup).
+	realAddrLookup := func(m int, key, kind, src int16, words int) {
+		copyWords(asm.RFP, src, key, words)
+		emit(asm.StoreImm(asm.RFP, kind, kindRealAddr, asm.Byte))
 		lookup(m, key)
 		emit(asm.Ja.Label("pass"))
 	}
@@ -263,12 +279,28 @@ func filterInstructions(xsks, match4, match6, stats int) asm.Instructions {
 	copyWords(rCur, 12, stSrc4, 1)
 	emit(asm.LoadMem(asm.R1, rCur, 6, asm.Half), asm.And.Imm(asm.R1, be16(0x3fff)), asm.JNE.Imm(asm.R1, 0, "frag4"),
 		asm.LoadMem(rNext, rCur, 9, asm.Byte),
-		asm.JEq.Imm(rNext, 17, "l4v4pre"), asm.JNE.Imm(rNext, 6, "pass"),
+		asm.JEq.Imm(rNext, 17, "l4v4pre"), asm.JEq.Imm(rNext, 6, "l4v4pre"), asm.JNE.Imm(rNext, 1, "pass"),
+		// ICMPv4 (not a fragment: the MF/offset test above came first).
+		asm.LoadMem(asm.R2, rCur, 0, asm.Byte), asm.And.Imm(asm.R2, 0x0f), asm.LSh.Imm(asm.R2, 2),
+		asm.JLT.Imm(asm.R2, ipv4HdrLen, "pass"),
+		asm.Add.Reg(rCur, asm.R2))
+	need(2)
+	emit(asm.LoadMem(asm.R1, rCur, 0, asm.Byte), asm.JNE.Imm(asm.R1, 3, "pass"), // destination unreachable
+		asm.LoadMem(asm.R1, rCur, 1, asm.Byte), asm.JNE.Imm(asm.R1, 4, "pass"), // fragmentation needed
+		asm.Ja.Label("vip4"),
 		asm.LoadMem(asm.R2, rCur, 0, asm.Byte).WithSymbol("l4v4pre"), asm.And.Imm(asm.R2, 0x0f), asm.LSh.Imm(asm.R2, 2),
 		asm.JLT.Imm(asm.R2, ipv4HdrLen, "pass"),
 		asm.Add.Reg(rCur, asm.R2))
 	l4(match4, stKey4, stKey4+4, stKey4+6, stKey4+7, stSrc4, 1)
-	frag(match4, stKey4, stKey4+4, stKey4+6, stKey4+7, "frag4")
+	// A fragment: to a VIP; a first fragment as UDP/TCP; a later one from
+	// a NAT real server's address.
+	vipLookup(match4, stKey4, stKey4+4, stKey4+6, stKey4+7, "frag4")
+	emit(asm.LoadMem(asm.R1, rCur, 6, asm.Half), asm.And.Imm(asm.R1, be16(0x1fff)), asm.JEq.Imm(asm.R1, 0, "first4"))
+	realAddrLookup(match4, stKey4, stKey4+7, stSrc4, 1)
+	emit(asm.LoadMem(rNext, rCur, 9, asm.Byte).WithSymbol("first4"),
+		asm.JEq.Imm(rNext, 17, "l4v4pre"), asm.JEq.Imm(rNext, 6, "l4v4pre"), asm.Ja.Label("pass"))
+	vipLookup(match4, stKey4, stKey4+4, stKey4+6, stKey4+7, "vip4")
+	emit(asm.Ja.Label("pass"))
 
 	// IPv6.
 	emit(asm.Mov.Reg(asm.R2, rCur).WithSymbol("ipv6"), asm.Add.Imm(asm.R2, ipv6HdrLen), asm.JGT.Reg(asm.R2, rEnd, "pass"))
@@ -284,10 +316,21 @@ func filterInstructions(xsks, match4, match6, stats int) asm.Instructions {
 			asm.Add.Reg(rCur, asm.R2))
 	}
 	emit(asm.JEq.Imm(rNext, 44, "frag6").WithSymbol("l4v6sel"),
-		asm.JEq.Imm(rNext, 17, "l4v6"), asm.JNE.Imm(rNext, 6, "pass"),
+		asm.JEq.Imm(rNext, 17, "l4v6"), asm.JEq.Imm(rNext, 6, "l4v6"), asm.JNE.Imm(rNext, 58, "pass"))
+	// ICMPv6 packet too big.
+	need(1)
+	emit(asm.LoadMem(asm.R1, rCur, 0, asm.Byte), asm.JNE.Imm(asm.R1, 2, "pass"), asm.Ja.Label("vip6"),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("l4v6"))
 	l4(match6, stKey6, stKey6+16, stKey6+18, stKey6+19, stSrc6, 4)
-	frag(match6, stKey6, stKey6+16, stKey6+18, stKey6+19, "frag6")
+	// A fragment header at rCur: as for IPv4.
+	vipLookup(match6, stKey6, stKey6+16, stKey6+18, stKey6+19, "frag6")
+	need(8)
+	emit(asm.LoadMem(asm.R1, rCur, 2, asm.Half), asm.And.Imm(asm.R1, be16(0xfff8)), asm.JEq.Imm(asm.R1, 0, "first6"))
+	realAddrLookup(match6, stKey6, stKey6+19, stSrc6, 4)
+	emit(asm.LoadMem(rNext, rCur, 0, asm.Byte).WithSymbol("first6"), asm.Add.Imm(rCur, 8),
+		asm.JEq.Imm(rNext, 17, "l4v6"), asm.JEq.Imm(rNext, 6, "l4v6"), asm.Ja.Label("pass"))
+	vipLookup(match6, stKey6, stKey6+16, stKey6+18, stKey6+19, "vip6")
+	emit(asm.Ja.Label("pass"))
 
 	// Verdicts.
 	count(statSteered, "steer")
@@ -330,13 +373,16 @@ func matchKeys(f dataplane.Filter) (k4 map[key4]bool, k6 map[key6]bool, err erro
 		if err := add(kindService, uint8(s.Protocol), s.Addr, s.Port); err != nil {
 			return nil, nil, fmt.Errorf("service %v %v:%d: %w", s.Protocol, s.Addr, s.Port, err)
 		}
-		if err := add(kindFragment, 0, s.Addr, 0); err != nil {
+		if err := add(kindVIP, 0, s.Addr, 0); err != nil {
 			return nil, nil, err
 		}
 	}
 	for _, r := range f.RealServers {
 		if err := add(kindReal, uint8(r.Protocol), r.Addr.Addr(), r.Addr.Port()); err != nil {
 			return nil, nil, fmt.Errorf("real server %v %v: %w", r.Protocol, r.Addr, err)
+		}
+		if err := add(kindRealAddr, 0, r.Addr.Addr(), 0); err != nil {
+			return nil, nil, err
 		}
 	}
 	if len(k4) > MaxFilterEntries || len(k6) > MaxFilterEntries {
