@@ -9,14 +9,24 @@
 // worker). A classic BPF socket filter compiled from dataplane.Filter lets
 // through only the balancer's traffic — UDP/TCP to a virtual service's
 // address and port, from a NAT real server's address and port, IPv4 and
-// IPv6, fragments to a virtual address, and VLAN-tagged frames for the
-// pipeline to sort — and is swapped atomically on every Update. A filter
-// too large for the kernel (4096 instructions: hundreds of services) falls
-// back to delivering every IP frame (Backend.Coarse reports it).
+// IPv6; fragments to a virtual address, and later fragments (which carry
+// no ports) from a NAT real server's address, so that fragmented NAT
+// replies come too (IPv6: every fragment from such an address; IPv4 first
+// fragments go by their ports); ICMPv4 "fragmentation needed" and ICMPv6
+// "packet too big" to a virtual address (path-MTU discovery: the pipeline
+// finds the real server from the quoted header; other ICMP is not
+// delivered); and VLAN-tagged frames for the pipeline to sort — and is
+// swapped atomically on every Update. A filter too large for the kernel
+// (4096 instructions: hundreds of services) falls back to delivering every
+// IP frame (Backend.Coarse reports it). Since the socket gets a copy, a
+// frame delivered that is not the balancer's costs a worker a recycle, not
+// the kernel its packet.
 //
 // Receive takes up to dataplane.MaxBatch frames with one recvmmsg (a poll
 // first only when nothing is waiting) and Transmit sends a batch with one
-// sendmmsg: no system call per packet. The backend is not zero-copy: the
+// sendmmsg: no system call per packet. The queues implement
+// dataplane.CopyTransmitter: frames the worker owns (fragments it held
+// until their datagram was decided) leave with one sendmmsg per batch. The backend is not zero-copy: the
 // kernel copies each received frame into the queue's buffers and each sent
 // frame out of them. PACKET_IGNORE_OUTGOING keeps our own transmissions
 // from coming back.

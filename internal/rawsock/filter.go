@@ -17,9 +17,6 @@ const (
 	acceptBytes = 1 << 18
 	// maxFilterInsns is the kernel's BPF_MAXINSNS for a socket filter.
 	maxFilterInsns = 4096
-	// maxVIPs bounds the distinct virtual addresses per family: the
-	// fragment check jumps over them with an 8-bit offset.
-	maxVIPs = 250
 )
 
 // Frame offsets (untagged Ethernet).
@@ -32,19 +29,23 @@ const (
 	offV4Src   = offIP + 12
 	offV4Dst   = offIP + 16
 	// IPv6 (fixed header only)
-	offV6Next   = offIP + 6
-	offV6Src    = offIP + 8
-	offV6Dst    = offIP + 24
-	offV6L4     = offIP + 40
-	v6FragNext  = 44
-	etherIPv4   = 0x0800
-	etherIPv6   = 0x86dd
-	etherVLAN   = 0x8100
-	etherQinQ   = 0x88a8
-	v4FragMask  = 0x3fff // MF and the fragment offset
-	scratchDst  = 0
-	scratchSrc  = 1
-	scratchProt = 2
+	offV6Next      = offIP + 6
+	offV6Src       = offIP + 8
+	offV6Dst       = offIP + 24
+	offV6L4        = offIP + 40
+	v6FragNext     = 44
+	etherIPv4      = 0x0800
+	etherIPv6      = 0x86dd
+	etherVLAN      = 0x8100
+	etherQinQ      = 0x88a8
+	v4FragMask     = 0x3fff   // MF and the fragment offset
+	v4OffMask      = 0x1fff   // the fragment offset: a later fragment
+	v6OffMask      = 0xfff8   // the fragment offset in the IPv6 fragment header
+	icmpFragNeeded = 3<<8 | 4 // ICMPv4 type 3 code 4, as one 16-bit load
+	icmp6TooBig    = 2        // ICMPv6 type 2
+	scratchDst     = 0
+	scratchSrc     = 1
+	scratchProt    = 2
 )
 
 // errFilterTooLong reports a filter past the kernel's instruction limit.
@@ -59,6 +60,13 @@ var errFilterTooLong = errors.New("socket filter too long")
 //   - IP fragments (IPv4 with MF or an offset, IPv6 with a fragment header)
 //     and IPv6 packets with other extension headers whose destination is a
 //     virtual address, whatever their ports: the pipeline decides;
+//   - later IPv4 fragments (which have no ports) from a NAT real server's
+//     address, and IPv6 fragments from one (the filter does not read past
+//     the fragment header: a first fragment from another port costs the
+//     worker a recycle, the kernel keeps its copy); a first IPv4 fragment
+//     goes through the UDP/TCP entries;
+//   - ICMPv4 "fragmentation needed" (type 3 code 4) and ICMPv6 "packet too
+//     big" (type 2, right after the fixed header) to a virtual address;
 //   - every 802.1Q/802.1ad-tagged frame (tags the NIC did not strip): the
 //     pipeline decodes the tags and recycles what is not its own.
 //
@@ -100,25 +108,52 @@ func compileFilter(f dataplane.Filter) ([]bpf.RawInstruction, error) {
 		}
 	}
 
-	if len(vips4) > maxVIPs || len(vips6) > maxVIPs {
-		return nil, fmt.Errorf("%w: %d IPv4 and %d IPv6 virtual addresses (limit %d each)", errFilterTooLong, len(vips4), len(vips6), maxVIPs)
+	// NAT real-server addresses, for their later fragments.
+	rs4, rs6 := map[[4]byte]bool{}, map[[16]byte]bool{}
+	var raddrs4 [][4]byte
+	var raddrs6 [][16]byte
+	for _, r := range f.RealServers {
+		a := r.Addr.Addr().Unmap()
+		switch {
+		case a.Is4() && !rs4[a.As4()]:
+			rs4[a.As4()] = true
+			raddrs4 = append(raddrs4, a.As4())
+		case a.Is6() && !rs6[a.As16()]:
+			rs6[a.As16()] = true
+			raddrs6 = append(raddrs6, a.As16())
+		}
 	}
-	// IPv4 block: fragments to a VIP, then the entries.
+	// Classic BPF jumps only forward, conditional jumps at most 255
+	// instructions: every list below is a run of short compare-and-accept
+	// pairs, and blocks further away are reached through "ja".
+	accept4 := func(off uint32, addrs [][4]byte) []bpf.Instruction {
+		out := []bpf.Instruction{bpf.LoadAbsolute{Off: off, Size: 4}}
+		for _, a := range addrs {
+			out = append(out, bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(a[:]), SkipFalse: 1}, bpf.RetConstant{Val: acceptBytes})
+		}
+		return out
+	}
+	accept6 := func(off uint32, addrs [][16]byte) []bpf.Instruction {
+		var out []bpf.Instruction
+		for _, a := range addrs {
+			out = append(out, addr16(off, a[:], 1)...)
+			out = append(out, bpf.RetConstant{Val: acceptBytes})
+		}
+		return out
+	}
+
+	// IPv4 block:
+	//
+	//	later fragment: ja vip
+	//	scratch ← protocol, addresses; ICMP: ja icmp
+	//	the UDP/TCP entries (first fragments too: they have ports)
+	//	a first fragment: ja vip; else drop
+	//	icmp: not fragmentation needed: drop (else on to vip)
+	//	vip: to a VIP: accept; not a later fragment: drop
+	//	from a NAT real server's address: accept; drop
 	var b4 []bpf.Instruction
 	if len(v4) > 0 {
-		b4 = append(b4,
-			bpf.LoadAbsolute{Off: offV4Frag, Size: 2},
-			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: v4FragMask, SkipFalse: uint8(len(vips4) + 3)},
-			bpf.LoadAbsolute{Off: offV4Dst, Size: 4},
-		)
-		for i, a := range vips4 {
-			// jeq addr → the ret accept after the list; else next compare.
-			b4 = append(b4, bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(a[:]), SkipTrue: uint8(len(vips4) - 1 - i + 1)})
-		}
-		b4 = append(b4,
-			bpf.RetConstant{Val: 0},
-			bpf.RetConstant{Val: acceptBytes},
-			// Not a fragment: protocol, source and destination in scratch.
+		nonfrag := []bpf.Instruction{
 			bpf.LoadAbsolute{Off: offV4Proto, Size: 1},
 			bpf.StoreScratch{Src: bpf.RegA, N: scratchProt},
 			bpf.LoadAbsolute{Off: offV4Dst, Size: 4},
@@ -126,31 +161,73 @@ func compileFilter(f dataplane.Filter) ([]bpf.RawInstruction, error) {
 			bpf.LoadAbsolute{Off: offV4Src, Size: 4},
 			bpf.StoreScratch{Src: bpf.RegA, N: scratchSrc},
 			bpf.LoadMemShift{Off: offIP},
+			bpf.LoadScratch{Dst: bpf.RegA, N: scratchProt},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 1, SkipFalse: 1},
+			nil, // ja icmp
+		}
+		nonfrag = append(nonfrag, v4...)
+		nonfrag = append(nonfrag,
+			bpf.LoadAbsolute{Off: offV4Frag, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: v4FragMask, SkipFalse: 1},
+			nil, // ja vip
+			bpf.RetConstant{Val: 0},
 		)
-		b4 = append(b4, v4...)
-		b4 = append(b4, bpf.RetConstant{Val: 0})
+		icmp := []bpf.Instruction{
+			bpf.LoadIndirect{Off: offIP, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpFragNeeded, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
+		}
+		nonfrag[9] = bpf.Jump{Skip: uint32(len(nonfrag) - 10)}
+		nonfrag[len(nonfrag)-2] = bpf.Jump{Skip: uint32(1 + len(icmp))}
+		vip := accept4(offV4Dst, vips4)
+		vip = append(vip,
+			bpf.LoadAbsolute{Off: offV4Frag, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: v4OffMask, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
+		)
+		vip = append(vip, accept4(offV4Src, raddrs4)...)
+		vip = append(vip, bpf.RetConstant{Val: 0})
+		b4 = append(b4,
+			bpf.LoadAbsolute{Off: offV4Frag, Size: 2},
+			bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: v4OffMask, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(len(nonfrag) + len(icmp))}, // → vip
+		)
+		b4 = append(b4, nonfrag...)
+		b4 = append(b4, icmp...)
+		b4 = append(b4, vip...)
 	}
 	// IPv6 block: UDP/TCP right after the fixed header go through the
-	// entries; anything else (fragment or other extension header) to a VIP
-	// is accepted.
+	// entries; ICMPv6 right after it only if a packet too big; anything
+	// else (a fragment or another extension header) to a VIP is accepted,
+	// and a fragment from a NAT real server's address.
 	var b6 []bpf.Instruction
 	if len(v6) > 0 || len(vips6) > 0 {
-		var other []bpf.Instruction
-		for _, a := range vips6 {
-			other = append(other, addr16(offV6Dst, a[:], 1)...)
-			other = append(other, bpf.RetConstant{Val: acceptBytes})
+		icmp := []bpf.Instruction{
+			bpf.LoadAbsolute{Off: offV6L4, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmp6TooBig, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
 		}
-		other = append(other, bpf.RetConstant{Val: 0})
+		vip := accept6(offV6Dst, vips6)
+		vip = append(vip,
+			bpf.LoadScratch{Dst: bpf.RegA, N: scratchProt},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: v6FragNext, SkipTrue: 1},
+			bpf.RetConstant{Val: 0},
+		)
+		vip = append(vip, accept6(offV6Src, raddrs6)...)
+		vip = append(vip, bpf.RetConstant{Val: 0})
 		b6 = append(b6,
 			bpf.LoadAbsolute{Off: offV6Next, Size: 1},
 			bpf.StoreScratch{Src: bpf.RegA, N: scratchProt},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipTrue: 2},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6, SkipTrue: 1},
-			bpf.Jump{Skip: uint32(len(v6) + 1)}, // → other
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 17, SkipTrue: 4}, // → entries
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 6, SkipTrue: 3},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: 58, SkipTrue: 1}, // → ja icmp
+			bpf.Jump{Skip: uint32(len(v6) + 1 + len(icmp) + 1)},   // → vip
+			bpf.Jump{Skip: uint32(len(v6) + 1)},                   // → icmp
 		)
 		b6 = append(b6, v6...)
 		b6 = append(b6, bpf.RetConstant{Val: 0})
-		b6 = append(b6, other...)
+		b6 = append(b6, icmp...)
+		b6 = append(b6, vip...)
 	}
 
 	// Dispatch on the EtherType.
