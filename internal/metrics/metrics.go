@@ -66,12 +66,16 @@ var (
 	healthProbes      = desc("health_probes_total", "Health probes completed for the real server.", destLabels...)
 	healthRTT         = desc("health_probe_latency_seconds", "Round-trip time of the real server's last successful health probe.", destLabels...)
 
-	frames     = desc("frames_total", "Frames handled by a worker, by the reason of their verdict.", "worker", "reason", "verdict")
-	decode     = desc("decode_drops_total", "Frames a worker dropped as undecodable, by the decoder's reason.", "worker", "reason")
-	peStatus   = desc("pe_total", "Persistence-engine outcomes on inbound packets of services with an engine.", "worker", "status")
-	peFallback = desc("pe_fallback_total", "Packets the persistence engine could not key that used client-address persistence instead.", "worker")
-	peStrict   = desc("pe_strict_drops_total", "Packets dropped because a --pe-strict engine could not key them.", "worker")
-	sharedFull = desc("shared_index_full_total", "New template keys the cross-worker index had no room for.", "worker")
+	frames          = desc("frames_total", "Frames handled by a worker, by the reason of their verdict.", "worker", "reason", "verdict")
+	decode          = desc("decode_drops_total", "Frames a worker dropped as undecodable, by the decoder's reason.", "worker", "reason")
+	peStatus        = desc("pe_total", "Persistence-engine outcomes on inbound packets of services with an engine.", "worker", "status")
+	peFallback      = desc("pe_fallback_total", "Packets the persistence engine could not key that used client-address persistence instead.", "worker")
+	peStrict        = desc("pe_strict_drops_total", "Packets dropped because a --pe-strict engine could not key them.", "worker")
+	sharedFull      = desc("shared_index_full_total", "New template keys the cross-worker index had no room for.", "worker")
+	fragCopies      = desc("fragment_copies_total", "Held fragment copies by outcome: emitted once decided, discarded (datagram dropped or passed), timeout (a fragment was missing), evicted (table needed the entry), unsent (the queue could not transmit).", "worker", "outcome")
+	fragEntries     = desc("fragment_entries_total", "Datagrams entered in the worker's fragment table.", "worker")
+	fragReplaced    = desc("fragment_entries_replaced_total", "Fragment-table entries reclaimed from a full bucket before they expired.", "worker")
+	fragReassembled = desc("fragment_reassembled_total", "Datagrams decided after reassembly (no key in the first fragment), by the decision's reason.", "worker", "reason")
 
 	tmplLive      = desc("templates", "Live persistence templates in the worker's table.", "worker")
 	tmplCapacity  = desc("templates_capacity", "Capacity of the worker's template table.", "worker")
@@ -119,7 +123,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		svcConns, svcInPkts, svcOutPkts, svcInBytes, svcOutBytes,
 		destConns, destInPkts, destOutPkts, destInBytes, destOutBytes, destActive, destInactive, destPersist, destWeight,
 		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
-		frames, decode, peStatus, peFallback, peStrict, sharedFull,
+		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
 		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info,
 	} {
@@ -198,6 +202,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, peFallback, w.PEFallback, worker)
 		counter(ch, peStrict, w.Reasons[pipeline.ReasonPEStrict], worker)
 		counter(ch, sharedFull, w.SharedFull, worker)
+		f := &w.Frag
+		for _, o := range []struct {
+			name string
+			v    uint64
+		}{{"emitted", f.Emitted}, {"discarded", f.Discarded}, {"timeout", f.Timeout}, {"evicted", f.Evicted}, {"unsent", f.Unsent}} {
+			counter(ch, fragCopies, o.v, worker, o.name)
+		}
+		counter(ch, fragEntries, f.Entries, worker)
+		counter(ch, fragReplaced, f.Replaced, worker)
+		for r, n := range f.Reassembled {
+			if n > 0 {
+				counter(ch, fragReassembled, n, worker, pipeline.Reason(r).String())
+			}
+		}
 	}
 	for i, t := range st.Templates {
 		worker := strconv.Itoa(i)

@@ -61,6 +61,8 @@ func newSource(t *testing.T) *source {
 	w0.PE[pe.StatusOK] = 10
 	w0.PE[pe.StatusNotFound] = 4
 	w0.PEFallback = 3
+	w0.Frag.Emitted, w0.Frag.Timeout, w0.Frag.Entries = 6, 1, 9
+	w0.Frag.Reassembled[pipeline.ReasonScheduled] = 2
 	w1.Reasons[pipeline.ReasonNotService] = 5
 	return &source{cfg: cfg, status: control.Status{
 		Mode: "afxdp-native-zerocopy", Iface: "eth1",
@@ -156,6 +158,10 @@ func TestScrape(t *testing.T) {
 		{"xvs_pe_total", map[string]string{"worker": "0", "status": "not_found"}, 4, dto.MetricType_COUNTER},
 		{"xvs_pe_fallback_total", map[string]string{"worker": "0"}, 3, dto.MetricType_COUNTER},
 		{"xvs_pe_strict_drops_total", map[string]string{"worker": "0"}, 1, dto.MetricType_COUNTER},
+		{"xvs_fragment_copies_total", map[string]string{"worker": "0", "outcome": "emitted"}, 6, dto.MetricType_COUNTER},
+		{"xvs_fragment_copies_total", map[string]string{"worker": "0", "outcome": "timeout"}, 1, dto.MetricType_COUNTER},
+		{"xvs_fragment_entries_total", map[string]string{"worker": "0"}, 9, dto.MetricType_COUNTER},
+		{"xvs_fragment_reassembled_total", map[string]string{"worker": "0", "reason": "scheduled"}, 2, dto.MetricType_COUNTER},
 		{"xvs_templates", map[string]string{"worker": "0"}, 3, dto.MetricType_GAUGE},
 		{"xvs_templates_capacity", map[string]string{"worker": "1"}, 1024, dto.MetricType_GAUGE},
 		{"xvs_templates_created_total", map[string]string{"worker": "0"}, 4, dto.MetricType_COUNTER},
