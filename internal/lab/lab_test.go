@@ -40,6 +40,21 @@ func TestRootLabReachability(t *testing.T) {
 			t.Fatalf("%s: tentative IPv6 addresses right after New: %v\n%s", ns, err, out)
 		}
 	}
+	// The switch forwards as a plain L2 switch: br_netfilter's hooks are
+	// off in its namespace (when the module is loaded at all).
+	for _, k := range bridgeNFSysctls {
+		var v []byte
+		err := l.Do(l.Switch, func() (err error) {
+			v, err = os.ReadFile("/proc/sys/" + k)
+			return err
+		})
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil || strings.TrimSpace(string(v)) != "0" {
+			t.Fatalf("switch namespace %s = %q, %v; want 0", k, v, err)
+		}
+	}
 	// Client → balancer (through the router), both families.
 	for _, c := range l.Clients {
 		for _, dst := range []string{l.Balancer.Addr4.String(), l.Balancer.Addr6.String()} {
