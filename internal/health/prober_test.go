@@ -25,7 +25,7 @@ type sipServer struct {
 	c       *net.UDPConn
 	code    atomic.Int32
 	seen    atomic.Int32
-	deliver func(src, dst netip.AddrPort, payload []byte)
+	deliver atomic.Pointer[func(src, dst netip.AddrPort, payload []byte)] // set after serve starts
 	mu      sync.Mutex
 	callIDs map[string]bool
 }
@@ -76,8 +76,8 @@ func (s *sipServer) serve() {
 }
 
 func (s *sipServer) send(to netip.AddrPort, b []byte) {
-	if s.deliver != nil {
-		s.deliver(s.addr(), to, b)
+	if d := s.deliver.Load(); d != nil {
+		(*d)(s.addr(), to, b)
 		return
 	}
 	s.c.WriteToUDPAddrPort(b, to)
@@ -245,14 +245,16 @@ func TestSIPOptionsCodes(t *testing.T) {
 func TestDeliveredReplies(t *testing.T) {
 	a := newSIPServer(t, "127.0.0.1:0")
 	defer a.c.Close()
-	var r *rig
+	var rp atomic.Pointer[rig]
 	var delivered atomic.Int32
-	a.deliver = func(src, dst netip.AddrPort, b []byte) {
-		if r.p.Deliver(src, dst, b) {
+	deliver := func(src, dst netip.AddrPort, b []byte) {
+		if r := rp.Load(); r != nil && r.p.Deliver(src, dst, b) {
 			delivered.Add(1)
 		}
 	}
-	r = newRig(t, fast(ipvs.CheckSIPOptions), a.addr())
+	a.deliver.Store(&deliver)
+	r := newRig(t, fast(ipvs.CheckSIPOptions), a.addr())
+	rp.Store(r)
 	waitFor(t, "probes answered through Deliver", 2*time.Second, func() bool {
 		st := r.p.Status()
 		return len(st) == 1 && st[0].Checked && st[0].OK >= 3 && st[0].Up
