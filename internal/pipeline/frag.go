@@ -355,15 +355,15 @@ func (w *Worker) isNATServer(a netip.Addr) bool {
 func (w *Worker) follow(frame []byte, s *slot, d *Decision) {
 	p := &s.p
 	if w.v.snap == nil {
-		w.finish(d, ReasonNotService, frame)
+		w.finish(d, ReasonNotService)
 		return
 	}
 	ours := w.isVIP(p.Dst) || w.isNATServer(p.Src)
 	if w.frag.ents == nil {
 		if ours && (p.Proto == protoUDP || p.Proto == protoTCP) {
-			w.finish(d, ReasonFragment, frame)
+			w.finish(d, ReasonFragment)
 		} else {
-			w.finish(d, ReasonNotService, frame)
+			w.finish(d, ReasonNotService)
 		}
 		return
 	}
@@ -371,15 +371,15 @@ func (w *Worker) follow(frame []byte, s *slot, d *Decision) {
 	h := k.hash(w.seed)
 	if e := w.fragLookup(&k, h); e != nil && e.state == fragDecided {
 		w.fragDecision(e, d)
-		w.finish(d, w.followRewrite(frame, p, e, d), frame)
+		w.finish(d, w.followRewrite(frame, p, e, d))
 		return
 	} else if e == nil && (!ours || (p.Proto != protoUDP && p.Proto != protoTCP)) {
 		// Not the balancer's, or a protocol it does not balance: the
 		// kernel reassembles it.
-		w.finish(d, ReasonNotService, frame)
+		w.finish(d, ReasonNotService)
 		return
 	}
-	w.finish(d, w.hold(frame, p, &k, h), frame)
+	w.finish(d, w.hold(frame, p, &k, h))
 }
 
 // fragDecision copies what a decided entry knows into a later fragment's

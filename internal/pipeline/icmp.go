@@ -51,33 +51,33 @@ func (w *Worker) icmp(frame []byte, s *slot, d *Decision) {
 	if w.v.snap == nil || !e.DecodeICMPError(frame, p) || !e.HasPorts ||
 		!((p.Version == 4 && e.Type == packet.ICMPv4DestUnreachable && e.Code == packet.ICMPv4FragNeeded) ||
 			(p.Version == 6 && e.Type == packet.ICMPv6PacketTooBig)) {
-		w.finish(d, ReasonNotService, frame)
+		w.finish(d, ReasonNotService)
 		return
 	}
 	vip := netip.AddrPortFrom(e.Src, e.SrcPort)
 	client := netip.AddrPortFrom(e.Dst, e.DstPort)
 	svc := w.v.lookup(ipvs.ServiceKey{Protocol: ipvs.Protocol(e.Proto), Addr: e.Src, Port: e.SrcPort})
 	if svc == nil {
-		w.finish(d, ReasonNotService, frame)
+		w.finish(d, ReasonNotService)
 		return
 	}
 	d.Service = svc
 	dest, real := w.icmpOwner(frame, svc, vip, client, d)
 	if dest == nil {
-		w.finish(d, ReasonICMPUnmatched, frame)
+		w.finish(d, ReasonICMPUnmatched)
 		return
 	}
 	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
-		w.finish(d, ReasonUnsupported, frame)
+		w.finish(d, ReasonUnsupported)
 		return
 	}
 	eth := p.Link == packet.LinkEthernet
 	if eth && dest.NextHop == ([6]byte{}) {
-		w.finish(d, ReasonNoNextHop, frame)
+		w.finish(d, ReasonNoNextHop)
 		return
 	}
 	if dest.Fwd == ipvs.Masq && !e.RewriteToReal(frame, p, real.Addr(), real.Addr(), real.Port()) {
-		w.finish(d, ReasonMalformed, frame)
+		w.finish(d, ReasonMalformed)
 		return
 	}
 	if eth {
@@ -90,7 +90,7 @@ func (w *Worker) icmp(frame []byte, s *slot, d *Decision) {
 	dest.Stats.Worker(w.id).In(n)
 	svc.Stats.Worker(w.id).In(n)
 	d.Dest, d.Real = dest, real
-	w.finish(d, ReasonICMPForwarded, frame)
+	w.finish(d, ReasonICMPForwarded)
 }
 
 // icmpOwner finds the real server that sent the quoted reply (see the file

@@ -399,7 +399,7 @@ func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decisio
 	switch r {
 	case packet.ReasonOK:
 	case packet.ReasonUnknownEtherType, packet.ReasonBadLinkType, packet.ReasonUnknownAddressFamily:
-		w.finish(d, ReasonNotIP, frame)
+		w.finish(d, ReasonNotIP)
 		return
 	case packet.ReasonNonFirstFragment:
 		// Decided in complete, in frame order: it may follow a first
@@ -413,15 +413,15 @@ func (w *Worker) prepare(frame []byte, link packet.LinkType, s *slot, d *Decisio
 			s.done, s.icmp = false, true
 			return
 		}
-		w.finish(d, ReasonNotService, frame) // SCTP…: the kernel's business
+		w.finish(d, ReasonNotService) // SCTP…: the kernel's business
 		return
 	default:
 		// Malformed. Frames that decoded as far as an IP destination that is
 		// not ours go on to the kernel; anything else is dropped and counted.
 		if p.Version != 0 && p.Dst.IsValid() && !w.isVIP(p.Dst) {
-			w.finish(d, ReasonNotService, frame)
+			w.finish(d, ReasonNotService)
 		} else {
-			w.finish(d, ReasonMalformed, frame)
+			w.finish(d, ReasonMalformed)
 		}
 		return
 	}
@@ -447,7 +447,7 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 	if s.done {
 		if s.deferred {
 			w.cur = s
-			w.finish(d, s.pending, frame)
+			w.finish(d, s.pending)
 		}
 		return
 	}
@@ -462,7 +462,7 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 			return
 		}
 		if w.v.snap == nil {
-			w.finish(d, ReasonNotService, frame)
+			w.finish(d, ReasonNotService)
 			return
 		}
 		w.fromRealServer(frame, d)
@@ -481,7 +481,7 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 func (w *Worker) holdFirst(frame []byte, s *slot, d *Decision) {
 	p := &s.p
 	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto}
-	w.finish(d, w.hold(frame, p, &k, k.hash(w.seed)), frame)
+	w.finish(d, w.hold(frame, p, &k, k.hash(w.seed)))
 }
 
 func (w *Worker) isVIP(a netip.Addr) bool {
@@ -508,7 +508,7 @@ func (w *Worker) inbound(frame []byte, svc *ipvs.Service, d *Decision) {
 				if snap.ExpireNodestConn {
 					w.conns.Remove(ref)
 				}
-				w.finish(d, ReasonDestGone, frame)
+				w.finish(d, ReasonDestGone)
 				return
 			}
 			w.connUsed(ref, &info, dest, true)
@@ -534,7 +534,7 @@ func (w *Worker) inbound(frame []byte, svc *ipvs.Service, d *Decision) {
 		w.in = sched.Input{Src: d.Src, Dst: d.Dst}
 		dest = svc.Schedule(w.id, &w.in)
 		if dest == nil {
-			w.finish(d, ReasonNoDest, frame)
+			w.finish(d, ReasonNoDest)
 			return
 		}
 		reason = ReasonScheduledOnly
@@ -606,7 +606,7 @@ func (w *Worker) templateKey(frame []byte, svc *ipvs.Service, s *slot, d *Decisi
 				w.debugEvent(DebugCallID, &s.key)
 			}
 		} else if svc.PEStrict {
-			w.finish(d, ReasonPEStrict, frame)
+			w.finish(d, ReasonPEStrict)
 			return false
 		} else {
 			d.Fallback = true
@@ -685,7 +685,7 @@ func (w *Worker) persist(frame []byte, svc *ipvs.Service, d *Decision) (*ipvs.De
 					}
 				}
 				if dest == nil {
-					w.finish(d, ReasonNoDest, frame)
+					w.finish(d, ReasonNoDest)
 					return nil, table.Ref{}, 0, false
 				}
 			}
@@ -694,7 +694,7 @@ func (w *Worker) persist(frame []byte, svc *ipvs.Service, d *Decision) (*ipvs.De
 	if dest == nil {
 		dest = svc.Schedule(w.id, w.schedInput(svc, d))
 		if dest == nil {
-			w.finish(d, ReasonNoDest, frame)
+			w.finish(d, ReasonNoDest)
 			return nil, table.Ref{}, 0, false
 		}
 		if w.shared != nil {
@@ -771,21 +771,21 @@ func (w *Worker) realAddr(svc *ipvs.Service, dest *ipvs.Dest, dst netip.AddrPort
 func (w *Worker) forward(frame []byte, svc *ipvs.Service, dest *ipvs.Dest, real netip.AddrPort, reason Reason, d *Decision) {
 	p := &w.cur.p
 	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
-		w.finish(d, ReasonUnsupported, frame)
+		w.finish(d, ReasonUnsupported)
 		return
 	}
 	if p.Link == packet.LinkEthernet {
 		if dest.NextHop == ([6]byte{}) {
 			// Sending it on would hand it back to our own MAC. (Checked
 			// before any rewrite: the frame leaves unchanged.)
-			w.finish(d, ReasonNoNextHop, frame)
+			w.finish(d, ReasonNoNextHop)
 			return
 		}
 	}
 	switch dest.Fwd {
 	case ipvs.Masq:
 		if !p.SetDst(frame, real.Addr(), real.Port()) {
-			w.finish(d, ReasonMalformed, frame)
+			w.finish(d, ReasonMalformed)
 			return
 		}
 	case ipvs.Route:
@@ -801,7 +801,7 @@ func (w *Worker) forward(frame []byte, svc *ipvs.Service, dest *ipvs.Dest, real 
 	svc.Stats.Worker(w.id).In(n)
 	d.Dest = dest
 	d.Real = real
-	w.finish(d, reason, frame)
+	w.finish(d, reason)
 }
 
 // fromRealServer handles a packet that is not to a virtual service: a NAT
@@ -827,7 +827,7 @@ func (w *Worker) fromRealServer(frame []byte, d *Decision) {
 			return
 		}
 	}
-	w.finish(d, ReasonNotService, frame)
+	w.finish(d, ReasonNotService)
 }
 
 // serverOut is IPVS's conn_out for a persistence engine: a request (or, under
@@ -841,7 +841,6 @@ func (w *Worker) serverOut(frame []byte, svc *ipvs.Service, d *Decision) bool {
 	if ipvs.Protocol(p.Proto) != svc.Protocol || p.Proto != protoUDP {
 		return false
 	}
-	snap := w.v.snap
 	var dest *ipvs.Dest
 	for _, dd := range svc.Dests {
 		if dd.Addr == d.Src && dd.Fwd == ipvs.Masq {
@@ -916,7 +915,6 @@ func (w *Worker) serverOut(frame []byte, svc *ipvs.Service, d *Decision) bool {
 			w.tmpl.Release(ref)
 		}
 	}
-	_ = snap
 	w.reply(frame, dest, svc.Addr, ReasonServerOut, d)
 	return true
 }
@@ -930,12 +928,12 @@ func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason
 	if l2 {
 		var ok bool
 		if mac, ok = w.nextHops.Lookup(p.Dst); !ok {
-			w.finish(d, ReasonNoNextHop, frame) // before any rewrite: the frame is unchanged
+			w.finish(d, ReasonNoNextHop) // before any rewrite: the frame is unchanged
 			return
 		}
 	}
 	if !p.SetSrc(frame, vip.Addr(), vip.Port()) {
-		w.finish(d, ReasonMalformed, frame)
+		w.finish(d, ReasonMalformed)
 		return
 	}
 	w.replyVIP = vip
@@ -950,11 +948,11 @@ func (w *Worker) reply(frame []byte, dest *ipvs.Dest, vip netip.AddrPort, reason
 	dest.Service.Stats.Worker(w.id).Out(n)
 	d.Dest = dest
 	d.Real = d.Src
-	w.finish(d, reason, frame)
+	w.finish(d, reason)
 }
 
 // finish records the decision's reason.
-func (w *Worker) finish(d *Decision, r Reason, frame []byte) {
+func (w *Worker) finish(d *Decision, r Reason) {
 	d.Reason = r
 	if w.cur.p.Fragmented {
 		if w.preparing {
@@ -972,7 +970,6 @@ func (w *Worker) finish(d *Decision, r Reason, frame []byte) {
 	if r == ReasonMalformed || r == ReasonFragment {
 		w.local.Decode[d.Decode]++
 	}
-	_ = frame
 }
 
 // templateRemoved keeps the PersistConn gauge as templates leave the table.
