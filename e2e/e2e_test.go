@@ -290,7 +290,7 @@ func runCell(t *testing.T, c cell) {
 
 	// The host keeps working while xvs is attached: checked during the calls.
 	hostErr := make(chan error, 1)
-	go func() { hostErr <- checkHost(l) }()
+	go func() { hostErr <- l.CheckHost(l.Clients[1]) }()
 
 	res, err := sipp.UAC{NS: l.Clients[0].NS, Local: netip.AddrPortFrom(client, sipPort),
 		Target: netip.AddrPortFrom(vip, sipPort), Calls: e2eCalls, Rate: e2eRate, Pause: 100 * time.Millisecond,
@@ -333,44 +333,6 @@ func runCell(t *testing.T, c cell) {
 		sharedCallIDs(t, l, probes, netip.AddrPortFrom(vip, probePort))
 	}
 	t.Logf("cell %s: %v, calls per server %v", c.name, time.Since(start).Round(time.Millisecond), perServer)
-}
-
-// checkHost pings the balancer's own address and opens a TCP connection to
-// it from a client.
-func checkHost(l *lab.Lab) error {
-	c := l.Clients[1]
-	for _, a := range []netip.Addr{l.Balancer.Addr4, l.Balancer.Addr6} {
-		if out, err := l.Output(c.NS, "ping", "-c2", "-i0.2", "-W2", a.String()); err != nil {
-			return fmt.Errorf("ping %v: %v\n%s", a, err, out)
-		}
-	}
-	var ln net.Listener
-	if err := l.Do(l.Balancer.NS, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(l.Balancer.Addr4, 8080).String())
-		return err
-	}); err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		if conn, err := ln.Accept(); err == nil {
-			conn.Write([]byte("ok"))
-			conn.Close()
-		}
-	}()
-	return l.Do(c.NS, func() error {
-		conn, err := net.DialTimeout("tcp", netip.AddrPortFrom(l.Balancer.Addr4, 8080).String(), 5*time.Second)
-		if err != nil {
-			return fmt.Errorf("tcp to the balancer: %w", err)
-		}
-		defer conn.Close()
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		buf := make([]byte, 2)
-		if _, err := conn.Read(buf); err != nil || string(buf) != "ok" {
-			return fmt.Errorf("tcp to the balancer: read %q: %v", buf, err)
-		}
-		return nil
-	})
 }
 
 // probes records, per real server, the Call-IDs of datagrams received on

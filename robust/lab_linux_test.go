@@ -421,7 +421,7 @@ func TestRootFlood(t *testing.T) {
 	jel := time.Since(t1)
 
 	// Live dialogs continue a little; the host must work; then quiesce.
-	hostErr := checkHost(l)
+	hostErr := l.CheckHost(l.Clients[0])
 	time.Sleep(time.Second)
 	close(liveStop)
 	<-liveDone
@@ -525,42 +525,6 @@ func TestRootFlood(t *testing.T) {
 	if t.Failed() {
 		t.Logf("xvs log:\n%s", logs.String())
 	}
-}
-
-// checkHost pings the balancer's own address and opens a TCP connection to
-// it from the client: the host works beside the data plane.
-func checkHost(l *lab.Lab) error {
-	c := l.Clients[0]
-	if out, err := l.Output(c.NS, "ping", "-c2", "-i0.2", "-W2", l.Balancer.Addr4.String()); err != nil {
-		return fmt.Errorf("ping: %v\n%s", err, out)
-	}
-	var ln net.Listener
-	if err := l.Do(l.Balancer.NS, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(l.Balancer.Addr4, 8080).String())
-		return err
-	}); err != nil {
-		return err
-	}
-	defer ln.Close()
-	go func() {
-		if conn, err := ln.Accept(); err == nil {
-			conn.Write([]byte("ok"))
-			conn.Close()
-		}
-	}()
-	return l.Do(c.NS, func() error {
-		conn, err := net.DialTimeout("tcp", netip.AddrPortFrom(l.Balancer.Addr4, 8080).String(), 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		buf := make([]byte, 2)
-		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ok" {
-			return fmt.Errorf("tcp: read %q: %v", buf, err)
-		}
-		return nil
-	})
 }
 
 func firstLine(s, substr string) string {

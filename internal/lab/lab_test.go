@@ -55,6 +55,10 @@ func TestRootLabReachability(t *testing.T) {
 			t.Fatalf("switch namespace %s = %q, %v; want 0", k, v, err)
 		}
 	}
+	// The host checks end-to-end tests run beside xvs pass on a bare lab.
+	if err := l.CheckHost(l.Clients[0]); err != nil {
+		t.Fatalf("CheckHost: %v", err)
+	}
 	// Client → balancer (through the router), both families.
 	for _, c := range l.Clients {
 		for _, dst := range []string{l.Balancer.Addr4.String(), l.Balancer.Addr6.String()} {
