@@ -81,8 +81,13 @@ type TemplateInfo struct {
 	Timeout   time.Duration // the persistence timeout, restarted on each use
 	Remaining time.Duration // until expiry at the time of the listing
 	Held      uint32        // connections controlled by the template
-	PE        uint8
-	PEData    []byte // a copy, owned by the caller
+	// Reused: the template has been used again since it was created (it
+	// is in, or will be promoted to, the protected LRU segment). Restore
+	// keeps the mark, so a restored live dialog outlives one-off templates
+	// when the table must make room.
+	Reused bool
+	PE     uint8
+	PEData []byte // a copy, owned by the caller
 }
 
 // Config sizes a Templates table. Memory is allocated once by NewTemplates
@@ -343,10 +348,16 @@ func (t *Templates) InsertHashed(k *TemplateKey, h uint64, dest DestID, timeout 
 
 // Restore re-creates a template from a snapshot (TemplateInfo): it expires
 // after remaining, then its timeout applies again on each use. Restored
-// templates start in the probation segment, like new ones.
+// templates start in the probation segment, like new ones; a Reused one
+// carries its use mark, so the next makeRoom promotes it instead of
+// evicting it. A full table makes room by the normal policy, as Insert does.
 func (t *Templates) Restore(info *TemplateInfo, now int64) (Ref, InsertResult) {
 	k := TemplateKey{Protocol: info.Protocol, Client: info.Client, Virtual: info.Virtual, PE: info.PE, PEData: info.PEData}
-	return t.insert(&k, k.Hash(t.seed), info.Dest, info.State, info.Timeout, info.Remaining, now)
+	ref, res := t.insert(&k, k.Hash(t.seed), info.Dest, info.State, info.Timeout, info.Remaining, now)
+	if res == Inserted && info.Reused {
+		t.ents[ref.slot].flags |= flagUsed
+	}
+	return ref, res
 }
 
 func (t *Templates) insert(k *TemplateKey, h uint64, dest DestID, st TemplateState, timeout, remaining time.Duration, now int64) (Ref, InsertResult) {
@@ -575,7 +586,20 @@ func (t *Templates) Sweep(now int64, budget int) int {
 // AppendInfo appends a description of every live template to dst. It visits
 // the whole table and allocates the PEData copies: a control-plane call.
 func (t *Templates) AppendInfo(dst []TemplateInfo, now int64) []TemplateInfo {
-	for i := range t.ents {
+	dst, _ = t.AppendInfoFrom(dst, 0, len(t.ents), now)
+	return dst
+}
+
+// AppendInfoFrom is AppendInfo over at most n entry slots from slot from
+// (0 ≤ from ≤ Capacity); it returns the slot to continue from, Capacity
+// at the end. A caller that must not hold the owner goroutine for the whole
+// table (a periodic snapshot of a million templates) walks it in steps,
+// between which the table changes: a template moved meanwhile is seen once
+// or not at all, never half.
+func (t *Templates) AppendInfoFrom(dst []TemplateInfo, from, n int, now int64) ([]TemplateInfo, int) {
+	from = min(max(from, 0), len(t.ents))
+	end := from + min(max(n, 0), len(t.ents)-from)
+	for i := from; i < end; i++ {
 		e := &t.ents[i]
 		if e.flags&flagLive == 0 || now >= e.expires && e.control == 0 {
 			continue
@@ -601,11 +625,12 @@ func (t *Templates) AppendInfo(dst []TemplateInfo, now int64) []TemplateInfo {
 			Timeout:   time.Duration(e.timeout) * time.Millisecond,
 			Remaining: time.Duration(max(e.expires-now, 0)),
 			Held:      e.control,
+			Reused:    e.flags&flagUsed != 0 || t.lists.seg[i] == segProtected,
 			PE:        e.pe,
 			PEData:    append(bytes.Clone(b[2*alen:]), t.arena.mem[e.tail:e.tail+uint32(tailLen(e.keyLen()))]...),
 		})
 	}
-	return dst
+	return dst, end
 }
 
 // expired implements victims: it reports whether live entry i is past its

@@ -222,3 +222,57 @@ func TestTemplateNoAllocs(t *testing.T) {
 		t.Error("eviction path not exercised")
 	}
 }
+
+// AppendInfoFrom walks the table in steps that together list every live
+// template once; Reused survives a snapshot, so that a restored live dialog
+// is kept over one-off templates when the restoring table is smaller.
+func TestTemplateInfoStepsAndReused(t *testing.T) {
+	const n = 64
+	tt := newT(t, Config{Capacity: n, MinProtectedIdle: -1})
+	r := rand.New(rand.NewPCG(3, 4))
+	now := int64(sec)
+	keys := make([]TemplateKey, n)
+	for i := range keys {
+		keys[i] = sipKey(callID(r, i))
+		ref, _ := tt.Insert(&keys[i], DestID(i+1), time.Minute, now)
+		if i%4 == 0 {
+			tt.Touch(ref, now) // a dialog's second datagram
+		}
+	}
+	var all []TemplateInfo
+	for from := 0; from < n; {
+		all, from = tt.AppendInfoFrom(all, from, 10, now)
+	}
+	if len(all) != n {
+		t.Fatalf("stepped walk listed %d templates, want %d", len(all), n)
+	}
+	if got, next := tt.AppendInfoFrom(nil, n+5, 10, now); len(got) != 0 || next != n {
+		t.Fatalf("walk past the end: %d infos, next %d", len(got), next)
+	}
+	reused := 0
+	for _, in := range all {
+		if in.Reused != (int(in.Dest-1)%4 == 0) {
+			t.Fatalf("template %d: Reused %v", in.Dest, in.Reused)
+		}
+		if in.Reused {
+			reused++
+		}
+	}
+	if reused != n/4 {
+		t.Fatalf("%d reused templates, want %d", reused, n/4)
+	}
+	// Restore all of them into a table of half the size: the normal policy
+	// keeps every reused one (16) and evicts one-off templates first.
+	t2 := newT(t, Config{Capacity: n / 2, MinProtectedIdle: -1})
+	for i := range all {
+		t2.Restore(&all[i], now)
+	}
+	if st := t2.Stats(); st.Live != n/2 || st.EvictedProbation != n/2 || st.EvictedProtected != 0 {
+		t.Fatalf("restore into a half-size table: %+v", st)
+	}
+	for i := range keys {
+		if _, _, ok := t2.Lookup(&keys[i], now); i%4 == 0 && !ok {
+			t.Fatalf("reused template %d evicted by one-off ones", i)
+		}
+	}
+}
