@@ -973,7 +973,11 @@ func (w *Worker) finish(d *Decision, r Reason) {
 }
 
 // templateRemoved keeps the PersistConn gauge as templates leave the table.
+// Without a loaded snapshot (no batch has run) no gauge counts the template.
 func (w *Worker) templateRemoved(id table.DestID, _ table.RemoveReason) {
+	if w.v.snap == nil {
+		return
+	}
 	if st := w.v.snap.DestStats(ipvs.DestID(id)); st != nil {
 		st.Worker(w.id).AddPersist(-1)
 	}
