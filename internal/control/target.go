@@ -71,6 +71,25 @@ type HealthReporter interface {
 	Health() map[HealthKey]DestHealth
 }
 
+// SnapshotReporter is implemented by Targets that keep a template snapshot
+// file (the daemon with --snapshot): the metrics show its state.
+type SnapshotReporter interface {
+	SnapshotStatus() SnapshotStatus
+}
+
+// SnapshotStatus is the state of the template snapshot file.
+type SnapshotStatus struct {
+	File        string
+	Saves       uint64    // successful saves
+	Errors      uint64    // failed saves
+	LastSuccess time.Time // zero before the first successful save
+	Saved       int       // templates written by the last successful save
+	// Restored counts the records of the snapshot read at start, by
+	// outcome: restored, expired, no_service, no_server, duplicate,
+	// evicted (no room: the table's policy chose others), invalid.
+	Restored map[string]int
+}
+
 // CommandError is the error ApplyAll returns when one of its commands fails:
 // Index is the command's position in the slice (0-based), Err the model's
 // error (an ipvs sentinel such as ipvs.ErrServiceExists, possibly wrapped).

@@ -89,6 +89,12 @@ var (
 	queueCounters = map[string]*prometheus.Desc{}
 
 	info = desc("dataplane_info", "The data plane's backend mode and interface (always 1).", "mode", "iface")
+
+	snapSaves       = desc("snapshot_saves_total", "Successful saves of the template snapshot (--snapshot), periodic and at shutdown.")
+	snapErrors      = desc("snapshot_errors_total", "Failed saves of the template snapshot (directory gone or read-only, disk full, a worker not answering); the previous snapshot is kept.")
+	snapLastSuccess = desc("snapshot_last_success_timestamp_seconds", "Unix time of the last successful template snapshot save (0: none yet). Alert when it lags the save interval.")
+	snapSaved       = desc("snapshot_templates", "Templates written by the last successful snapshot save.")
+	snapRestored    = desc("snapshot_restored_templates", "Records of the snapshot read at start, by outcome: restored, expired (downtime), no_service, no_server, duplicate, evicted (no room in the tables), invalid.", "result")
 )
 
 // queueFields are the dataplane.QueueStats counters, in metric-name form.
@@ -125,7 +131,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
 		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
 		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
-		info,
+		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored,
 	} {
 		ch <- d
 	}
@@ -229,6 +235,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, tmplOverflow, t.Overflow, worker)
 		counter(ch, tmplLookups, t.Lookups, worker)
 		counter(ch, tmplHits, t.Hits, worker)
+	}
+	if sr, ok := c.src.(control.SnapshotReporter); ok {
+		if ss := sr.SnapshotStatus(); ss.File != "" {
+			counter(ch, snapSaves, ss.Saves)
+			counter(ch, snapErrors, ss.Errors)
+			var last float64
+			if !ss.LastSuccess.IsZero() {
+				last = float64(ss.LastSuccess.UnixNano()) / 1e9
+			}
+			gauge(ch, snapLastSuccess, last)
+			gauge(ch, snapSaved, float64(ss.Saved))
+			for result, n := range ss.Restored {
+				gauge(ch, snapRestored, float64(n), result)
+			}
+		}
 	}
 	for i, q := range st.Queues {
 		queue := strconv.Itoa(i)
