@@ -31,7 +31,8 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof on the metrics listener"},
 			&cli.IntFlag{Name: "templates", Usage: "persistence templates per worker (0 = 1048576)"},
 			&cli.IntFlag{Name: "conns", Usage: "connections per worker (0 = 262144)"},
-			&cli.StringFlag{Name: "snapshot", Usage: "save templates here on shutdown and restore them at start"},
+			&cli.StringFlag{Name: "snapshot", Usage: "save templates to this file periodically and on shutdown, and restore them at start (its directory must exist and be writable)"},
+			&cli.DurationFlag{Name: "snapshot-interval", Value: daemon.DefaultSnapshotInterval, Usage: "how often --snapshot is saved while running (a crash loses at most this much); 0 saves only at shutdown"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
 			&cli.IntFlag{Name: "health-max-probes", Usage: "health probes in flight at most (0 = 64); checks are configured per service with xvsadm --health-check"},
 			&cli.BoolFlag{Name: "no-health", Usage: "run no health checks (configured checks are kept but not probed; servers stay up)"},
@@ -49,10 +50,18 @@ func runDaemon(c *cli.Context) error {
 		return cli.Exit(err.Error(), 2)
 	}
 	slog.SetDefault(log)
+	interval := c.Duration("snapshot-interval")
+	switch {
+	case interval < 0:
+		return cli.Exit("--snapshot-interval must not be negative (0 saves only at shutdown)", 2)
+	case interval == 0:
+		interval = -1 // daemon.Options: negative = only at shutdown
+	}
 	d, err := daemon.Start(daemon.Options{
 		Iface: c.String("iface"), Rules: c.String("rules"), Mode: c.String("mode"),
 		XDPMode: c.String("xdp-mode"), ZeroCopy: c.String("zerocopy"), Queues: c.Int("queues"),
-		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"), Logger: log,
+		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
+		SnapshotInterval: interval, Logger: log,
 		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"),
 	})
 	if err != nil {

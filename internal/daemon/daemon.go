@@ -13,6 +13,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,10 +54,17 @@ type Options struct {
 	Queues   int    // 0 = every RX queue
 	// Templates and Conns size each worker's tables (0 = pipeline defaults).
 	Templates, Conns int
-	// SnapshotFile, if set, is where templates are saved on shutdown and
-	// restored from at start.
-	SnapshotFile string
-	Logger       *slog.Logger
+	// SnapshotFile, if set, is where templates are saved — every
+	// SnapshotInterval (0 = DefaultSnapshotInterval, negative = only at
+	// shutdown) and at shutdown — and restored from at start. Its
+	// directory must exist and be writable (checked at start), and only
+	// one daemon may use it (FILE.lock).
+	SnapshotFile     string
+	SnapshotInterval time.Duration
+	// LockDir holds the per-interface lock that keeps a second daemon off
+	// the interface ("" = DefaultLockDir).
+	LockDir string
+	Logger  *slog.Logger
 	// MaxProbes bounds the health probes in flight (0 = the health
 	// package's default); NoHealth disables health checking altogether
 	// (configured checks are then never run and servers stay up).
@@ -74,12 +82,18 @@ type Daemon struct {
 	cfg  *ipvs.Config
 	snap atomic.Pointer[ipvs.Snapshot]
 
-	runners  []*dataplane.Runner
-	workers  []*pipeline.Worker
-	shared   *table.Shared
-	nextHops pipeline.NextHops
-	resolver *neigh.Resolver
-	debug    pipeline.DebugLog
+	ifaceLock *lockFile
+	snapshot  *snapshotFile // nil without Options.SnapshotFile
+	stopSave  chan struct{} // stops snapshotLoop
+	saveWG    sync.WaitGroup
+
+	runners     []*dataplane.Runner
+	workers     []*pipeline.Worker
+	templateCap int // each worker's template capacity
+	shared      *table.Shared
+	nextHops    pipeline.NextHops
+	resolver    *neigh.Resolver
+	debug       pipeline.DebugLog
 
 	prober     *health.Prober
 	tap        probeTap
@@ -94,7 +108,9 @@ type Daemon struct {
 // ErrMode reports an unknown backend mode.
 var ErrMode = errors.New("unknown data-plane mode")
 
-// Start opens the backend, loads the rules and starts the workers.
+// Start locks the interface (one daemon per interface) and the snapshot
+// file, opens the backend, loads the rules, restores the template snapshot
+// and starts the workers.
 func Start(o Options) (*Daemon, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -102,59 +118,85 @@ func Start(o Options) (*Daemon, error) {
 	if o.Iface == "" {
 		return nil, errors.New("no interface given (--iface)")
 	}
-	d := &Daemon{opts: o, log: o.Logger, stop: make(chan struct{}), runErr: make(chan error, 64)}
+	d := &Daemon{opts: o, log: o.Logger, stop: make(chan struct{}), stopSave: make(chan struct{}), runErr: make(chan error, 64)}
+	if err := d.start(); err != nil {
+		if d.backend != nil {
+			d.backend.Close()
+		}
+		d.releaseLocks()
+		return nil, err
+	}
+	return d, nil
+}
+
+// start is Start's work; on error Start undoes what it opened.
+func (d *Daemon) start() error {
+	o := d.opts
 	var err error
 	if d.resolver, err = neigh.New(o.Iface); err != nil {
-		return nil, err
+		return err
 	}
-	if d.backend, err = openBackend(o, d.log); err != nil {
-		return nil, err
+	lockDir := o.LockDir
+	if lockDir == "" {
+		lockDir = DefaultLockDir
 	}
+	if err := os.MkdirAll(lockDir, 0o700); err != nil {
+		return fmt.Errorf("interface %s: lock: %w", o.Iface, err)
+	}
+	if d.ifaceLock, err = acquireLock(ifaceLockPath(lockDir, o.Iface), "interface "+o.Iface); err != nil {
+		return err
+	}
+	if o.SnapshotFile != "" {
+		if d.snapshot, err = openSnapshotFile(o.SnapshotFile); err != nil {
+			return err
+		}
+	}
+	b, err := openBackend(o, d.log)
+	if err != nil {
+		return err // b may be a typed nil: Start must not close it
+	}
+	d.backend = b
 	queues := d.backend.Queues()
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
-		d.backend.Close()
-		return nil, fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)
+		return fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)
 	}
 	d.cfg, err = ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
 	if err == nil && o.Rules != "" {
 		err = rules.Load(d.cfg, o.Rules)
 	}
 	if err != nil {
-		d.backend.Close()
-		return nil, err
+		return err
 	}
 	if err := d.publish(resolveWait); err != nil {
-		d.backend.Close()
-		return nil, err
+		return err
 	}
-	templates := o.Templates
-	if templates == 0 {
-		templates = pipeline.DefaultTemplates
+	d.templateCap = o.Templates
+	if d.templateCap == 0 {
+		d.templateCap = pipeline.DefaultTemplates
 	}
 	if len(queues) > 1 {
-		if d.shared, err = table.NewShared(templates); err != nil {
-			d.backend.Close()
-			return nil, err
+		// Room for every worker's templates: with RSS most calls live on
+		// one worker each, so the distinct keys add up.
+		if d.shared, err = table.NewShared(min(d.templateCap*len(queues), table.MaxSharedCapacity)); err != nil {
+			return err
 		}
 	}
 	seed := maphash.Comparable(maphash.MakeSeed(), 0)
 	for i, q := range queues {
-		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &d.snap, Templates: templates, Conns: o.Conns,
+		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &d.snap, Templates: d.templateCap, Conns: o.Conns,
 			Seed: seed, Shared: d.shared, NextHops: &d.nextHops, Debug: &d.debug})
 		if err != nil {
-			d.backend.Close()
-			return nil, err
+			return err
 		}
 		r := &dataplane.Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w}
 		r.Prepare()
 		d.workers = append(d.workers, w)
 		d.runners = append(d.runners, r)
 	}
-	if o.SnapshotFile != "" {
-		if n, err := d.restoreTemplates(o.SnapshotFile); err != nil {
-			d.log.Warn("template snapshot not restored", "file", o.SnapshotFile, "err", err)
-		} else if n > 0 {
-			d.log.Info("templates restored", "file", o.SnapshotFile, "templates", n)
+	if d.snapshot != nil {
+		d.snapshot.checkSpace(d.log, d.templateCap*len(queues))
+		if err := d.restoreTemplates(); err != nil {
+			return err
 		}
 	}
 	for _, r := range d.runners {
@@ -176,9 +218,27 @@ func Start(o Options) (*Daemon, error) {
 		d.wg.Add(1)
 		go d.debugLoop()
 	}
+	if d.snapshot != nil {
+		interval := o.SnapshotInterval
+		if interval == 0 {
+			interval = DefaultSnapshotInterval
+		}
+		if interval > 0 {
+			d.saveWG.Add(1)
+			go d.snapshotLoop(interval)
+		}
+	}
 	snap := d.snap.Load()
 	d.log.Info("data plane started", "mode", d.backend.Mode(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
-	return d, nil
+	return nil
+}
+
+// releaseLocks drops the interface and snapshot locks.
+func (d *Daemon) releaseLocks() {
+	if d.snapshot != nil {
+		d.snapshot.lock.release()
+	}
+	d.ifaceLock.release()
 }
 
 // openBackend walks the mode ladder: AF_XDP (whose own ladder is native
@@ -495,19 +555,23 @@ func (d *Daemon) Err() <-chan error { return d.runErr }
 
 // Close stops the daemon gracefully: it saves the templates (when a snapshot
 // file is configured) while the workers still run, then closes the backend
-// (the XDP program is detached) and waits for the workers.
+// (the XDP program is detached), waits for the workers and releases the
+// interface and snapshot locks.
 func (d *Daemon) Close() error {
 	if !d.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	if d.opts.SnapshotFile != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		n, err := d.saveTemplates(ctx, d.opts.SnapshotFile)
+	close(d.stopSave)
+	d.saveWG.Wait()
+	if d.snapshot != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		n, err := d.saveTemplates(ctx)
 		cancel()
 		if err != nil {
-			d.log.Warn("template snapshot not saved", "file", d.opts.SnapshotFile, "err", err)
+			d.log.Error("template snapshot not saved at shutdown: the live calls' templates are lost", "err", err,
+				"last_success", d.SnapshotStatus().LastSuccess)
 		} else {
-			d.log.Info("templates saved", "file", d.opts.SnapshotFile, "templates", n)
+			d.log.Info("templates saved", "file", d.snapshot.path, "templates", n)
 		}
 	}
 	if d.stopProber != nil {
@@ -516,6 +580,7 @@ func (d *Daemon) Close() error {
 	close(d.stop)
 	err := d.backend.Close()
 	d.wg.Wait()
+	d.releaseLocks()
 	d.log.Info("data plane stopped", "mode", d.backend.Mode())
 	return err
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,6 +56,11 @@ func init() {
 		lastBackend = b
 		return b, nil
 	})
+	// A backend that fails to open and returns a typed nil, as real ones
+	// do (*rawsock.Backend(nil), err).
+	dataplane.Register("memfail", func(o dataplane.Options) (dataplane.Backend, error) {
+		return (*memBackend)(nil), errors.New("memfail: cannot open")
+	})
 }
 
 const testRules = `-A -u 10.0.0.1:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o
@@ -67,7 +73,7 @@ func start(t *testing.T, queues int, snapshot string) (*Daemon, *memBackend) {
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "r.rules")
 	os.WriteFile(rules, []byte(testRules), 0o600)
-	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Queues: queues, Templates: 4096, Conns: 4096,
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Queues: queues, Templates: 4096, Conns: 4096, LockDir: t.TempDir(),
 		SnapshotFile: snapshot, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -206,15 +212,19 @@ func TestTemplateSnapshotAcrossRestart(t *testing.T) {
 
 func TestStartErrors(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := Start(Options{Iface: "lo", Mode: "nosuch", Logger: log}); err == nil || !strings.Contains(err.Error(), "unknown data-plane mode") {
+	if _, err := Start(Options{Iface: "lo", Mode: "nosuch", LockDir: t.TempDir(), Logger: log}); err == nil || !strings.Contains(err.Error(), "unknown data-plane mode") {
 		t.Errorf("bad mode: %v", err)
 	}
-	if _, err := Start(Options{Iface: "nosuch0", Mode: "memtest", Logger: log}); err == nil || !strings.Contains(err.Error(), "nosuch0") {
+	if _, err := Start(Options{Iface: "nosuch0", Mode: "memtest", LockDir: t.TempDir(), Logger: log}); err == nil || !strings.Contains(err.Error(), "nosuch0") {
 		t.Errorf("bad interface: %v", err)
+	}
+	// A failed open leaves nothing to close (it once closed the typed nil).
+	if _, err := Start(Options{Iface: "lo", Mode: "memfail", LockDir: t.TempDir(), Logger: log}); err == nil || !strings.Contains(err.Error(), "memfail: cannot open") {
+		t.Errorf("failing backend: %v", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.rules")
 	os.WriteFile(bad, []byte("-A -u 10.0.0.1:5060 --pe nosuch -p\n"), 0o600)
-	if _, err := Start(Options{Iface: "lo", Mode: "memtest", Rules: bad, Logger: log}); err == nil || !strings.Contains(err.Error(), "bad.rules:1: UDP 10.0.0.1:5060: Scheduler or persistence engine not found") {
+	if _, err := Start(Options{Iface: "lo", Mode: "memtest", Rules: bad, LockDir: t.TempDir(), Logger: log}); err == nil || !strings.Contains(err.Error(), "bad.rules:1: UDP 10.0.0.1:5060: Scheduler or persistence engine not found") {
 		t.Errorf("bad rules: %v", err)
 	}
 }
@@ -227,7 +237,7 @@ func TestDebugLogging(t *testing.T) {
 	os.WriteFile(rules, []byte(testRules), 0o600)
 	var buf syncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: DebugLevel}))
-	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, Logger: log})
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func startRules(t *testing.T, rulesText string) (*Daemon, *memBackend) {
 	t.Helper()
 	rules := filepath.Join(t.TempDir(), "r.rules")
 	os.WriteFile(rules, []byte(rulesText), 0o600)
-	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Queues: 1, Templates: 4096, Conns: 4096,
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Queues: 1, Templates: 4096, Conns: 4096, LockDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,108 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// DefaultLockDir holds the per-interface locks (and is where the default
+// control socket lives).
+const DefaultLockDir = "/run/xvs"
+
+// ErrLocked reports an interface or snapshot file another xvs is using.
+var ErrLocked = errors.New("in use by another xvs")
+
+// LockedError says which lock another process holds, and its pid.
+type LockedError struct {
+	What string // "interface eth1", "snapshot /var/lib/xvs/templates.json"
+	Path string // the lock file
+	PID  int    // the holder's pid as it wrote it; 0 if unknown
+}
+
+func (e *LockedError) Error() string {
+	holder := "pid unknown"
+	if e.PID > 0 {
+		holder = "pid " + strconv.Itoa(e.PID)
+	}
+	return fmt.Sprintf("%s is %v (%s; lock %s)", e.What, ErrLocked, holder, e.Path)
+}
+
+// Unwrap returns ErrLocked.
+func (e *LockedError) Unwrap() error { return ErrLocked }
+
+// lockFile is an exclusive flock(2) on a file, held until release. The
+// kernel drops it when the process exits however it exits (kill -9
+// included), so a stale lock cannot outlive its daemon, which a pid file
+// could. The file itself is left in place: removing it would let a second
+// process lock a new file of the same name while the first still holds the
+// old one.
+type lockFile struct{ f *os.File }
+
+// acquireLock takes the lock at path (created 0644 if missing; a symbolic
+// link is refused) without waiting, and writes this process's pid into it
+// for the next contender's message. what names the locked thing in errors.
+func acquireLock(path, what string) (*lockFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: lock: %w", what, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &LockedError{What: what, Path: path, PID: readPID(f)}
+		}
+		return nil, fmt.Errorf("%s: lock %s: %w", what, path, err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt(pid, 0) // only for the message of a contender
+	}
+	return &lockFile{f: f}, nil
+}
+
+func readPID(f *os.File) int {
+	var b [32]byte
+	n, _ := f.ReadAt(b[:], 0)
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:n])))
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// release drops the lock (nil-safe).
+func (l *lockFile) release() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// ifaceLockPath names the lock of interface iface in dir. Interface names
+// are per network namespace while /run is usually shared by all of them
+// (ip netns exec), so outside the initial namespace the name carries the
+// namespace's inode: eth1.lock, or eth1.net-4026532781.lock.
+func ifaceLockPath(dir, iface string) string {
+	name := iface
+	if ns := netnsID("/proc/self/ns/net"); ns != "" && ns != netnsID("/proc/1/ns/net") {
+		name += ".net-" + ns
+	}
+	return filepath.Join(dir, name+".lock")
+}
+
+// netnsID returns the inode of a namespace link ("net:[4026531840]" →
+// "4026531840"), or "" when it cannot be read.
+func netnsID(link string) string {
+	s, err := os.Readlink(link)
+	if err != nil {
+		return ""
+	}
+	s = strings.TrimPrefix(s, "net:[")
+	return strings.TrimSuffix(s, "]")
+}
