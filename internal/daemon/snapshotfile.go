@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -103,7 +104,25 @@ func openSnapshotFile(path string) (*snapshotFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Temporary files of saves a crash interrupted (each up to a whole
+	// snapshot): nobody else writes them while the lock is held.
+	stale, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(filepath.Base(path))+".tmp-*"))
+	for _, f := range stale {
+		os.Remove(f)
+	}
 	return &snapshotFile{path: path, lock: lock, status: control.SnapshotStatus{File: path}}, nil
+}
+
+// globEscape quotes the pattern characters of a file name.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // bareErr strips an *fs.PathError of the path the message already names.

@@ -58,8 +58,15 @@ func makeReadOnly(t *testing.T, dir string) {
 // disk is complete at any moment (it is replaced by rename).
 func TestSnapshotSavedPeriodically(t *testing.T) {
 	snap := filepath.Join(t.TempDir(), "templates.json")
+	// A save that a crash interrupted left its temporary file: the next
+	// start removes it.
+	crashed := filepath.Join(filepath.Dir(snap), ".templates.json.tmp-123456")
+	os.WriteFile(crashed, []byte("half a snapshot"), 0o600)
 	d, b := startOpts(t, Options{Queues: 2, Templates: 1024, Conns: 1024, SnapshotFile: snap, SnapshotInterval: 20 * time.Millisecond})
 	defer d.Close()
+	if _, err := os.Stat(crashed); err == nil {
+		t.Fatal("the temporary file of an interrupted save survived the start")
+	}
 	placeCalls(t, b, 20)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
