@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,6 +43,9 @@ func TestSecondDaemonOnInterfaceRefused(t *testing.T) {
 	}
 	if n := countSaved(t, snap); n != 10 {
 		t.Fatalf("the first daemon's snapshot holds %d templates, want its 10", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(locks, "*")); len(left) != 0 {
+		t.Fatalf("lock files left after a clean stop: %v", left)
 	}
 	// Once the first daemon is gone the interface is free again.
 	d3, err := tryStart(t, Options{Queues: 1, Templates: 1024, Conns: 1024, SnapshotFile: snap, LockDir: locks})
@@ -124,11 +128,36 @@ func TestLockReleasedOnKill(t *testing.T) {
 	}
 	cmd.Process.Kill() // SIGKILL: no clean-up runs in the holder
 	cmd.Wait()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("a killed holder cannot remove its lock file: %v", err)
+	}
 	l, err := acquireLock(path, "interface eth9")
 	if err != nil {
 		t.Fatalf("after the holder was killed: %v", err)
 	}
+	// A contender that opened the file before the holder released (and
+	// removed) it locks a file nobody else will open: it must not count
+	// as holding the lock.
+	early, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	if !isFileAt(early, path) {
+		t.Fatal("isFileAt: the held file is at its path")
+	}
 	l.release()
+	if err := syscall.Flock(int(early.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	if isFileAt(early, path) {
+		t.Fatal("isFileAt: a removed lock file still counts (acquireLock would hold a lock nobody sees)")
+	}
+	l2, err := acquireLock(path, "interface eth9") // at path now: a new file
+	if err != nil {
+		t.Fatalf("lock on a fresh file while an unlinked one is held: %v", err)
+	}
+	l2.release()
 }
 
 // Interface names are per network namespace, /run usually is not: a lock
