@@ -308,8 +308,7 @@ func (s *Server) Execute(ctx context.Context, req Request) Result {
 	case ipvsadm.List:
 		return s.list(ctx, cmd)
 	case ipvsadm.Save:
-		views := serviceViews(s.target.Snapshot(), nil)
-		return Result{Stdout: ipvsadm.AppendSave(nil, views, cmd.Format, s.opts.Names)}
+		return Result{Stdout: SaveRules(s.target.Snapshot(), cmd.Format, s.opts.Names)}
 	case ipvsadm.Restore:
 		return s.restore(ctx, req.Stdin)
 	case ipvsadm.StartDaemon, ipvsadm.StopDaemon:

@@ -15,6 +15,14 @@ import (
 	"github.com/xvs-lb/xvs/table"
 )
 
+// SaveRules renders a configuration as xvsadm -S prints it (f.Numeric for
+// -S -n): ipvsadm's rules plus the xvs extension lines (health checks,
+// drains). It is the same rendering the control server uses, for tools
+// that print a configuration without a daemon (xvs rules).
+func SaveRules(s *ipvs.Snapshot, f ipvsadm.Format, n ipvsadm.Names) []byte {
+	return ipvsadm.AppendSave(nil, serviceViews(s, nil), f, n)
+}
+
 // rateFunc returns the estimated rates of a Stats (nil: zero rates).
 type rateFunc func(*ipvs.Stats) ipvsadm.Rates
 
@@ -69,6 +77,11 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 			Down:         d.Down,
 			Draining:     d.Draining,
 			DrainWeight:  uint32(d.DrainWeight),
+			DynWeight:    uint32(d.DynWeight),
+			HasDynWeight: d.HasDynWeight,
+		}
+		if d.OwnCheck {
+			dv.Check = checkView(d.Check)
 		}
 		if rates != nil {
 			dv.Rates = rates(d.Stats)
@@ -84,7 +97,11 @@ func checkView(h *ipvs.HealthCheck) *ipvsadm.CheckView {
 		return nil
 	}
 	v := &ipvsadm.CheckView{Type: h.Type.String(), Interval: h.Interval, Timeout: h.Timeout, Fail: h.Fail, Rise: h.Rise,
-		Port: h.Port, OnFail: h.OnFail.String()}
+		Port: h.Port, OnFail: h.OnFail.String(), RetryInterval: h.RetryInterval, StartDown: h.StartDown,
+		ScriptUser: h.ScriptUser, Dynamic: h.Dynamic, URL: h.URL, Digest: h.Digest, VirtualHost: h.VirtualHost}
+	if len(h.Script) > 0 {
+		v.Script = ipvsadm.JoinCommand(h.Script)
+	}
 	for i, r := range h.Codes {
 		if i > 0 {
 			v.Codes += ","

@@ -19,6 +19,7 @@ func (d *Daemon) startProber() {
 	d.prober = health.New(health.Options{
 		Snapshot:    d.snap.Load,
 		SetHealth:   d.setHealth,
+		SetWeight:   d.setDynWeight,
 		Iface:       d.opts.Iface,
 		LocalAddrs:  d.tap.setAddrs,
 		MaxInFlight: d.opts.MaxProbes,
@@ -39,6 +40,18 @@ func (d *Daemon) setHealth(svc ipvs.ServiceKey, server netip.AddrPort, up bool) 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	changed, err := d.cfg.SetDestHealth(svc, server, up)
+	if err != nil || !changed {
+		return err
+	}
+	return d.publish(0)
+}
+
+// setDynWeight applies the weight a dynamic script check reported (w < 0:
+// the configured weight again) and publishes it.
+func (d *Daemon) setDynWeight(svc ipvs.ServiceKey, server netip.AddrPort, w int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed, err := d.cfg.SetDestWeightOverride(svc, server, w)
 	if err != nil || !changed {
 		return err
 	}

@@ -50,6 +50,9 @@ type result struct {
 	outcome string
 	rtt     time.Duration
 	path    string
+	// dynamic is the weight a dynamic script check reported: the exit
+	// status less 2, or -1 (back to the configured weight).
+	dynamic int
 }
 
 // newCallID returns a fresh Call-ID for one OPTIONS probe.

@@ -20,6 +20,9 @@ const (
 	// DefaultMaxInFlight bounds the probes outstanding at once: each holds
 	// a socket and a goroutine for at most its timeout.
 	DefaultMaxInFlight = 64
+	// DefaultMaxScripts bounds the check scripts running at once (within
+	// MaxInFlight): each is a process.
+	DefaultMaxScripts = 8
 	// tick is how often the scheduling goroutine looks for due probes
 	// (half of ipvs.MinCheckInterval).
 	tick = 50 * time.Millisecond
@@ -35,6 +38,10 @@ type Options struct {
 	// SetHealth applies a state change to the configuration (and publishes
 	// it). It is called from the prober's goroutine.
 	SetHealth func(svc ipvs.ServiceKey, server netip.AddrPort, up bool) error
+	// SetWeight applies the weight a dynamic script check reported (w < 0:
+	// back to the configured weight); nil ignores dynamic weights. It is
+	// called from the prober's goroutine.
+	SetWeight func(svc ipvs.ServiceKey, server netip.AddrPort, w int) error
 	// Iface is the data-plane interface: direct-routing probes are sent on
 	// it to the VIP at the real server's MAC. "" sends them to the real
 	// server's own address instead (PathDRFallback).
@@ -45,6 +52,8 @@ type Options struct {
 	LocalAddrs func([]netip.Addr)
 	// MaxInFlight bounds concurrent probes (0 = DefaultMaxInFlight).
 	MaxInFlight int
+	// MaxScripts bounds concurrent script checks (0 = DefaultMaxScripts).
+	MaxScripts int
 	Logger      *slog.Logger
 	// Now is the clock of state-change times; nil means time.Now.
 	Now func() time.Time
@@ -77,6 +86,7 @@ type key struct {
 type target struct {
 	check   *ipvs.HealthCheck
 	fwd     ipvs.Forward
+	svc     ipvs.ServiceKey
 	vip     netip.AddrPort // service address and port (port of the probe for DR)
 	server  netip.AddrPort
 	nextHop [6]byte
@@ -87,7 +97,9 @@ type state struct {
 	gen      uint64 // bumped when the check changes: late results are ignored
 	m        machine
 	due      time.Time
+	launched time.Time
 	inFlight bool
+	dyn      int // the dynamic weight last applied; -1: none
 	last     string
 	rtt      time.Duration
 	path     string
@@ -114,12 +126,17 @@ type Prober struct {
 	pmu     sync.Mutex // guards pending and locals
 	pending map[netip.AddrPort]chan<- reply
 	locals  []netip.Addr
+
+	credCache // script users
 }
 
 // New returns a prober; Run runs it.
 func New(o Options) *Prober {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxScripts <= 0 {
+		o.MaxScripts = DefaultMaxScripts
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -134,6 +151,7 @@ func New(o Options) *Prober {
 func (p *Prober) Run(ctx context.Context) {
 	results := make(chan result, p.o.MaxInFlight)
 	sem := make(chan struct{}, p.o.MaxInFlight)
+	scripts := make(chan struct{}, p.o.MaxScripts)
 	var wg sync.WaitGroup
 	t := time.NewTicker(tick)
 	defer func() {
@@ -152,16 +170,23 @@ func (p *Prober) Run(ctx context.Context) {
 		case <-t.C:
 			p.reconcile()
 			for _, l := range p.due() {
-				select {
-				case sem <- struct{}{}:
-				default:
-					p.mu.Lock()
-					p.states[l.k].inFlight = false // try again at the next tick
-					p.mu.Unlock()
+				script := l.check.Type == ipvs.CheckScript
+				if !acquire(sem) {
+					p.retryLater(l.k)
+					continue
+				}
+				if script && !acquire(scripts) {
+					<-sem
+					p.retryLater(l.k)
 					continue
 				}
 				wg.Go(func() {
-					defer func() { <-sem }()
+					defer func() {
+						if script {
+							<-scripts
+						}
+						<-sem
+					}()
 					r := p.probe(ctx, l.target)
 					r.key, r.gen = l.k, l.gen
 					select {
@@ -172,6 +197,24 @@ func (p *Prober) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+func acquire(sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// retryLater puts a probe that found no free slot back for the next tick.
+func (p *Prober) retryLater(k key) {
+	p.mu.Lock()
+	if st := p.states[k]; st != nil {
+		st.inFlight = false
+	}
+	p.mu.Unlock()
 }
 
 type launch struct {
@@ -191,6 +234,7 @@ func (p *Prober) due() []launch {
 			continue
 		}
 		st.inFlight = true
+		st.launched = now
 		st.due = now.Add(st.check.Interval)
 		out = append(out, launch{k, st.gen, st.target})
 	}
@@ -223,20 +267,24 @@ func (p *Prober) reconcile() {
 	seen := map[key]bool{}
 	now := p.o.Now()
 	for _, svc := range s.Services() {
-		if svc.Check == nil {
-			continue
-		}
 		for _, d := range svc.Dests {
+			chk := d.Check
+			if chk == nil {
+				continue
+			}
 			k := key{svc.Key, d.Addr}
 			seen[k] = true
-			t := target{check: svc.Check, fwd: d.Fwd, vip: svc.Addr, server: d.Addr, nextHop: d.NextHop}
+			t := target{check: chk, fwd: d.Fwd, svc: svc.Key, vip: svc.Addr, server: d.Addr, nextHop: d.NextHop}
 			st := p.states[k]
-			if st == nil || !st.check.Equal(svc.Check) {
+			if st == nil || !st.check.Equal(chk) {
 				p.gen++
 				old := st
 				st = &state{target: t, gen: p.gen, m: machine{up: !d.Down, since: now},
-					due: time.Now().Add(jitter(k, svc.Check.Interval))}
-				if old != nil && old.check.Type == svc.Check.Type {
+					due: time.Now().Add(jitter(k, chk.Interval)), dyn: -1}
+				if d.HasDynWeight {
+					st.dyn = d.DynWeight
+				}
+				if old != nil && old.check.Type == chk.Type {
 					st.m, st.probes, st.ups, st.downs, st.last, st.rtt = old.m, old.probes, old.ups, old.downs, old.last, old.rtt
 					st.m.ok, st.m.failed = 0, 0
 				}
@@ -278,8 +326,26 @@ func (p *Prober) apply(r result) {
 			st.downs++
 		}
 	}
+	if !r.ok && st.m.up && st.check.RetryInterval > 0 {
+		// keepalived's delay_before_retry: a failing server that is still
+		// up is probed again sooner.
+		if next := st.launched.Add(st.check.RetryInterval); next.Before(st.due) {
+			st.due = next
+		}
+	}
+	weight, setWeight := -1, false
+	if st.check.Dynamic && r.dynamic != st.dyn {
+		weight, setWeight, st.dyn = r.dynamic, true, r.dynamic
+	}
 	up, fails, oks := st.m.up, st.m.failed, st.m.ok
 	p.mu.Unlock()
+	if setWeight && p.o.SetWeight != nil {
+		if err := p.o.SetWeight(r.key.svc, r.key.server, weight); err != nil {
+			p.o.Logger.Warn("dynamic weight not applied", "service", r.key.svc.String(), "server", r.key.server.String(), "err", err)
+		} else {
+			p.o.Logger.Info("dynamic weight", "service", r.key.svc.String(), "server", r.key.server.String(), "weight", weight, "reason", r.outcome)
+		}
+	}
 	if !changed {
 		return
 	}
@@ -403,10 +469,16 @@ func (p *Prober) probe(ctx context.Context, t target) result {
 	server := netip.AddrPortFrom(t.server.Addr(), port)
 	start := time.Now()
 	var r result
-	if h.Type == ipvs.CheckTCP {
+	switch h.Type {
+	case ipvs.CheckTCP:
 		r.ok, r.outcome = tcpProbe(ctx, server)
 		r.path = PathDirect
-	} else {
+	case ipvs.CheckHTTP, ipvs.CheckHTTPS:
+		r.ok, r.outcome = httpProbe(ctx, h, server)
+		r.path = PathDirect
+	case ipvs.CheckScript:
+		r = p.scriptProbe(ctx, t)
+	default:
 		r = p.udpProbe(ctx, t, server)
 	}
 	r.rtt = time.Since(start)

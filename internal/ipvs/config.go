@@ -56,6 +56,10 @@ type destEntry struct {
 	down        bool // failed its health check
 	draining    bool // xvsadm --drain
 	drainWeight int  // the weight before the drain
+
+	check     *HealthCheck // its own health check; nil: the service's
+	hasDyn    bool         // a dynamic script check set dynWeight
+	dynWeight int
 }
 
 type trashKey struct {
@@ -318,12 +322,16 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 		delete(c.trash, tk)
 		de.cfg = d
 		de.down, de.draining, de.drainWeight = false, false, 0
+		de.check, de.hasDyn = nil, false
 	} else {
 		id, err := c.newID()
 		if err != nil {
 			return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), d.Addr, err)
 		}
 		de = &destEntry{id: id, cfg: d, stats: newStats(c.opts.Workers)}
+	}
+	if e.check != nil && e.check.StartDown {
+		de.down = true
 	}
 	e.dests = slices.Insert(e.dests, 0, de)
 	e.compiled = nil

@@ -25,9 +25,17 @@ const (
 	CheckUDP
 	// CheckTCP opens a TCP connection and closes it.
 	CheckTCP
+	// CheckScript runs a command (keepalived's MISC_CHECK): exit status 0
+	// is alive, anything else (or a timeout, which kills it) is a failure;
+	// with Dynamic, 2..255 is alive with weight status-2.
+	CheckScript
+	// CheckHTTP and CheckHTTPS GET a URL (keepalived's HTTP_GET and
+	// SSL_GET) and check the status code and, optionally, the body's MD5.
+	CheckHTTP
+	CheckHTTPS
 )
 
-var checkNames = [...]string{"none", "sip-options", "udp", "tcp"}
+var checkNames = [...]string{"none", "sip-options", "udp", "tcp", "script", "http", "https"}
 
 // String returns the check's name as xvsadm --check takes it.
 func (t CheckType) String() string {
@@ -86,6 +94,8 @@ const (
 	MaxCheckCount = 100
 	// MaxCheckCodes bounds the --codes list.
 	MaxCheckCodes = 32
+	// MaxScriptArgs bounds a script check's arguments.
+	MaxScriptArgs = 64
 )
 
 // CodeRange is an inclusive range of SIP status codes.
@@ -100,10 +110,32 @@ type HealthCheck struct {
 	Rise     int           // consecutive successes that bring a down server up
 	// Port is the port probed; 0 means the real server's port.
 	Port uint16
-	// Codes are the SIP status codes that count as alive; empty means any
-	// final response (200..699) except 408 Request Timeout.
+	// Codes are the status codes that count as alive. Empty means, for
+	// SIP, any final response (200..699) except 408 Request Timeout; for
+	// HTTP, 200..299.
 	Codes  []CodeRange
 	OnFail TemplatePolicy
+	// RetryInterval, when set, is the delay before the next probe after a
+	// failure while the server is still up (keepalived's
+	// delay_before_retry); 0 means Interval.
+	RetryInterval time.Duration
+	// StartDown makes real servers start down until Rise probes pass
+	// (keepalived's alpha): when the check is set, and for servers added
+	// to (or revived in) a service that has it.
+	StartDown bool
+
+	// Script is a script check's command and arguments; ScriptUser the
+	// "user" or "user:group" it runs as ("" = the daemon's user); Dynamic
+	// takes the server's weight from the exit status (2..255 → status-2).
+	Script     []string
+	ScriptUser string
+	Dynamic    bool
+	// URL is an HTTP check's path, Digest the MD5 of the body in lower-case
+	// hex ("" = not checked), VirtualHost the Host header and TLS server
+	// name ("" = the server's address).
+	URL         string
+	Digest      string
+	VirtualHost string
 }
 
 // ErrNoCheck reports a real-server command on a service with no health check.
@@ -118,7 +150,7 @@ func DefaultHealthCheck(t CheckType) HealthCheck {
 // Validate checks the figures of a health check.
 func (h HealthCheck) Validate() error {
 	switch {
-	case h.Type > CheckTCP:
+	case h.Type > CheckHTTPS || h.Type == CheckNone:
 		return fmt.Errorf("check type %d: %w", h.Type, ErrInvalid)
 	case h.Interval < MinCheckInterval || h.Interval > MaxCheckInterval:
 		return fmt.Errorf("interval %v (%v..%v): %w", h.Interval, MinCheckInterval, MaxCheckInterval, ErrInvalid)
@@ -128,22 +160,57 @@ func (h HealthCheck) Validate() error {
 		return fmt.Errorf("fail %d, rise %d (1..%d): %w", h.Fail, h.Rise, MaxCheckCount, ErrInvalid)
 	case len(h.Codes) > MaxCheckCodes:
 		return fmt.Errorf("%d code ranges (at most %d): %w", len(h.Codes), MaxCheckCodes, ErrInvalid)
-	case len(h.Codes) > 0 && h.Type != CheckSIPOptions:
+	case len(h.Codes) > 0 && h.Type != CheckSIPOptions && h.Type != CheckHTTP && h.Type != CheckHTTPS:
 		return fmt.Errorf("status codes for a %v check: %w", h.Type, ErrInvalid)
 	case h.OnFail > PolicyKeep:
 		return fmt.Errorf("template policy %d: %w", h.OnFail, ErrInvalid)
+	case h.RetryInterval != 0 && (h.RetryInterval < MinCheckInterval || h.RetryInterval > MaxCheckInterval):
+		return fmt.Errorf("retry interval %v (%v..%v): %w", h.RetryInterval, MinCheckInterval, MaxCheckInterval, ErrInvalid)
+	case (h.Type == CheckScript) != (len(h.Script) > 0) || len(h.Script) > MaxScriptArgs || h.Script != nil && h.Script[0] == "":
+		return fmt.Errorf("script %q for a %v check: %w", h.Script, h.Type, ErrInvalid)
+	case h.Type != CheckScript && (h.ScriptUser != "" || h.Dynamic):
+		return fmt.Errorf("script user or dynamic weight for a %v check: %w", h.Type, ErrInvalid)
+	case h.Type == CheckScript && h.Port != 0:
+		return fmt.Errorf("port for a script check: %w", ErrInvalid)
+	case (h.Type == CheckHTTP || h.Type == CheckHTTPS) != (h.URL != ""):
+		return fmt.Errorf("url %q for a %v check: %w", h.URL, h.Type, ErrInvalid)
+	case h.Type != CheckHTTP && h.Type != CheckHTTPS && (h.Digest != "" || h.VirtualHost != ""):
+		return fmt.Errorf("digest or virtual host for a %v check: %w", h.Type, ErrInvalid)
+	case h.URL != "" && h.URL[0] != '/':
+		return fmt.Errorf("url %q (a path): %w", h.URL, ErrInvalid)
+	case h.Digest != "" && !isMD5Hex(h.Digest):
+		return fmt.Errorf("digest %q (MD5, lower-case hex): %w", h.Digest, ErrInvalid)
+	}
+	hi := 699
+	if h.Type != CheckSIPOptions {
+		hi = 599
 	}
 	for _, r := range h.Codes {
-		if r.Lo < 100 || r.Hi > 699 || r.Lo > r.Hi {
-			return fmt.Errorf("status codes %d-%d (100..699): %w", r.Lo, r.Hi, ErrInvalid)
+		if r.Lo < 100 || int(r.Hi) > hi || r.Lo > r.Hi {
+			return fmt.Errorf("status codes %d-%d (100..%d): %w", r.Lo, r.Hi, hi, ErrInvalid)
 		}
 	}
 	return nil
 }
 
-// Accepts reports whether a SIP response status code counts as alive.
+func isMD5Hex(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Accepts reports whether a response status code counts as alive.
 func (h *HealthCheck) Accepts(code int) bool {
 	if len(h.Codes) == 0 {
+		if h.Type != CheckSIPOptions {
+			return code >= 200 && code <= 299
+		}
 		return code >= 200 && code <= 699 && code != 408
 	}
 	for _, r := range h.Codes {
@@ -160,23 +227,32 @@ func (h *HealthCheck) Equal(o *HealthCheck) bool {
 		return h == o
 	}
 	return h.Type == o.Type && h.Interval == o.Interval && h.Timeout == o.Timeout && h.Fail == o.Fail &&
-		h.Rise == o.Rise && h.Port == o.Port && h.OnFail == o.OnFail && slices.Equal(h.Codes, o.Codes)
+		h.Rise == o.Rise && h.Port == o.Port && h.OnFail == o.OnFail && slices.Equal(h.Codes, o.Codes) &&
+		h.RetryInterval == o.RetryInterval && h.StartDown == o.StartDown && slices.Equal(h.Script, o.Script) &&
+		h.ScriptUser == o.ScriptUser && h.Dynamic == o.Dynamic && h.URL == o.URL && h.Digest == o.Digest &&
+		h.VirtualHost == o.VirtualHost
+}
+
+// clone returns a copy of h that shares no slice with it.
+func (h *HealthCheck) clone() *HealthCheck {
+	if h == nil {
+		return nil
+	}
+	c := *h
+	c.Codes = slices.Clone(h.Codes)
+	c.Script = slices.Clone(h.Script)
+	return &c
 }
 
 // SetHealthCheck sets (or, with nil or CheckNone, removes) the health check
-// of a service. Removing it, or changing its type, marks every real server
-// of the service up again: a new check starts from a clean slate.
+// of a service, which its real servers follow unless they have their own
+// (SetDestHealthCheck). Removing it, or changing its type, marks those
+// servers up again (down with StartDown): a new check starts from a clean
+// slate.
 func (c *Config) SetHealthCheck(k ServiceKey, h *HealthCheck) error {
-	if h != nil && h.Type == CheckNone {
-		h = nil
-	}
-	if h != nil {
-		if err := h.Validate(); err != nil {
-			return fmt.Errorf("%v: %w", k, err)
-		}
-		cp := *h
-		cp.Codes = slices.Clone(h.Codes)
-		h = &cp
+	h, err := normCheck(k, h)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -187,15 +263,80 @@ func (c *Config) SetHealthCheck(k ServiceKey, h *HealthCheck) error {
 	if e.check.Equal(h) {
 		return nil
 	}
-	if h == nil || e.check == nil || h.Type != e.check.Type {
-		for _, d := range e.dests {
-			d.down = false
+	for _, d := range e.dests {
+		if d.check == nil {
+			d.resetHealth(e.check, h)
 		}
 	}
 	e.check, e.compiled = h, nil
 	c.changed()
 	return nil
 }
+
+func normCheck(k ServiceKey, h *HealthCheck) (*HealthCheck, error) {
+	if h != nil && h.Type == CheckNone {
+		h = nil
+	}
+	if h != nil {
+		if err := h.Validate(); err != nil {
+			return nil, fmt.Errorf("%v: %w", k, err)
+		}
+	}
+	return h.clone(), nil
+}
+
+// resetHealth starts a real server's health afresh when its effective
+// check changes from old to nw: up (down with StartDown) when the check is
+// removed, added or changes type; the dynamic weight of a script check
+// goes with the check.
+func (d *destEntry) resetHealth(old, nw *HealthCheck) {
+	if nw == nil || old == nil || nw.Type != old.Type {
+		d.down = nw != nil && nw.StartDown
+	}
+	if nw == nil || !nw.Dynamic || old == nil || !slices.Equal(nw.Script, old.Script) {
+		d.hasDyn = false
+	}
+}
+
+// SetDestHealthCheck sets (or, with nil or CheckNone, removes) a real
+// server's own health check, which overrides its service's (keepalived
+// attaches checkers to real servers). addr's port 0 means the service
+// port.
+func (c *Config) SetDestHealthCheck(k ServiceKey, addr netip.AddrPort, h *HealthCheck) error {
+	h, err := normCheck(k, h)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	d := e.dests[i]
+	if d.check.Equal(h) {
+		return nil
+	}
+	d.resetHealth(d.effective(e), cmpOr(h, e.check))
+	d.check, e.compiled = h, nil
+	c.changed()
+	return nil
+}
+
+func cmpOr(a, b *HealthCheck) *HealthCheck {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// effective is the check a real server follows: its own, else its
+// service's.
+func (d *destEntry) effective(e *svcEntry) *HealthCheck { return cmpOr(d.check, e.check) }
 
 // HealthCheck returns a copy of a service's health check, or nil.
 func (c *Config) HealthCheck(k ServiceKey) (*HealthCheck, error) {
@@ -205,9 +346,37 @@ func (c *Config) HealthCheck(k ServiceKey) (*HealthCheck, error) {
 	if err != nil || e.check == nil {
 		return nil, err
 	}
-	h := *e.check
-	h.Codes = slices.Clone(h.Codes)
-	return &h, nil
+	return e.check.clone(), nil
+}
+
+// SetDestWeightOverride records the weight a dynamic script check set for
+// a real server (keepalived's misc_dynamic), or with w < 0 clears it: the
+// scheduler then uses it instead of the configured weight (a drain still
+// wins). The configured weight, -L and -S are untouched. It reports
+// whether anything changed.
+func (c *Config) SetDestWeightOverride(k ServiceKey, addr netip.AddrPort, w int) (bool, error) {
+	if w > sched.MaxWeight {
+		return false, fmt.Errorf("%v -> %v: %w", k, addr, ErrRange)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return false, err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return false, fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	d := e.dests[i]
+	has := w >= 0
+	if d.hasDyn == has && (!has || d.dynWeight == w) {
+		return false, nil
+	}
+	d.hasDyn, d.dynWeight = has, max(w, 0)
+	e.compiled = nil
+	c.changed()
+	return true, nil
 }
 
 // SetDestHealth records the health checker's verdict on a real server
@@ -226,10 +395,10 @@ func (c *Config) SetDestHealth(k ServiceKey, addr netip.AddrPort, up bool) (bool
 	if i < 0 {
 		return false, fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
 	}
-	if e.check == nil && !up {
+	d := e.dests[i]
+	if d.effective(e) == nil && !up {
 		return false, fmt.Errorf("%v: %w", e.cfg.Key(), ErrNoCheck)
 	}
-	d := e.dests[i]
 	if d.down == !up {
 		return false, nil
 	}

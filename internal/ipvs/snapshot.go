@@ -69,6 +69,23 @@ type Dest struct {
 	// DrainWeight is the weight --undrain restores.
 	Draining    bool
 	DrainWeight int
+	// Check is the health check the real server follows: its own
+	// (OwnCheck) or its service's; nil when it is not checked. Read-only.
+	Check    *HealthCheck
+	OwnCheck bool
+	// DynWeight, when HasDynWeight, is the weight a dynamic script check
+	// set: the scheduler uses it instead of Weight (unless draining).
+	DynWeight    int
+	HasDynWeight bool
+}
+
+// SchedWeight is the weight the scheduler uses: the dynamic weight a
+// script check set, else the configured one (0 while draining).
+func (d *Dest) SchedWeight() int {
+	if d.HasDynWeight && !d.Draining {
+		return d.DynWeight
+	}
+	return d.Weight
 }
 
 // Lookup returns the service for a packet to addr:port, falling back to the
@@ -119,10 +136,10 @@ func (s *Snapshot) DestStats(id DestID) *Stats {
 // the check's policy is PolicyExpire.
 func (s *Snapshot) TemplateDest(id DestID) *Dest {
 	d := s.Dest(id)
-	if d == nil || (s.ExpireQuiescentTemplate && d.Weight == 0 && !d.Draining) {
+	if d == nil || (s.ExpireQuiescentTemplate && d.SchedWeight() == 0 && !d.Draining) {
 		return nil
 	}
-	if d.Down && d.Service.Check != nil && d.Service.Check.OnFail == PolicyExpire {
+	if d.Down && d.Check != nil && d.Check.OnFail == PolicyExpire {
 		return nil
 	}
 	return d
@@ -202,10 +219,13 @@ func (c *Config) compile(e *svcEntry) *Service {
 	svc.mask, _ = e.cfg.Netmask.bytes(svc.Key.Addr.Is6())
 	sd := make([]sched.Dest, len(e.dests))
 	for i, d := range e.dests {
-		down := d.down && e.check != nil
-		svc.Dests[i] = &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats,
-			Down: down, Draining: d.draining, DrainWeight: d.drainWeight}
-		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: d.cfg.Weight, Down: down,
+		chk := d.effective(e)
+		down := d.down && chk != nil
+		dst := &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats,
+			Down: down, Draining: d.draining, DrainWeight: d.drainWeight, Check: chk, OwnCheck: d.check != nil,
+			DynWeight: d.dynWeight, HasDynWeight: d.hasDyn}
+		svc.Dests[i] = dst
+		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: dst.SchedWeight(), Down: down,
 			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats}
 	}
 	sc, err := sched.Compile(sched.Spec{

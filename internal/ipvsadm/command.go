@@ -33,6 +33,7 @@ const (
 	HealthCheckCmd // --health-check virtual-service --check type [check options]
 	Drain          // --drain virtual-service -r server-address
 	Undrain        // --undrain virtual-service -r server-address
+	Reload         // --reload: re-read the configuration files that support it (keepalived.conf)
 )
 
 var kindNames = [...]string{
@@ -56,6 +57,7 @@ var kindNames = [...]string{
 	HealthCheckCmd: "health-check",
 	Drain:          "drain",
 	Undrain:        "undrain",
+	Reload:         "reload",
 }
 
 // String returns ipvsadm's name for the command, as used in its messages.

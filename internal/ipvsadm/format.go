@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // IPVSVersion is the IPVS version ipvsadm reports (IP_VS_VERSION_CODE).
@@ -207,15 +208,32 @@ func saveDestLineFmt(s ServiceView, d DestView, numeric bool, n Names) []string 
 	return append(a, "--tun-type", "ipip")
 }
 
-// appendArgs appends a -S line: the arguments joined by spaces.
+// appendArgs appends a -S line: the arguments joined by spaces. An
+// argument that RuleTokens would split or cut (a blank, a quote, a
+// backslash, a leading '#', or empty) is written in double quotes with
+// '"' and '\\' escaped; ipvsadm's own arguments never are.
 func appendArgs(b []byte, args []string) []byte {
 	for i, a := range args {
 		if i > 0 {
 			b = append(b, ' ')
 		}
-		b = append(b, a...)
+		b = appendRuleArg(b, a)
 	}
 	return append(b, '\n')
+}
+
+func appendRuleArg(b []byte, a string) []byte {
+	if a != "" && !strings.ContainsAny(a, " \t\r\"\\") && a[0] != '#' {
+		return append(b, a...)
+	}
+	b = append(b, '"')
+	for i := 0; i < len(a); i++ {
+		if a[i] == '"' || a[i] == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, a[i])
+	}
+	return append(b, '"')
 }
 
 func tunInfo(d DestView) string {

@@ -50,6 +50,14 @@ const (
 	OptCodes                     // --codes (xvs extension)
 	OptOnFail                    // --on-fail (xvs extension)
 	OptHealth                    // --health (xvs extension)
+	OptScript                    // --script (xvs extension)
+	OptScriptUser                // --script-user (xvs extension)
+	OptDynamic                   // --dynamic (xvs extension)
+	OptURL                       // --url (xvs extension)
+	OptDigest                    // --digest (xvs extension)
+	OptVirtualHost               // --virtualhost (xvs extension)
+	OptRetryInterval             // --retry-interval (xvs extension)
+	OptStartDown                 // --start-down (xvs extension)
 	numOpts
 )
 
@@ -61,7 +69,8 @@ var optNames = [numOpts]string{
 	"sched-flags", "mcast-group", "mcast-port", "mcast-ttl", "sync-maxlen",
 	"tun-info", "tun-type", "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum",
 	"pe-strict", "check", "interval", "check-timeout", "fail", "rise", "check-port",
-	"codes", "on-fail", "health",
+	"codes", "on-fail", "health", "script", "script-user", "dynamic", "url", "digest",
+	"virtualhost", "retry-interval", "start-down",
 }
 
 // String returns ipvsadm's name of the option.
@@ -195,6 +204,15 @@ const (
 	tagCodes
 	tagOnFail
 	tagHealth
+	tagScript
+	tagScriptUser
+	tagDynamic
+	tagURL
+	tagDigest
+	tagVirtualHost
+	tagRetryInterval
+	tagStartDown
+	tagReload
 )
 
 type optDef struct {
@@ -278,6 +296,15 @@ var poptTable = []optDef{
 	{"codes", 0, argRequired, tagCodes},
 	{"on-fail", 0, argRequired, tagOnFail},
 	{"health", 0, argNone, tagHealth},
+	{"script", 0, argRequired, tagScript},
+	{"script-user", 0, argRequired, tagScriptUser},
+	{"dynamic", 0, argNone, tagDynamic},
+	{"url", 0, argRequired, tagURL},
+	{"digest", 0, argRequired, tagDigest},
+	{"virtualhost", 0, argRequired, tagVirtualHost},
+	{"retry-interval", 0, argRequired, tagRetryInterval},
+	{"start-down", 0, argNone, tagStartDown},
+	{"reload", 0, argNone, tagReload},
 }
 
 func lookupLong(name string) (optDef, bool) {

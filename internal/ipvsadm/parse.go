@@ -201,6 +201,8 @@ func (ps Parser) Parse(args []string) (Command, error) {
 		ce.Kind = Drain
 	case tagUndrain:
 		ce.Kind = Undrain
+	case tagReload:
+		ce.Kind = Reload
 	default:
 		return Command{}, tryHelp()
 	}
@@ -396,10 +398,9 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			if err = set(OptPEStrict); err == nil {
 				ce.Service.PEStrict = true
 			}
-		case tagCheck, tagInterval, tagCheckTimeout, tagFail, tagRise, tagCheckPort, tagCodes, tagOnFail:
-			o := map[tag]Opt{tagCheck: OptCheck, tagInterval: OptInterval, tagCheckTimeout: OptCheckTimeout,
-				tagFail: OptFail, tagRise: OptRise, tagCheckPort: OptCheckPort, tagCodes: OptCodes, tagOnFail: OptOnFail}[d.tag]
-			if err = set(o); err == nil {
+		case tagCheck, tagInterval, tagCheckTimeout, tagFail, tagRise, tagCheckPort, tagCodes, tagOnFail,
+			tagScript, tagScriptUser, tagDynamic, tagURL, tagDigest, tagVirtualHost, tagRetryInterval, tagStartDown:
+			if err = set(checkOpts[d.tag]); err == nil {
 				err = ce.parseCheckOption(d.tag, arg)
 			}
 		case tagHealth:

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"strings"
 )
 
 // MaxRuleLineLen bounds one line of a rules file. ipvsadm's
@@ -60,19 +59,40 @@ func (ps Parser) ParseRules(r io.Reader) ([]Command, error) {
 
 // RuleTokens splits one rules-file line into arguments: separators are
 // space, tab and CR; a token "ipvsadm" is dropped; a token starting with
-// '#' ends the line.
+// '#' ends the line. As an xvs extension (ipvsadm has no quoting, and its
+// -S never writes a quote), a double-quoted part of a token keeps its
+// blanks and '#', with \" and \\ standing for '"' and '\': -S writes a
+// --script command line that way.
 func RuleTokens(line string) []string {
 	var args []string
-	for f := range strings.FieldsFuncSeq(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' }) {
-		if strings.HasPrefix(f, "#") {
-			break
+	isSep := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' }
+	i := 0
+	for {
+		for i < len(line) && isSep(line[i]) {
+			i++
 		}
-		if f == "ipvsadm" {
-			continue
+		if i >= len(line) || line[i] == '#' {
+			return args
 		}
-		args = append(args, f)
+		var tok []byte
+		quoted := false
+		for i < len(line) && (quoted || !isSep(line[i])) {
+			c := line[i]
+			switch {
+			case c == '"':
+				quoted = !quoted
+			case quoted && c == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\'):
+				i++
+				tok = append(tok, line[i])
+			default:
+				tok = append(tok, c)
+			}
+			i++
+		}
+		if t := string(tok); t != "ipvsadm" || quoted {
+			args = append(args, t)
+		}
 	}
-	return args
 }
 
 // Mutates reports whether the command changes the virtual-server table or

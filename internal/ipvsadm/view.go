@@ -59,6 +59,13 @@ type DestView struct {
 	Draining    bool
 	DrainWeight uint32 // the weight --undrain restores
 	Health      *DestHealth
+	// Check is the real server's own health check (saved by Save, shown
+	// by --health), nil when it follows the service's.
+	Check *CheckView
+	// DynWeight is the weight a --dynamic script check set (shown by
+	// --health), when HasDynWeight.
+	DynWeight    uint32
+	HasDynWeight bool
 }
 
 // ConnView is one connection or persistence template of -Lc.

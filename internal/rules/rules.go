@@ -103,6 +103,19 @@ func HealthCheck(c ipvsadm.Check) (*ipvs.HealthCheck, error) {
 	if c.OnFail == "keep" {
 		h.OnFail = ipvs.PolicyKeep
 	}
+	h.RetryInterval, h.StartDown = c.RetryInterval, c.StartDown
+	if c.Script != "" {
+		argv, ok := ipvsadm.SplitCommand(c.Script)
+		if !ok || len(argv) == 0 {
+			return nil, fmt.Errorf("script %q: %w", c.Script, ipvs.ErrInvalid)
+		}
+		h.Script = argv
+	}
+	h.ScriptUser, h.Dynamic = c.ScriptUser, c.Dynamic
+	h.URL, h.Digest, h.VirtualHost = c.URL, c.Digest, c.VirtualHost
+	if (t == ipvs.CheckHTTP || t == ipvs.CheckHTTPS) && h.URL == "" {
+		h.URL = "/"
+	}
 	return &h, h.Validate()
 }
 
@@ -136,6 +149,9 @@ func Apply(cfg *ipvs.Config, cmd ipvsadm.Command) error {
 		h, err := HealthCheck(cmd.Check)
 		if err != nil {
 			return fmt.Errorf("%v: %w", Key(cmd.Service), err)
+		}
+		if cmd.Options.Has(ipvsadm.OptServer) {
+			return cfg.SetDestHealthCheck(Key(cmd.Service), cmd.Dest.Addr, h)
 		}
 		return cfg.SetHealthCheck(Key(cmd.Service), h)
 	case ipvsadm.Drain:
