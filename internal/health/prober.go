@@ -54,7 +54,7 @@ type Options struct {
 	MaxInFlight int
 	// MaxScripts bounds concurrent script checks (0 = DefaultMaxScripts).
 	MaxScripts int
-	Logger      *slog.Logger
+	Logger     *slog.Logger
 	// Now is the clock of state-change times; nil means time.Now.
 	Now func() time.Time
 }

@@ -507,7 +507,9 @@ func (r *reader) include(text string, pos Pos) bool {
 	return true
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
 
 // split returns the part of text before its first '{' or '}' outside
 // double quotes (or the brace itself when text starts with one) and keeps
