@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,10 +19,12 @@ import (
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
-		Usage: "serve the virtual services of a rules file on a network interface",
+		Usage: "serve the virtual services of a rules file or a keepalived.conf on a network interface",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "iface", Usage: "network interface to serve on", Required: true},
 			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
+			&cli.StringFlag{Name: "keepalived-conf", Usage: "keepalived.conf whose virtual servers xvs serves (beside --rules; SIGHUP or xvsadm --reload re-reads it)"},
+			&cli.StringFlag{Name: "keepalived-id", Usage: "keepalived's -i for --keepalived-conf: which '@id' lines apply (default: the host name)"},
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "data plane: auto (AF_XDP, then raw socket), afxdp, raw"},
 			&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "AF_XDP attach mode: auto (native, then generic), native, generic"},
 			&cli.StringFlag{Name: "zerocopy", Value: "auto", Usage: "AF_XDP zero-copy: auto, on, off"},
@@ -59,6 +63,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	d, err := daemon.Start(daemon.Options{
 		Iface: c.String("iface"), Rules: c.String("rules"), Mode: c.String("mode"),
+		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
 		XDPMode: c.String("xdp-mode"), ZeroCopy: c.String("zerocopy"), Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
 		SnapshotInterval: interval, Logger: log,
@@ -74,12 +79,25 @@ func runDaemon(c *cli.Context) error {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	var runErr error
-	select {
-	case s := <-sig:
-		log.Info("stopping", "signal", s.String())
-	case runErr = <-d.Err():
-		log.Error("worker failed", "err", runErr)
+wait:
+	for {
+		select {
+		case <-hup:
+			// keepalived's reload signal: re-read --keepalived-conf. The
+			// daemon logs the outcome; a refused file changes nothing.
+			if _, err := d.Reload(context.Background()); errors.Is(err, daemon.ErrNothingToReload) {
+				log.Warn("SIGHUP ignored", "err", err)
+			}
+		case s := <-sig:
+			log.Info("stopping", "signal", s.String())
+			break wait
+		case runErr = <-d.Err():
+			log.Error("worker failed", "err", runErr)
+			break wait
+		}
 	}
 	stopServices()
 	if err := d.Close(); err != nil && runErr == nil {

@@ -313,6 +313,8 @@ func (s *Server) Execute(ctx context.Context, req Request) Result {
 		return s.restore(ctx, req.Stdin)
 	case ipvsadm.StartDaemon, ipvsadm.StopDaemon:
 		return failed(ExitFailed, "Operation not supported (xvs has no connection synchronisation daemon)")
+	case ipvsadm.Reload:
+		return s.reload(ctx)
 	}
 	if !cmd.Mutates() {
 		return failed(ExitFailed, "%s: %v", cmd.Kind, rules.ErrNotConfig)
@@ -326,6 +328,29 @@ func (s *Server) Execute(ctx context.Context, req Request) Result {
 		s.zeroRates(cmd)
 	}
 	return Result{}
+}
+
+// reload runs xvsadm --reload: the Target re-reads its configuration
+// files (keepalived.conf) and applies the difference all or nothing.
+// Warnings go to stderr; a refusal prints its errors (with file:line) and
+// exits 255, the configuration unchanged.
+func (s *Server) reload(ctx context.Context) Result {
+	r, ok := s.target.(Reloader)
+	if !ok {
+		return failed(ExitFailed, "Operation not supported (nothing to reload)")
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	warnings, err := r.Reload(ctx)
+	var res Result
+	for _, w := range warnings {
+		res.Stderr = fmt.Appendf(res.Stderr, "%s\n", w)
+	}
+	if err != nil {
+		res.Stderr = fmt.Appendf(res.Stderr, "%s\n", err)
+		res.Code = ExitFailed
+	}
+	return res
 }
 
 // zeroRates resets the rate estimates after a successful -Z.

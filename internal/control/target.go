@@ -90,6 +90,14 @@ type SnapshotStatus struct {
 	Restored map[string]int
 }
 
+// Reloader is implemented by Targets that can re-read the configuration
+// files they were started with (the daemon, for keepalived.conf):
+// xvsadm --reload. Reload applies the file's difference all or nothing and
+// returns its warnings; on error the running configuration is unchanged.
+type Reloader interface {
+	Reload(ctx context.Context) (warnings []string, err error)
+}
+
 // CommandError is the error ApplyAll returns when one of its commands fails:
 // Index is the command's position in the slice (0-based), Err the model's
 // error (an ipvs sentinel such as ipvs.ErrServiceExists, possibly wrapped).

@@ -46,6 +46,12 @@ type Options struct {
 	Iface string
 	// Rules is a rules file (ipvsadm -S format) loaded at start; "" for none.
 	Rules string
+	// Keepalived is a keepalived.conf whose virtual servers are served
+	// beside Rules' (a service both declare refuses the start) and
+	// re-read by Reload; "" for none. KeepalivedID is keepalived's -i,
+	// selecting its "@id" lines ("" = the host name).
+	Keepalived   string
+	KeepalivedID string
 	// Mode is the backend: "auto" (AF_XDP, then the raw socket), "afxdp"
 	// or "raw".
 	Mode     string
@@ -98,6 +104,8 @@ type Daemon struct {
 	prober     *health.Prober
 	tap        probeTap
 	stopProber context.CancelFunc
+
+	ka *kaSource // the keepalived.conf served, if any
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -163,6 +171,9 @@ func (d *Daemon) start() error {
 	d.cfg, err = ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
 	if err == nil && o.Rules != "" {
 		err = rules.Load(d.cfg, o.Rules)
+	}
+	if err == nil && o.Keepalived != "" {
+		err = d.loadKeepalived(o)
 	}
 	if err != nil {
 		return err
@@ -405,6 +416,11 @@ func (d *Daemon) Apply(ctx context.Context, cmd ipvsadm.Command) error {
 func (d *Daemon) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.applyAllLocked(cmds)
+}
+
+// applyAllLocked is ApplyAll with d.mu held.
+func (d *Daemon) applyAllLocked(cmds []ipvsadm.Command) error {
 	if len(cmds) > 1 {
 		scratch, err := d.scratch()
 		if err != nil {

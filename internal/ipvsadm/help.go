@@ -36,8 +36,9 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"--set tcp tcpfin udp",
 		"--start-daemon {master|backup} [daemon-options]",
 		"--stop-daemon {master|backup}",
-		"--health-check virtual-service --check sip-options|udp|tcp|none [check-options]",
+		"--health-check virtual-service [-r server-address] --check sip-options|udp|tcp|script|http|https|none [check-options]",
 		"--drain|--undrain virtual-service -r server-address",
+		"--reload",
 		"-h",
 	} {
 		fmt.Fprintf(&b, "  %s %s\n", program, l)
@@ -62,6 +63,7 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --health-check              set the health check of a service's real servers (xvs)\n" +
 		"  --drain                     drain a real server: no new calls, live ones stay (xvs)\n" +
 		"  --undrain                   end a drain, restoring the weight (xvs)\n" +
+		"  --reload                    re-read the keepalived.conf xvs runs (xvs)\n" +
 		"  --help            -h        display this help message\n\n")
 	b.WriteString("virtual-service:\n" +
 		"  --tcp-service|-t  service-address   service-address is host[:port]\n" +
@@ -113,14 +115,23 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --mcast-port port                   UDP port (default=8848)\n" +
 		"  --mcast-ttl ttl                     Multicast TTL (default=1)\n")
 	b.WriteString("Health-check Options (xvs):\n" +
-		"  --check type                        sip-options, udp, tcp, or none (remove the check)\n" +
+		"  --check type                        sip-options, udp, tcp, script, http, https,\n" +
+		"                                      or none (remove the check); with -r: one server's\n" +
 		"  --interval secs                     between probes of a real server (default 5)\n" +
 		"  --check-timeout secs                for one probe's answer (default 2)\n" +
 		"  --fail n                            failures in a row that take a server down (default 3)\n" +
 		"  --rise n                            successes in a row that bring it back (default 2)\n" +
 		"  --check-port port                   port to probe (default: the real server's)\n" +
-		"  --codes list                        SIP codes that count as alive, e.g. 200-299,404\n" +
-		"                                      (default: any final response but 408)\n" +
-		"  --on-fail expire|keep               a down server's calls: rescheduled (default) or kept\n")
+		"  --retry-interval secs               after a failure, probe again this soon (default: --interval)\n" +
+		"  --start-down                        servers start down until they pass\n" +
+		"  --codes list                        status codes that count as alive, e.g. 200-299,404\n" +
+		"                                      (default: SIP any final response but 408; HTTP 200-299)\n" +
+		"  --on-fail expire|keep               a down server's calls: rescheduled (default) or kept\n" +
+		"  --script command-line               script check: exit 0 alive (keepalived's MISC_CHECK)\n" +
+		"  --script-user user[:group]          run the script as this user (default: xvs's)\n" +
+		"  --dynamic                           exit status 2..255 sets the weight to status-2\n" +
+		"  --url path                          http/https check: path to GET (default /)\n" +
+		"  --digest md5                        http/https check: MD5 of the body, in hex\n" +
+		"  --virtualhost name                  http/https check: Host header and TLS server name\n")
 	return b.String()
 }
