@@ -10,6 +10,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/capture"
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/keepalived"
 	"github.com/xvs-lb/xvs/internal/replay"
 	"github.com/xvs-lb/xvs/internal/rules"
 	"github.com/xvs-lb/xvs/pe"
@@ -21,7 +22,9 @@ func replayCommand() *cli.Command {
 		Usage:     "run a capture through the real pipeline offline, with the capture's timestamps as the clock",
 		ArgsUsage: "IN.pcap|IN.pcapng",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format", Required: true},
+			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format"},
+			&cli.StringFlag{Name: "keepalived-conf", Usage: "keepalived.conf whose virtual servers to replay against (beside --rules)"},
+			&cli.StringFlag{Name: "keepalived-id", Usage: "keepalived's -i for --keepalived-conf (default: the host name)"},
 			&cli.StringFlag{Name: "out", Usage: "write the forwarded frames, rewritten, to this pcap file"},
 			&cli.StringFlag{Name: "log", Usage: "write the per-frame decision log (TSV) to this file, or - for stdout"},
 			&cli.IntFlag{Name: "workers", Value: 1, Usage: "pipeline workers; frames are spread over them as RSS would"},
@@ -43,8 +46,25 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := rules.Load(cfg, c.String("rules")); err != nil {
-		return err
+	if c.String("rules") == "" && c.String("keepalived-conf") == "" {
+		return cli.Exit("xvs replay: --rules or --keepalived-conf is required", 2)
+	}
+	if path := c.String("rules"); path != "" {
+		if err := rules.Load(cfg, path); err != nil {
+			return err
+		}
+	}
+	if path := c.String("keepalived-conf"); path != "" {
+		l, err := keepalived.Load(path, keepalived.Options{ConfigID: c.String("keepalived-id")})
+		if err == nil {
+			err = l.Build(cfg)
+		}
+		if err != nil {
+			return cli.Exit("xvs replay: keepalived configuration refused:\n"+err.Error(), 1)
+		}
+		for _, w := range l.Warnings {
+			fmt.Fprintln(os.Stderr, w)
+		}
 	}
 	in, err := capture.Open(c.Args().First())
 	if err != nil {
