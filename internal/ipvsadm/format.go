@@ -223,7 +223,7 @@ func appendArgs(b []byte, args []string) []byte {
 }
 
 func appendRuleArg(b []byte, a string) []byte {
-	if a != "" && !strings.ContainsAny(a, " \t\r\"\\") && a[0] != '#' {
+	if a != "" && !strings.ContainsAny(a, " \t\r\"\\") && a[0] != '#' && a != "ipvsadm" {
 		return append(b, a...)
 	}
 	b = append(b, '"')

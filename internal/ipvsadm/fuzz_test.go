@@ -1,6 +1,7 @@
 package ipvsadm
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -47,6 +48,32 @@ func FuzzParse(f *testing.F) {
 		}
 		if c2.Kind != c.Kind || c2.Service != want || c2.Dest != c.Dest {
 			t.Fatalf("Parse(%q) = %+v\nits -S form %q parses to %+v", args, c, argv, c2)
+		}
+	})
+}
+
+// FuzzCommandLine checks the --script quoting: JoinCommand renders any
+// argument list so that SplitCommand gives it back, and a -S line with it
+// tokenizes back into the same arguments.
+func FuzzCommandLine(f *testing.F) {
+	f.Add("/usr/local/bin/check.sh", "a b", `it's "x"`)
+	f.Add("", "\\", "#x\t\x01")
+	f.Fuzz(func(t *testing.T, a, b, c string) {
+		for _, s := range []string{a, b, c} {
+			if strings.ContainsRune(s, 0) || strings.ContainsAny(s, "\n") {
+				return
+			}
+		}
+		args := []string{a, b, c}
+		line := JoinCommand(args)
+		got, ok := SplitCommand(line)
+		if !ok || !slices.Equal(got, args) {
+			t.Fatalf("JoinCommand %q split into %q %v, want %q", line, got, ok, args)
+		}
+		rule := string(appendArgs(nil, []string{"--script", line, a}))
+		toks := RuleTokens(strings.TrimSuffix(rule, "\n"))
+		if want := []string{"--script", line, a}; !slices.Equal(toks, want) {
+			t.Fatalf("rule %q tokenized into %q, want %q", rule, toks, want)
 		}
 	})
 }

@@ -75,12 +75,12 @@ func RuleTokens(line string) []string {
 			return args
 		}
 		var tok []byte
-		quoted := false
+		quoted, wasQuoted := false, false
 		for i < len(line) && (quoted || !isSep(line[i])) {
 			c := line[i]
 			switch {
 			case c == '"':
-				quoted = !quoted
+				quoted, wasQuoted = !quoted, true
 			case quoted && c == '\\' && i+1 < len(line) && (line[i+1] == '"' || line[i+1] == '\\'):
 				i++
 				tok = append(tok, line[i])
@@ -89,7 +89,7 @@ func RuleTokens(line string) []string {
 			}
 			i++
 		}
-		if t := string(tok); t != "ipvsadm" || quoted {
+		if t := string(tok); t != "ipvsadm" || wasQuoted {
 			args = append(args, t)
 		}
 	}

@@ -42,6 +42,10 @@ const (
 	minInterval = 100 * time.Millisecond
 	maxInterval = time.Hour
 	maxFail     = 100
+	// MaxRules bounds the commands one configuration expands to (groups
+	// multiply a virtual server's real servers by their addresses): twice
+	// the real servers the model can hold (ipvs.MaxDests).
+	MaxRules = 2 * ipvs.MaxDests
 )
 
 // Load reads the keepalived configuration at path, interprets it as
@@ -157,6 +161,10 @@ func (m *mapper) virtualServer(vs *VirtualServer, seen map[string]Pos) {
 	}
 	if vs.Group != "" && len(vs.Addrs) > 1 && hasChecks(vs) {
 		m.ds.warn(vs.Pos, "virtual server group %s: xvs probes each real server once per service (%d services), keepalived once", vs.Group, len(vs.Addrs))
+	}
+	if n := len(vs.Addrs) * (2 + 2*len(vs.RealServers)); len(m.rules)+n > MaxRules {
+		m.ds.invalid(vs.Pos, "virtual server %s expands to more than %d commands", vs.name(), MaxRules)
+		return
 	}
 	checks := make([]*ipvsadm.Check, len(vs.RealServers))
 	for i, rs := range vs.RealServers {
