@@ -212,7 +212,7 @@ func acquire(sem chan struct{}) bool {
 func (p *Prober) retryLater(k key) {
 	p.mu.Lock()
 	if st := p.states[k]; st != nil {
-		st.inFlight = false
+		st.inFlight, st.due = false, st.launched
 	}
 	p.mu.Unlock()
 }

@@ -91,6 +91,8 @@ type rig struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	log    syncBuf
+
+	maxScripts int
 }
 
 type syncBuf struct {
@@ -105,12 +107,18 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // check, and runs a prober over it.
 func newRig(t *testing.T, h ipvs.HealthCheck, servers ...netip.AddrPort) *rig {
 	t.Helper()
+	return newRigWith(t, &rig{}, h, servers...)
+}
+
+// newRigWith is newRig with r's settings (maxScripts).
+func newRigWith(t *testing.T, r *rig, h ipvs.HealthCheck, servers ...netip.AddrPort) *rig {
+	t.Helper()
 	cfg, err := ipvs.New(ipvs.Options{Workers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{cfg: cfg, svc: ipvs.ServiceKey{Protocol: ipvs.UDP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 5060}}
-	if h.Type == ipvs.CheckTCP {
+	r.cfg, r.svc = cfg, ipvs.ServiceKey{Protocol: ipvs.UDP, Addr: netip.MustParseAddr("127.0.0.1"), Port: 5060}
+	if h.Type == ipvs.CheckTCP || h.Type == ipvs.CheckHTTP || h.Type == ipvs.CheckHTTPS {
 		r.svc.Protocol = ipvs.TCP
 	}
 	must(t, cfg.AddService(ipvs.ServiceConfig{Protocol: r.svc.Protocol, Addr: netip.AddrPortFrom(r.svc.Addr, 5060), Scheduler: "rr"}))
@@ -126,6 +134,12 @@ func newRig(t *testing.T, h ipvs.HealthCheck, servers ...netip.AddrPort) *rig {
 			r.snap.Store(cfg.Snapshot())
 			return err
 		},
+		SetWeight: func(svc ipvs.ServiceKey, server netip.AddrPort, w int) error {
+			_, err := cfg.SetDestWeightOverride(svc, server, w)
+			r.snap.Store(cfg.Snapshot())
+			return err
+		},
+		MaxScripts: r.maxScripts,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&r.log), nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())

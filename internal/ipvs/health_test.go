@@ -206,3 +206,79 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("drain of an unknown server: %v", err)
 	}
 }
+
+// A real server's own check overrides the service's: its down state, its
+// template policy and its reset on change follow its own check.
+func TestDestHealthCheckOverride(t *testing.T) {
+	c := healthSetup(t, PolicyKeep)
+	own := DefaultHealthCheck(CheckScript)
+	own.Script = []string{"/bin/check", "10.0.0.1"}
+	must(t, c.SetDestHealthCheck(vkey, rs1, &own))
+	s := c.Snapshot()
+	d1, d2 := destOf(s, rs1.String()), destOf(s, rs2.String())
+	if !d1.OwnCheck || d1.Check.Type != CheckScript || d2.OwnCheck || d2.Check.Type != CheckSIPOptions {
+		t.Fatalf("checks %+v %+v", d1.Check, d2.Check)
+	}
+	// Down under an expire policy of its own: its templates are invalid.
+	_, err := c.SetDestHealth(vkey, rs1, false)
+	must(t, err)
+	if s := c.Snapshot(); s.TemplateDest(destOf(s, rs1.String()).ID) != nil {
+		t.Error("template of a down server with its own expire check kept")
+	}
+	// Changing the service's check leaves it alone; removing its own check
+	// makes it follow the service's again, up.
+	h := DefaultHealthCheck(CheckTCP)
+	must(t, c.SetHealthCheck(vkey, &h))
+	if !destOf(c.Snapshot(), rs1.String()).Down {
+		t.Error("the service's check reset a server with its own")
+	}
+	must(t, c.SetDestHealthCheck(vkey, rs1, nil))
+	if d := destOf(c.Snapshot(), rs1.String()); d.Down || d.OwnCheck || d.Check.Type != CheckTCP {
+		t.Errorf("after removal %+v", d)
+	}
+	if err := c.SetDestHealthCheck(vkey, rs1, &HealthCheck{Type: CheckScript, Interval: time.Second, Timeout: time.Second, Fail: 1, Rise: 1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("script check without a script: %v", err)
+	}
+}
+
+// StartDown (keepalived's alpha) starts servers down: when the check is
+// set and when a server is added; a dynamic weight overrides the
+// configured one for the scheduler, but not a drain.
+func TestStartDownAndDynamicWeight(t *testing.T) {
+	c, _ := newConfig(t, 1)
+	svc := sipService()
+	svc.Scheduler = "wrr"
+	must(t, c.AddService(svc))
+	must(t, c.AddDest(vkey, DestConfig{Addr: rs1, Fwd: Masq, Weight: 1}))
+	h := DefaultHealthCheck(CheckScript)
+	h.Script, h.StartDown, h.Dynamic = []string{"/bin/true"}, true, true
+	must(t, c.SetHealthCheck(vkey, &h))
+	must(t, c.AddDest(vkey, DestConfig{Addr: rs2, Fwd: Masq, Weight: 1}))
+	s := c.Snapshot()
+	if !destOf(s, rs1.String()).Down || !destOf(s, rs2.String()).Down {
+		t.Fatal("servers did not start down")
+	}
+	if got := scheduleAll(s, 10); got["none"] != 10 {
+		t.Errorf("scheduled %v with every server down", got)
+	}
+	c.SetDestHealth(vkey, rs1, true)
+	c.SetDestHealth(vkey, rs2, true)
+	changed, err := c.SetDestWeightOverride(vkey, rs2, 9)
+	if err != nil || !changed {
+		t.Fatal(changed, err)
+	}
+	got := scheduleAll(c.Snapshot(), 100)
+	if got[rs2.String()] != 90 || got[rs1.String()] != 10 {
+		t.Errorf("wrr over weights 1 and 9 (dynamic) gave %v", got)
+	}
+	if d := destOf(c.Snapshot(), rs2.String()); d.Weight != 1 || d.SchedWeight() != 9 {
+		t.Errorf("configured %d, scheduled %d", d.Weight, d.SchedWeight())
+	}
+	must(t, c.Drain(vkey, rs2, -1))
+	if d := destOf(c.Snapshot(), rs2.String()); d.SchedWeight() != 0 {
+		t.Errorf("a drained server scheduled with weight %d", d.SchedWeight())
+	}
+	if changed, _ := c.SetDestWeightOverride(vkey, rs2, -1); !changed {
+		t.Error("clearing the override changed nothing")
+	}
+}

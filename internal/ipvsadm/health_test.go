@@ -139,3 +139,47 @@ func TestSaveHealthGolden(t *testing.T) {
 		t.Fatalf("extension lines: %v", kinds)
 	}
 }
+
+// The keepalived-era check options round-trip through -S and -R: a
+// real server's own check is saved with -r, a --script command line in
+// double quotes.
+func TestSaveChecksRoundTrip(t *testing.T) {
+	svcs := fixture().Services[:1]
+	svcs[0].Check = &CheckView{Type: "http", Interval: 6 * time.Second, Timeout: 3 * time.Second, Fail: 4, Rise: 1,
+		RetryInterval: 3 * time.Second, StartDown: true, Port: 8080, Codes: "200-299,404", OnFail: "keep",
+		URL: "/health", Digest: "ff20ad2481f97b1754ef3e12ecd3a9cc", VirtualHost: "www.example"}
+	svcs[0].Dests[0].Check = &CheckView{Type: "script", Interval: 2 * time.Second, Timeout: time.Second, Fail: 1, Rise: 1,
+		OnFail: "expire", Script: `/usr/local/bin/check.sh 10.0.0.1 'a "b"' \#`, ScriptUser: "nobody:nogroup", Dynamic: true}
+	out := string(AppendSave(nil, svcs, Format{Numeric: true}, Names{}))
+	for _, want := range []string{
+		"--health-check -u 10.4.3.192:5060 --check http --interval 6 --check-timeout 3 --fail 4 --rise 1 --retry-interval 3 --start-down --check-port 8080 --codes 200-299,404 --url /health --digest ff20ad2481f97b1754ef3e12ecd3a9cc --virtualhost www.example --on-fail keep\n",
+		`--check script --interval 2 --check-timeout 1 --fail 1 --rise 1 --script "/usr/local/bin/check.sh 10.0.0.1 'a \"b\"' \\#" --script-user nobody:nogroup --dynamic --on-fail expire` + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("-S lacks\n%s\nin\n%s", want, out)
+		}
+	}
+	cmds, err := ParseRules(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checks []Command
+	for _, c := range cmds {
+		if c.Kind == HealthCheckCmd {
+			checks = append(checks, c)
+		}
+	}
+	if len(checks) != 2 || checks[0].Check.URL != "/health" || !checks[0].Check.StartDown || checks[0].Options.Has(OptServer) {
+		t.Fatalf("service check %+v", checks)
+	}
+	c := checks[1]
+	if !c.Options.Has(OptServer) || c.Dest.Addr.Addr() != svcs[0].Dests[0].Addr || c.Check.Script != svcs[0].Dests[0].Check.Script || !c.Check.Dynamic {
+		t.Fatalf("server check %+v", c)
+	}
+	if argv, ok := SplitCommand(c.Check.Script); !ok || len(argv) != 4 || argv[2] != `a "b"` || argv[3] != "#" {
+		t.Errorf("script argv %q", argv)
+	}
+	if _, err := Parse([]string{"--reload"}); err != nil {
+		t.Error(err)
+	}
+}
