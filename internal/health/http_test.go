@@ -54,7 +54,9 @@ func newHTTPServer(t *testing.T, tlsOn bool) *httpServer {
 	return s
 }
 
-func (s *httpServer) addr() netip.AddrPort { return netip.MustParseAddrPort(s.Listener.Addr().String()) }
+func (s *httpServer) addr() netip.AddrPort {
+	return netip.MustParseAddrPort(s.Listener.Addr().String())
+}
 
 func md5hex(s string) string { sum := md5.Sum([]byte(s)); return hex.EncodeToString(sum[:]) }
 

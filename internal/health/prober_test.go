@@ -140,7 +140,7 @@ func newRigWith(t *testing.T, r *rig, h ipvs.HealthCheck, servers ...netip.AddrP
 			return err
 		},
 		MaxScripts: r.maxScripts,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&r.log), nil)),
+		Logger:     slog.New(slog.NewTextHandler(io.MultiWriter(&r.log), nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})

@@ -58,15 +58,15 @@ func lines(t *testing.T, m memFS, id string) ([]string, []Diag) {
 
 func TestDecomment(t *testing.T) {
 	for in, want := range map[string]string{
-		"  weight 1   ! comment":          "weight 1",
-		"weight 1 # comment":              "weight 1",
-		`path "/a#b" # c`:                 `path "/a#b"`,
-		`misc_path "/x ! y" ! z`:          `misc_path "/x ! y"`,
-		`url \#not-a-comment`:             `url #not-a-comment`,
-		`a \!bang`:                        `a !bang`,
-		"\tvirtual_server 1.2.3.4 80 {\t": "virtual_server 1.2.3.4 80 {",
+		"  weight 1   ! comment":           "weight 1",
+		"weight 1 # comment":               "weight 1",
+		`path "/a#b" # c`:                  `path "/a#b"`,
+		`misc_path "/x ! y" ! z`:           `misc_path "/x ! y"`,
+		`url \#not-a-comment`:              `url #not-a-comment`,
+		`a \!bang`:                         `a !bang`,
+		"\tvirtual_server 1.2.3.4 80 {\t":  "virtual_server 1.2.3.4 80 {",
 		`single 'quotes # do not protect'`: `single 'quotes`,
-		"!only a comment":                 "",
+		"!only a comment":                  "",
 	} {
 		if got, _ := decomment(in); got != want {
 			t.Errorf("decomment(%q) = %q, want %q", in, got, want)
