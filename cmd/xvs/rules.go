@@ -41,9 +41,6 @@ func rulesAction(c *cli.Context) error {
 			for _, w := range l.Warnings {
 				fmt.Fprintln(os.Stderr, w)
 			}
-			if sd := l.Config.SyncDaemon; sd != nil {
-				fmt.Fprintf(os.Stderr, "%v: note: %s\n", sd.Pos, sd.Mapping())
-			}
 			_, err = os.Stdout.Write(control.SaveRules(cfg.Snapshot(), ipvsadm.Format{Numeric: true}, ipvsadm.Names{}))
 			return err
 		}

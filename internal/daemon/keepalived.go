@@ -91,9 +91,6 @@ func (d *Daemon) logKeepalived(l *keepalived.Loaded, ch *keepalived.Change, msg 
 	for _, w := range l.Warnings {
 		d.log.Warn("keepalived.conf", "at", w.Pos.String(), "warning", w.Msg)
 	}
-	if sd := l.Config.SyncDaemon; sd != nil {
-		d.log.Info("keepalived.conf lvs_sync_daemon", "at", sd.Pos.String(), "mapping", sd.Mapping())
-	}
 	d.log.Info(msg, "file", l.Path, "services", len(ch.Owned), "change", ch.Summary(), "warnings", len(l.Warnings))
 }
 

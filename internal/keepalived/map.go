@@ -99,6 +99,9 @@ func (m *mapper) add(pos Pos, argv ...string) bool {
 }
 
 func (m *mapper) run() {
+	if sd := m.cfg.SyncDaemon; sd != nil {
+		m.ds.warn(sd.Pos, "%s", sd.Mapping())
+	}
 	if t := m.cfg.Timeouts; t != (Timeouts{}) {
 		m.add(m.cfg.TimeoutsPos, "--set", u32(t.TCP), u32(t.TCPFin), u32(t.UDP))
 	}

@@ -442,7 +442,8 @@ bfd_instance b1 { neighbor_ip 10.0.0.9 }
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(l.Warnings) != 0 || len(l.Rules) != 1 || strings.Join(l.Rules[0].Argv, " ") != "--set 7200 0 60" {
+	if len(l.Warnings) != 1 || !strings.Contains(l.Warnings[0].Msg, "lvs_sync_daemon eth1 follows VRRP instance VI_1") ||
+		len(l.Rules) != 1 || strings.Join(l.Rules[0].Argv, " ") != "--set 7200 0 60" {
 		t.Errorf("warnings %v rules %v", l.Warnings, l.Rules)
 	}
 	sd := l.Config.SyncDaemon

@@ -59,9 +59,6 @@ func render(t *testing.T, path string) (string, *Loaded, error) {
 			for _, w := range l.Warnings {
 				b.WriteString("# " + w.String() + "\n")
 			}
-			if sd := l.Config.SyncDaemon; sd != nil {
-				b.WriteString("# " + sd.Pos.String() + ": note: " + sd.Mapping() + "\n")
-			}
 		}
 	}
 	if err != nil {

@@ -30,17 +30,20 @@ func (sd *SyncDaemon) StartArgs(state string) []string {
 const NotifyScript = "/usr/local/sbin/xvs-sync-notify.sh"
 
 // Mapping explains how xvs follows lvs_sync_daemon: keepalived programs
-// the IPVS sync daemon itself; with xvs, keepalived's notify script drives
-// xvsadm.
+// the kernel's IPVS sync daemon itself; with xvs, keepalived's notify
+// script drives xvsadm, and lvs_sync_daemon must leave the file keepalived
+// reads (keepalived --vrrp would initialise IPVS for it; 2.2.7 crashes when
+// the kernel has no IPVS).
 func (sd *SyncDaemon) Mapping() string {
 	opts := strings.Join(sd.StartArgs("STATE")[2:], " ")
+	const remove = "; remove lvs_sync_daemon from the file keepalived reads (keepalived --vrrp would program the kernel's IPVS sync daemon; 2.2.7 crashes without IPVS)"
 	if sd.Instance == "" {
 		return "lvs_sync_daemon " + sd.Iface + " without a VRRP instance: keepalived runs the master and the backup sync daemon at once; " +
 			"with xvs run `xvsadm " + strings.Join(sd.StartArgs("master"), " ") + "` and `xvsadm " +
-			strings.Join(sd.StartArgs("backup"), " ") + "` after xvs starts"
+			strings.Join(sd.StartArgs("backup"), " ") + "` after xvs starts" + remove
 	}
 	return "lvs_sync_daemon " + sd.Iface + " follows VRRP instance " + sd.Instance +
 		": keepalived runs the master sync daemon while " + sd.Instance + " is MASTER and the backup one otherwise; " +
 		"with xvs add `notify \"" + NotifyScript + " " + opts + "\"` to vrrp_instance " + sd.Instance +
-		" (it runs xvsadm --start-daemon master|backup " + opts + " and --stop-daemon on each state change, see docs/keepalived.md)"
+		" (it runs xvsadm --start-daemon master|backup " + opts + " and --stop-daemon on each state change, see docs/keepalived.md)" + remove
 }
