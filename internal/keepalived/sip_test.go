@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
@@ -65,4 +66,34 @@ func TestSIPKeepalivedEqualsIpvsadm(t *testing.T) {
 		t.Errorf("templates %d, verdicts %v vs %v", resKA.Templates, resKA.Verdicts, resRules.Verdicts)
 	}
 	t.Logf("%d frames, %d decision-log bytes identical", resKA.Frames, len(logKA))
+}
+
+// The complete SIP example of docs/keepalived.md loads and prints the
+// rules the document shows.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/keepalived.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(doc), "```")
+	var conf, rules string
+	for i := 1; i < len(blocks); i += 2 {
+		b := strings.TrimPrefix(blocks[i], "\n")
+		switch {
+		case strings.HasPrefix(b, "! /etc/keepalived/keepalived.conf") && conf == "":
+			conf = b
+		case strings.HasPrefix(b, "-A -u 10.4.3.192:5060") && rules == "":
+			rules = b
+		}
+	}
+	if conf == "" || rules == "" {
+		t.Fatal("example not found in docs/keepalived.md")
+	}
+	out, w, err := loadFiles(t, memFS{"main.conf": conf}, "lb1")
+	if err != nil || len(w) != 0 {
+		t.Fatalf("%v %v", err, w)
+	}
+	if out != rules {
+		t.Errorf("the document shows\n%s\nxvs prints\n%s", rules, out)
+	}
 }
