@@ -16,6 +16,17 @@
 //     failure, any reply or silence a success (keepalived's UDP_CHECK: a UDP
 //     service need not answer). Use sip-options for SIP servers.
 //   - tcp: a connection opened and closed.
+//   - script (keepalived's MISC_CHECK): a command run per probe, exit 0
+//     alive; with Dynamic, 2..255 alive with weight status-2 (reported
+//     through Options.SetWeight); killed with its process group at the
+//     timeout (SIGTERM, SIGKILL 2 s later); at most MaxScripts at once; as
+//     ScriptUser; see script.go.
+//   - http, https (keepalived's HTTP_GET, SSL_GET): a GET whose status must
+//     be in Codes (200..299 by default) and whose body's MD5 must match
+//     Digest when set; https verifies no certificate.
+//
+// A real server follows its own check when it has one (keepalived attaches
+// checkers to real servers), else its service's: ipvs.Dest.Check.
 //
 // # Paths
 //
@@ -53,7 +64,9 @@
 // snapshot (new servers, removed ones, changed checks) and starts the probes
 // that are due, first ones spread over the interval; at most MaxInFlight
 // probes run at once, each in its own goroutine with its own socket for at
-// most its timeout. A state change is logged ("health state change" with
+// most its timeout. After a failure of a server still up, the next probe
+// comes after RetryInterval when the check has one (keepalived's
+// delay_before_retry). A state change is logged ("health state change" with
 // service, server, old, new, reason), counted, and applied through
 // Options.SetHealth.
 package health

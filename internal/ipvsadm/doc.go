@@ -53,6 +53,9 @@
 //     printed numerically even without -n.
 //   - Rules files accept '#' comments (a token starting with '#' ends the
 //     line) and blank lines; ipvsadm's config_stream_read has no comments.
+//     A double-quoted part of a token keeps blanks and '#' (\" and \\
+//     escape): -S writes a health check's --script command line that way.
+//     ipvsadm's own -S output never contains a quote.
 //     Errors name the line: "rules:12: illegal weight specified".
 //   - PE data in -Lc --persistent-conn is printed with every byte that is
 //     not printable ASCII, the space and the backslash escaped as \xHH, so
