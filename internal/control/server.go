@@ -420,7 +420,8 @@ func (s *Server) list(ctx context.Context, cmd ipvsadm.Command) Result {
 }
 
 // addHealth adds the health checker's view (when the Target has one) to
-// the views of checked services.
+// the views of checked real servers (by their service's check or their
+// own).
 func (s *Server) addHealth(views []ipvsadm.ServiceView) {
 	hr, ok := s.target.(HealthReporter)
 	if !ok {
@@ -430,9 +431,6 @@ func (s *Server) addHealth(views []ipvsadm.ServiceView) {
 	now := s.opts.Now()
 	for i := range views {
 		v := &views[i]
-		if v.Check == nil {
-			continue
-		}
 		k := ipvs.ServiceKey{Protocol: ipvs.Protocol(v.Protocol), Addr: v.Addr, Port: v.Port}
 		for j := range v.Dests {
 			d := &v.Dests[j]

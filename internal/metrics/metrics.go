@@ -177,7 +177,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(ch, destPersist, float64(max(ds.PersistConns, 0)), proto, name, server)
 				gauge(ch, destWeight, float64(d.Weight), proto, name, server)
 				gauge(ch, destDraining, b2f(d.Draining), proto, name, server)
-				if svc.Check == nil {
+				if d.Check == nil { // neither its own check nor its service's
 					continue
 				}
 				gauge(ch, healthUp, b2f(!d.Down), proto, name, server)
