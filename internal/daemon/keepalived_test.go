@@ -42,7 +42,7 @@ func TestKeepalivedConfAndReload(t *testing.T) {
 	conf := filepath.Join(dir, "keepalived.conf")
 	os.WriteFile(conf, []byte(kaConf), 0o600)
 	var logb syncLog
-	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Keepalived: conf, Mode: "memtest", Queues: 1, Templates: 4096, Conns: 4096,
+	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Keepalived: conf, Mode: "memtest", Queues: 1, Templates: 4096, Conns: 4096, LockDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(&logb, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -142,16 +142,16 @@ func TestKeepalivedStartConflicts(t *testing.T) {
 	conf := filepath.Join(dir, "keepalived.conf")
 	os.WriteFile(conf, []byte(strings.Replace(kaConf, "10.0.0.5", "10.0.0.1", 1)), 0o600)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, err := Start(Options{Iface: "lo", Rules: rulesFile, Keepalived: conf, Mode: "memtest", Logger: quiet})
+	_, err := Start(Options{Iface: "lo", Rules: rulesFile, Keepalived: conf, Mode: "memtest", LockDir: t.TempDir(), Logger: quiet})
 	if err == nil || !strings.Contains(err.Error(), "keepalived.conf:1: virtual service UDP 10.0.0.1:5060 is declared both in") {
 		t.Fatalf("conflict: %v", err)
 	}
 	os.WriteFile(conf, []byte("virtual_server fwmark 1 {\nreal_server 10.0.0.9 { }\n}\n"), 0o600)
-	_, err = Start(Options{Iface: "lo", Keepalived: conf, Mode: "memtest", Logger: quiet})
+	_, err = Start(Options{Iface: "lo", Keepalived: conf, Mode: "memtest", LockDir: t.TempDir(), Logger: quiet})
 	if !errors.Is(err, keepalived.ErrUnsupported) || !strings.Contains(err.Error(), "keepalived.conf:1: unsupported: virtual_server fwmark 1") {
 		t.Fatalf("fwmark: %v", err)
 	}
-	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Mode: "memtest", Logger: quiet})
+	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Mode: "memtest", LockDir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
