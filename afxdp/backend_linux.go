@@ -302,7 +302,10 @@ func (b *Backend) Queues() []dataplane.Queue {
 func (b *Backend) AFXDPQueues() []*Queue { return b.queues }
 
 // Update implements dataplane.Backend: it rewrites the filter maps in place
-// (new entries first, then removals), with the program attached.
+// (removals first, then new entries, so that a full map can take another
+// full filter), with the program attached. It changes nothing when f does
+// not fit (see Check) or when the kernel refuses an entry: the running
+// filter is then put back whole.
 func (b *Backend) Update(f dataplane.Filter) error {
 	k4, k6, err := matchKeys(f)
 	if err != nil {
@@ -316,12 +319,20 @@ func (b *Backend) Update(f dataplane.Filter) error {
 	if err := syncMap(b.prog.match4, b.have4, k4); err != nil {
 		return err
 	}
-	b.have4 = k4
 	if err := syncMap(b.prog.match6, b.have6, k6); err != nil {
+		syncMap(b.prog.match4, k4, b.have4)
 		return err
 	}
-	b.have6 = k6
+	b.have4, b.have6 = k4, k6
 	return nil
+}
+
+// Check implements dataplane.Backend: it reports whether f fits the filter's
+// maps (MaxFilterEntries per address family), an error wrapping
+// ErrFilterTooLarge if not.
+func (b *Backend) Check(f dataplane.Filter) error {
+	_, _, err := matchKeys(f)
+	return err
 }
 
 // FilterStats are the filter program's counters.

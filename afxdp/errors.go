@@ -1,6 +1,10 @@
 package afxdp
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/xvs-lb/xvs/internal/dataplane"
+)
 
 // Errors Open and Update return, wrapped with context; test with errors.Is.
 var (
@@ -24,6 +28,7 @@ var (
 	ErrBusy = errors.New("interface's XDP hook is held by another program")
 	// ErrBadOption: an Options field has an invalid value.
 	ErrBadOption = errors.New("invalid AF_XDP option")
-	// ErrFilterTooLarge: Update got more entries than MaxFilterEntries.
-	ErrFilterTooLarge = errors.New("filter too large")
+	// ErrFilterTooLarge: a filter has more entries than MaxFilterEntries
+	// (Check, Update); it is dataplane.ErrFilterTooLarge.
+	ErrFilterTooLarge = dataplane.ErrFilterTooLarge
 )

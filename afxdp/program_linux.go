@@ -391,22 +391,38 @@ func matchKeys(f dataplane.Filter) (k4 map[key4]bool, k6 map[key6]bool, err erro
 	return k4, k6, nil
 }
 
-// syncMap makes m hold exactly want, adding new keys before deleting old
-// ones so that a key present in both filters is never missing.
+// syncMap makes m hold exactly want, given that it holds have. A key in
+// both is never touched, so traffic that both filters steer is steered
+// throughout. Old keys leave before new ones come in, so the map never
+// holds more than max(len(have), len(want)) entries: a full filter can be
+// replaced by another full one. When an operation fails, the map is put back
+// to have (as far as the kernel allows) and the error returned.
 func syncMap[K comparable](m *ebpf.Map, have, want map[K]bool) error {
-	one := uint32(1)
-	for k := range want {
-		if !have[k] {
-			if err := m.Put(k, one); err != nil {
-				return fmt.Errorf("adding filter entry: %w", err)
-			}
+	var removed, added []K
+	undo := func() {
+		for _, k := range added {
+			m.Delete(k)
+		}
+		for _, k := range removed {
+			m.Put(k, uint32(1))
 		}
 	}
 	for k := range have {
 		if !want[k] {
 			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				undo()
 				return fmt.Errorf("removing filter entry: %w", err)
 			}
+			removed = append(removed, k)
+		}
+	}
+	for k := range want {
+		if !have[k] {
+			if err := m.Put(k, uint32(1)); err != nil {
+				undo()
+				return fmt.Errorf("adding filter entry: %w", err)
+			}
+			added = append(added, k)
 		}
 	}
 	return nil

@@ -488,6 +488,26 @@ func TestRootControlPlane(t *testing.T) {
 	if got := c.ok("", "-S", "-n"); got != saved {
 		t.Errorf("-S after -C and -R:\n%s\nwant:\n%s", got, saved)
 	}
+
+	// -R of more services than the AF_XDP filter holds (two entries per
+	// service on its own VIP, 16384 per address family) is refused whole:
+	// the running configuration keeps serving and every later command works,
+	// -d of a real server included.
+	var big strings.Builder
+	for i := range 8200 {
+		fmt.Fprintf(&big, "-A -u 10.200.%d.%d:5060 -s rr\n", i/250, i%250+1)
+	}
+	if out, errs, code := c.xvsadm(big.String(), "-R"); code != 255 || !strings.Contains(errs, "filter too large") || out != "" {
+		t.Errorf("-R of 8200 services: exit %d, stdout %q, stderr %q; want exit 255 and \"filter too large\"", code, out, errs)
+	}
+	if got := c.ok("", "-S", "-n"); got != saved {
+		t.Errorf("-S after a refused -R:\n%s\nwant:\n%s", got, saved)
+	}
+	c.ok("", "-d", "-u", c.vip.String(), "-r", c.dests[1].String())
+	c.ok("", "-a", "-u", c.vip.String(), "-r", c.dests[1].String(), "-m", "-w", "0")
+	if got := c.ok("", "-S", "-n"); got != saved {
+		t.Errorf("-S after -d and -a following a refused -R:\n%s\nwant:\n%s", got, saved)
+	}
 	// The restored service serves, and still avoids the quiesced server.
 	before = c.seen()
 	c.calls(1, short, 50*time.Millisecond)

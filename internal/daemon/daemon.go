@@ -168,17 +168,17 @@ func (d *Daemon) start() error {
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
 		return fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)
 	}
-	d.cfg, err = ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
+	cfg, err := ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
 	if err == nil && o.Rules != "" {
-		err = rules.Load(d.cfg, o.Rules)
+		err = rules.Load(cfg, o.Rules)
+	}
+	if err == nil {
+		err = d.commit(cfg, resolveWait)
 	}
 	if err == nil && o.Keepalived != "" {
 		err = d.loadKeepalived(o)
 	}
 	if err != nil {
-		return err
-	}
-	if err := d.publish(resolveWait); err != nil {
 		return err
 	}
 	d.templateCap = o.Templates
@@ -277,22 +277,54 @@ func openBackend(o Options, log *slog.Logger) (dataplane.Backend, error) {
 	}
 }
 
-// publish resolves the real servers' next hops, compiles a snapshot, hands
-// it to the workers and updates the backend's filter. Callers hold d.mu
-// (or are Start).
-func (d *Daemon) publish(wait time.Duration) error {
-	d.resolveDests(wait)
-	s := d.cfg.Snapshot()
-	if err := d.backend.Update(dataplane.FilterOf(s)); err != nil {
+// commit validates next completely and makes it the running
+// configuration. It resolves the real servers' next hops (waiting up to wait
+// for new ones), compiles the snapshot (schedulers included) and checks that
+// the backend's filter can hold it; only then does it update the filter,
+// hand the snapshot to the workers and keep next. On any error the running
+// configuration, its snapshot and the filter stay exactly as they were, so
+// every later command works as before. Callers hold d.mu (or are Start).
+func (d *Daemon) commit(next *ipvs.Config, wait time.Duration) error {
+	d.resolveDests(next, wait)
+	s, err := next.Compile()
+	if err != nil {
+		return err
+	}
+	f := dataplane.FilterOf(s)
+	if err := d.backend.Check(f); err != nil {
+		return fmt.Errorf("the data plane cannot carry this configuration: %w", err)
+	}
+	if err := d.backend.Update(f); err != nil {
+		if cur := d.snap.Load(); cur != nil {
+			d.backend.Update(dataplane.FilterOf(cur)) // a backend that changed part of its filter
+		}
 		return fmt.Errorf("updating the data-plane filter: %w", err)
 	}
+	next.Commit()
+	d.cfg = next
 	d.snap.Store(s)
 	return nil
 }
 
-// resolveDests sets every real server's next-hop MAC from the kernel.
-func (d *Daemon) resolveDests(wait time.Duration) {
-	s := d.cfg.Snapshot()
+// resolveDests sets every real server's next-hop MAC in cfg from the
+// kernel's neighbour table, waiting up to wait for unresolved ones.
+func (d *Daemon) resolveDests(cfg *ipvs.Config, wait time.Duration) {
+	for _, c := range d.nextHopChanges(cfg.Snapshot(), wait) {
+		if err := cfg.SetNextHop(c.svc, c.server, c.mac); err == nil {
+			d.log.Info("real server next hop", "service", c.svc.String(), "server", c.server.String(), "mac", fmtMAC(c.mac))
+		}
+	}
+}
+
+type nextHopChange struct {
+	svc    ipvs.ServiceKey
+	server netip.AddrPort
+	mac    [6]byte
+}
+
+// nextHopChanges asks the kernel for the real servers' MACs and returns
+// those that differ from s's.
+func (d *Daemon) nextHopChanges(s *ipvs.Snapshot, wait time.Duration) []nextHopChange {
 	var addrs []netip.Addr
 	for _, svc := range s.Services() {
 		for _, dst := range svc.Dests {
@@ -300,25 +332,25 @@ func (d *Daemon) resolveDests(wait time.Duration) {
 		}
 	}
 	if len(addrs) == 0 {
-		return
+		return nil
 	}
 	macs, err := d.resolver.Resolve(addrs, wait)
 	if err != nil {
 		d.log.Warn("next-hop resolution", "err", err)
-		return
+		return nil
 	}
+	var out []nextHopChange
 	for _, svc := range s.Services() {
 		for _, dst := range svc.Dests {
 			m, ok := macs[dst.Addr.Addr()]
 			if ok && m != dst.NextHop {
-				if err := d.cfg.SetNextHop(svc.Key, dst.Addr, m); err == nil {
-					d.log.Info("real server next hop", "service", svc.Key.String(), "server", dst.Addr.String(), "mac", fmtMAC(m))
-				}
+				out = append(out, nextHopChange{svc.Key, dst.Addr, m})
 			} else if !ok && dst.NextHop == ([6]byte{}) {
 				d.log.Warn("real server not resolved yet (its packets are dropped as no_next_hop)", "service", svc.Key.String(), "server", dst.Addr.String())
 			}
 		}
 	}
+	return out
 }
 
 // refreshClientHops copies the kernel's on-link neighbours and default
@@ -348,10 +380,10 @@ func (d *Daemon) resolveLoop() {
 		}
 		d.refreshClientHops()
 		d.mu.Lock()
-		before := d.cfg.Snapshot()
-		d.resolveDests(0)
-		if after := d.cfg.Snapshot(); after != before {
-			d.snap.Store(after)
+		if len(d.nextHopChanges(d.snap.Load(), 0)) > 0 {
+			if err := d.commit(d.cfg.Clone(), 0); err != nil {
+				d.log.Warn("next-hop change not published", "err", err)
+			}
 		}
 		d.mu.Unlock()
 	}
@@ -409,10 +441,13 @@ func (d *Daemon) Apply(ctx context.Context, cmd ipvsadm.Command) error {
 	return d.ApplyAll(ctx, []ipvsadm.Command{cmd})
 }
 
-// ApplyAll carries out commands all or nothing: they are first applied to a
-// scratch copy of the configuration, and only when every one succeeds to the
-// live one (which then cannot fail), so the data plane never sees a half
-// applied change.
+// ApplyAll carries out commands all or nothing: they are applied to a
+// candidate copy of the running configuration, which commit validates
+// completely (compile, the data plane's limits) before it replaces the
+// running one, so the data plane never sees a half-applied change and a
+// refused one leaves everything as it was. The error of a failing command
+// is its own for a single command, a *control.CommandError naming it in a
+// batch.
 func (d *Daemon) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -421,54 +456,16 @@ func (d *Daemon) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
 
 // applyAllLocked is ApplyAll with d.mu held.
 func (d *Daemon) applyAllLocked(cmds []ipvsadm.Command) error {
-	if len(cmds) > 1 {
-		scratch, err := d.scratch()
-		if err != nil {
-			return err
-		}
-		for i, c := range cmds {
-			if err := rules.Apply(scratch, c); err != nil {
-				return &control.CommandError{Index: i, Err: err}
+	next := d.cfg.Clone()
+	for i, c := range cmds {
+		if err := rules.Apply(next, c); err != nil {
+			if len(cmds) == 1 {
+				return err
 			}
+			return &control.CommandError{Index: i, Err: err}
 		}
 	}
-	for _, c := range cmds {
-		if err := rules.Apply(d.cfg, c); err != nil {
-			return err // only reachable for a single command, which changed nothing
-		}
-	}
-	return d.publish(resolveWait)
-}
-
-// scratch rebuilds the current configuration in a new Config, for trying
-// commands without touching the live one.
-func (d *Daemon) scratch() (*ipvs.Config, error) {
-	c, err := ipvs.New(ipvs.Options{Workers: len(d.runners) + boolInt(len(d.runners) == 0), PEExists: pe.Exists})
-	if err != nil {
-		return nil, err
-	}
-	s := d.cfg.Snapshot()
-	if err := c.SetTimeouts(s.Timeouts); err != nil {
-		return nil, err
-	}
-	for _, svc := range s.Services() {
-		if err := c.AddService(svc.ServiceConfig); err != nil {
-			return nil, err
-		}
-		for i := len(svc.Dests) - 1; i >= 0; i-- { // IPVS prepends: add oldest first
-			if err := c.AddDest(svc.Key, svc.Dests[i].DestConfig); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return c, nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+	return d.commit(next, resolveWait)
 }
 
 // Snapshot is the configuration the data plane runs now.

@@ -26,6 +26,9 @@ import (
 type memBackend struct {
 	queues  []*dataplane.MemQueue
 	filters []dataplane.Filter
+	// capacity bounds Services+RealServers of a filter, as the AF_XDP
+	// filter's maps bound their entries (0: no bound).
+	capacity int
 }
 
 func (b *memBackend) Mode() string { return "memtest" }
@@ -36,7 +39,23 @@ func (b *memBackend) Queues() []dataplane.Queue {
 	}
 	return out
 }
-func (b *memBackend) Update(f dataplane.Filter) error { b.filters = append(b.filters, f); return nil }
+func (b *memBackend) Update(f dataplane.Filter) error {
+	if b.capacity > 0 && len(f.Services)+len(f.RealServers) > b.capacity {
+		return errMemFull
+	}
+	b.filters = append(b.filters, f)
+	return nil
+}
+
+func (b *memBackend) Check(f dataplane.Filter) error {
+	if b.capacity > 0 && len(f.Services)+len(f.RealServers) > b.capacity {
+		return fmt.Errorf("%d entries: %w", len(f.Services)+len(f.RealServers), dataplane.ErrFilterTooLarge)
+	}
+	return nil
+}
+
+var errMemFull = errors.New("memtest filter full")
+
 func (b *memBackend) Close() error {
 	for _, q := range b.queues {
 		q.Close()

@@ -39,11 +39,12 @@ func (d *Daemon) startProber() {
 func (d *Daemon) setHealth(svc ipvs.ServiceKey, server netip.AddrPort, up bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	changed, err := d.cfg.SetDestHealth(svc, server, up)
+	next := d.cfg.Clone()
+	changed, err := next.SetDestHealth(svc, server, up)
 	if err != nil || !changed {
 		return err
 	}
-	return d.publish(0)
+	return d.commit(next, 0)
 }
 
 // setDynWeight applies the weight a dynamic script check reported (w < 0:
@@ -51,11 +52,12 @@ func (d *Daemon) setHealth(svc ipvs.ServiceKey, server netip.AddrPort, up bool) 
 func (d *Daemon) setDynWeight(svc ipvs.ServiceKey, server netip.AddrPort, w int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	changed, err := d.cfg.SetDestWeightOverride(svc, server, w)
+	next := d.cfg.Clone()
+	changed, err := next.SetDestWeightOverride(svc, server, w)
 	if err != nil || !changed {
 		return err
 	}
-	return d.publish(0)
+	return d.commit(next, 0)
 }
 
 // Health is the health checker's view of every checked real server

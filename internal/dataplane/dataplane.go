@@ -86,8 +86,14 @@ type Backend interface {
 	// Update tells the backend which traffic is the balancer's (virtual
 	// services, and NAT real servers' replies), so that it can pass
 	// everything else to the kernel untouched. It is called at start and
-	// after every reconfiguration.
+	// after every reconfiguration, with a filter Check accepted.
 	Update(Filter) error
+	// Check reports whether Update(f) fits the backend's limits (the
+	// entries its filter holds: an error wrapping ErrFilterTooLarge),
+	// without changing anything. The daemon checks every configuration
+	// before it commits it, so that one the data plane cannot carry is
+	// refused and the running one keeps serving.
+	Check(Filter) error
 	// Close stops the backend: Receive returns ErrClosed, resources
 	// (sockets, XDP program, UMEM) are released.
 	Close() error
@@ -141,3 +147,7 @@ func FilterOf(s *ipvs.Snapshot) Filter {
 
 // ErrClosed is returned by a closed queue.
 var ErrClosed = errors.New("queue closed")
+
+// ErrFilterTooLarge reports a filter with more entries than the backend
+// can hold (Backend.Check, Backend.Update).
+var ErrFilterTooLarge = errors.New("filter too large")

@@ -84,6 +84,11 @@ type Config struct {
 
 	gen  uint64    // bumped by every change
 	last *Snapshot // last compiled snapshot, for gen
+
+	// candidate is set on a Clone: -Z's zeroing of the counters it shares
+	// with the configuration it was cloned from waits in zero for Commit.
+	candidate bool
+	zero      []*Stats
 }
 
 // New returns an empty configuration.
@@ -103,6 +108,62 @@ func New(opts Options) (*Config, error) {
 }
 
 func (c *Config) changed() { c.gen++ }
+
+// Clone returns a candidate copy of the configuration, for a change that is
+// validated completely (commands, compile, the data plane's limits) before
+// it replaces the running one. The copy shares what identifies services and
+// destinations across snapshots (DestIDs, counters, scheduler state, the
+// compiled services it does not change), so swapping it in is exactly as if
+// its commands had been applied to c. Changing it never changes c; its
+// zeroing of counters (-Z), which are shared, waits for [Config.Commit].
+// Clone a configuration whose snapshot is in use only: its compiled
+// services are shared, not recompiled.
+func (c *Config) Clone() *Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := &Config{
+		opts:      c.opts,
+		services:  make([]*svcEntry, 0, len(c.services)),
+		byKey:     make(map[ServiceKey]*svcEntry, len(c.byKey)),
+		slotGen:   slices.Clone(c.slotGen),
+		free:      slices.Clone(c.free),
+		trash:     make(map[trashKey]*destEntry, len(c.trash)),
+		timeouts:  c.timeouts,
+		gen:       c.gen,
+		last:      c.last,
+		candidate: true,
+
+		expireNodest:    c.expireNodest,
+		expireQuiescent: c.expireQuiescent,
+	}
+	for _, e := range c.services {
+		ne := *e
+		ne.dests = make([]*destEntry, len(e.dests))
+		for i, d := range e.dests {
+			nd := *d
+			ne.dests[i] = &nd
+		}
+		n.services = append(n.services, &ne)
+		n.byKey[ne.cfg.Key()] = &ne
+	}
+	for k, d := range c.trash {
+		nd := *d
+		n.trash[k] = &nd
+	}
+	return n
+}
+
+// Commit carries out what a candidate from [Config.Clone] held back until
+// it replaces the running configuration: the zeroing of counters (-Z).
+func (c *Config) Commit() {
+	c.mu.Lock()
+	zero := c.zero
+	c.zero, c.candidate = nil, false
+	c.mu.Unlock()
+	for _, s := range zero {
+		s.Zero()
+	}
+}
 
 // normService validates s and fills its defaults.
 func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
@@ -315,6 +376,9 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 	if e.dest(d.Addr) >= 0 {
 		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), d.Addr, ErrDestExists)
 	}
+	if len(e.dests) >= sched.MaxDests {
+		return fmt.Errorf("%v -> %v: %d real servers: %w", e.cfg.Key(), d.Addr, len(e.dests), ErrTooManyDests)
+	}
 	c.purgeTrash()
 	tk := trashKey{e.cfg.Key(), d.Addr}
 	de := c.trash[tk]
@@ -469,7 +533,7 @@ func (c *Config) ZeroAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.services {
-		e.zero()
+		c.zeroEntry(e)
 	}
 }
 
@@ -482,13 +546,22 @@ func (c *Config) ZeroService(k ServiceKey) error {
 	if err != nil {
 		return err
 	}
-	e.zero()
+	c.zeroEntry(e)
 	return nil
 }
 
-func (e *svcEntry) zero() {
-	e.stats.Zero()
+// zeroEntry zeroes a service's counters and its destinations', or on a
+// candidate records them for Commit.
+func (c *Config) zeroEntry(e *svcEntry) {
+	st := []*Stats{e.stats}
 	for _, d := range e.dests {
-		d.stats.Zero()
+		st = append(st, d.stats)
+	}
+	if c.candidate {
+		c.zero = append(c.zero, st...)
+		return
+	}
+	for _, s := range st {
+		s.Zero()
 	}
 }

@@ -174,15 +174,27 @@ func (svc *Service) MaskClient(a netip.Addr) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// Snapshot compiles the current configuration. Services that did not change
-// since the previous snapshot are reused as they are (same DestIDs,
-// scheduler state and counters); it returns the previous snapshot itself
-// when nothing changed.
+// Snapshot compiles the current configuration (see [Config.Compile]); it
+// panics when a service does not compile, which the commands' validation
+// rules out.
 func (c *Config) Snapshot() *Snapshot {
+	s, err := c.Compile()
+	if err != nil {
+		panic(fmt.Sprintf("ipvs: compiling a validated configuration: %v", err))
+	}
+	return s
+}
+
+// Compile compiles the current configuration into a snapshot. Services that
+// did not change since the previous snapshot are reused as they are (same
+// DestIDs, scheduler state and counters); it returns the previous snapshot
+// itself when nothing changed. An error (a scheduler that cannot be built)
+// leaves the configuration as it was.
+func (c *Config) Compile() (*Snapshot, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.last != nil && c.last.Gen == c.gen {
-		return c.last
+		return c.last, nil
 	}
 	s := &Snapshot{
 		Gen:                     c.gen,
@@ -200,7 +212,11 @@ func (c *Config) Snapshot() *Snapshot {
 	}
 	for _, e := range c.services {
 		if e.compiled == nil {
-			e.compiled = c.compile(e)
+			svc, err := c.compile(e)
+			if err != nil {
+				return nil, err
+			}
+			e.compiled = svc
 		}
 		svc := e.compiled
 		s.services = append(s.services, svc)
@@ -210,10 +226,10 @@ func (c *Config) Snapshot() *Snapshot {
 		}
 	}
 	c.last = s
-	return s
+	return s, nil
 }
 
-func (c *Config) compile(e *svcEntry) *Service {
+func (c *Config) compile(e *svcEntry) (*Service, error) {
 	svc := &Service{ServiceConfig: e.cfg, Key: e.cfg.Key(), Stats: e.stats,
 		Dests: make([]*Dest, len(e.dests)), Check: e.check}
 	svc.mask, _ = e.cfg.Netmask.bytes(svc.Key.Addr.Is6())
@@ -235,13 +251,12 @@ func (c *Config) compile(e *svcEntry) *Service {
 		Dests:     sd,
 	})
 	if err != nil {
-		// Every input was validated by the command that stored it.
-		panic(fmt.Sprintf("ipvs: compiling validated service %v: %v", svc.Key, err))
+		return nil, fmt.Errorf("%v: scheduler %s: %w", svc.Key, e.cfg.Scheduler, err)
 	}
 	svc.sched = sc
 	svc.states = make([]schedSlot, c.opts.Workers)
 	for w := range svc.states {
 		svc.states[w].st = sc.NewState(uint64(w)<<32 ^ c.gen)
 	}
-	return svc
+	return svc, nil
 }

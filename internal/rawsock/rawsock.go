@@ -125,6 +125,17 @@ func (b *Backend) Coarse() bool {
 	return b.coarse
 }
 
+// Check implements dataplane.Backend. The socket filter has no hard limit:
+// a filter past the kernel's instruction limit falls back to delivering
+// every IP frame (see Coarse), so only a filter that cannot be compiled at
+// all is refused.
+func (b *Backend) Check(f dataplane.Filter) error {
+	if _, err := compileFilter(f); err != nil && !errors.Is(err, errFilterTooLong) {
+		return fmt.Errorf("rawsock: filter: %w", err)
+	}
+	return nil
+}
+
 // Update implements dataplane.Backend: it compiles f into a socket filter
 // and attaches it to every socket (the kernel swaps filters atomically).
 func (b *Backend) Update(f dataplane.Filter) error {
