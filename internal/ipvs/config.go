@@ -45,6 +45,13 @@ type svcEntry struct {
 	dests    []*destEntry // IPVS list order: most recently added first
 	compiled *Service     // nil when changed since the last snapshot
 	check    *HealthCheck // nil: no health check (xvs extension)
+
+	// states are the workers' scheduler states, kept from one compile to
+	// the next while the service stays bound to the same scheduler (nil:
+	// bind afresh at the next compile); destChanges counts destination
+	// events for them (sched.Spec.DestChanges).
+	states      []schedSlot
+	destChanges uint64
 }
 
 type destEntry struct {
@@ -52,6 +59,7 @@ type destEntry struct {
 	cfg     DestConfig
 	stats   *Stats
 	deleted time.Time // when it entered the trash
+	seq     uint64    // its list entry's identity for the scheduler (sched.Dest.ID)
 
 	down        bool // failed its health check
 	draining    bool // xvsadm --drain
@@ -84,6 +92,7 @@ type Config struct {
 
 	gen  uint64    // bumped by every change
 	last *Snapshot // last compiled snapshot, for gen
+	seq  uint64    // last destEntry.seq given
 
 	// candidate is set on a Clone: -Z's zeroing of the counters it shares
 	// with the configuration it was cloned from waits in zero for Commit.
@@ -131,6 +140,7 @@ func (c *Config) Clone() *Config {
 		timeouts:  c.timeouts,
 		gen:       c.gen,
 		last:      c.last,
+		seq:       c.seq,
 		candidate: true,
 
 		expireNodest:    c.expireNodest,
@@ -269,6 +279,9 @@ func (c *Config) EditService(s ServiceConfig) error {
 	if e == nil {
 		return fmt.Errorf("%v: %w", s.Key(), ErrNoService)
 	}
+	if s.Scheduler != e.cfg.Scheduler {
+		e.states = nil // ip_vs_edit_service binds the new scheduler afresh
+	}
 	e.cfg, e.compiled = s, nil
 	c.changed()
 	return nil
@@ -397,7 +410,10 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 	if e.check != nil && e.check.StartDown {
 		de.down = true
 	}
+	c.seq++
+	de.seq = c.seq
 	e.dests = slices.Insert(e.dests, 0, de)
+	e.destChanges++
 	e.compiled = nil
 	c.changed()
 	return nil
@@ -426,6 +442,7 @@ func (c *Config) EditDest(k ServiceKey, d DestConfig) error {
 	if de.draining && d.Weight > 0 {
 		de.draining, de.drainWeight = false, 0
 	}
+	e.destChanges++
 	e.compiled = nil
 	c.changed()
 	return nil
@@ -478,6 +495,7 @@ func (c *Config) DelDest(k ServiceKey, addr netip.AddrPort) error {
 	}
 	c.toTrash(e.cfg.Key(), e.dests[i], c.opts.Now())
 	e.dests = slices.Delete(e.dests, i, i+1)
+	e.destChanges++
 	e.compiled = nil
 	c.changed()
 	return nil

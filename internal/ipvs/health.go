@@ -264,8 +264,8 @@ func (c *Config) SetHealthCheck(k ServiceKey, h *HealthCheck) error {
 		return nil
 	}
 	for _, d := range e.dests {
-		if d.check == nil {
-			d.resetHealth(e.check, h)
+		if d.check == nil && d.resetHealth(e.check, h) {
+			e.destChanges++
 		}
 	}
 	e.check, e.compiled = h, nil
@@ -289,13 +289,17 @@ func normCheck(k ServiceKey, h *HealthCheck) (*HealthCheck, error) {
 // check changes from old to nw: up (down with StartDown) when the check is
 // removed, added or changes type; the dynamic weight of a script check
 // goes with the check.
-func (d *destEntry) resetHealth(old, nw *HealthCheck) {
+func (d *destEntry) resetHealth(old, nw *HealthCheck) (changed bool) {
+	down, dyn := d.down, d.hasDyn
 	if nw == nil || old == nil || nw.Type != old.Type {
 		d.down = nw != nil && nw.StartDown
 	}
 	if nw == nil || !nw.Dynamic || old == nil || !slices.Equal(nw.Script, old.Script) {
 		d.hasDyn = false
 	}
+	// A change of what the scheduler sees is a destination update to it
+	// (sched.Spec.DestChanges).
+	return d.down != down || d.hasDyn != dyn
 }
 
 // SetDestHealthCheck sets (or, with nil or CheckNone, removes) a real
@@ -321,7 +325,9 @@ func (c *Config) SetDestHealthCheck(k ServiceKey, addr netip.AddrPort, h *Health
 	if d.check.Equal(h) {
 		return nil
 	}
-	d.resetHealth(d.effective(e), cmpOr(h, e.check))
+	if d.resetHealth(d.effective(e), cmpOr(h, e.check)) {
+		e.destChanges++
+	}
 	d.check, e.compiled = h, nil
 	c.changed()
 	return nil
@@ -374,6 +380,7 @@ func (c *Config) SetDestWeightOverride(k ServiceKey, addr netip.AddrPort, w int)
 		return false, nil
 	}
 	d.hasDyn, d.dynWeight = has, max(w, 0)
+	e.destChanges++ // a weight change: the kernel's upd_dest
 	e.compiled = nil
 	c.changed()
 	return true, nil
@@ -403,6 +410,7 @@ func (c *Config) SetDestHealth(k ServiceKey, addr netip.AddrPort, up bool) (bool
 		return false, nil
 	}
 	d.down = !up
+	e.destChanges++
 	e.compiled = nil
 	c.changed()
 	return true, nil
@@ -461,6 +469,7 @@ func (c *Config) drain(k ServiceKey, addr netip.AddrPort, on bool, restore int) 
 		d.drainWeight = 0
 	}
 	d.draining = on
+	e.destChanges++
 	e.compiled = nil
 	c.changed()
 	return nil

@@ -242,21 +242,28 @@ func (c *Config) compile(e *svcEntry) (*Service, error) {
 			DynWeight: d.dynWeight, HasDynWeight: d.hasDyn}
 		svc.Dests[i] = dst
 		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: dst.SchedWeight(), Down: down,
-			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats}
+			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats, ID: d.seq}
 	}
 	sc, err := sched.Compile(sched.Spec{
-		Name:      e.cfg.Scheduler,
-		Flags:     e.cfg.SchedFlags,
-		OnePacket: e.cfg.OnePacket && e.cfg.Protocol == UDP,
-		Dests:     sd,
+		Name:        e.cfg.Scheduler,
+		Flags:       e.cfg.SchedFlags,
+		OnePacket:   e.cfg.OnePacket && e.cfg.Protocol == UDP,
+		Dests:       sd,
+		DestChanges: e.destChanges,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%v: scheduler %s: %w", svc.Key, e.cfg.Scheduler, err)
 	}
 	svc.sched = sc
-	svc.states = make([]schedSlot, c.opts.Workers)
-	for w := range svc.states {
-		svc.states[w].st = sc.NewState(uint64(w)<<32 ^ c.gen)
+	if e.states == nil {
+		// Bound afresh (a new service, or -E with another scheduler). Later
+		// compiles share these states: each worker's Schedule carries its
+		// own over to the new scheduler (sched.State).
+		e.states = make([]schedSlot, c.opts.Workers)
+		for w := range e.states {
+			e.states[w].st = sc.NewState(uint64(w)<<32 ^ c.gen)
+		}
 	}
+	svc.states = e.states
 	return svc, nil
 }

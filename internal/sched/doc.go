@@ -27,6 +27,15 @@
 // (ip_vs_dest_conn_overhead); wlc, sed, nq and twos compare overhead/weight by
 // cross-multiplying and keep the first minimum; fo and ovf keep the first
 // maximum weight. wrr is a port of ip_vs_wrr.c (gcd-stepped current weight).
+//
+// A worker's State survives reconfiguration as the kernel's scheduler state
+// does: a new Scheduler compiled for the same service takes it over
+// (identifying destinations by [Dest.ID]): rr keeps its position across any
+// edit and moves back to the previous server only when the current one is
+// deleted (ip_vs_rr_del_dest); wrr restarts its round at the list head,
+// keeping its current weight where it fits, when a destination is added,
+// deleted or updated (ip_vs_wrr_dest_changed), and keeps everything across
+// other changes; overload marks stay with their destination.
 // sh and dh use a 256-bucket weight-tiled table as ip_vs_sh.c / ip_vs_dh.c.
 //
 // # Where xvs deliberately differs

@@ -187,6 +187,12 @@ type Dest struct {
 	Upper, Lower uint32
 	// Load reads the live gauges; nil means always zero.
 	Load LoadReader
+	// ID identifies the destination across compiles of one service's
+	// scheduler, so that a State carried over to the new Scheduler keeps
+	// its position and overload marks (see State). A destination keeps its
+	// ID while it stays in the list; one added again gets a new ID, as it
+	// is a new list entry in IPVS. 0 matches nothing.
+	ID uint64
 }
 
 // Spec is what a Scheduler is compiled from.
@@ -196,8 +202,15 @@ type Spec struct {
 	// OnePacket is set for a one-packet-scheduling (-o) service: live
 	// templates then count as active connections (see the package doc).
 	OnePacket bool
-	// Dests in IPVS list order (most recently added first).
+	// Dests in IPVS list order (most recently added first). Between two
+	// compiles of one service's scheduler, destinations are only added at
+	// the head or removed: the others keep their order.
 	Dests []Dest
+	// DestChanges counts the service's destination events (added, deleted
+	// or updated: ipvsadm -a, -d, -e, and xvs's health and drain changes)
+	// so far. wrr restarts its round at the list head when it differs from
+	// the previous compile's, as the kernel's ip_vs_wrr_dest_changed does.
+	DestChanges uint64
 }
 
 // Input is what a scheduling decision may look at. The scheduler does not
@@ -214,6 +227,7 @@ type dest struct {
 	weight       int64
 	upper, lower int64 // lower already defaulted to 3/4 upper (rounded up)
 	load         LoadReader
+	id           uint64
 }
 
 // Scheduler is one service's compiled, immutable scheduler. It is safe for
@@ -226,7 +240,8 @@ type Scheduler struct {
 	thresholds bool // some dest has an upper threshold
 	dests      []dest
 
-	mw, di int64 // wrr: max weight - (gcd-1), gcd
+	mw, di  int64  // wrr: max weight - (gcd-1), gcd
+	changes uint64 // Spec.DestChanges
 
 	buckets *[hashTableSize]uint16 // sh, dh
 	maglev  []uint16               // mh, len MaglevTableSize or nil
@@ -249,7 +264,7 @@ func Compile(spec Spec) (*Scheduler, error) {
 		return nil, fmt.Errorf("flags %#x: %w", uint32(spec.Flags), ErrInvalidFlag)
 	}
 	s := &Scheduler{kind: k, name: name, flags: spec.Flags, onePacket: spec.OnePacket,
-		dests: make([]dest, len(spec.Dests))}
+		dests: make([]dest, len(spec.Dests)), changes: spec.DestChanges}
 	for i, d := range spec.Dests {
 		if d.Weight < 0 || d.Weight > MaxWeight {
 			return nil, fmt.Errorf("weight %d: %w", d.Weight, ErrInvalidWeight)
@@ -263,7 +278,7 @@ func Compile(spec Spec) (*Scheduler, error) {
 			// ip_vs_conn.c clears overload when 4*conns < 3*upper.
 			lower = (3*int64(d.Upper) + 3) / 4
 		}
-		s.dests[i] = dest{weight: w, upper: int64(d.Upper), lower: lower, load: d.Load}
+		s.dests[i] = dest{weight: w, upper: int64(d.Upper), lower: lower, load: d.Load, id: d.ID}
 		if d.Upper > 0 {
 			s.thresholds = true
 		}
@@ -294,19 +309,28 @@ func (s *Scheduler) Name() string { return s.name }
 // Len returns the number of destinations it was compiled with.
 func (s *Scheduler) Len() int { return len(s.dests) }
 
-// State is one worker's mutable scheduling state for one [Scheduler]. Create
-// it with [Scheduler.NewState]; only its worker may use it.
+// State is one worker's mutable scheduling state for one service. Create it
+// with [Scheduler.NewState]; only its worker may use it.
+//
+// A State outlives the Scheduler it was created with: when a service's
+// configuration changes, the new Scheduler (compiled by the control plane)
+// takes the State over at its first Schedule on the worker's own goroutine,
+// keeping what the kernel keeps across the same change (see adopt). A
+// service bound to another scheduler gets a new State, as the kernel runs
+// the new scheduler's init_service.
 type State struct {
-	pos  int    // rr/wrr: last chosen index, -1 = list head
-	cw   int64  // wrr: current weight
-	rnd  uint64 // twos: xorshift64* state, never 0
-	over []bool // overload hysteresis per dest (nil when no thresholds)
+	owner *Scheduler // the Scheduler the state is for
+	pos   int        // rr/wrr: last chosen index, -1 = list head
+	cw    int64      // wrr: current weight
+	rnd   uint64     // twos: xorshift64* state, never 0
+	over  []bool     // overload hysteresis per dest (nil when no thresholds)
+	spare []bool     // adopt's second buffer for over
 }
 
 // NewState returns a fresh per-worker state. seed feeds twos' generator;
 // give each worker a different one.
 func (s *Scheduler) NewState(seed uint64) State {
-	st := State{pos: -1, cw: s.mw, rnd: mix64(seed + 0x9e3779b97f4a7c15)}
+	st := State{owner: s, pos: -1, cw: s.mw, rnd: mix64(seed + 0x9e3779b97f4a7c15)}
 	if st.rnd == 0 {
 		st.rnd = 1
 	}
@@ -314,6 +338,94 @@ func (s *Scheduler) NewState(seed uint64) State {
 		st.over = make([]bool, len(s.dests))
 	}
 	return st
+}
+
+// adopt takes over a State of another compile of the same service's
+// scheduler (st.owner), keeping what the kernel keeps across the
+// configuration change between them:
+//
+//   - rr: the position, the kernel's svc->sched_data pointer to the last
+//     chosen destination. ip_vs_rr.c has no add_dest nor upd_dest, and
+//     ip_vs_rr_del_dest moves the pointer to the previous list entry only
+//     when the current destination is deleted; so the position follows its
+//     destination, or the nearest surviving one before it, or the list head.
+//   - wrr: ip_vs_wrr_dest_changed (ip_vs_wrr.c, the add_dest, del_dest and
+//     upd_dest hook) runs when a destination was added, deleted or updated:
+//     the position goes back to the list head, the gcd (di) and maximum
+//     weight (mw) are recomputed, and the current weight is kept unless it
+//     is above mw or 0 (then mw), rounded to the new di's step (cw/di*di+1)
+//     when di > 1. Without a destination event (-E with the same scheduler,
+//     a next-hop change) the state is kept as it is.
+//   - the overload marks of the threshold hysteresis, the kernel's
+//     per-destination IP_VS_DEST_F_OVERLOAD: kept per destination, cleared
+//     when its upper threshold was removed or raised, as
+//     __ip_vs_update_dest does.
+//
+// Several changes between two of the worker's snapshots are taken
+// together: exact for rr deletions and additions separately, and for wrr
+// whose rule is idempotent; when one batch both deletes rr's current
+// destination at the head of the list and adds new ones, the position
+// goes to the list head, where the kernel's would depend on the order of
+// the commands. A State of another kind of scheduler starts afresh. It may
+// allocate (only when the number of destinations with thresholds grows).
+func (s *Scheduler) adopt(st *State) {
+	old := st.owner
+	st.owner = s
+	if old == nil || old.kind != s.kind {
+		*st = s.NewState(st.rnd)
+		return
+	}
+	n := len(s.dests)
+	var over []bool
+	if s.thresholds {
+		over = st.spare[:0]
+		if cap(over) < n {
+			over = make([]bool, n, n+n/4+4)
+		}
+		over = over[:n]
+		clear(over)
+	}
+	// Destinations are only added at the head or removed, so walking both
+	// lists from their tails pairs each surviving destination with itself.
+	pos := -1
+	i, j := n-1, len(old.dests)-1
+	for i >= 0 && j >= 0 {
+		if old.dests[j].id == 0 || old.dests[j].id != s.dests[i].id {
+			j-- // deleted
+			continue
+		}
+		if j <= st.pos && pos < 0 {
+			pos = i
+		}
+		if over != nil && j < len(st.over) && st.over[j] && s.dests[i].upper != 0 && s.dests[i].upper <= old.dests[j].upper {
+			over[i] = true
+		}
+		i--
+		j--
+	}
+	if over != nil {
+		st.spare, st.over = st.over, over
+	} else {
+		st.over = nil
+	}
+	switch s.kind {
+	case kRR:
+		st.pos = pos
+	case kWRR:
+		if s.changes == old.changes {
+			st.pos = pos
+			break
+		}
+		st.pos = -1
+		switch {
+		case st.cw > s.mw || st.cw == 0:
+			st.cw = s.mw
+		case s.di > 1:
+			st.cw = st.cw/s.di*s.di + 1
+		}
+	default:
+		st.pos = -1
+	}
 }
 
 func (s *Scheduler) load(i int) Load {
@@ -363,6 +475,9 @@ func (s *Scheduler) available(st *State, i int) bool {
 // Schedule chooses a destination for in and returns its index in the list
 // given to Compile, or -1 when none is available. It allocates nothing.
 func (s *Scheduler) Schedule(st *State, in *Input) int {
+	if st.owner != s {
+		s.adopt(st)
+	}
 	switch s.kind {
 	case kRR:
 		return s.rr(st)
