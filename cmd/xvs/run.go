@@ -25,6 +25,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
 			&cli.StringFlag{Name: "keepalived-conf", Usage: "keepalived.conf whose virtual servers xvs serves (beside --rules; SIGHUP or xvsadm --reload re-reads it)"},
 			&cli.StringFlag{Name: "keepalived-id", Usage: "keepalived's -i for --keepalived-conf: which '@id' lines apply (default: the host name)"},
+			&cli.StringSliceFlag{Name: "sysctl", Usage: "set an IPVS sysctl xvs honours, `NAME=VALUE` as under net.ipv4.vs. (repeatable; after the rules file; xvsadm --sysctl lists them)"},
 			&cli.StringFlag{Name: "mode", Value: "auto", Usage: "data plane: auto (AF_XDP, then raw socket), afxdp, raw"},
 			&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "AF_XDP attach mode: auto (native, then generic), native, generic"},
 			&cli.StringFlag{Name: "zerocopy", Value: "auto", Usage: "AF_XDP zero-copy: auto, on, off"},
@@ -62,7 +63,7 @@ func runDaemon(c *cli.Context) error {
 		interval = -1 // daemon.Options: negative = only at shutdown
 	}
 	d, err := daemon.Start(daemon.Options{
-		Iface: c.String("iface"), Rules: c.String("rules"), Mode: c.String("mode"),
+		Iface: c.String("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
 		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
 		XDPMode: c.String("xdp-mode"), ZeroCopy: c.String("zerocopy"), Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),

@@ -68,40 +68,25 @@ func (f *fake) resolve() {
 }
 
 func (f *fake) Apply(ctx context.Context, cmd ipvsadm.Command) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := rules.Apply(f.cfg, cmd); err != nil {
-		return err
-	}
-	f.resolve()
-	return nil
+	return f.ApplyAll(ctx, []ipvsadm.Command{cmd})
 }
 
-// ApplyAll tries the commands on a copy of the configuration first, as the
-// daemon does.
+// ApplyAll applies the commands to a candidate copy of the configuration
+// and swaps it in when every one succeeded, as the daemon does.
 func (f *fake) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	scratch, _ := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
-	s := f.cfg.Snapshot()
-	scratch.SetTimeouts(s.Timeouts)
-	for _, svc := range s.Services() {
-		scratch.AddService(svc.ServiceConfig)
-		for i := len(svc.Dests) - 1; i >= 0; i-- {
-			scratch.AddDest(svc.Key, svc.Dests[i].DestConfig)
-		}
-	}
+	next := f.cfg.Clone()
 	for i, c := range cmds {
-		if err := rules.Apply(scratch, c); err != nil {
+		if err := rules.Apply(next, c); err != nil {
+			if len(cmds) == 1 {
+				return err
+			}
 			return &CommandError{Index: i, Err: err}
 		}
 	}
-	for _, c := range cmds {
-		if err := rules.Apply(f.cfg, c); err != nil {
-			f.t.Errorf("validated command failed: %v", err)
-			return err
-		}
-	}
+	next.Commit()
+	f.cfg = next
 	f.resolve()
 	return nil
 }

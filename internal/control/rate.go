@@ -54,6 +54,13 @@ func (e *Estimate) Reset(s ipvsadm.Stats) {
 		lastInBytes: s.InBytes, lastOutBytes: s.OutBytes}
 }
 
+// rebase takes s as the starting point of the next period, keeping the
+// rates: the estimation resumes after run_estimation was off.
+func (e *Estimate) rebase(s ipvsadm.Stats) {
+	e.primed = true
+	e.lastConns, e.lastInPkts, e.lastOutPkts, e.lastInBytes, e.lastOutBytes = s.Conns, s.InPkts, s.OutPkts, s.InBytes, s.OutBytes
+}
+
 // Rates reads the estimate as ipvsadm shows it (ip_vs_read_estimator).
 func (e *Estimate) Rates() ipvsadm.Rates {
 	r := func(v int64, round int64, shift uint) uint64 {
@@ -79,8 +86,9 @@ func (e *Estimate) Rates() ipvsadm.Rates {
 type Estimator struct {
 	snapshot func() *ipvs.Snapshot
 
-	mu  sync.Mutex
-	est map[*ipvs.Stats]*Estimate
+	mu        sync.Mutex
+	est       map[*ipvs.Stats]*Estimate
+	suspended bool // run_estimation was 0 at the last tick
 }
 
 // NewEstimator returns an estimator over the snapshots snapshot returns.
@@ -103,20 +111,33 @@ func (e *Estimator) Run(ctx context.Context) {
 	}
 }
 
-// Tick runs one estimation period.
+// Tick runs one estimation period. With the run_estimation sysctl at 0 it
+// does nothing: the rates keep their values; the first tick after it is
+// back on only records the counters, so the suspended time does not count
+// as one period.
 func (e *Estimator) Tick() {
 	s := e.snapshot()
 	if s == nil {
 		return
 	}
-	seen := make(map[*ipvs.Stats]bool)
-	update := func(st *ipvs.Stats) {
-		c := st.Read()
-		e.entry(st).Update(stats(c))
-		seen[st] = true
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if s.Sysctls.Get(ipvs.RunEstimation) == 0 {
+		e.suspended = true
+		return
+	}
+	resumed := e.suspended
+	e.suspended = false
+	seen := make(map[*ipvs.Stats]bool)
+	update := func(st *ipvs.Stats) {
+		c := stats(st.Read())
+		if resumed {
+			e.entry(st).rebase(c)
+		} else {
+			e.entry(st).Update(c)
+		}
+		seen[st] = true
+	}
 	for _, svc := range s.Services() {
 		update(svc.Stats)
 		for _, d := range svc.Dests {

@@ -86,3 +86,41 @@ func TestZeroResetsRates(t *testing.T) {
 		t.Error("-Z did not zero every service")
 	}
 }
+
+// run_estimation=0 suspends the estimator: the rates keep their values, and
+// when it is back on the suspended time does not count as one period.
+func TestRunEstimationSuspends(t *testing.T) {
+	f := listFixture(t)
+	s := NewServer(f, Options{})
+	est := s.Estimator()
+	svc := f.Snapshot().Services()[0]
+	tick := func(conns int) {
+		for range conns {
+			svc.Stats.Worker(0).Conn()
+		}
+		est.Tick()
+	}
+	tick(0)
+	for range 60 { // until the average has converged
+		tick(100)
+	}
+	steady := est.Rates(svc.Stats).CPS
+	if steady == 0 {
+		t.Fatal("no rate estimated")
+	}
+	mustRun(t, s, "--sysctl", "run_estimation=0")
+	tick(100000)
+	tick(0)
+	if got := est.Rates(svc.Stats).CPS; got != steady {
+		t.Fatalf("rate %d while suspended, was %d", got, steady)
+	}
+	mustRun(t, s, "--sysctl", "run_estimation=1")
+	tick(100000) // the first tick back only takes the counters
+	if got := est.Rates(svc.Stats).CPS; got != steady {
+		t.Fatalf("rate %d on resuming, was %d", got, steady)
+	}
+	tick(100)
+	if got := est.Rates(svc.Stats).CPS; got != steady {
+		t.Fatalf("rate %d after resuming at the same rate, was %d", got, steady)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/rules"
 	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/internal/sysctl"
 	"github.com/xvs-lb/xvs/pe"
 )
 
@@ -315,6 +316,10 @@ func (s *Server) Execute(ctx context.Context, req Request) Result {
 		return failed(ExitFailed, "Operation not supported (xvs has no connection synchronisation daemon)")
 	case ipvsadm.Reload:
 		return s.reload(ctx)
+	case ipvsadm.SysctlCmd:
+		if !cmd.Mutates() {
+			return listSysctls(s.target.Snapshot(), cmd.Sysctl)
+		}
 	}
 	if !cmd.Mutates() {
 		return failed(ExitFailed, "%s: %v", cmd.Kind, rules.ErrNotConfig)
@@ -520,4 +525,40 @@ func lineOf(lines []int, i int) int {
 		return lines[i]
 	}
 	return 0
+}
+
+// listSysctls answers xvsadm --sysctl [NAME]: every switch xvs honours, or
+// one, as sysctl(8) prints them ("net.ipv4.vs.NAME = VALUE").
+func listSysctls(snap *ipvs.Snapshot, name string) Result {
+	var vals sysctl.Values
+	if snap != nil {
+		vals = snap.Sysctls
+	}
+	ids := sysctl.All()
+	if name != "" {
+		id, err := sysctl.Lookup(name)
+		if err != nil {
+			return failed(ExitFailed, "%v", err)
+		}
+		ids = []sysctl.ID{id}
+	}
+	var out []byte
+	for _, id := range ids {
+		out = fmt.Appendf(out, "%s%s = %s\n", sysctl.Prefix, id.Name(), vals.Format(id))
+	}
+	return Result{Stdout: out}
+}
+
+// appendSysctlSave appends a --sysctl line for every switch that is not at
+// the kernel's default, so that -S output restores them with -R.
+func appendSysctlSave(b []byte, snap *ipvs.Snapshot) []byte {
+	if snap == nil {
+		return b
+	}
+	for _, id := range sysctl.All() {
+		if !snap.Sysctls.IsDefault(id) {
+			b = fmt.Appendf(b, "--sysctl %s\n", snap.Sysctls.Setting(id))
+		}
+	}
+	return b
 }

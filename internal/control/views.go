@@ -16,11 +16,12 @@ import (
 )
 
 // SaveRules renders a configuration as xvsadm -S prints it (f.Numeric for
-// -S -n): ipvsadm's rules plus the xvs extension lines (health checks,
-// drains). It is the same rendering the control server uses, for tools
-// that print a configuration without a daemon (xvs rules).
+// -S -n): --sysctl lines for the IPVS sysctls not at their defaults, then
+// ipvsadm's rules plus the xvs extension lines (health checks, drains). It
+// is the same rendering the control server uses, for tools that print a
+// configuration without a daemon (xvs rules).
 func SaveRules(s *ipvs.Snapshot, f ipvsadm.Format, n ipvsadm.Names) []byte {
-	return ipvsadm.AppendSave(nil, serviceViews(s, nil), f, n)
+	return ipvsadm.AppendSave(appendSysctlSave(nil, s), serviceViews(s, nil), f, n)
 }
 
 // rateFunc returns the estimated rates of a Stats (nil: zero rates).

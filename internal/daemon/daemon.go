@@ -52,6 +52,9 @@ type Options struct {
 	// selecting its "@id" lines ("" = the host name).
 	Keepalived   string
 	KeepalivedID string
+	// Sysctls are IPVS sysctl settings (NAME=VALUE, as xvsadm --sysctl
+	// takes them), applied after the rules file: the command line wins.
+	Sysctls []string
 	// Mode is the backend: "auto" (AF_XDP, then the raw socket), "afxdp"
 	// or "raw".
 	Mode     string
@@ -171,6 +174,13 @@ func (d *Daemon) start() error {
 	cfg, err := ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
 	if err == nil && o.Rules != "" {
 		err = rules.Load(cfg, o.Rules)
+	}
+	for _, set := range o.Sysctls {
+		if err == nil {
+			if err = rules.SetSysctl(cfg, set); err != nil {
+				err = fmt.Errorf("--sysctl %s: %w", set, err)
+			}
+		}
 	}
 	if err == nil {
 		err = d.commit(cfg, resolveWait)

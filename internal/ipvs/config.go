@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/internal/sysctl"
 )
 
 // Errors. The messages are ipvsadm's (ipvs_strerror) where ipvsadm has one.
@@ -86,9 +87,8 @@ type Config struct {
 	free     []int    // free slots
 	trash    map[trashKey]*destEntry
 
-	timeouts        Timeouts
-	expireNodest    bool
-	expireQuiescent bool
+	timeouts Timeouts
+	sysctls  sysctl.Values
 
 	gen  uint64    // bumped by every change
 	last *Snapshot // last compiled snapshot, for gen
@@ -138,13 +138,11 @@ func (c *Config) Clone() *Config {
 		free:      slices.Clone(c.free),
 		trash:     make(map[trashKey]*destEntry, len(c.trash)),
 		timeouts:  c.timeouts,
+		sysctls:   c.sysctls,
 		gen:       c.gen,
 		last:      c.last,
 		seq:       c.seq,
 		candidate: true,
-
-		expireNodest:    c.expireNodest,
-		expireQuiescent: c.expireQuiescent,
 	}
 	for _, e := range c.services {
 		ne := *e
@@ -530,20 +528,26 @@ func (c *Config) Timeouts() Timeouts {
 	return c.timeouts
 }
 
-// SetExpireNodestConn sets the expire_nodest_conn switch.
-func (c *Config) SetExpireNodestConn(on bool) {
+// SetSysctl sets one of the IPVS sysctls xvs honours (xvsadm --sysctl
+// NAME=VALUE); a value out of the switch's range changes nothing. The
+// snapshot carries the values to the data plane.
+func (c *Config) SetSysctl(id sysctl.ID, v []int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.expireNodest = on
+	n, err := c.sysctls.With(id, v)
+	if err != nil {
+		return fmt.Errorf("%w (%w)", ErrInvalid, err)
+	}
+	c.sysctls = n
 	c.changed()
+	return nil
 }
 
-// SetExpireQuiescentTemplate sets the expire_quiescent_template switch.
-func (c *Config) SetExpireQuiescentTemplate(on bool) {
+// Sysctls returns the current values of the IPVS sysctls.
+func (c *Config) Sysctls() sysctl.Values {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.expireQuiescent = on
-	c.changed()
+	return c.sysctls
 }
 
 // ZeroAll zeroes the counters of every service and destination (-Z).

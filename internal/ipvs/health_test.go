@@ -155,7 +155,7 @@ func TestAccepts(t *testing.T) {
 
 func TestDrain(t *testing.T) {
 	c := healthSetup(t, PolicyExpire)
-	c.SetExpireQuiescentTemplate(true)
+	must(t, c.SetSysctl(ExpireQuiescentTemplate, []int64{1}))
 	must(t, c.Drain(vkey, rs2, -1))
 	must(t, c.Drain(vkey, rs2, -1)) // idempotent: the remembered weight stays 2
 	s := c.Snapshot()

@@ -363,7 +363,7 @@ func TestTemplateDest(t *testing.T) {
 	if cfg.Snapshot().TemplateDest(id) == nil {
 		t.Error("quiesced dest: template must stay valid by default")
 	}
-	cfg.SetExpireQuiescentTemplate(true)
+	must(t, cfg.SetSysctl(ExpireQuiescentTemplate, []int64{1}))
 	if cfg.Snapshot().TemplateDest(id) != nil {
 		t.Error("quiesced dest with expire_quiescent_template: template must be invalid")
 	}

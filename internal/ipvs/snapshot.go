@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/internal/sysctl"
 )
 
 // Snapshot is an immutable, compiled view of a [Config] for the data plane.
@@ -18,7 +19,9 @@ type Snapshot struct {
 	Gen      uint64
 	Workers  int
 	Timeouts Timeouts
-	// ExpireNodestConn and ExpireQuiescentTemplate are the IPVS sysctls.
+	// Sysctls are the IPVS sysctls' values (see sysctls.go); the two
+	// below are read per packet and copied out of it at compile time.
+	Sysctls                 sysctl.Values
 	ExpireNodestConn        bool
 	ExpireQuiescentTemplate bool
 
@@ -200,8 +203,9 @@ func (c *Config) Compile() (*Snapshot, error) {
 		Gen:                     c.gen,
 		Workers:                 c.opts.Workers,
 		Timeouts:                c.timeouts,
-		ExpireNodestConn:        c.expireNodest,
-		ExpireQuiescentTemplate: c.expireQuiescent,
+		Sysctls:                 c.sysctls,
+		ExpireNodestConn:        c.sysctls.Get(ExpireNodestConn) != 0,
+		ExpireQuiescentTemplate: c.sysctls.Get(ExpireQuiescentTemplate) != 0,
 		services:                make([]*Service, 0, len(c.services)),
 		byKey:                   make(map[ServiceKey]*Service, len(c.services)),
 		dests:                   make([]*Dest, len(c.slotGen)),

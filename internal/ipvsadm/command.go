@@ -34,6 +34,7 @@ const (
 	Drain          // --drain virtual-service -r server-address
 	Undrain        // --undrain virtual-service -r server-address
 	Reload         // --reload: re-read the configuration files that support it (keepalived.conf)
+	SysctlCmd      // --sysctl [NAME[=VALUE]]: list, show or set IPVS sysctls
 )
 
 var kindNames = [...]string{
@@ -58,6 +59,7 @@ var kindNames = [...]string{
 	Drain:          "drain",
 	Undrain:        "undrain",
 	Reload:         "reload",
+	SysctlCmd:      "sysctl",
 }
 
 // String returns ipvsadm's name for the command, as used in its messages.
@@ -289,6 +291,9 @@ type Command struct {
 	Timeouts Timeouts // SetTimeout
 	Daemon   Daemon   // StartDaemon, StopDaemon
 	Check    Check    // HealthCheckCmd (xvs extension)
+	// Sysctl is SysctlCmd's argument (xvs extension): "" to list every
+	// switch, NAME to show one, NAME=VALUE to set one.
+	Sysctl string
 
 	// Format holds the listing options of List and Save (-n, -c, --stats…).
 	Format Format

@@ -111,7 +111,7 @@ var xvsVOptions = func() (t [Zero][numOpts - OptCheck]byte) {
 
 // xvsCommandVOptions are the rows of the extension's commands over every
 // option, with commands_v_options' letters.
-var xvsCommandVOptions = func() (t [Reload - HealthCheckCmd + 1][numOpts]byte) {
+var xvsCommandVOptions = func() (t [SysctlCmd - HealthCheckCmd + 1][numOpts]byte) {
 	for k := range t {
 		for j := range t[k] {
 			t[k][j] = 'x'
@@ -120,6 +120,7 @@ var xvsCommandVOptions = func() (t [Reload - HealthCheckCmd + 1][numOpts]byte) {
 			t[k][OptService] = '+'
 		}
 	}
+	t[SysctlCmd-HealthCheckCmd][OptService] = 'x' // --sysctl takes no option
 	hc := &t[HealthCheckCmd-HealthCheckCmd]
 	hc[OptCheck] = '+'
 	for _, o := range []Opt{OptServer, OptInterval, OptCheckTimeout, OptFail, OptRise, OptCheckPort, OptCodes, OptOnFail,

@@ -39,6 +39,7 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"--health-check virtual-service [-r server-address] --check sip-options|udp|tcp|script|http|https|none [check-options]",
 		"--drain|--undrain virtual-service -r server-address",
 		"--reload",
+		"--sysctl [name[=value]]",
 		"-h",
 	} {
 		fmt.Fprintf(&b, "  %s %s\n", program, l)
@@ -64,6 +65,7 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --drain                     drain a real server: no new calls, live ones stay (xvs)\n" +
 		"  --undrain                   end a drain, restoring the weight (xvs)\n" +
 		"  --reload                    re-read the keepalived.conf xvs runs (xvs)\n" +
+		"  --sysctl                    list, show or set the IPVS sysctls xvs honours (xvs)\n" +
 		"  --help            -h        display this help message\n\n")
 	b.WriteString("virtual-service:\n" +
 		"  --tcp-service|-t  service-address   service-address is host[:port]\n" +

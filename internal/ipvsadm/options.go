@@ -195,6 +195,7 @@ const (
 	tagHealthCheck
 	tagDrain
 	tagUndrain
+	tagSysctl
 	tagCheck
 	tagInterval
 	tagCheckTimeout
@@ -287,6 +288,7 @@ var poptTable = []optDef{
 	{"health-check", 0, argNone, tagHealthCheck},
 	{"drain", 0, argNone, tagDrain},
 	{"undrain", 0, argNone, tagUndrain},
+	{"sysctl", 0, argOptional, tagSysctl},
 	{"check", 0, argRequired, tagCheck},
 	{"interval", 0, argRequired, tagInterval},
 	{"check-timeout", 0, argRequired, tagCheckTimeout},

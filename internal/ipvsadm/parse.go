@@ -203,6 +203,12 @@ func (ps Parser) Parse(args []string) (Command, error) {
 		ce.Kind = Undrain
 	case tagReload:
 		ce.Kind = Reload
+	case tagSysctl:
+		ce.Kind = SysctlCmd
+		if name, _, _ := strings.Cut(arg, "="); strings.Contains(arg, "=") && strings.TrimSpace(name) == "" {
+			return Command{}, failf("illegal sysctl setting `%s' (want NAME=VALUE)", arg)
+		}
+		ce.Sysctl = arg
 	default:
 		return Command{}, tryHelp()
 	}

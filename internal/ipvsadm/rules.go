@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"strings"
 )
 
 // MaxRuleLineLen bounds one line of a rules file. ipvsadm's
@@ -95,14 +96,16 @@ func RuleTokens(line string) []string {
 	}
 }
 
-// Mutates reports whether the command changes the virtual-server table or
-// the timeouts (add, edit, delete, clear, zero, set, and the extensions
-// health-check, drain and undrain).
+// Mutates reports whether the command changes the virtual-server table, the
+// timeouts or the sysctls (add, edit, delete, clear, zero, set, and the
+// extensions health-check, drain, undrain and --sysctl NAME=VALUE).
 func (c Command) Mutates() bool {
 	switch c.Kind {
 	case AddService, EditService, DeleteService, Clear, AddServer, EditServer, DeleteServer, SetTimeout, Zero,
 		HealthCheckCmd, Drain, Undrain:
 		return true
+	case SysctlCmd:
+		return strings.Contains(c.Sysctl, "=")
 	}
 	return false
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/internal/sysctl"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
 )
@@ -95,6 +96,7 @@ var (
 	snapLastSuccess = desc("snapshot_last_success_timestamp_seconds", "Unix time of the last successful template snapshot save (0: none yet). Alert when it lags the save interval.")
 	snapSaved       = desc("snapshot_templates", "Templates written by the last successful snapshot save.")
 	snapRestored    = desc("snapshot_restored_templates", "Records of the snapshot read at start, by outcome: restored, expired (downtime), no_service, no_server, duplicate, evicted (no room in the tables), invalid.", "result")
+	sysctlValue     = desc("sysctl", "Value of an IPVS sysctl xvs honours (net.ipv4.vs.NAME, xvsadm --sysctl); index numbers the values of a vector such as sync_threshold, empty for one value.", "name", "index")
 )
 
 // queueFields are the dataplane.QueueStats counters, in metric-name form.
@@ -131,7 +133,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
 		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
 		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
-		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored,
+		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
 	} {
 		ch <- d
 	}
@@ -155,6 +157,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		hs = hr.Health()
 	}
 	if s := c.src.Snapshot(); s != nil {
+		for _, id := range sysctl.All() {
+			v := s.Sysctls.Vector(id)
+			for i, x := range v {
+				index := ""
+				if len(v) > 1 {
+					index = strconv.Itoa(i)
+				}
+				gauge(ch, sysctlValue, float64(x), id.Name(), index)
+			}
+		}
 		for _, svc := range s.Services() {
 			proto := strings.ToLower(svc.Key.Protocol.String())
 			name := addrPort(svc.Key.Addr.String(), svc.Key.Port)

@@ -42,6 +42,9 @@ func newSource(t *testing.T) *source {
 `), "t"); err != nil {
 		t.Fatal(err)
 	}
+	if err := rules.SetSysctl(cfg, "expire_quiescent_template=1"); err != nil {
+		t.Fatal(err)
+	}
 	svc := cfg.Snapshot().Services()[0]
 	for range 3 {
 		svc.Stats.Worker(1).Conn()
@@ -171,6 +174,9 @@ func TestScrape(t *testing.T) {
 		{"xvs_queue_rx_frames_total", map[string]string{"queue": "0"}, 20, dto.MetricType_COUNTER},
 		{"xvs_queue_recycled_total", map[string]string{"queue": "1"}, 5, dto.MetricType_COUNTER},
 		{"xvs_dataplane_info", map[string]string{"mode": "afxdp-native-zerocopy", "iface": "eth1"}, 1, dto.MetricType_GAUGE},
+		{"xvs_sysctl", map[string]string{"name": "expire_quiescent_template"}, 1, dto.MetricType_GAUGE},
+		{"xvs_sysctl", map[string]string{"name": "conn_reuse_mode"}, 1, dto.MetricType_GAUGE},
+		{"xvs_sysctl", map[string]string{"name": "sloppy_tcp"}, 0, dto.MetricType_GAUGE},
 	} {
 		if got := value(t, fams, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -158,3 +158,28 @@ func (w *Worker) connRemoved(id table.DestID, state, _ uint8, _ table.RemoveReas
 		}
 	}
 }
+
+// reuseConn is ip_vs_in_hook's test for a TCP SYN that matches a connection
+// (is_new_conn): the connection is expired and the SYN scheduled afresh when
+// expire_nodest_conn is set and the connection's server has weight 0 (or
+// failed its health check, which xvs's schedulers treat as weight 0), or
+// when conn_reuse_mode expects a new connection there (is_new_conn_expected):
+// no persistence template controls it, and it is in TIME_WAIT or CLOSE, or
+// with bit 2 in FIN_WAIT towards a server whose replies the balancer does
+// not see (direct routing, tunnel: the kernel's IP_VS_CONN_F_NOOUTPUT).
+func reuseConn(snap *ipvs.Snapshot, c *table.ConnInfo, dest *ipvs.Dest) bool {
+	if snap.ExpireNodestConn && dest != nil && (dest.Weight == 0 || dest.Down) {
+		return true
+	}
+	mode := snap.Sysctls.Get(ipvs.ConnReuseMode)
+	if mode == 0 || !c.Template.IsZero() {
+		return false
+	}
+	switch c.State {
+	case tcpTimeWait, tcpClose:
+		return true
+	case tcpFinWait:
+		return mode&2 != 0 && dest != nil && dest.Fwd != ipvs.Masq
+	}
+	return false
+}

@@ -71,6 +71,7 @@ const (
 	ReasonFragmentDuplicate // drop: a waiting datagram already holds a fragment at this offset, or this one overlaps another (RFC 5722)
 	ReasonICMPForwarded     // forward: an ICMP "fragmentation needed" / "packet too big" about a balanced flow, sent to the real server that owns it
 	ReasonICMPUnmatched     // drop: such an ICMP error about a virtual service whose owning real server cannot be found
+	ReasonTCPNoSYN          // pass: a TCP segment that is not a SYN (or is an RST) with no connection entry, not scheduled without sloppy_tcp (tcp_conn_schedule)
 	NumReasons
 )
 
@@ -80,12 +81,13 @@ var reasonNames = [NumReasons]string{
 	"nat_reply", "server_initiated",
 	"malformed", "fragment_untracked", "no_dest", "pe_strict", "dest_gone", "unsupported_forwarding", "no_next_hop",
 	"fragment_followed", "fragment_held", "fragment_overflow", "fragment_duplicate", "icmp_forwarded", "icmp_unmatched",
+	"tcp_no_syn",
 }
 
 var reasonVerdicts = func() (v [NumReasons]Verdict) {
 	for r := range NumReasons {
 		switch {
-		case r <= ReasonNotService:
+		case r <= ReasonNotService, r == ReasonTCPNoSYN:
 			v[r] = Pass
 		case r <= ReasonServerOut, r == ReasonFragmentFollowed, r == ReasonICMPForwarded:
 			v[r] = Forward

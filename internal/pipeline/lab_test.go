@@ -159,3 +159,17 @@ func diffFrames(got, want []byte) string {
 	}
 	return fmt.Sprintf("length %d, want %d", len(got), len(want))
 }
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}

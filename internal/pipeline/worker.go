@@ -501,20 +501,33 @@ func (w *Worker) inbound(frame []byte, svc *ipvs.Service, d *Decision) {
 		if ref, ok := w.conns.Lookup(&w.ck, w.now); ok {
 			info, _ := w.conns.Get(ref)
 			dest := snap.Dest(ipvs.DestID(info.Dest))
-			if dest == nil {
-				// Its real server was deleted: IPVS drops the packet, and
-				// with expire_nodest_conn also expires the connection so
-				// the client's next packet is scheduled afresh.
-				if snap.ExpireNodestConn {
-					w.conns.Remove(ref)
+			switch {
+			case p.Proto == protoTCP && p.TCPFlags&tcpSYN != 0 && reuseConn(snap, &info, dest):
+				// A new connection on a reused client port: the old one is
+				// expired and the SYN scheduled afresh (ip_vs_in_hook).
+				w.conns.Remove(ref)
+			case dest == nil:
+				// Its real server was deleted: IPVS drops the packet; with
+				// expire_nodest_conn it expires the connection and
+				// schedules the packet afresh (ip_vs_in_hook).
+				if !snap.ExpireNodestConn {
+					w.finish(d, ReasonDestGone)
+					return
 				}
-				w.finish(d, ReasonDestGone)
+				w.conns.Remove(ref)
+			default:
+				w.connUsed(ref, &info, dest, true)
+				w.forward(frame, svc, dest, info.Real, ReasonConnHit, d)
 				return
 			}
-			w.connUsed(ref, &info, dest, true)
-			w.forward(frame, svc, dest, info.Real, ReasonConnHit, d)
-			return
 		}
+	}
+	// A TCP segment creates a connection only when it is a SYN, or with
+	// sloppy_tcp any segment, but never an RST (tcp_conn_schedule); the
+	// others are not the balancer's and are handed back.
+	if p.Proto == protoTCP && (p.TCPFlags&tcpRST != 0 || p.TCPFlags&tcpSYN == 0 && snap.Sysctls.Get(ipvs.SloppyTCP) == 0) {
+		w.finish(d, ReasonTCPNoSYN)
+		return
 	}
 
 	// 2. Schedule: persistence template, then the scheduler.

@@ -13,6 +13,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/internal/sysctl"
 )
 
 // ErrNotConfig reports a command that does not change the configuration
@@ -162,8 +163,22 @@ func Apply(cfg *ipvs.Config, cmd ipvsadm.Command) error {
 		return cfg.Drain(Key(cmd.Service), cmd.Dest.Addr, restore)
 	case ipvsadm.Undrain:
 		return cfg.Undrain(Key(cmd.Service), cmd.Dest.Addr)
+	case ipvsadm.SysctlCmd:
+		if cmd.Mutates() {
+			return SetSysctl(cfg, cmd.Sysctl)
+		}
 	}
 	return fmt.Errorf("%s: %w", cmd.Kind, ErrNotConfig)
+}
+
+// SetSysctl sets one IPVS sysctl from a NAME=VALUE setting (xvsadm --sysctl,
+// xvs run --sysctl, a --sysctl line of a rules file).
+func SetSysctl(cfg *ipvs.Config, setting string) error {
+	id, v, err := sysctl.Parse(setting)
+	if err != nil {
+		return err
+	}
+	return cfg.SetSysctl(id, v)
 }
 
 // Read parses a rules file (ipvsadm -S format, one command per line, with #

@@ -66,6 +66,9 @@ func TestReadErrorsNameTheLine(t *testing.T) {
 		{"dest without service", "-a -u 10.0.0.1:5060 -r 10.0.0.2\n", "r:1: UDP 10.0.0.1:5060: No such service"},
 		{"ops on tcp", "-A -t 10.0.0.1:80 -o\n", "r:1: One-Packet Scheduling is only for UDP virtual services"},
 		{"a listing is not configuration", "-L -n\n", "r:1: list: not a configuration command"},
+		{"a sysctl listing is not configuration", "--sysctl\n", "r:1: sysctl: not a configuration command"},
+		{"a sysctl xvs does not honour", "--sysctl\tdrop_entry=1\n", "r:1: sysctl net.ipv4.vs.drop_entry is not supported by xvs"},
+		{"a sysctl out of range", "--sysctl expire_nodest_conn=2\n", "r:1: expire_nodest_conn 2 out of range 0..1"},
 	}
 	for _, c := range cases {
 		err := Read(newConfig(t), strings.NewReader(c.in), "r")
@@ -76,6 +79,18 @@ func TestReadErrorsNameTheLine(t *testing.T) {
 	err := Read(newConfig(t), strings.NewReader("-L\n"), "r")
 	if !errors.Is(err, ErrNotConfig) {
 		t.Errorf("err = %v, want ErrNotConfig", err)
+	}
+}
+
+// A rules file sets IPVS sysctls with --sysctl lines, as xvsadm does.
+func TestSysctlRules(t *testing.T) {
+	cfg := newConfig(t)
+	if err := Read(cfg, strings.NewReader("--sysctl expire_quiescent_template=1\n--sysctl=conn_reuse_mode=2 # comment\n"), "r"); err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Snapshot()
+	if !s.ExpireQuiescentTemplate || s.Sysctls.Get(ipvs.ConnReuseMode) != 2 {
+		t.Fatalf("sysctls: %s %s", s.Sysctls.Format(ipvs.ExpireQuiescentTemplate), s.Sysctls.Format(ipvs.ConnReuseMode))
 	}
 }
 
