@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -516,6 +517,39 @@ func TestRootControlPlane(t *testing.T) {
 	}
 	if n := len(newIDs(c.seen())[0]); n != short {
 		t.Errorf("real0 got %d of the %d calls after -R", n, short)
+	}
+
+	// IPVS sysctls, live: listed with sysctl(8)'s names, set through the
+	// same publication as every change, exported, refused by name when xvs
+	// does not honour them.
+	if got := c.ok("", "--sysctl", "expire_quiescent_template"); got != "net.ipv4.vs.expire_quiescent_template = 0\n" {
+		t.Errorf("--sysctl expire_quiescent_template: %q", got)
+	}
+	c.ok("", "--sysctl", "net.ipv4.vs.expire_quiescent_template=1")
+	if got := c.ok("", "--sysctl"); !strings.Contains(got, "net.ipv4.vs.expire_quiescent_template = 1\n") {
+		t.Errorf("--sysctl after setting it:\n%s", got)
+	}
+	if v, n := scrape(t, c.l.Balancer.NS, ctlMetrics).sum("xvs_sysctl", map[string]string{"name": "expire_quiescent_template"}); n != 1 || v != 1 {
+		t.Errorf("xvs_sysctl{name=expire_quiescent_template} = %v (%d series)", v, n)
+	}
+	c.fails("sysctl net.ipv4.vs.drop_entry is not supported by xvs\n", 255, "--sysctl", "drop_entry=1")
+	c.ok("", "--sysctl", "expire_quiescent_template=0")
+
+	// A stopped daemon (SIGSTOP: the kernel still queues connections):
+	// xvsadm gives up after its timeout with a clear message, and works
+	// again once the daemon runs.
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, errs, code := c.xvsadm("", "--control-timeout", "1s", "-Ln")
+	took := time.Since(t0)
+	b.cmd.Process.Signal(syscall.SIGCONT)
+	if code != 2 || !strings.Contains(errs, "no answer from xvs at "+c.sock+" within 1s (is it stopped?)") || took > 3*time.Second {
+		t.Errorf("xvsadm against a stopped daemon: exit %d after %v, stderr %q", code, took, errs)
+	}
+	if got, want := c.ok("", "-Ln"), c.wantList("wlc", two); got != want {
+		t.Errorf("-Ln after SIGCONT:\n%s\nwant:\n%s", got, want)
 	}
 	t.Logf("control plane: %v", time.Since(start).Round(time.Millisecond))
 }

@@ -432,7 +432,16 @@ func (c *Conns) Sweep(now int64, budget int) int {
 
 // AppendInfo appends every live connection to dst (a control-plane call).
 func (c *Conns) AppendInfo(dst []ConnInfo, now int64) []ConnInfo {
-	for i := range c.ents {
+	dst, _ = c.AppendInfoFrom(dst, 0, len(c.ents), now)
+	return dst
+}
+
+// AppendInfoFrom is AppendInfo over at most n entry slots from slot from,
+// returning the slot to continue from (see Templates.AppendInfoFrom).
+func (c *Conns) AppendInfoFrom(dst []ConnInfo, from, n int, now int64) ([]ConnInfo, int) {
+	from = min(max(from, 0), len(c.ents))
+	end := from + min(max(n, 0), len(c.ents)-from)
+	for i := from; i < end; i++ {
 		e := &c.ents[i]
 		if e.flags&flagLive == 0 || now >= e.expires {
 			continue
@@ -441,7 +450,7 @@ func (c *Conns) AppendInfo(dst []ConnInfo, now int64) []ConnInfo {
 		in.Remaining = time.Duration(e.expires - now)
 		dst = append(dst, in)
 	}
-	return dst
+	return dst, end
 }
 
 func (c *Conns) expired(i uint32, now int64) bool { return now >= c.ents[i].expires }

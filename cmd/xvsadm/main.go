@@ -5,7 +5,8 @@
 // else (argv, and the rules text of -R read from standard input) to the
 // daemon's control socket, which runs the command and renders the output.
 // The socket is --control PATH (before the ipvsadm arguments), else
-// $XVS_CONTROL, else /run/xvs/xvs.sock.
+// $XVS_CONTROL, else /run/xvs/xvs.sock. Each wait for the daemon is bounded
+// by --control-timeout DURATION, else $XVS_CONTROL_TIMEOUT, else 10s.
 package main
 
 import (
@@ -16,8 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
@@ -46,16 +49,38 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if path == "" {
 		path = control.DefaultSocket
 	}
-	for len(args) > 0 && (args[0] == "--control" || strings.HasPrefix(args[0], "--control=")) {
-		if v, ok := strings.CutPrefix(args[0], "--control="); ok {
-			path, args = v, args[1:]
-			continue
-		}
-		if len(args) < 2 {
-			fmt.Fprintf(stderr, "%s: --control needs a socket path\n", program)
+	timeout := control.DefaultClientTimeout
+	if v := getenv("XVS_CONTROL_TIMEOUT"); v != "" {
+		d, err := parseTimeout(v)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: XVS_CONTROL_TIMEOUT: %v\n", program, err)
 			return ipvsadm.ExitUsage
 		}
-		path, args = args[1], args[2:]
+		timeout = d
+	}
+	for len(args) > 0 {
+		name, val, hasVal := strings.Cut(args[0], "=")
+		if name != "--control" && name != "--control-timeout" {
+			break
+		}
+		if !hasVal {
+			if len(args) < 2 {
+				fmt.Fprintf(stderr, "%s: %s needs a value\n", program, name)
+				return ipvsadm.ExitUsage
+			}
+			val, args = args[1], args[1:]
+		}
+		args = args[1:]
+		if name == "--control" {
+			path = val
+			continue
+		}
+		d, err := parseTimeout(val)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --control-timeout: %v\n", program, err)
+			return ipvsadm.ExitUsage
+		}
+		timeout = d
 	}
 
 	cmd, err := ipvsadm.Parse(args)
@@ -77,21 +102,37 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		io.WriteString(stdout, ipvsadm.VersionText(program, version))
 		return 0
 	case ipvsadm.Restore:
-		text, err := io.ReadAll(io.LimitReader(stdin, control.MaxRequestBytes/2+1))
+		text, err := io.ReadAll(io.LimitReader(stdin, ipvsadm.MaxRulesBytes+1))
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: reading rules: %v\n", program, err)
 			return ipvsadm.ExitUsage
 		}
-		if len(text) > control.MaxRequestBytes/2 {
-			fmt.Fprintf(stderr, "%s: rules larger than %d bytes\n", program, control.MaxRequestBytes/2)
+		if len(text) > ipvsadm.MaxRulesBytes {
+			fmt.Fprintf(stderr, "%s: rules: more than %d bytes: %v\n", program, ipvsadm.MaxRulesBytes, ipvsadm.ErrRulesTooLarge)
 			return ipvsadm.ExitUsage
 		}
 		req.Stdin = string(text)
 	}
-	code, err := control.Call(ctx, path, req, stdout, stderr)
+	code, err := control.Client{Path: path, Timeout: timeout}.Call(ctx, req, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", program, err)
 		return ipvsadm.ExitUsage
 	}
 	return code
+}
+
+// parseTimeout takes a Go duration ("10s", "1m30s") or whole seconds.
+func parseTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, aerr := strconv.Atoi(v)
+		if aerr != nil {
+			return 0, fmt.Errorf("%q: want a duration such as 10s", v)
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: want a duration above 0", v)
+	}
+	return d, nil
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/ipvs"
@@ -36,10 +39,12 @@ func (t *target) ApplyAll(ctx context.Context, cs []ipvsadm.Command) error {
 	}
 	return nil
 }
-func (t *target) Snapshot() *ipvs.Snapshot                                { return t.cfg.Snapshot() }
-func (t *target) Templates(context.Context) ([]table.TemplateInfo, error) { return nil, nil }
-func (t *target) Conns(context.Context) ([]table.ConnInfo, error)         { return nil, nil }
-func (t *target) Status() control.Status                                  { return control.Status{} }
+func (t *target) Snapshot() *ipvs.Snapshot { return t.cfg.Snapshot() }
+func (t *target) EachTemplate(context.Context, func([]table.TemplateInfo) error) error {
+	return nil
+}
+func (t *target) EachConn(context.Context, func([]table.ConnInfo) error) error { return nil }
+func (t *target) Status() control.Status                                       { return control.Status{} }
 
 func daemon(t *testing.T) string {
 	t.Helper()
@@ -118,5 +123,46 @@ func TestThroughDaemon(t *testing.T) {
 	}
 	if out, _, _ := xvsadm(t, env, "", "-S", "-n"); out != "-A -u 10.4.3.192:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o\n"+rulesText {
 		t.Errorf("-Sn: %q", out)
+	}
+}
+
+// A daemon that takes connections but never answers (stopped with SIGSTOP:
+// the kernel still queues connections in its listen backlog) makes xvsadm
+// give up after --control-timeout or $XVS_CONTROL_TIMEOUT (10 s by
+// default) with a clear message, instead of waiting forever (issue 10 item
+// 12: 200 s).
+func TestStoppedDaemonTimesOut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "xvs.sock")
+	ln, err := net.Listen("unix", path) // never accepts: a stopped daemon
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want time.Duration
+	}{
+		{map[string]string{"XVS_CONTROL": path, "XVS_CONTROL_TIMEOUT": "300ms"}, []string{"-Ln"}, 300 * time.Millisecond},
+		{map[string]string{"XVS_CONTROL": path, "XVS_CONTROL_TIMEOUT": "1m"}, []string{"--control-timeout", "0.4s", "-Ln"}, 400 * time.Millisecond},
+		{nil, []string{"--control=" + path, "--control-timeout=1", "-R"}, time.Second},
+	} {
+		start := time.Now()
+		_, errText, code := xvsadm(t, c.env, "-C\n", c.args...)
+		took := time.Since(start)
+		want := fmt.Sprintf("xvsadm: no answer from xvs at %s within %v (is it stopped?): no answer\n", path, c.want)
+		if errText != want || code != 2 || took < c.want || took > c.want+2*time.Second {
+			t.Errorf("%v: %q exit %d after %v; want %q exit 2 after %v", c.args, errText, code, took, want, c.want)
+		}
+	}
+	if _, errText, code := xvsadm(t, map[string]string{"XVS_CONTROL_TIMEOUT": "soon"}, "", "-Ln"); code != 2 || !strings.Contains(errText, "XVS_CONTROL_TIMEOUT") {
+		t.Errorf("bad timeout: %q %d", errText, code)
+	}
+}
+
+// The default timeout is at most 10 s.
+func TestDefaultTimeout(t *testing.T) {
+	if control.DefaultClientTimeout > 10*time.Second || control.DefaultClientTimeout < 2*control.HeartbeatInterval {
+		t.Fatalf("default client timeout %v", control.DefaultClientTimeout)
 	}
 }

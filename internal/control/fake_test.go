@@ -93,24 +93,36 @@ func (f *fake) ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error {
 
 func (f *fake) Snapshot() *ipvs.Snapshot { return f.ptr.Load() }
 
-func (f *fake) Templates(ctx context.Context) ([]table.TemplateInfo, error) {
+func (f *fake) EachTemplate(ctx context.Context, fn func([]table.TemplateInfo) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []table.TemplateInfo
 	for _, w := range f.workers {
-		out = w.Templates().AppendInfo(out, f.now)
+		for from, end := 0, -1; end != from; {
+			var ts []table.TemplateInfo
+			from = max(end, 0)
+			ts, end = w.Templates().AppendInfoFrom(nil, from, 16, f.now) // small batches: the pieces join up
+			if err := fn(ts); err != nil {
+				return err
+			}
+		}
 	}
-	return out, nil
+	return nil
 }
 
-func (f *fake) Conns(ctx context.Context) ([]table.ConnInfo, error) {
+func (f *fake) EachConn(ctx context.Context, fn func([]table.ConnInfo) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []table.ConnInfo
 	for _, w := range f.workers {
-		out = w.Conns().AppendInfo(out, f.now)
+		for from, end := 0, -1; end != from; {
+			var cs []table.ConnInfo
+			from = max(end, 0)
+			cs, end = w.Conns().AppendInfoFrom(nil, from, 16, f.now)
+			if err := fn(cs); err != nil {
+				return err
+			}
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func (f *fake) Status() Status {

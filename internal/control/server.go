@@ -7,9 +7,17 @@
 // ipvsadm.Parse, applies configuration commands through Target.Apply (or
 // Target.ApplyAll for -R, all or nothing), and renders listings with the
 // ipvsadm package's formatters from Target.Snapshot, Target.Status and
-// Target.Templates/Conns, so xvsadm prints ipvsadm 1.31's bytes, messages
-// and exit statuses. The server never touches the data plane itself: the
-// Target's methods hand work to the workers' goroutines.
+// Target.EachTemplate/EachConn, so xvsadm prints ipvsadm 1.31's bytes,
+// messages and exit statuses. The server never touches the data plane
+// itself: the Target's methods hand work to the workers' goroutines.
+//
+// Every resource a client can make the server hold is bounded (see the
+// Server limits): connections (idle ones only for the request line's
+// deadline, and never a command slot), commands at once, the request line,
+// -R's rules text (ipvsadm.MaxRulesBytes, parsed as it arrives), and a
+// listing's memory (tables are read, rendered and sent in pieces). Clients
+// get a heartbeat line while a command runs, so that they can bound their
+// own waits (Client.Timeout) without cutting long commands short.
 package control
 
 import (
@@ -26,6 +34,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
@@ -34,24 +43,40 @@ import (
 	"github.com/xvs-lb/xvs/internal/sched"
 	"github.com/xvs-lb/xvs/internal/sysctl"
 	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
 )
 
 // Server limits and defaults.
 const (
-	// DefaultMaxClients bounds the requests served at once; more clients
-	// wait in the listen backlog.
+	// DefaultMaxClients bounds the commands carried out at once; a request
+	// beyond it waits for its turn (with heartbeats).
 	DefaultMaxClients = 16
+	// DefaultMaxConns bounds the connections open at once, idle ones
+	// included; one more is answered at once with ErrBusy and closed, so
+	// idle or slow clients can neither block the accept loop nor delay
+	// another client's command.
+	DefaultMaxConns = 64
 	// DefaultCommandTimeout bounds one command, listings of every worker's
 	// tables included.
 	DefaultCommandTimeout = 60 * time.Second
-	// requestTimeout bounds the time a client may take to send its request.
-	requestTimeout = 10 * time.Second
+	// headerTimeout bounds the time a client may take to send its request
+	// line: xvsadm sends it as soon as it is connected.
+	headerTimeout = 2 * time.Second
+	// stdinTimeout bounds each wait for more of -R's rules text.
+	stdinTimeout = 10 * time.Second
 	// writeTimeout bounds each write of the answer to a client that does
 	// not read.
 	writeTimeout = 30 * time.Second
+	// refuseTimeout bounds the answer to a connection beyond MaxConns.
+	refuseTimeout = 100 * time.Millisecond
+	// refusalLogInterval limits the log lines about refused connections.
+	refusalLogInterval = time.Second
 	// maxProgramLen bounds the program name a client asks messages to use.
 	maxProgramLen = 64
 )
+
+// ErrBusy is the answer to a connection beyond Options.MaxConns.
+var ErrBusy = errors.New("too many control connections, try again")
 
 // ExitFailed is ipvsadm's exit status when a command fails in the kernel
 // (process_options returns -1).
@@ -72,10 +97,12 @@ type Options struct {
 	// Estimator supplies --rate. nil: the server runs its own over
 	// Target.Snapshot from Start to Close.
 	Estimator *Estimator
-	// MaxClients and CommandTimeout: 0 means the defaults.
+	// MaxClients, MaxConns and CommandTimeout: 0 means the defaults.
 	MaxClients     int
+	MaxConns       int
 	CommandTimeout time.Duration
-	// Log receives one line per failed request; nil discards.
+	// Log receives one line per refused connection or request and per
+	// failed command; nil discards.
 	Log *slog.Logger
 	// Now is the clock of -L --health's "since" column; nil means time.Now.
 	Now func() time.Time
@@ -93,15 +120,23 @@ type Server struct {
 	path   string
 	ctx    context.Context
 	cancel context.CancelFunc
-	sem    chan struct{}
+	sem    chan struct{} // commands carried out at once
+	conns  atomic.Int64  // connections open
 	wg     sync.WaitGroup
 	once   sync.Once
+
+	refusedMu   sync.Mutex
+	refusedLast time.Time // last log line about a connection beyond MaxConns
+	refused     int       // connections refused since that line
 }
 
 // NewServer returns a server for t; Start makes it listen.
 func NewServer(t Target, o Options) *Server {
 	if o.MaxClients <= 0 {
 		o.MaxClients = DefaultMaxClients
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
 	}
 	if o.CommandTimeout <= 0 {
 		o.CommandTimeout = DefaultCommandTimeout
@@ -176,81 +211,158 @@ func (s *Server) accept() {
 			}
 			continue
 		}
-		select {
-		case s.sem <- struct{}{}:
-		case <-s.ctx.Done():
-			c.Close()
-			return
+		if s.conns.Add(1) > int64(s.opts.MaxConns) {
+			s.conns.Add(-1)
+			s.refuse(c)
+			continue
 		}
 		s.wg.Go(func() {
-			defer func() { <-s.sem }()
+			defer s.conns.Add(-1)
 			s.serveConn(c)
 		})
 	}
 }
 
-// serveConn answers one request.
+// refuse answers a connection beyond MaxConns with ErrBusy, without
+// waiting for it: the accept loop never blocks on a client.
+func (s *Server) refuse(c *net.UnixConn) {
+	c.SetDeadline(time.Now().Add(refuseTimeout))
+	w := &respWriter{c: c}
+	w.finish([]byte("xvs: "+ErrBusy.Error()+"\n"), ExitFailed)
+	c.Close()
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	s.refused++
+	if now := time.Now(); now.Sub(s.refusedLast) >= refusalLogInterval {
+		s.opts.Log.Warn("control: connections refused", "reason", ErrBusy.Error(), "max", s.opts.MaxConns, "refused", s.refused)
+		s.refusedLast, s.refused = now, 0
+	}
+}
+
+// serveConn answers one request: its line is read within headerTimeout
+// (before it takes a command slot, so a client that sends nothing holds
+// only its connection), -R's rules text as it is parsed, and the answer
+// streams, with heartbeats while the command runs.
 func (s *Server) serveConn(c *net.UnixConn) {
 	defer c.Close()
 	stop := context.AfterFunc(s.ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	w := &respWriter{c: c}
-	if !peerAllowed(c) {
-		w.finish(Result{Stderr: []byte(ErrPermission.Error() + "\n"), Code: ipvsadm.ExitUsage})
+	br := bufio.NewReaderSize(c, 4096)
+	c.SetReadDeadline(time.Now().Add(headerTimeout))
+	req, rerr := readRequest(br)
+	// The request line is read first even from a peer that is refused, so
+	// that its client is not cut off while it writes: it always gets the
+	// answer.
+	if peer, ok := peerAllowed(c); !ok {
+		s.opts.Log.Warn("control: connection refused", "reason", "peer is not root nor the daemon's user",
+			"uid", peer.Uid, "gid", peer.Gid, "pid", peer.Pid)
+		w.finish([]byte(ErrPermission.Error()+"\n"), ipvsadm.ExitUsage)
 		return
 	}
-	c.SetReadDeadline(time.Now().Add(requestTimeout))
-	req, err := readRequest(c)
-	if err != nil {
-		s.opts.Log.Warn("control: bad request", "err", err)
-		w.finish(Result{Stderr: []byte("xvs: " + err.Error() + "\n"), Code: ExitFailed})
+	if rerr != nil {
+		s.opts.Log.Warn("control: bad request", "err", rerr)
+		w.finish([]byte("xvs: "+rerr.Error()+"\n"), ExitFailed)
 		return
 	}
-	c.SetReadDeadline(time.Time{})
+	var stdin io.Reader = strings.NewReader(req.Stdin)
+	if req.StdinBytes > 0 {
+		stdin = io.LimitReader(&timedReader{r: br, c: c, timeout: stdinTimeout}, req.StdinBytes)
+	} else {
+		c.SetReadDeadline(time.Time{})
+	}
+	w.startHeartbeat(HeartbeatInterval)
+	select {
+	case s.sem <- struct{}{}:
+	case <-s.ctx.Done():
+		w.finish([]byte("xvs: shutting down\n"), ExitFailed)
+		return
+	}
+	defer func() { <-s.sem }()
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.CommandTimeout)
 	defer cancel()
-	res := s.Execute(ctx, req)
-	w.finish(res)
+	res := s.execute(ctx, req, stdin, w)
+	w.Write(res.Stdout)
+	w.finish(res.Stderr, res.Code)
 }
 
-// readRequest reads and checks one request line.
-func readRequest(r io.Reader) (Request, error) {
-	br := bufio.NewReaderSize(io.LimitReader(r, MaxRequestBytes+1), 64<<10)
-	line, err := br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		var buf bytes.Buffer
-		buf.Write(line)
-		for errors.Is(err, bufio.ErrBufferFull) {
-			line, err = br.ReadSlice('\n')
-			buf.Write(line)
+// timedReader reads from r (the connection's buffered reader) with a fresh
+// read deadline on c before each read.
+type timedReader struct {
+	r       io.Reader
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	t.c.SetReadDeadline(time.Now().Add(t.timeout))
+	return t.r.Read(p)
+}
+
+// readRequest reads and checks one request line (at most MaxHeaderBytes).
+func readRequest(br *bufio.Reader) (Request, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxHeaderBytes {
+			return Request{}, fmt.Errorf("request line larger than %d bytes (rules text goes after it, see stdin_bytes)", MaxHeaderBytes)
 		}
-		line = buf.Bytes()
-	}
-	if len(line) > MaxRequestBytes {
-		return Request{}, fmt.Errorf("request larger than %d bytes", MaxRequestBytes)
-	}
-	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
-		return Request{}, fmt.Errorf("reading request: %w", err)
+		line = append(line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+			return Request{}, fmt.Errorf("reading request: %w", err)
+		}
+		break
 	}
 	var req Request
 	if err := json.Unmarshal(line, &req); err != nil {
 		return Request{}, fmt.Errorf("malformed request: %w", err)
 	}
-	if req.V != ProtocolVersion {
-		return Request{}, fmt.Errorf("control protocol version %d not supported (this xvs speaks %d)", req.V, ProtocolVersion)
-	}
-	if len(req.Argv) > MaxArgs {
+	switch {
+	case req.V != 1 && req.V != ProtocolVersion:
+		return Request{}, fmt.Errorf("control protocol version %d not supported (this xvs speaks 1 and %d)", req.V, ProtocolVersion)
+	case len(req.Argv) > MaxArgs:
 		return Request{}, fmt.Errorf("more than %d arguments", MaxArgs)
+	case req.StdinBytes < 0 || req.StdinBytes > ipvsadm.MaxRulesBytes:
+		return Request{}, fmt.Errorf("rules of %d bytes: more than %d bytes: %w", req.StdinBytes, ipvsadm.MaxRulesBytes, ipvsadm.ErrRulesTooLarge)
 	}
 	return req, nil
 }
 
-// respWriter streams a Result as Response lines.
+// respWriter streams an answer as Response lines: output in chunks of at
+// most chunkBytes as it is written, heartbeats while nothing else is sent,
+// and the final line. It is safe for the heartbeat goroutine and one
+// writer.
 type respWriter struct {
-	c   net.Conn
-	err error
+	mu   sync.Mutex
+	c    net.Conn
+	err  error
+	out  []byte    // output not sent yet
+	last time.Time // last line sent
+	stop chan struct{}
+	done chan struct{}
 }
 
+// Write implements io.Writer for the command's standard output.
+func (w *respWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), chunkBytes-len(w.out))
+		w.out = append(w.out, p[:k]...)
+		p = p[k:]
+		if len(w.out) == chunkBytes {
+			w.send(Response{Stdout: string(w.out)})
+			w.out = w.out[:0]
+		}
+	}
+	return n, w.err
+}
+
+// send writes one line; w.mu is held.
 func (w *respWriter) send(r Response) {
 	if w.err != nil {
 		return
@@ -263,15 +375,46 @@ func (w *respWriter) send(r Response) {
 	}
 	w.c.SetWriteDeadline(time.Now().Add(writeTimeout))
 	_, w.err = w.c.Write(append(b, '\n'))
+	w.last = time.Now()
 }
 
-func (w *respWriter) finish(res Result) {
-	out := res.Stdout
-	for len(out) > chunkBytes {
-		w.send(Response{Stdout: string(out[:chunkBytes])})
-		out = out[chunkBytes:]
+// startHeartbeat sends an empty Response line whenever nothing else was
+// sent, so that a line leaves at least every interval, until finish.
+func (w *respWriter) startHeartbeat(interval time.Duration) {
+	w.stop, w.done = make(chan struct{}), make(chan struct{})
+	w.mu.Lock()
+	w.last = time.Now()
+	w.mu.Unlock()
+	tick := interval / 4
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case now := <-t.C:
+				w.mu.Lock()
+				if now.Sub(w.last) >= interval-tick {
+					w.send(Response{})
+				}
+				w.mu.Unlock()
+			}
+		}
+	}()
+}
+
+// finish sends the output left and the final line.
+func (w *respWriter) finish(stderr []byte, code int) {
+	if w.stop != nil {
+		close(w.stop)
+		<-w.done
 	}
-	w.send(Response{Stdout: string(out), Stderr: string(res.Stderr), Code: res.Code, Done: true})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.send(Response{Stdout: string(w.out), Stderr: string(stderr), Code: code, Done: true})
+	w.out = nil
 }
 
 // Result is the outcome of one command: what ipvsadm would print on its
@@ -287,8 +430,19 @@ func failed(code int, format string, args ...any) Result {
 
 // Execute carries out one request as ipvsadm would: parse argv, run the
 // command against the Target, render the output. It is what the socket
-// server runs for each client, exported for in-process callers and tests.
+// server runs for each client, exported for in-process callers and tests;
+// the output is collected in the Result.
 func (s *Server) Execute(ctx context.Context, req Request) Result {
+	var out bytes.Buffer
+	res := s.execute(ctx, req, strings.NewReader(req.Stdin), &out)
+	res.Stdout = append(out.Bytes(), res.Stdout...)
+	return res
+}
+
+// execute carries out one request. Listings of the data plane's tables are
+// written to out as they are produced; the rest of the output is the
+// Result's, which follows. stdin is -R's rules text.
+func (s *Server) execute(ctx context.Context, req Request, stdin io.Reader, out io.Writer) Result {
 	program := req.Program
 	if program == "" || len(program) > maxProgramLen || strings.ContainsAny(program, "/\x00\n") {
 		program = "xvsadm"
@@ -307,11 +461,11 @@ func (s *Server) Execute(ctx context.Context, req Request) Result {
 	case ipvsadm.Version:
 		return Result{Stdout: []byte(ipvsadm.VersionText(program, s.opts.Version))}
 	case ipvsadm.List:
-		return s.list(ctx, cmd)
+		return s.list(ctx, cmd, out)
 	case ipvsadm.Save:
 		return Result{Stdout: SaveRules(s.target.Snapshot(), cmd.Format, s.opts.Names)}
 	case ipvsadm.Restore:
-		return s.restore(ctx, req.Stdin)
+		return s.restore(ctx, stdin)
 	case ipvsadm.StartDaemon, ipvsadm.StopDaemon:
 		return failed(ExitFailed, "Operation not supported (xvs has no connection synchronisation daemon)")
 	case ipvsadm.Reload:
@@ -327,6 +481,7 @@ func (s *Server) Execute(ctx context.Context, req Request) Result {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if err := s.target.Apply(ctx, cmd); err != nil {
+		s.opts.Log.Info("control: command refused", "argv", strings.Join(req.Argv, " "), "err", err)
 		return failed(ExitFailed, "%s", KernelMessage(err))
 	}
 	if cmd.Kind == ipvsadm.Zero {
@@ -377,17 +532,15 @@ func (s *Server) zeroRates(cmd ipvsadm.Command) {
 // list runs ipvsadm -L in all its forms, with list_all/list_service/
 // list_conn/list_timeout/list_daemon's dispatch: -c, --timeout and --daemon
 // print only those; otherwise one service (-t/-u) or the whole table.
-func (s *Server) list(ctx context.Context, cmd ipvsadm.Command) Result {
+func (s *Server) list(ctx context.Context, cmd ipvsadm.Command, w io.Writer) Result {
 	f := cmd.Format
 	snap := s.target.Snapshot()
 	var out []byte
 	if f.Connections || f.Timeout || f.Daemon {
 		if f.Connections {
-			rows, err := s.connRows(ctx, snap)
-			if err != nil {
+			if err := s.listConns(ctx, snap, f, w); err != nil {
 				return failed(ExitFailed, "%v", err)
 			}
-			out = ipvsadm.AppendConns(out, rows, f, s.opts.Names)
 		}
 		if f.Timeout {
 			t := ipvs.DefaultTimeouts
@@ -449,47 +602,87 @@ func (s *Server) addHealth(views []ipvsadm.ServiceView) {
 	}
 }
 
-// connRows lists templates and connections for -Lc.
-func (s *Server) connRows(ctx context.Context, snap *ipvs.Snapshot) ([]ipvsadm.ConnView, error) {
-	ts, err := s.target.Templates(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing templates: %w", err)
+// listConns writes -Lc: the header, then every worker's templates and then
+// connections, converted, rendered and written renderRows at a time as the
+// workers hand them over, in table order (the kernel's is hash order), so
+// that a listing holds one batch whatever the size of the tables.
+func (s *Server) listConns(ctx context.Context, snap *ipvs.Snapshot, f ipvsadm.Format, w io.Writer) error {
+	b := ipvsadm.AppendConnsHeader(nil, f)
+	var views []ipvsadm.ConnView
+	write := func() error {
+		b = ipvsadm.AppendConnRows(b, views, f, s.opts.Names)
+		_, err := w.Write(b)
+		b, views = b[:0], views[:0]
+		return err
 	}
-	cs, err := s.target.Conns(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing connections: %w", err)
+	if err := s.target.EachTemplate(ctx, func(ts []table.TemplateInfo) error {
+		for len(ts) > 0 {
+			n := min(len(ts), renderRows)
+			views = appendTemplateViews(views, snap, ts[:n])
+			if err := write(); err != nil {
+				return err
+			}
+			ts = ts[n:]
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing templates: %w", err)
 	}
-	rows := append(templateViews(snap, ts), connViews(cs)...)
-	sortConns(rows)
-	return rows, nil
+	if err := s.target.EachConn(ctx, func(cs []table.ConnInfo) error {
+		for len(cs) > 0 {
+			n := min(len(cs), renderRows)
+			views = appendConnViews(views, cs[:n])
+			if err := write(); err != nil {
+				return err
+			}
+			cs = cs[n:]
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing connections: %w", err)
+	}
+	if len(b) > 0 {
+		_, err := w.Write(b)
+		return err
+	}
+	return nil
 }
 
-// restore runs ipvsadm -R on the rules text: every line is parsed first (a
-// syntax error applies nothing), then all commands are applied through
-// Target.ApplyAll, all or nothing. ipvsadm instead runs the lines one by
-// one and keeps those before a failure.
-func (s *Server) restore(ctx context.Context, text string) Result {
-	cmds, err := ipvsadm.ParseRules(strings.NewReader(text))
+// renderRows is how many -Lc rows are converted and rendered at a time.
+const renderRows = 256
+
+// restore runs ipvsadm -R on the rules text: it is read and parsed as it
+// arrives by the reader of every rules file (ipvsadm.ReadRules, with its
+// limit: -R takes what xvs run --rules takes) and a syntax error applies
+// nothing; then all commands are applied through Target.ApplyAll, all or
+// nothing. ipvsadm instead runs the lines one by one and keeps those before
+// a failure.
+func (s *Server) restore(ctx context.Context, text io.Reader) Result {
+	rs, err := ipvsadm.Parser{}.ReadRules(text, "rules")
 	if err != nil {
-		code := ipvsadm.ExitUsage
+		code := ExitFailed
 		var ue *ipvsadm.UsageError
 		if errors.As(err, &ue) {
 			code = ue.Code
 		}
 		return failed(code, "%v", err)
 	}
-	lines := ruleLines(text)
-	for i, c := range cmds {
-		if !c.Mutates() {
-			return failed(ipvsadm.ExitUsage, "rules:%d: %s: %v", lineOf(lines, i), c.Kind, rules.ErrNotConfig)
+	lines := make([]int, len(rs))
+	cmds := make([]ipvsadm.Command, len(rs))
+	for i, r := range rs {
+		if !r.Mutates() {
+			return failed(ipvsadm.ExitUsage, "rules:%d: %s: %v", r.Line, r.Kind, rules.ErrNotConfig)
 		}
+		lines[i], cmds[i] = r.Line, r.Command
 	}
+	rs = nil
 	if len(cmds) == 0 {
 		return Result{}
 	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if err := s.target.ApplyAll(ctx, cmds); err != nil {
+		s.opts.Log.Info("control: -R refused", "commands", len(cmds), "err", err)
 		var ce *CommandError
 		if errors.As(err, &ce) {
 			return failed(ExitFailed, "rules:%d: %s", lineOf(lines, ce.Index), KernelMessage(ce.Err))
@@ -502,22 +695,6 @@ func (s *Server) restore(ctx context.Context, text string) Result {
 		}
 	}
 	return Result{}
-}
-
-// ruleLines returns the 1-based line number of every line of a rules file
-// that holds a command, in ParseRules's order.
-func ruleLines(text string) []int {
-	var lines []int
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 4096), ipvsadm.MaxRuleLineLen)
-	n := 0
-	for sc.Scan() {
-		n++
-		if len(ipvsadm.RuleTokens(sc.Text())) > 0 {
-			lines = append(lines, n)
-		}
-	}
-	return lines
 }
 
 func lineOf(lines []int, i int) int {

@@ -130,7 +130,7 @@ func TestSocketLargeOutput(t *testing.T) {
 func TestSocketProtocolErrors(t *testing.T) {
 	_, path := startServer(t, listFixture(t))
 	for _, tc := range []struct{ send, want string }{
-		{`{"v":2,"argv":["-Ln"]}` + "\n", "control protocol version 2 not supported"},
+		{`{"v":3,"argv":["-Ln"]}` + "\n", "control protocol version 3 not supported"},
 		{"not json\n", "malformed request"},
 	} {
 		c, err := net.Dial("unix", path)

@@ -26,13 +26,23 @@ type Target interface {
 	ApplyAll(ctx context.Context, cmds []ipvsadm.Command) error
 	// Snapshot is the configuration the data plane runs now (services, real servers, their Stats).
 	Snapshot() *ipvs.Snapshot
-	// Templates and Conns list every worker's live persistence templates / connections, read on the workers'
-	// own goroutines and merged; now is the listing time for remaining-timeout computation.
-	Templates(ctx context.Context) ([]table.TemplateInfo, error)
-	Conns(ctx context.Context) ([]table.ConnInfo, error)
+	// EachTemplate and EachConn list every worker's live persistence templates / connections in batches of
+	// at most ListBatch, each read on its worker's own goroutine (remaining times as of that read) and handed
+	// to fn on the caller's goroutine; the slice is only valid during the call. An error of fn stops the
+	// listing and is returned. Memory is one batch, whatever the size of the tables.
+	EachTemplate(ctx context.Context, fn func([]table.TemplateInfo) error) error
+	EachConn(ctx context.Context, fn func([]table.ConnInfo) error) error
 	// Status describes the data plane: mode, interface, workers and their counters.
 	Status() Status
 }
+
+// ListBatch is the most entries a Target hands EachTemplate's or EachConn's
+// fn at once. A listing holds one batch (about 1.5 MB of templates; rows
+// are rendered and sent a few hundred at a time), a worker stops for one
+// batch at a time (about a millisecond), and an idle worker, which looks
+// for requests once per poll timeout (50 ms), is asked 16 times for 131 072
+// templates: such a listing takes about a second.
+const ListBatch = 8192
 
 // Status describes the data plane for listings and metrics.
 type Status struct {

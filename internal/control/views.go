@@ -2,9 +2,7 @@ package control
 
 import (
 	"bytes"
-	"cmp"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
@@ -174,12 +172,11 @@ func findService(svcs []ipvsadm.ServiceView, proto ipvsadm.Protocol, a netip.Add
 	return ipvsadm.ServiceView{}, false
 }
 
-// templateViews turns templates into -Lc rows: state NONE/ASSURED, client
-// port 0, the real server looked up by its DestID in the snapshot (a
+// appendTemplateViews appends templates as -Lc rows: state NONE/ASSURED,
+// client port 0, the real server looked up by its DestID in the snapshot (a
 // template of a deleted destination shows the unspecified address, port 0),
 // pe name and pe data as the engine shows them.
-func templateViews(s *ipvs.Snapshot, ts []table.TemplateInfo) []ipvsadm.ConnView {
-	out := make([]ipvsadm.ConnView, 0, len(ts))
+func appendTemplateViews(out []ipvsadm.ConnView, s *ipvs.Snapshot, ts []table.TemplateInfo) []ipvsadm.ConnView {
 	for i := range ts {
 		t := &ts[i]
 		v := ipvsadm.ConnView{
@@ -201,9 +198,8 @@ func templateViews(s *ipvs.Snapshot, ts []table.TemplateInfo) []ipvsadm.ConnView
 	return out
 }
 
-// connViews turns connections into -Lc rows, with IPVS's state names.
-func connViews(cs []table.ConnInfo) []ipvsadm.ConnView {
-	out := make([]ipvsadm.ConnView, 0, len(cs))
+// appendConnViews appends connections as -Lc rows, with IPVS's state names.
+func appendConnViews(out []ipvsadm.ConnView, cs []table.ConnInfo) []ipvsadm.ConnView {
 	for i := range cs {
 		c := &cs[i]
 		out = append(out, ipvsadm.ConnView{
@@ -216,23 +212,6 @@ func connViews(cs []table.ConnInfo) []ipvsadm.ConnView {
 		})
 	}
 	return out
-}
-
-// sortConns orders -Lc rows by virtual service, client, destination and
-// templates before connections: /proc/net/ip_vs_conn is in hash order, which
-// is no order at all, so a stable one is more useful and keeps listings
-// comparable.
-func sortConns(v []ipvsadm.ConnView) {
-	slices.SortStableFunc(v, func(a, b ipvsadm.ConnView) int {
-		return cmp.Or(
-			cmp.Compare(a.Protocol, b.Protocol),
-			a.Virtual.Compare(b.Virtual),
-			a.Client.Compare(b.Client),
-			cmp.Compare(len(b.PEName), len(a.PEName)),
-			bytes.Compare(a.PEData, b.PEData),
-			a.Dest.Compare(b.Dest),
-		)
-	})
 }
 
 func destAddr(s *ipvs.Snapshot, vip netip.Addr, id ipvs.DestID) netip.AddrPort {

@@ -243,7 +243,7 @@ func TestStartErrors(t *testing.T) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.rules")
 	os.WriteFile(bad, []byte("-A -u 10.0.0.1:5060 --pe nosuch -p\n"), 0o600)
-	if _, err := Start(Options{Iface: "lo", Mode: "memtest", Rules: bad, LockDir: t.TempDir(), Logger: log}); err == nil || !strings.Contains(err.Error(), "bad.rules:1: UDP 10.0.0.1:5060: Scheduler or persistence engine not found") {
+	if _, err := Start(Options{Iface: "lo", Mode: "memtest", Rules: bad, LockDir: t.TempDir(), Logger: log}); err == nil || !strings.Contains(err.Error(), "bad.rules:1: UDP 10.0.0.1:5060: persistence engine \"nosuch\" not found: Scheduler or persistence engine not found") {
 		t.Errorf("bad rules: %v", err)
 	}
 }

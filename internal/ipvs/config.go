@@ -191,7 +191,8 @@ func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
 		s.Scheduler = sched.Default
 	}
 	if !sched.Known(s.Scheduler) {
-		return fail(ErrNotFound)
+		// The kernel logs "Scheduler module ip_vs_%s not found".
+		return fail(fmt.Errorf("scheduler %q not found: %w", s.Scheduler, ErrNotFound))
 	}
 	if s.SchedFlags&^sched.AllFlags != 0 {
 		return fail(ErrInvalid)
@@ -216,7 +217,8 @@ func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
 		return fail(ErrInvalid)
 	}
 	if s.PE != "" && (c.opts.PEExists == nil || !c.opts.PEExists(s.PE)) {
-		return fail(ErrNotFound)
+		// The kernel logs "persistence engine module ip_vs_pe_%s not found".
+		return fail(fmt.Errorf("persistence engine %q not found: %w", s.PE, ErrNotFound))
 	}
 	return s, nil
 }

@@ -389,13 +389,23 @@ func connProtoName(p Protocol) string {
 // widths are swapped relative to the header (reproduced on purpose). PE data
 // is escaped, see the package doc.
 func AppendConns(b []byte, conns []ConnView, f Format, n Names) []byte {
+	return AppendConnRows(AppendConnsHeader(b, f), conns, f, n)
+}
+
+// AppendConnsHeader appends the title and column header of ipvsadm -Lc;
+// AppendConnRows appends rows after it, so that a listing can be written
+// in pieces.
+func AppendConnsHeader(b []byte, f Format) []byte {
 	b = append(b, "IPVS connection entries\n"...)
 	if f.PersistentConn {
-		b = fmt.Appendf(b, "pro expire %-11s %-18s %-18s %-18s %-16s %s\n",
+		return fmt.Appendf(b, "pro expire %-11s %-18s %-18s %-18s %-16s %s\n",
 			"state", "source", "virtual", "destination", "pe name", "pe_data")
-	} else {
-		b = fmt.Appendf(b, "pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination")
 	}
+	return fmt.Appendf(b, "pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination")
+}
+
+// AppendConnRows appends the rows of ipvsadm -Lc (see AppendConns).
+func AppendConnRows(b []byte, conns []ConnView, f Format, n Names) []byte {
 	for _, c := range conns {
 		proto := c.Protocol
 		cname := addrPortName(c.Client.Addr(), c.Client.Port(), proto, f.Numeric, n)

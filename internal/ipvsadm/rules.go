@@ -3,59 +3,128 @@ package ipvsadm
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 )
 
-// MaxRuleLineLen bounds one line of a rules file. ipvsadm's
-// config_stream_read has no limit; a generous bound keeps a corrupt file
-// from exhausting memory (an -A line with every option is under 200 bytes).
-const MaxRuleLineLen = 64 << 10
+// MaxRulesBytes bounds a rules file, the same for every reader: xvs run
+// --rules, xvsadm -R, xvs replay --rules. The largest configuration xvs can
+// hold (65 536 real servers, and the services 16 384 filter entries allow)
+// is under 8 MiB of -S output at under 100 bytes a line; twice that leaves
+// room for comments, and a runaway file is refused instead of read whole.
+// Lines have no limit of their own (ipvsadm's config_stream_read has none):
+// a long comment is as good as a short one.
+const MaxRulesBytes = 16 << 20
 
-// ErrNestedRestore is the cause when a rules file contains -R (ipvsadm
-// prints its "Try…" hint and exits 255).
-var ErrNestedRestore = errors.New("-R inside a rules file")
+// Errors of the rules reader.
+var (
+	// ErrNestedRestore is the cause when a rules file contains -R (ipvsadm
+	// prints its "Try…" hint and exits 255).
+	ErrNestedRestore = errors.New("-R inside a rules file")
+	// ErrRulesTooLarge: a rules file longer than MaxRulesBytes.
+	ErrRulesTooLarge = errors.New("rules file too large")
+)
+
+// Rule is one command of a rules file and its 1-based line.
+type Rule struct {
+	Command
+	Line int
+}
 
 // ParseRules parses a rules file with the zero Parser. See
-// Parser.ParseRules.
-func ParseRules(r io.Reader) ([]Command, error) { return Parser{}.ParseRules(r) }
+// Parser.ReadRules.
+func ParseRules(r io.Reader) ([]Command, error) {
+	rules, err := Parser{}.ReadRules(r, "rules")
+	cmds := make([]Command, len(rules))
+	for i, rl := range rules {
+		cmds[i] = rl.Command
+	}
+	return cmds, err
+}
 
-// ParseRules parses a rules file, the input of ipvsadm -R and the output of
-// ipvsadm -S / ipvsadm-save: one invocation per line. Lines are split into
-// arguments at spaces, tabs and CRs, and a token "ipvsadm" is dropped, as
+// ReadRules reads and parses a rules file, the input of ipvsadm -R and the
+// output of ipvsadm -S / ipvsadm-save: one invocation per line, at most
+// MaxRulesBytes in all. It is the one reader of rules files (xvs run
+// --rules and xvsadm -R both use it), and it streams: its memory is the
+// commands and one line, not the file. Lines are split into arguments at
+// spaces, tabs and CRs, and a token "ipvsadm" is dropped, as
 // config_stream_read does, so "ipvsadm -A -t …" lines load too. Unlike
 // ipvsadm, a token starting with '#' starts a comment that runs to the end
 // of the line, and blank or comment-only lines are skipped. A -R line is an
-// error. Errors are *LineError ("rules:12: …") wrapping the *UsageError.
+// error. Errors are *LineError ("name:12: …") wrapping the *UsageError,
+// the reader's error, or ErrRulesTooLarge; the rules before the error are
+// returned with it.
 //
 // Every command is returned, including List or Save; Command.Mutates tells
 // which ones change the table.
-func (ps Parser) ParseRules(r io.Reader) ([]Command, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), MaxRuleLineLen)
-	var cmds []Command
+func (ps Parser) ReadRules(r io.Reader, name string) ([]Rule, error) {
+	if name == "" {
+		name = "rules"
+	}
+	br := bufio.NewReader(&limitedReader{r: r, n: MaxRulesBytes})
+	var rules []Rule
+	var long []byte // a line longer than the reader's buffer
 	line := 0
-	for sc.Scan() {
-		line++
-		args := RuleTokens(sc.Text())
-		if len(args) == 0 {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, chunk...)
 			continue
 		}
-		c, err := ps.Parse(args)
-		if err == nil && c.Kind == Restore {
-			ue := tryHelp()
-			ue.err = ErrNestedRestore
-			err = ue
+		if long != nil {
+			chunk = append(long, chunk...)
+			long = nil
 		}
-		if err != nil {
-			return cmds, &LineError{Name: "rules", Line: line, Err: err}
+		if len(chunk) > 0 {
+			line++
+			if args := RuleTokens(strings.TrimSuffix(string(chunk), "\n")); len(args) > 0 {
+				c, perr := ps.Parse(args)
+				if perr == nil && c.Kind == Restore {
+					ue := tryHelp()
+					ue.err = ErrNestedRestore
+					perr = ue
+				}
+				if perr != nil {
+					return rules, &LineError{Name: name, Line: line, Err: perr}
+				}
+				rules = append(rules, Rule{Command: c, Line: line})
+			}
 		}
-		cmds = append(cmds, c)
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return rules, nil
+		case errors.Is(err, errTooLarge):
+			return rules, fmt.Errorf("%s: more than %d bytes: %w", name, MaxRulesBytes, ErrRulesTooLarge)
+		default:
+			return rules, &LineError{Name: name, Line: line + 1, Err: err}
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return cmds, &LineError{Name: "rules", Line: line + 1, Err: err}
+}
+
+var errTooLarge = errors.New("too large")
+
+// limitedReader reads at most n bytes of r and fails with errTooLarge on
+// the byte after them.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return 0, errTooLarge
 	}
-	return cmds, nil
+	if int64(len(p)) > l.n+1 {
+		p = p[:l.n+1]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if l.n < 0 {
+		return n - 1, errTooLarge // the byte past the limit is not returned
+	}
+	return n, err
 }
 
 // RuleTokens splits one rules-file line into arguments: separators are

@@ -56,10 +56,24 @@ func TestParseRulesErrors(t *testing.T) {
 	if !errors.Is(err, ErrNestedRestore) {
 		t.Errorf("nested -R error %v does not wrap ErrNestedRestore", err)
 	}
-	_, err = ParseRules(strings.NewReader("-C " + strings.Repeat("x", MaxRuleLineLen) + "\n"))
+	// Lines have no limit of their own: a long comment is fine; the file
+	// as a whole is bounded.
+	cmds, err := ParseRules(strings.NewReader("# " + strings.Repeat("x", 1<<20) + "\n-C " + strings.Repeat("y", 100<<10) + "\n-C\n"))
 	var le *LineError
-	if !errors.As(err, &le) || le.Line != 1 {
-		t.Errorf("over-long line: error %v, want LineError at line 1", err)
+	if !errors.As(err, &le) || le.Line != 2 || len(cmds) != 0 {
+		t.Errorf("a long argument: %v, %d commands; want a LineError at line 2", err, len(cmds))
+	}
+	cmds, err = ParseRules(strings.NewReader("# " + strings.Repeat("x", 1<<20) + "\n-C # " + strings.Repeat("y", 100<<10)))
+	if err != nil || len(cmds) != 1 || cmds[0].Kind != Clear {
+		t.Errorf("long comments: %v, %v", cmds, err)
+	}
+	big := strings.NewReader("-C\n" + strings.Repeat("#\n", MaxRulesBytes/2))
+	if cmds, err := ParseRules(big); !errors.Is(err, ErrRulesTooLarge) || len(cmds) != 1 {
+		t.Errorf("rules of %d bytes: %d commands, %v; want ErrRulesTooLarge", big.Size(), len(cmds), err)
+	}
+	exact := strings.NewReader(strings.Repeat("#\n", MaxRulesBytes/2))
+	if _, err := ParseRules(exact); err != nil {
+		t.Errorf("rules of exactly %d bytes: %v", MaxRulesBytes, err)
 	}
 }
 

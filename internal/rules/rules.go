@@ -182,17 +182,23 @@ func SetSysctl(cfg *ipvs.Config, setting string) error {
 }
 
 // Read parses a rules file (ipvsadm -S format, one command per line, with #
-// comments) and applies every command in order. It stops at the first error,
-// which names the line; commands before it stay applied, so callers that need
-// all-or-nothing apply to a fresh Config and swap it in on success.
+// comments; read by ipvsadm.ReadRules, the reader xvsadm -R uses too, with
+// its limit) and applies every command in order. It stops at the first
+// error, which names the line; commands before it stay applied, so callers
+// that need all-or-nothing apply to a candidate (ipvs.Config.Clone).
 func Read(cfg *ipvs.Config, r io.Reader, name string) error {
-	cmds, lines, err := parse(r, name)
+	rs, err := ipvsadm.Parser{}.ReadRules(r, name)
 	if err != nil {
 		return err
 	}
-	for i, c := range cmds {
-		if err := Apply(cfg, c); err != nil {
-			return fmt.Errorf("%s:%d: %w", name, lines[i], err)
+	for _, c := range rs {
+		if !c.Mutates() {
+			return fmt.Errorf("%s:%d: %s: %w", name, c.Line, c.Kind, ErrNotConfig)
+		}
+	}
+	for _, c := range rs {
+		if err := Apply(cfg, c.Command); err != nil {
+			return fmt.Errorf("%s:%d: %w", name, c.Line, err)
 		}
 	}
 	return nil
@@ -206,52 +212,4 @@ func Load(cfg *ipvs.Config, path string) error {
 	}
 	defer f.Close()
 	return Read(cfg, f, path)
-}
-
-// parse splits a rules file into commands, remembering each one's line.
-func parse(r io.Reader, name string) ([]ipvsadm.Command, []int, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxRulesBytes+1))
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(data) > maxRulesBytes {
-		return nil, nil, fmt.Errorf("%s: larger than %d bytes", name, maxRulesBytes)
-	}
-	var cmds []ipvsadm.Command
-	var lines []int
-	for n, line := range splitLines(data) {
-		args := ipvsadm.RuleTokens(line)
-		if len(args) == 0 {
-			continue
-		}
-		c, err := ipvsadm.Parse(args)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s:%d: %w", name, n+1, err)
-		}
-		if !c.Mutates() {
-			return nil, nil, fmt.Errorf("%s:%d: %s: %w", name, n+1, c.Kind, ErrNotConfig)
-		}
-		cmds = append(cmds, c)
-		lines = append(lines, n+1)
-	}
-	return cmds, lines, nil
-}
-
-// maxRulesBytes bounds a rules file: 65536 services with a few real servers
-// each fit comfortably, and a runaway file is refused instead of read whole.
-const maxRulesBytes = 64 << 20
-
-func splitLines(data []byte) []string {
-	var out []string
-	start := 0
-	for i, c := range data {
-		if c == '\n' {
-			out = append(out, string(data[start:i]))
-			start = i + 1
-		}
-	}
-	if start < len(data) {
-		out = append(out, string(data[start:]))
-	}
-	return out
 }

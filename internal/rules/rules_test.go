@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/pe"
 )
 
@@ -61,7 +62,7 @@ func TestReadErrorsNameTheLine(t *testing.T) {
 	cases := []struct {
 		desc, in, want string
 	}{
-		{"unknown engine", "-A -u 10.0.0.1:5060 -p --pe nosuch\n", "r:1: UDP 10.0.0.1:5060: Scheduler or persistence engine not found"},
+		{"unknown engine", "-A -u 10.0.0.1:5060 -p --pe nosuch\n", "r:1: UDP 10.0.0.1:5060: persistence engine \"nosuch\" not found: Scheduler or persistence engine not found"},
 		{"duplicate service", "-A -u 10.0.0.1:5060\n\n-A -u 10.0.0.1:5060\n", "r:3: UDP 10.0.0.1:5060: Service already exists"},
 		{"dest without service", "-a -u 10.0.0.1:5060 -r 10.0.0.2\n", "r:1: UDP 10.0.0.1:5060: No such service"},
 		{"ops on tcp", "-A -t 10.0.0.1:80 -o\n", "r:1: One-Packet Scheduling is only for UDP virtual services"},
@@ -79,6 +80,20 @@ func TestReadErrorsNameTheLine(t *testing.T) {
 	err := Read(newConfig(t), strings.NewReader("-L\n"), "r")
 	if !errors.Is(err, ErrNotConfig) {
 		t.Errorf("err = %v, want ErrNotConfig", err)
+	}
+}
+
+// xvs run --rules reads with the reader of xvsadm -R (ipvsadm.ReadRules):
+// lines of any length, the file bounded by ipvsadm.MaxRulesBytes.
+func TestReadSharesTheRulesReader(t *testing.T) {
+	cfg := newConfig(t)
+	text := "# " + strings.Repeat("long ", 30<<10) + "\n-A -u 10.0.0.1:5060 # " + strings.Repeat("x", 100<<10) + "\n"
+	if err := Read(cfg, strings.NewReader(text), "r"); err != nil || len(cfg.Snapshot().Services()) != 1 {
+		t.Fatalf("long lines: %v", err)
+	}
+	big := strings.Repeat("#\n", ipvsadm.MaxRulesBytes/2+1)
+	if err := Read(newConfig(t), strings.NewReader(big), "r"); !errors.Is(err, ipvsadm.ErrRulesTooLarge) {
+		t.Fatalf("a file over the limit: %v", err)
 	}
 }
 
