@@ -59,9 +59,9 @@ const (
 	// DefaultCommandTimeout bounds one command, listings of every worker's
 	// tables included.
 	DefaultCommandTimeout = 60 * time.Second
-	// headerTimeout bounds the time a client may take to send its request
-	// line: xvsadm sends it as soon as it is connected.
-	headerTimeout = 2 * time.Second
+	// DefaultRequestTimeout bounds the time a client may take to send its
+	// request line: xvsadm sends it as soon as it is connected.
+	DefaultRequestTimeout = 2 * time.Second
 	// stdinTimeout bounds each wait for more of -R's rules text.
 	stdinTimeout = 10 * time.Second
 	// writeTimeout bounds each write of the answer to a client that does
@@ -97,9 +97,11 @@ type Options struct {
 	// Estimator supplies --rate. nil: the server runs its own over
 	// Target.Snapshot from Start to Close.
 	Estimator *Estimator
-	// MaxClients, MaxConns and CommandTimeout: 0 means the defaults.
+	// MaxClients, MaxConns, RequestTimeout and CommandTimeout: 0 means the
+	// defaults.
 	MaxClients     int
 	MaxConns       int
+	RequestTimeout time.Duration
 	CommandTimeout time.Duration
 	// Log receives one line per refused connection or request and per
 	// failed command; nil discards.
@@ -137,6 +139,9 @@ func NewServer(t Target, o Options) *Server {
 	}
 	if o.MaxConns <= 0 {
 		o.MaxConns = DefaultMaxConns
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
 	}
 	if o.CommandTimeout <= 0 {
 		o.CommandTimeout = DefaultCommandTimeout
@@ -239,7 +244,7 @@ func (s *Server) refuse(c *net.UnixConn) {
 	}
 }
 
-// serveConn answers one request: its line is read within headerTimeout
+// serveConn answers one request: its line is read within RequestTimeout
 // (before it takes a command slot, so a client that sends nothing holds
 // only its connection), -R's rules text as it is parsed, and the answer
 // streams, with heartbeats while the command runs.
@@ -249,7 +254,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	defer stop()
 	w := &respWriter{c: c}
 	br := bufio.NewReaderSize(c, 4096)
-	c.SetReadDeadline(time.Now().Add(headerTimeout))
+	c.SetReadDeadline(time.Now().Add(s.opts.RequestTimeout))
 	req, rerr := readRequest(br)
 	// The request line is read first even from a peer that is refused, so
 	// that its client is not cut off while it writes: it always gets the
