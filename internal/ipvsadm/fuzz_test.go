@@ -1,6 +1,7 @@
 package ipvsadm
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -74,6 +75,42 @@ func FuzzCommandLine(f *testing.F) {
 		toks := RuleTokens(strings.TrimSuffix(rule, "\n"))
 		if want := []string{"--script", line, a}; !slices.Equal(toks, want) {
 			t.Fatalf("rule %q tokenized into %q, want %q", rule, toks, want)
+		}
+	})
+}
+
+// FuzzReadRules feeds rules files to ReadRules, the one reader of xvs run
+// --rules and xvsadm -R. It must not panic; errors are *LineError (with a
+// line within the input), a reader error or ErrRulesTooLarge; every command
+// returned is on a line of the input, in order.
+func FuzzReadRules(f *testing.F) {
+	for _, s := range []string{
+		"-A -u 10.4.3.192:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o\n-a -u 10.4.3.192:5060 -r 192.168.1.10 -m\n",
+		"# comment\n\n  ipvsadm -C  # trailing\r\n--sysctl expire_nodest_conn=1\n",
+		"-A -t 1.2.3.4:80\n\n-a -t 1.2.3.4:80 -r 10.0.0.1 -w 70000\n",
+		"-C\n-R\n",
+		"-L -n\n--sysctl",
+		"#" + strings.Repeat("x", 5000) + "\n-C",
+		"--health-check -u 10.0.0.1:5060 --check script --script \"/bin/check \\\"a b\\\"\"\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		rs, err := Parser{}.ReadRules(strings.NewReader(in), "f")
+		lines := strings.Count(in, "\n") + 1
+		last := 0
+		for _, r := range rs {
+			if r.Line <= last || r.Line > lines {
+				t.Fatalf("command at line %d after line %d, input of %d lines", r.Line, last, lines)
+			}
+			last = r.Line
+		}
+		if err == nil {
+			return
+		}
+		var le *LineError
+		if !errors.As(err, &le) || le.Line < 1 || le.Line > lines || le.Name != "f" {
+			t.Fatalf("error %v (%T)", err, err)
 		}
 	})
 }
