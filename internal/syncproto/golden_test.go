@@ -117,9 +117,9 @@ func goldenV1TemplateAndConn(t testing.TB) []byte {
 		"c0a8010a", // daddr 192.168.1.10
 		"02", "0e", // IPVS_OPT_PE_DATA, length 14
 		"6138346234633736653636373130", // "a84b4c76e66710"
-		"03", "03", // IPVS_OPT_PE_NAME, length 3
-		"736970",   // "sip"
-		"000000",   // padding to 4 bytes (57 -> 60)
+		"03", "03",                     // IPVS_OPT_PE_NAME, length 3
+		"736970", // "sip"
+		"000000", // padding to 4 bytes (57 -> 60)
 
 		// entry 2: struct ip_vs_sync_v4, the connection
 		"00",       // type IPv4
@@ -143,20 +143,20 @@ func goldenV1IPv6(t testing.TB) []byte {
 	return hexBytes(t,
 		"00", "00", "006b", "01", "01", "0000", // reserved, syncid 0, size 107 = 8 + 99, 1 entry, v1, spare
 		// struct ip_vs_sync_v6
-		"01",       // type STYPE_F_INET6
-		"11",       // UDP
-		"0063",     // size 99 = 72 + (2+20) + (2+3)
-		"00001000", // flags TEMPLATE | MASQ 0
-		"0001",     // state TPL ASSURED
-		"0000",     // cport
-		"13c4",     // vport 5060
-		"13d8",     // dport 5080
-		"00abcdef", // fwmark
-		"00000e10", // timeout 3600 s
+		"01",                               // type STYPE_F_INET6
+		"11",                               // UDP
+		"0063",                             // size 99 = 72 + (2+20) + (2+3)
+		"00001000",                         // flags TEMPLATE | MASQ 0
+		"0001",                             // state TPL ASSURED
+		"0000",                             // cport
+		"13c4",                             // vport 5060
+		"13d8",                             // dport 5080
+		"00abcdef",                         // fwmark
+		"00000e10",                         // timeout 3600 s
 		"20010db8000000000000000000000007", // caddr 2001:db8::7
 		"20010db8000100000000000000000001", // vaddr 2001:db8:1::1
 		"fd000000000000000000000000000010", // daddr fd00::10
-		"02", "14", // PE_DATA, 20 bytes
+		"02", "14",                         // PE_DATA, 20 bytes
 		"63616c6c2d31405b323030313a6462383a3a375d", // "call-1@[2001:db8::7]"
 		"03", "03", "736970", // PE_NAME "sip"
 	)
@@ -166,8 +166,8 @@ func goldenV1Seq(t testing.TB) []byte {
 	return hexBytes(t,
 		"00", "ff", "0046", "01", "01", "0000", // syncid 255, size 70 = 8 + 62
 		"00", "06", "003e", // IPv4, TCP, size 62 = 36 + 2 + 24
-		"00000600", // flags MASQ | OUT_SEQ | IN_SEQ
-		"0001",     // ESTABLISHED
+		"00000600",             // flags MASQ | OUT_SEQ | IN_SEQ
+		"0001",                 // ESTABLISHED
 		"9c40", "0015", "0015", // cport 40000, vport 21, dport 21
 		"00000000", "00000384", // fwmark, timeout 900
 		"c6336401", "cb007105", "0a000002", // 198.51.100.1, 203.0.113.5, 10.0.0.2
