@@ -63,9 +63,10 @@ type ReceiverStats struct {
 	PeersOverflow uint64 // datagrams from masters beyond MaxPeers
 }
 
-// Peer is a master a backup has heard from.
+// Peer is a master a backup has heard from, by address (its sockets for
+// several sync_ports have different source ports).
 type Peer struct {
-	Addr      netip.AddrPort
+	Addr      netip.Addr
 	SyncID    uint8 // of its last message
 	Last      int64 // when its last datagram arrived (Clock)
 	Datagrams uint64
@@ -249,11 +250,11 @@ func (r *Receiver) process(sc *scratch, msg []byte, from netip.AddrPort) {
 
 // heard records a datagram from a master.
 func (r *Receiver) heard(from netip.AddrPort, syncID uint8) {
-	now := r.clock()
+	now, addr := r.clock(), from.Addr()
 	r.peerMu.Lock()
 	defer r.peerMu.Unlock()
 	for i := range r.npeers {
-		if p := &r.peers[i]; p.Addr == from {
+		if p := &r.peers[i]; p.Addr == addr {
 			p.Last, p.SyncID = now, syncID
 			p.Datagrams++
 			return
@@ -263,7 +264,7 @@ func (r *Receiver) heard(from netip.AddrPort, syncID uint8) {
 		r.stats.peersOverflow.Add(1)
 		return
 	}
-	r.peers[r.npeers] = Peer{Addr: from, SyncID: syncID, Last: now, Datagrams: 1}
+	r.peers[r.npeers] = Peer{Addr: addr, SyncID: syncID, Last: now, Datagrams: 1}
 	r.npeers++
 }
 

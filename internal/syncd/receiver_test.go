@@ -3,6 +3,7 @@ package syncd
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -109,7 +110,7 @@ func TestReceiverOutcomes(t *testing.T) {
 		t.Errorf("stats\n%+v\nwant\n%+v", st, want)
 	}
 	peers := r.Peers()
-	if len(peers) != 2 || peers[0].Addr != master || peers[0].Datagrams != 7 || peers[0].Last != 42 || peers[1].SyncID != 7 {
+	if len(peers) != 2 || peers[0].Addr != master.Addr() || peers[0].Datagrams != 7 || peers[0].Last != 42 || peers[1].SyncID != 7 {
 		t.Errorf("peers %+v", peers)
 	}
 }
@@ -181,4 +182,39 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("%v allocs", n)
 		}
 	})
+}
+
+// TestSocketPathNoAllocs: the master's write and the backup's read of a
+// datagram, with its processing, allocate nothing (loopback unicast
+// stands in for the multicast sockets, which differ only in options).
+func TestSocketPathNoAllocs(t *testing.T) {
+	in, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer in.Close()
+	out, err := net.DialUDP("udp4", nil, in.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	r := testReceiver(t, 7, func(*Entry) bool { return true })
+	m := msg(t, 1, 7, tplConn, udpConn)
+	buf := make([]byte, r.cfg.MaxLen)
+	var sc scratch
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := out.Write(m); err != nil {
+			t.Fatal(err)
+		}
+		n, _, _, from, err := in.ReadMsgUDPAddrPort(buf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.process(&sc, buf[:n], from)
+	}); n != 0 {
+		t.Errorf("%v allocs per datagram", n)
+	}
+	if st := r.Stats(); st.Entries != 202 {
+		t.Errorf("entries %d", st.Entries)
+	}
 }
