@@ -108,7 +108,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			switch {
 			case r == OK:
-				if c.Template() == false && c.Protocol == 0 || len(c.PEName) > MaxPENameLen {
+				if !c.Template() && c.Protocol == 0 || len(c.PEName) > MaxPENameLen {
 					t.Fatalf("accepted an invalid entry %+v", c)
 				}
 				ok = append(ok, c)
