@@ -8,10 +8,10 @@ PKGS      := ./...
 # they also run under the race detector in `make test`.
 RACE_PKGS ?= ./table/... ./internal/...
 FUZZTIME  ?= 20s
-# CI fuzzes the per-packet parsers, the whole decision and the template
-# snapshot reader for a bounded time on every run (the committed corpora
-# also run as ordinary tests).
-FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot
+# CI fuzzes the per-packet parsers, the whole decision, the template
+# snapshot reader and the sync backup's receiver for a bounded time on every
+# run (the committed corpora also run as ordinary tests).
+FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive
 FUZZTIME_CI ?= 15s
 BENCHTIME ?= 1s
 SHARED    ?= $(abspath ../shared)
