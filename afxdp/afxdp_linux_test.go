@@ -15,9 +15,9 @@ import (
 	"github.com/asavie/xdp"
 	"github.com/cilium/ebpf"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/dataplane"
-	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
 )
 
 // TestFilterProgram runs the XDP filter on crafted frames
@@ -35,13 +35,13 @@ func TestFilterProgram(t *testing.T) {
 	vip, vip6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
 	f := dataplane.Filter{
 		Services: []dataplane.ServiceMatch{
-			{Protocol: ipvs.UDP, Addr: vip, Port: 5060},
-			{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("192.0.2.2"), Port: 0},
-			{Protocol: ipvs.UDP, Addr: vip6, Port: 5060},
+			{Protocol: packet.ProtoUDP, Addr: vip, Port: 5060},
+			{Protocol: packet.ProtoTCP, Addr: netip.MustParseAddr("192.0.2.2"), Port: 0},
+			{Protocol: packet.ProtoUDP, Addr: vip6, Port: 5060},
 		},
 		RealServers: []dataplane.RealServerMatch{
-			{Protocol: ipvs.UDP, Addr: netip.MustParseAddrPort("10.1.0.5:5060")},
-			{Protocol: ipvs.UDP, Addr: netip.MustParseAddrPort("[2001:db8:2::5]:5060")},
+			{Protocol: packet.ProtoUDP, Addr: netip.MustParseAddrPort("10.1.0.5:5060")},
+			{Protocol: packet.ProtoUDP, Addr: netip.MustParseAddrPort("[2001:db8:2::5]:5060")},
 		},
 	}
 	k4, k6, err := matchKeys(f)
@@ -251,11 +251,11 @@ func payloads(prefix string, n int) []string {
 }
 
 func TestEchoAndPassThrough(t *testing.T) {
-	for _, mode := range []string{"generic", "native"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []dataplane.XDPMode{dataplane.XDPGeneric, dataplane.XDPNative} {
+		t.Run(mode.String(), func(t *testing.T) {
 			l := newLab(t)
 			b := l.open(dataplane.Options{XDPMode: mode})
-			want := map[string]string{"generic": "afxdp-generic", "native": "afxdp-native-copy"}[mode]
+			want := map[dataplane.XDPMode]string{dataplane.XDPGeneric: "afxdp-generic", dataplane.XDPNative: "afxdp-native-copy"}[mode]
 			if b.Mode() != want {
 				t.Fatalf("mode %s, want %s (veth has native XDP but no AF_XDP zero-copy)", b.Mode(), want)
 			}
@@ -264,7 +264,7 @@ func TestEchoAndPassThrough(t *testing.T) {
 			}
 			q := b.AFXDPQueues()[0]
 			if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{
-				{Protocol: ipvs.UDP, Addr: l.vip, Port: 5060}, {Protocol: ipvs.UDP, Addr: l.vip6, Port: 5060},
+				{Protocol: packet.ProtoUDP, Addr: l.vip, Port: 5060}, {Protocol: packet.ProtoUDP, Addr: l.vip6, Port: 5060},
 			}}); err != nil {
 				t.Fatal(err)
 			}
@@ -334,8 +334,8 @@ func TestEchoAndPassThrough(t *testing.T) {
 				t.Fatalf("queue received frames for no service")
 			}
 			if err := b.Update(dataplane.Filter{
-				Services:    []dataplane.ServiceMatch{{Protocol: ipvs.UDP, Addr: l.vip, Port: 0}},
-				RealServers: []dataplane.RealServerMatch{{Protocol: ipvs.UDP, Addr: netip.AddrPortFrom(l.bIP, 40000)}},
+				Services:    []dataplane.ServiceMatch{{Protocol: packet.ProtoUDP, Addr: l.vip, Port: 0}},
+				RealServers: []dataplane.RealServerMatch{{Protocol: packet.ProtoUDP, Addr: netip.AddrPortFrom(l.bIP, 40000)}},
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -394,11 +394,13 @@ func TestOpenErrors(t *testing.T) {
 	}
 	l := newLab(t)
 	var err error
-	l.in(l.nsA, func() { _, err = Open(dataplane.Options{Iface: l.a, XDPMode: "sideways"}) })
+	l.in(l.nsA, func() { _, err = Open(dataplane.Options{Iface: l.a, XDPMode: dataplane.XDPMode(9)}) })
 	if !errors.Is(err, ErrBadOption) {
 		t.Errorf("bad mode: %v", err)
 	}
-	l.in(l.nsA, func() { _, err = Open(dataplane.Options{Iface: l.a, XDPMode: "native", ZeroCopy: "on"}) })
+	l.in(l.nsA, func() {
+		_, err = Open(dataplane.Options{Iface: l.a, XDPMode: dataplane.XDPNative, ZeroCopy: dataplane.ZeroCopyOn})
+	})
 	if !errors.Is(err, ErrNoZeroCopy) {
 		t.Errorf("zero-copy on veth: %v", err)
 	}
@@ -409,7 +411,7 @@ func TestOpenErrors(t *testing.T) {
 	}
 	// A loopback has no native XDP.
 	run(t, "ip", "-n", l.nsA, "link", "set", "lo", "mtu", "1500")
-	l.in(l.nsA, func() { _, err = Open(dataplane.Options{Iface: "lo", XDPMode: "native"}) })
+	l.in(l.nsA, func() { _, err = Open(dataplane.Options{Iface: "lo", XDPMode: dataplane.XDPNative}) })
 	if !errors.Is(err, ErrNoNativeXDP) {
 		t.Errorf("native XDP on lo: %v", err)
 	}

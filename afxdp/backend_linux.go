@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/dataplane"
 )
 
 // Defaults; every one can be overridden through dataplane.Options.
@@ -76,18 +76,12 @@ var _ dataplane.Backend = (*Backend)(nil)
 // as o.XDPMode and o.ZeroCopy allow. Nothing is steered until Update.
 func Open(o dataplane.Options) (_ *Backend, err error) {
 	xdpMode, zc := o.XDPMode, o.ZeroCopy
-	if xdpMode == "" {
-		xdpMode = "auto"
-	}
-	if zc == "" {
-		zc = "auto"
-	}
 	switch {
-	case xdpMode != "auto" && xdpMode != "native" && xdpMode != "generic":
-		return nil, fmt.Errorf("XDP mode %q (want auto, native or generic): %w", o.XDPMode, ErrBadOption)
-	case zc != "auto" && zc != "on" && zc != "off":
-		return nil, fmt.Errorf("zero-copy %q (want auto, on or off): %w", o.ZeroCopy, ErrBadOption)
-	case xdpMode == "generic" && zc == "on":
+	case xdpMode != dataplane.XDPAuto && xdpMode != dataplane.XDPNative && xdpMode != dataplane.XDPGeneric:
+		return nil, fmt.Errorf("XDP mode %v (want auto, native or generic): %w", o.XDPMode, ErrBadOption)
+	case zc != dataplane.ZeroCopyAuto && zc != dataplane.ZeroCopyOn && zc != dataplane.ZeroCopyOff:
+		return nil, fmt.Errorf("zero-copy %v (want auto, on or off): %w", o.ZeroCopy, ErrBadOption)
+	case xdpMode == dataplane.XDPGeneric && zc == dataplane.ZeroCopyOn:
 		return nil, fmt.Errorf("zero-copy needs native XDP, not generic: %w", ErrBadOption)
 	}
 	ifc, err := net.InterfaceByName(o.Iface)
@@ -136,17 +130,17 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 		return nil, permErr("loading the XDP filter", err)
 	}
 	native := false
-	if xdpMode != "generic" {
+	if xdpMode != dataplane.XDPGeneric {
 		err = b.attach(link.XDPDriverMode)
 		switch {
 		case err == nil:
 			native = true
-		case xdpMode == "native":
+		case xdpMode == dataplane.XDPNative:
 			return nil, err
 		}
 	}
 	if !native {
-		if zc == "on" {
+		if zc == dataplane.ZeroCopyOn {
 			return nil, fmt.Errorf("%s: zero-copy needs native XDP: %w (%w)", o.Iface, ErrNoZeroCopy, err)
 		}
 		if err = b.attach(link.XDPGenericMode); err != nil {
@@ -154,16 +148,16 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 		}
 	}
 	cfg := socketConfig{ifindex: ifc.Index, frames: framesPerRing * ringSize, frameSize: frameSize, ringSize: ringSize}
-	useZC := native && zc != "off"
+	useZC := native && zc != dataplane.ZeroCopyOff
 	for qi := range nq {
 		cfg.queue = qi
 		var q *Queue
 		if useZC {
 			cfg.bindFlags = unix.XDP_ZEROCOPY
 			q, err = newQueue(cfg)
-			if err != nil && qi == 0 && zc == "auto" && !errors.Is(err, ErrPermission) {
+			if err != nil && qi == 0 && zc == dataplane.ZeroCopyAuto && !errors.Is(err, ErrPermission) {
 				useZC = false
-			} else if err != nil && zc == "on" {
+			} else if err != nil && zc == dataplane.ZeroCopyOn {
 				return nil, fmt.Errorf("%s: %w (%w)", o.Iface, ErrNoZeroCopy, err)
 			}
 		}
@@ -240,7 +234,10 @@ func ethtoolChannels(iface string) int {
 // asavie/xdp's Attach) blocks a link: it is detached and the attach
 // retried once.
 func (b *Backend) attach(mode link.XDPAttachFlags) error {
-	name := map[link.XDPAttachFlags]string{link.XDPDriverMode: "native", link.XDPGenericMode: "generic"}[mode]
+	name := dataplane.XDPNative
+	if mode == link.XDPGenericMode {
+		name = dataplane.XDPGeneric
+	}
 	l, err := link.AttachXDP(link.XDPOptions{Program: b.prog.xdp.Program, Interface: b.ifindex, Flags: mode})
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 		if derr := detachStale(b.ifindex); derr != nil {

@@ -3,6 +3,7 @@ package afxdp
 import (
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,8 +11,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/dataplane"
 )
 
 // blast sends n SIP INVITEs (1024 Call-IDs in turn) from c to dst with
@@ -22,7 +23,7 @@ func blast(b *testing.B, c *net.UDPConn, dst netip.AddrPort, n int) {
 	var msgs []ipv4.Message
 	to := net.UDPAddrFromAddrPort(dst)
 	for i := range 1024 {
-		msgs = append(msgs, ipv4.Message{Buffers: [][]byte{craft.SIPInvite("bench-" + itoa(i) + "@xvs")}, Addr: to})
+		msgs = append(msgs, ipv4.Message{Buffers: [][]byte{craft.SIPInvite("bench-" + strconv.Itoa(i) + "@xvs")}, Addr: to})
 	}
 	for sent := 0; sent < n; {
 		k := min(64, n-sent)
@@ -90,20 +91,22 @@ func measure(b *testing.B, s *sink, send func(n int)) {
 }
 
 // BenchmarkVeth measures SIP datagrams per second from namespace B through
-// namespace A's veth and back, three ways, in one run:
+// namespace A's veth and back, two ways, in one run:
 //
 //	udp-socket-echo:  a plain UDP socket echo on A (the kernel's path);
-//	afxdp-echo:       AF_XDP with a worker that only swaps addresses;
-//	afxdp-runner-sip: AF_XDP with dataplane.Runner and the real pipeline
-//	                  (SIP Call-ID persistence, NAT to two real servers on B).
+//	afxdp-echo:       AF_XDP with a worker that only swaps addresses.
+//
+// The real pipeline on AF_XDP is measured by internal/daemon's
+// BenchmarkRunner (beside the raw socket, in one run) and end to end by
+// make bench-e2e.
 //
 // The generator (sendmmsg) and sinks (recvmmsg) share the machine's cores
 // with the data plane, so compare the rows, not the absolute numbers.
 //
 //	go test -run '^$' -bench Veth -benchtime 200000x ./afxdp
 func BenchmarkVeth(b *testing.B) {
-	for _, mode := range []string{"native", "generic"} {
-		b.Run("udp-socket-echo/"+mode, func(b *testing.B) {
+	for _, mode := range []dataplane.XDPMode{dataplane.XDPNative, dataplane.XDPGeneric} {
+		b.Run("udp-socket-echo/"+mode.String(), func(b *testing.B) {
 			l := newLab(b)
 			l.open(dataplane.Options{XDPMode: mode}) // attached, steering nothing
 			srv := l.udp(l.nsA, netip.AddrPortFrom(l.aIP, 5060))
@@ -133,7 +136,7 @@ func BenchmarkVeth(b *testing.B) {
 			s.start(c)
 			measure(b, &s, func(n int) { blast(b, c, netip.AddrPortFrom(l.aIP, 5060), n) })
 		})
-		b.Run("afxdp-echo/"+mode, func(b *testing.B) {
+		b.Run("afxdp-echo/"+mode.String(), func(b *testing.B) {
 			l := newLab(b)
 			be := l.open(dataplane.Options{XDPMode: mode})
 			if err := be.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: 17, Addr: l.vip, Port: 5060}}}); err != nil {
@@ -144,16 +147,6 @@ func BenchmarkVeth(b *testing.B) {
 			c := l.udp(l.nsB, netip.AddrPortFrom(l.bIP, 5060))
 			var s sink
 			s.start(c)
-			measure(b, &s, func(n int) { blast(b, c, netip.AddrPortFrom(l.vip, 5060), n) })
-			reportSyscalls(b, be.AFXDPQueues()[0])
-		})
-		b.Run("afxdp-runner-sip/"+mode, func(b *testing.B) {
-			l := newLab(b)
-			be := l.open(dataplane.Options{XDPMode: mode})
-			sipLab(b, l, be)
-			var s sink
-			s.start(l.udp(l.nsB, netip.AddrPortFrom(l.rs1, 5060)), l.udp(l.nsB, netip.AddrPortFrom(l.rs2, 5060)))
-			c := l.udp(l.nsB, netip.AddrPortFrom(l.bIP, 5060))
 			measure(b, &s, func(n int) { blast(b, c, netip.AddrPortFrom(l.vip, 5060), n) })
 			reportSyscalls(b, be.AFXDPQueues()[0])
 		})
@@ -181,7 +174,7 @@ func BenchmarkWakeup(b *testing.B) {
 		name := map[bool]string{false: "need_wakeup", true: "kick-every-batch"}[always]
 		b.Run(name, func(b *testing.B) {
 			l := newLab(b)
-			be := l.open(dataplane.Options{XDPMode: "generic"})
+			be := l.open(dataplane.Options{XDPMode: dataplane.XDPGeneric})
 			q := be.AFXDPQueues()[0]
 			q.kickAlways = always
 			if err := be.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: 17, Addr: l.vip, Port: 5060}}}); err != nil {

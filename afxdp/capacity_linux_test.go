@@ -5,8 +5,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/xvs-lb/xvs/internal/dataplane"
-	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/dataplane"
+	"github.com/xvs-lb/xvs/packet"
 )
 
 // servicesFilter returns a filter of n UDP services on n distinct IPv4 VIPs
@@ -15,7 +15,7 @@ func servicesFilter(base netip.Addr, n int) dataplane.Filter {
 	var f dataplane.Filter
 	a := base
 	for range n {
-		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: ipvs.UDP, Addr: a, Port: 5060})
+		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: packet.ProtoUDP, Addr: a, Port: 5060})
 		a = a.Next()
 	}
 	return f
@@ -28,7 +28,7 @@ func servicesFilter(base netip.Addr, n int) dataplane.Filter {
 func TestFilterCapacity(t *testing.T) {
 	skipUnlessRoot(t)
 	l := newLab(t)
-	b := l.open(dataplane.Options{Iface: l.a, XDPMode: "generic", ZeroCopy: "off"})
+	b := l.open(dataplane.Options{Iface: l.a, XDPMode: dataplane.XDPGeneric, ZeroCopy: dataplane.ZeroCopyOff})
 	defer b.Close()
 
 	half := MaxFilterEntries / 2

@@ -2,7 +2,6 @@ package afxdp
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -10,14 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/dataplane"
-	"github.com/xvs-lb/xvs/internal/ipvs"
-	"github.com/xvs-lb/xvs/internal/pipeline"
-	"github.com/xvs-lb/xvs/internal/rules"
-	"github.com/xvs-lb/xvs/pe"
 )
 
 // TestTransmitCopies sends thousands of copies (more than the UMEM has
@@ -27,8 +20,8 @@ import (
 // quiescent at the end, frames that cannot be sent are counted, and the
 // call does not allocate.
 func TestTransmitCopies(t *testing.T) {
-	for _, mode := range []string{"native", "generic"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []dataplane.XDPMode{dataplane.XDPNative, dataplane.XDPGeneric} {
+		t.Run(mode.String(), func(t *testing.T) {
 			l := newLab(t)
 			b := l.open(dataplane.Options{XDPMode: mode})
 			q := b.AFXDPQueues()[0]
@@ -116,169 +109,6 @@ func TestTransmitCopies(t *testing.T) {
 			b.Close()
 			if n, err := q.TransmitCopies(frames); n != 0 || err != dataplane.ErrClosed {
 				t.Errorf("TransmitCopies after Close: %d, %v", n, err)
-			}
-		})
-	}
-}
-
-// packetSender opens an AF_PACKET socket on the lab's peer interface vb,
-// for frames the test crafts itself (fragments in any order).
-func (l *lab) packetSender() func(frame []byte) {
-	l.t.Helper()
-	var fd int
-	var sa unix.SockaddrLinklayer
-	var err error
-	l.in(l.nsB, func() {
-		var ifc *net.Interface
-		if ifc, err = net.InterfaceByName(l.b); err != nil {
-			return
-		}
-		sa = unix.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
-		copy(sa.Addr[:], l.aMAC)
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() { unix.Close(fd) })
-	return func(frame []byte) {
-		l.t.Helper()
-		if err := unix.Sendto(fd, frame, 0, &sa); err != nil {
-			l.t.Fatal(err)
-		}
-	}
-}
-
-// TestRunnerFragmentsOutOfOrder runs the pipeline on an AF_XDP queue and
-// sends SIP INVITEs as IPv4 and IPv6 fragments with the later fragments
-// first: they are held as copies until the first fragment decides the
-// datagram, then leave through TransmitCopies. Every datagram reaches one
-// real server whole (the kernel there reassembles it), and no emitted copy
-// goes unsent.
-func TestRunnerFragmentsOutOfOrder(t *testing.T) {
-	for _, mode := range []string{"native", "generic"} {
-		t.Run(mode, func(t *testing.T) {
-			l := newLab(t)
-			for _, a := range []string{"fd77::3/64", "fd77::4/64"} {
-				run(t, "ip", "-n", l.nsB, "-6", "addr", "add", a, "dev", l.b, "nodad")
-			}
-			b := l.open(dataplane.Options{XDPMode: mode})
-			cfg, err := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := "-A -u 10.77.0.100:5060 -s rr -p 60 --pe sip -o\n-a -u 10.77.0.100:5060 -r 10.77.0.3:5060 -m\n-a -u 10.77.0.100:5060 -r 10.77.0.4:5060 -m\n" +
-				"-A -u [fd77::100]:5060 -s rr -p 60 --pe sip -o\n-a -u [fd77::100]:5060 -r [fd77::3]:5060 -m\n-a -u [fd77::100]:5060 -r [fd77::4]:5060 -m\n"
-			if err := rules.Read(cfg, strings.NewReader(text), "t"); err != nil {
-				t.Fatal(err)
-			}
-			var mac [6]byte
-			copy(mac[:], l.bMAC)
-			for _, svc := range cfg.Snapshot().Services() {
-				for _, d := range svc.Dests {
-					if err := cfg.SetNextHop(svc.Key, d.Addr, mac); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			var snap atomic.Pointer[ipvs.Snapshot]
-			snap.Store(cfg.Snapshot())
-			if err := b.Update(dataplane.FilterOf(snap.Load())); err != nil {
-				t.Fatal(err)
-			}
-			w, err := pipeline.NewWorker(pipeline.Options{Config: &snap, Templates: 1 << 12, Conns: 1 << 12})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := &dataplane.Runner{Queue: b.Queues()[0], Worker: w}
-			r.Prepare()
-			runErr := make(chan error, 1)
-			go func() { runErr <- r.Run() }()
-
-			// The real servers: whole datagrams, by Call-ID and server.
-			type arrival struct{ server, msg string }
-			var mu sync.Mutex
-			got := map[string][]arrival{}
-			var wg sync.WaitGroup
-			for _, rs := range []string{"10.77.0.3:5060", "10.77.0.4:5060", "[fd77::3]:5060", "[fd77::4]:5060"} {
-				c := l.udp(l.nsB, netip.MustParseAddrPort(rs))
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					buf := make([]byte, 8192)
-					for {
-						c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
-						n, _, err := c.ReadFromUDPAddrPort(buf)
-						if err != nil {
-							return
-						}
-						msg := string(buf[:n])
-						id := msg[strings.Index(msg, "Call-ID: ")+9:]
-						id = id[:strings.IndexByte(id, '\r')]
-						mu.Lock()
-						got[id] = append(got[id], arrival{rs, msg})
-						mu.Unlock()
-					}
-				}()
-			}
-
-			send := l.packetSender()
-			want := map[string]string{}
-			const calls = 20
-			for i := range calls {
-				for _, fam := range []struct {
-					name     string
-					src, vip netip.AddrPort
-				}{
-					{"v4", netip.MustParseAddrPort("10.77.0.50:5060"), netip.AddrPortFrom(l.vip, 5060)},
-					{"v6", netip.MustParseAddrPort("[fd77::50]:5060"), netip.AddrPortFrom(l.vip6, 5060)},
-				} {
-					id := fmt.Sprintf("frag-%s-%d@xvs", fam.name, i)
-					inv := craft.SIPInvite(id)
-					want[id] = string(inv)
-					s := craft.Spec{Src: fam.src, Dst: fam.vip, Payload: inv, ID: uint32(1000 + i)}
-					copy(s.SrcMAC[:], l.bMAC)
-					copy(s.DstMAC[:], l.aMAC)
-					frags := craft.Fragment(s, 256)
-					if len(frags) < 3 {
-						t.Fatalf("%d fragments", len(frags))
-					}
-					// Later fragments first, the first last; every other
-					// datagram with pauses, so that the copies are held
-					// across batches as well as within one.
-					for k := len(frags) - 1; k >= 0; k-- {
-						send(frags[k])
-						if i%2 == 1 {
-							time.Sleep(2 * time.Millisecond)
-						}
-					}
-				}
-				time.Sleep(time.Millisecond)
-			}
-			wg.Wait()
-			for id, msg := range want {
-				a := got[id]
-				if len(a) != 1 {
-					t.Errorf("%s arrived %d times (%+v); want once", id, len(a), a)
-					continue
-				}
-				if a[0].msg != msg {
-					t.Errorf("%s arrived changed", id)
-				}
-				if strings.HasPrefix(id, "frag-v4") != strings.HasPrefix(a[0].server, "10.") {
-					t.Errorf("%s reached %s", id, a[0].server)
-				}
-			}
-			c := w.Counters()
-			if c.Frag.Emitted == 0 || c.Frag.Unsent != 0 {
-				t.Errorf("fragment counters %+v: want copies emitted, none unsent", c.Frag)
-			}
-			b.Close()
-			if err := <-runErr; err != nil {
-				t.Fatalf("Runner: %v", err)
-			}
-			if s := b.Queues()[0].Stats(); s.TxDropped != 0 {
-				t.Errorf("queue stats %+v", s)
 			}
 		})
 	}

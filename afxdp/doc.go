@@ -4,6 +4,12 @@
 // package that touches asavie/xdp, cilium/ebpf and AF_XDP system calls; it
 // registers itself as the "afxdp" backend.
 //
+// It depends on package dataplane (the I/O seam: Options, Filter, Batch,
+// Queue) and package packet, not on xvs's engine, so it builds and tests
+// alone and can be used outside this module: Open a Backend, Update it with
+// the Filter of what to steer, and run a loop of Receive, rewrite and
+// Transmit on each of its Queues (xvs's is internal/daemon's Runner).
+//
 // # Filter
 //
 // The XDP program is built at run time with cilium/ebpf's asm (no clang, no
@@ -36,9 +42,9 @@
 //
 // # Modes
 //
-// Options.XDPMode "auto" tries native (driver) XDP, then generic (skb);
-// Options.ZeroCopy "auto" binds native sockets with XDP_ZEROCOPY and falls
-// back to XDP_COPY. Backend.Mode reports "afxdp-native-zerocopy",
+// Options.XDPMode dataplane.XDPAuto (the zero value) tries native (driver)
+// XDP, then generic (skb); Options.ZeroCopy dataplane.ZeroCopyAuto binds
+// native sockets with XDP_ZEROCOPY and falls back to XDP_COPY. Backend.Mode reports "afxdp-native-zerocopy",
 // "afxdp-native-copy" or "afxdp-generic". Failures come back as sentinels:
 // ErrPermission ("AF_XDP needs root or CAP_NET_ADMIN+CAP_BPF"),
 // ErrNoInterface, ErrMTU, ErrNoNativeXDP, ErrNoZeroCopy, ErrBusy (another

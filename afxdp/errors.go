@@ -3,7 +3,7 @@ package afxdp
 import (
 	"errors"
 
-	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/dataplane"
 )
 
 // Errors Open and Update return, wrapped with context; test with errors.Is.

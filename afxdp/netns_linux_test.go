@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/dataplane"
 )
 
 // skipUnlessRoot skips a test that needs root and a kernel with AF_XDP.

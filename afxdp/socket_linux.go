@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/packet"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	// Data-plane backends register themselves with internal/dataplane.
+	// Data-plane backends register themselves with package dataplane.
 	_ "github.com/xvs-lb/xvs/afxdp"
 	_ "github.com/xvs-lb/xvs/internal/rawsock"
 )

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/daemon"
 	"github.com/xvs-lb/xvs/internal/metrics"
 )
@@ -62,10 +63,18 @@ func runDaemon(c *cli.Context) error {
 	case interval == 0:
 		interval = -1 // daemon.Options: negative = only at shutdown
 	}
+	xdpMode, err := dataplane.ParseXDPMode(c.String("xdp-mode"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	zeroCopy, err := dataplane.ParseZeroCopy(c.String("zerocopy"))
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
 	d, err := daemon.Start(daemon.Options{
 		Iface: c.String("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
 		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
-		XDPMode: c.String("xdp-mode"), ZeroCopy: c.String("zerocopy"), Queues: c.Int("queues"),
+		XDPMode: xdpMode, ZeroCopy: zeroCopy, Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
 		SnapshotInterval: interval, Logger: log,
 		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"),

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/pipeline"

@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/xvs-lb/xvs/internal/dataplane"
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/pipeline"

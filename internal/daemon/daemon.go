@@ -1,9 +1,10 @@
 // Package daemon is the xvs load balancer at run time: it opens a data-plane
 // backend on an interface (AF_XDP, falling back to the raw socket), runs one
-// pipeline worker per queue, owns the virtual-server configuration and
-// publishes it to the workers and the backend's filter atomically, resolves
-// next hops from the kernel, and offers the control plane its view (apply a
-// command, list templates and connections, status).
+// pipeline worker per queue (Runner: the loop that joins package dataplane's
+// I/O seam to the engine), owns the virtual-server configuration and
+// publishes it to the workers and, as a Filter (FilterOf), to the backend
+// atomically, resolves next hops from the kernel, and offers the control
+// plane its view (apply a command, list templates and connections, status).
 package daemon
 
 import (
@@ -18,8 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/control"
-	"github.com/xvs-lb/xvs/internal/dataplane"
 	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
@@ -58,9 +59,9 @@ type Options struct {
 	// Mode is the backend: "auto" (AF_XDP, then the raw socket), "afxdp"
 	// or "raw".
 	Mode     string
-	XDPMode  string // AF_XDP attach mode: auto, native, generic
-	ZeroCopy string // AF_XDP zero-copy: auto, on, off
-	Queues   int    // 0 = every RX queue
+	XDPMode  dataplane.XDPMode  // AF_XDP attach mode
+	ZeroCopy dataplane.ZeroCopy // AF_XDP zero-copy
+	Queues   int                // 0 = every RX queue
 	// Templates and Conns size each worker's tables (0 = pipeline defaults).
 	Templates, Conns int
 	// SnapshotFile, if set, is where templates are saved — every
@@ -96,7 +97,7 @@ type Daemon struct {
 	stopSave  chan struct{} // stops snapshotLoop
 	saveWG    sync.WaitGroup
 
-	runners     []*dataplane.Runner
+	runners     []*Runner
 	workers     []*pipeline.Worker
 	templateCap int // each worker's template capacity
 	shared      *table.Shared
@@ -209,7 +210,7 @@ func (d *Daemon) start() error {
 		if err != nil {
 			return err
 		}
-		r := &dataplane.Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w}
+		r := &Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w}
 		r.Prepare()
 		d.workers = append(d.workers, w)
 		d.runners = append(d.runners, r)
@@ -300,13 +301,13 @@ func (d *Daemon) commit(next *ipvs.Config, wait time.Duration) error {
 	if err != nil {
 		return err
 	}
-	f := dataplane.FilterOf(s)
+	f := FilterOf(s)
 	if err := d.backend.Check(f); err != nil {
 		return fmt.Errorf("the data plane cannot carry this configuration: %w", err)
 	}
 	if err := d.backend.Update(f); err != nil {
 		if cur := d.snap.Load(); cur != nil {
-			d.backend.Update(dataplane.FilterOf(cur)) // a backend that changed part of its filter
+			d.backend.Update(FilterOf(cur)) // a backend that changed part of its filter
 		}
 		return fmt.Errorf("updating the data-plane filter: %w", err)
 	}
@@ -547,7 +548,7 @@ func (d *Daemon) EachTemplate(ctx context.Context, fn func([]table.TemplateInfo)
 	var buf []table.TemplateInfo
 	return d.each(ctx, func(w *pipeline.Worker, from, slots int) (int, int) {
 		var end int
-		buf, end = w.Templates().AppendInfoFrom(buf, from, slots, dataplane.Monotonic())
+		buf, end = w.Templates().AppendInfoFrom(buf, from, slots, Monotonic())
 		return end, len(buf)
 	}, func() error {
 		err := fn(buf)
@@ -562,7 +563,7 @@ func (d *Daemon) EachConn(ctx context.Context, fn func([]table.ConnInfo) error) 
 	var buf []table.ConnInfo
 	return d.each(ctx, func(w *pipeline.Worker, from, slots int) (int, int) {
 		var end int
-		buf, end = w.Conns().AppendInfoFrom(buf, from, slots, dataplane.Monotonic())
+		buf, end = w.Conns().AppendInfoFrom(buf, from, slots, Monotonic())
 		return end, len(buf)
 	}, func() error {
 		err := fn(buf)

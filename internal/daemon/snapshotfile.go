@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/control"
-	"github.com/xvs-lb/xvs/internal/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
 	"github.com/xvs-lb/xvs/pe"
@@ -222,7 +221,7 @@ func (d *Daemon) writeSnapshot(ctx context.Context, path string) (n int, err err
 	w := bufio.NewWriterSize(tmp, 64<<10)
 	// Every remaining time is taken at t0, the instant saved_at names,
 	// however long the walk takes.
-	t0, savedAt := dataplane.Monotonic(), time.Now()
+	t0, savedAt := Monotonic(), time.Now()
 	buf := appendHeader(nil, savedAt, len(d.runners))
 	w.Write(buf)
 	var infos []table.TemplateInfo
@@ -424,7 +423,7 @@ func (d *Daemon) restoreTemplates() error {
 func (d *Daemon) restoreFrom(r io.Reader, now time.Time) (snapshotRead, restoreCounts, error) {
 	var c restoreCounts
 	snap := d.snap.Load()
-	mono := dataplane.Monotonic()
+	mono := Monotonic()
 	nw := len(d.workers)
 	seed := d.workers[0].Templates().Seed()
 	read, err := readSnapshot(r, now, func(rec *snapshotRecord) {

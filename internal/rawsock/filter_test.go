@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/net/bpf"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/dataplane"
-	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
 )
 
 func vm(t *testing.T, f dataplane.Filter) *bpf.VM {
@@ -33,14 +33,14 @@ func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 var testFilter = dataplane.Filter{
 	Services: []dataplane.ServiceMatch{
-		{Protocol: ipvs.UDP, Addr: netip.MustParseAddr("10.77.2.1"), Port: 5060},
-		{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("10.77.2.2")}, // any port
-		{Protocol: ipvs.UDP, Addr: netip.MustParseAddr("fd77:2::1"), Port: 5060},
-		{Protocol: ipvs.TCP, Addr: netip.MustParseAddr("fd77:2::2"), Port: 443},
+		{Protocol: packet.ProtoUDP, Addr: netip.MustParseAddr("10.77.2.1"), Port: 5060},
+		{Protocol: packet.ProtoTCP, Addr: netip.MustParseAddr("10.77.2.2")}, // any port
+		{Protocol: packet.ProtoUDP, Addr: netip.MustParseAddr("fd77:2::1"), Port: 5060},
+		{Protocol: packet.ProtoTCP, Addr: netip.MustParseAddr("fd77:2::2"), Port: 443},
 	},
 	RealServers: []dataplane.RealServerMatch{
-		{Protocol: ipvs.UDP, Addr: ap("10.77.1.11:5060")},
-		{Protocol: ipvs.UDP, Addr: ap("[fd77:1::11]:5070")},
+		{Protocol: packet.ProtoUDP, Addr: ap("10.77.1.11:5060")},
+		{Protocol: packet.ProtoUDP, Addr: ap("[fd77:1::11]:5070")},
 	},
 }
 
@@ -118,8 +118,8 @@ func TestFilterEmptyAndLarge(t *testing.T) {
 	// Many services: long jumps must still land right.
 	var f dataplane.Filter
 	for i := range 120 {
-		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: ipvs.UDP, Addr: netip.AddrFrom16([16]byte{0xfd, 0x77, 0, 2, 15: byte(i)}), Port: 5060})
-		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: ipvs.UDP, Addr: netip.AddrFrom4([4]byte{10, 77, 2, byte(i)}), Port: 5060})
+		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: packet.ProtoUDP, Addr: netip.AddrFrom16([16]byte{0xfd, 0x77, 0, 2, 15: byte(i)}), Port: 5060})
+		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: packet.ProtoUDP, Addr: netip.AddrFrom4([4]byte{10, 77, 2, byte(i)}), Port: 5060})
 	}
 	v = vm(t, f)
 	for _, dst := range []string{"10.77.2.119:5060", "[fd77:2::77]:5060", "10.77.2.0:5060"} {
@@ -135,7 +135,7 @@ func TestFilterEmptyAndLarge(t *testing.T) {
 		t.Error("a near-miss IPv6 address accepted")
 	}
 	for i := range 300 {
-		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: ipvs.UDP, Addr: netip.AddrFrom16([16]byte{0xfd, 0x77, 0, 3, 14: byte(i >> 8), 15: byte(i)}), Port: 5060})
+		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: packet.ProtoUDP, Addr: netip.AddrFrom16([16]byte{0xfd, 0x77, 0, 3, 14: byte(i >> 8), 15: byte(i)}), Port: 5060})
 	}
 	if _, err := compileFilter(f); err == nil {
 		t.Fatal("a filter past the kernel's limits compiled")

@@ -4,20 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/dataplane"
-	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/lab"
-	"github.com/xvs-lb/xvs/internal/pipeline"
-	"github.com/xvs-lb/xvs/internal/rules"
 	"github.com/xvs-lb/xvs/packet"
-	"github.com/xvs-lb/xvs/pe"
-	"github.com/xvs-lb/xvs/table"
 )
 
 // newLab builds a lab (skipping only without root) and opens the raw
@@ -110,8 +103,8 @@ func TestRootRawReceiveFilterUpdate(t *testing.T) {
 	vip4 := netip.AddrPortFrom(l.VIP4, 5060)
 	vip6 := netip.AddrPortFrom(l.VIP6, 5060)
 	if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{
-		{Protocol: ipvs.UDP, Addr: l.VIP4, Port: 5060},
-		{Protocol: ipvs.UDP, Addr: l.VIP6, Port: 5060},
+		{Protocol: packet.ProtoUDP, Addr: l.VIP4, Port: 5060},
+		{Protocol: packet.ProtoUDP, Addr: l.VIP6, Port: 5060},
 	}}); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +135,7 @@ func TestRootRawReceiveFilterUpdate(t *testing.T) {
 	}
 
 	// Update: now only port 5061 is ours.
-	if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: ipvs.UDP, Addr: l.VIP4, Port: 5061}}}); err != nil {
+	if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: packet.ProtoUDP, Addr: l.VIP4, Port: 5061}}}); err != nil {
 		t.Fatal(err)
 	}
 	send(t, l, vip4, []byte("old port"))
@@ -203,133 +196,6 @@ func TestRootRawTransmit(t *testing.T) {
 	}
 }
 
-// TestRootRawRunnerForwardsSIP runs the real worker loop on the raw backend
-// with NAT: a client's SIP datagrams to the VIP reach the real server chosen
-// for their Call-ID, and the server's answers come back from the VIP.
-func TestRootRawRunnerForwardsSIP(t *testing.T) {
-	l, b := newLab(t, 2)
-	vip := netip.AddrPortFrom(l.VIP4, 5060)
-	cfg, err := ipvs.New(ipvs.Options{Workers: 2, PEExists: pe.Exists})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r strings.Builder
-	fmt.Fprintf(&r, "-A -u %v -s rr -p 60 -M 0.0.0.0 --pe sip -o\n", vip)
-	for _, h := range l.Reals {
-		fmt.Fprintf(&r, "-a -u %v -r %v:5060 -m\n", vip, h.Addr4)
-	}
-	if err := rules.Read(cfg, strings.NewReader(r.String()), "test"); err != nil {
-		t.Fatal(err)
-	}
-	svc := cfg.Snapshot().Services()[0]
-	for _, h := range l.Reals {
-		mac, err := lab.MAC(h.NS, lab.HostIface)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cfg.SetNextHop(svc.Key, netip.AddrPortFrom(h.Addr4, 5060), mac); err != nil {
-			t.Fatal(err)
-		}
-	}
-	routerMAC, err := lab.MAC(l.Router.NS, l.Router.Iface)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hops := &pipeline.NextHops{}
-	hops.Set(nil, routerMAC) // the client LAN is behind the router
-	var snap atomic.Pointer[ipvs.Snapshot]
-	snap.Store(cfg.Snapshot())
-	if err := b.Update(dataplane.FilterOf(snap.Load())); err != nil {
-		t.Fatal(err)
-	}
-	shared, err := table.NewShared(1 << 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runners []*dataplane.Runner
-	done := make(chan error, 2)
-	for i, q := range b.Queues() {
-		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: 1024, Conns: 1024, Seed: 1, Shared: shared, NextHops: hops})
-		if err != nil {
-			t.Fatal(err)
-		}
-		run := &dataplane.Runner{Queue: q, Worker: w, PollTimeout: 10 * time.Millisecond}
-		run.Prepare()
-		runners = append(runners, run)
-		go func() { done <- run.Run() }()
-	}
-
-	// Real servers answer every request with a SIP response carrying its
-	// Call-ID (so the engine can translate it under -o) and their name.
-	for _, h := range l.Reals {
-		srv, err := lab.ListenUDP(h.NS, ":5060")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer srv.Close()
-		go func() {
-			buf := make([]byte, 4096)
-			for {
-				n, from, err := srv.ReadFromUDPAddrPort(buf)
-				if err != nil {
-					return
-				}
-				_, headers, _ := strings.Cut(string(buf[:n]), "\r\n")
-				srv.WriteToUDPAddrPort([]byte("SIP/2.0 200 OK\r\nX-Served-By: "+h.Role+"\r\n"+headers), from)
-			}
-		}()
-	}
-	c, err := lab.ListenUDP(l.Clients[0].NS, l.Clients[0].Addr4.String()+":5060")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	const calls, perCall = 12, 3
-	for round := range perCall {
-		for i := range calls {
-			d := craft.DefaultDialog(fmt.Sprintf("call-%d@lab", i))
-			msg := [][]byte{d.Invite(), d.Ack(), d.Bye()}[round]
-			if _, err := c.WriteToUDPAddrPort(msg, vip); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	where := map[string]string{}
-	servers := map[string]int{}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	buf := make([]byte, 4096)
-	for range calls * perCall {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			for i, run := range runners {
-				run.Do(t.Context(), func(w *pipeline.Worker) { t.Logf("worker %d: %+v", i, w.Counters()) })
-				t.Logf("queue %d: %+v", i, b.Queues()[i].Stats())
-			}
-			t.Fatalf("answers %d of %d: %v (where %v)", len(where), calls*perCall, err, where)
-		}
-		if from != vip {
-			t.Fatalf("answer from %v, want the VIP %v (NAT reply not translated)", from, vip)
-		}
-		server, id := header(buf[:n], "X-Served-By"), header(buf[:n], "Call-ID")
-		if prev, ok := where[id]; ok && prev != server {
-			t.Fatalf("%s answered by %s and %s", id, prev, server)
-		}
-		if _, ok := where[id]; !ok {
-			servers[server]++
-		}
-		where[id] = server
-	}
-	if len(where) != calls || len(servers) != len(l.Reals) {
-		t.Fatalf("calls %d over servers %v: want %d calls over all %d servers", len(where), servers, calls, len(l.Reals))
-	}
-	b.Close()
-	for range runners {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestOpenErrors(t *testing.T) {
 	if _, err := Open(dataplane.Options{Iface: "xvs-no-such0"}); !errors.Is(err, ErrNoInterface) {
 		t.Fatalf("unknown interface: %v", err)
@@ -343,11 +209,3 @@ func TestOpenErrors(t *testing.T) {
 }
 
 // header returns the value of the first header called name in a SIP message.
-func header(msg []byte, name string) string {
-	for _, line := range strings.Split(string(msg), "\r\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}

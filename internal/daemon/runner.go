@@ -1,4 +1,4 @@
-package dataplane
+package daemon
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/xvs-lb/xvs/dataplane"
+	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
 )
 
@@ -17,9 +19,9 @@ const DefaultPollTimeout = 50 * time.Millisecond
 // Runner runs one pipeline worker on one queue: receive a batch, decide,
 // rewrite in place, transmit, on one locked OS thread. Frames the worker
 // emits besides the batch (held fragments, see pipeline.Worker.Emitted) go
-// out after it through CopyTransmitter when the queue has it.
+// out after it through dataplane.CopyTransmitter when the queue has it.
 type Runner struct {
-	Queue  Queue
+	Queue  dataplane.Queue
 	Worker *pipeline.Worker
 	// Clock returns the time in nanoseconds on a monotonic scale; it is
 	// read once per batch. Nil means the process's monotonic clock.
@@ -65,8 +67,8 @@ func (r *Runner) Run() error {
 	if timeout <= 0 {
 		timeout = DefaultPollTimeout
 	}
-	b := NewBatch(0)
-	out := make([]pipeline.Decision, MaxBatch)
+	b := dataplane.NewBatch(0)
+	out := make([]pipeline.Decision, dataplane.MaxBatch)
 	w := r.Worker
 	for {
 		select {
@@ -76,7 +78,7 @@ func (r *Runner) Run() error {
 		default:
 		}
 		err := r.Queue.Receive(b, timeout)
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, dataplane.ErrClosed) {
 			return nil
 		}
 		if err != nil {
@@ -93,13 +95,13 @@ func (r *Runner) Run() error {
 			b.Send[i] = out[i].Reason.Verdict() == pipeline.Forward
 			out[i] = pipeline.Decision{} // drop references into the frames
 		}
-		if err := r.Queue.Transmit(b); err != nil && !errors.Is(err, ErrClosed) {
+		if err := r.Queue.Transmit(b); err != nil && !errors.Is(err, dataplane.ErrClosed) {
 			return err
 		}
 		if em := w.Emitted(); len(em) > 0 {
 			unsent, err := transmitEmitted(r.Queue, em)
 			w.CountUnsent(unsent)
-			if err != nil && !errors.Is(err, ErrClosed) {
+			if err != nil && !errors.Is(err, dataplane.ErrClosed) {
 				return err
 			}
 		}
@@ -125,4 +127,41 @@ func (r *Runner) Do(ctx context.Context, fn func(*pipeline.Worker)) error {
 		<-req.done
 		return ctx.Err()
 	}
+}
+
+// transmitEmitted sends the frames the worker emitted during the last batch
+// on q, or counts them as unsent when q cannot send copies.
+func transmitEmitted(q dataplane.Queue, emitted [][]byte) (unsent int, err error) {
+	ct, ok := q.(dataplane.CopyTransmitter)
+	if !ok {
+		return len(emitted), nil
+	}
+	n, err := ct.TransmitCopies(emitted)
+	return len(emitted) - n, err
+}
+
+// FilterOf derives a backend filter from a configuration snapshot: every
+// virtual service, and every NAT real server (whose replies and own
+// requests come back through the balancer).
+func FilterOf(s *ipvs.Snapshot) dataplane.Filter {
+	var f dataplane.Filter
+	if s == nil {
+		return f
+	}
+	seen := map[dataplane.RealServerMatch]bool{}
+	for _, svc := range s.Services() {
+		proto := uint8(svc.Protocol)
+		f.Services = append(f.Services, dataplane.ServiceMatch{Protocol: proto, Addr: svc.Key.Addr, Port: svc.Key.Port})
+		for _, d := range svc.Dests {
+			if d.Fwd != ipvs.Masq {
+				continue
+			}
+			m := dataplane.RealServerMatch{Protocol: proto, Addr: d.Addr}
+			if !seen[m] {
+				seen[m] = true
+				f.RealServers = append(f.RealServers, m)
+			}
+		}
+	}
+	return f
 }

@@ -1,4 +1,4 @@
-package dataplane
+package daemon
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
@@ -17,7 +18,10 @@ import (
 	"github.com/xvs-lb/xvs/pe"
 )
 
-func TestRunnerForwardsAndRecycles(t *testing.T) {
+// memRunner returns a prepared Runner over an in-memory queue, its worker
+// serving one SIP service (-o, rr) NAT to two real servers.
+func memRunner(t *testing.T) (*Runner, *dataplane.MemQueue) {
+	t.Helper()
 	cfg, _ := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
 	if err := rules.Read(cfg, strings.NewReader("-A -u 10.0.0.1:5060 -s rr -p 60 --pe sip -o\n-a -u 10.0.0.1:5060 -r 192.168.0.1 -m\n-a -u 10.0.0.1:5060 -r 192.168.0.2 -m\n"), "t"); err != nil {
 		t.Fatal(err)
@@ -32,9 +36,14 @@ func TestRunnerForwardsAndRecycles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := NewMemQueue(packet.LinkEthernet)
+	q := dataplane.NewMemQueue(packet.LinkEthernet)
 	r := &Runner{Queue: q, Worker: w, PollTimeout: 5 * time.Millisecond}
 	r.Prepare()
+	return r, q
+}
+
+func TestRunnerForwardsAndRecycles(t *testing.T) {
+	r, q := memRunner(t)
 	done := make(chan error, 1)
 	go func() { done <- r.Run() }()
 
@@ -96,7 +105,7 @@ func TestFilterOf(t *testing.T) {
 	if len(f.Services) != 2 || len(f.RealServers) != 2 {
 		t.Fatalf("%+v", f)
 	}
-	if f.RealServers[0].Addr.String() != "192.168.0.1:5070" || f.RealServers[1].Protocol != ipvs.TCP {
+	if f.RealServers[0].Addr.String() != "192.168.0.1:5070" || f.RealServers[1].Protocol != uint8(ipvs.TCP) {
 		t.Fatalf("NAT real servers %+v (direct-routing servers need no return path)", f.RealServers)
 	}
 }
@@ -105,22 +114,8 @@ func TestFilterOf(t *testing.T) {
 // leave through TransmitCopies once it is decided; every fragment reaches
 // the real server of its Call-ID.
 func TestRunnerEmitsHeldFragments(t *testing.T) {
-	cfg, _ := ipvs.New(ipvs.Options{Workers: 1, PEExists: pe.Exists})
-	if err := rules.Read(cfg, strings.NewReader("-A -u 10.0.0.1:5060 -s rr -p 60 --pe sip -o\n-a -u 10.0.0.1:5060 -r 192.168.0.1 -m\n-a -u 10.0.0.1:5060 -r 192.168.0.2 -m\n"), "t"); err != nil {
-		t.Fatal(err)
-	}
-	svc := cfg.Snapshot().Services()[0]
-	for i, d := range svc.Dests {
-		cfg.SetNextHop(svc.Key, d.Addr, [6]byte{2, 0, 0, 0, 0, byte(i + 1)})
-	}
-	var snap atomic.Pointer[ipvs.Snapshot]
-	snap.Store(cfg.Snapshot())
-	w, err := pipeline.NewWorker(pipeline.Options{Config: &snap, Templates: 1024, Conns: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := NewMemQueue(packet.LinkEthernet)
-	r := &Runner{Queue: q, Worker: w, PollTimeout: 5 * time.Millisecond}
+	r, q := memRunner(t)
+	w := r.Worker
 	done := make(chan error, 1)
 	go func() { done <- r.Run() }()
 	payload := append(craft.SIPInvite("frag-call"), make([]byte, 1500)...)

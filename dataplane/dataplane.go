@@ -1,7 +1,23 @@
 // Package dataplane is the seam between packet I/O backends (AF_XDP, raw
-// socket, in-memory) and the per-packet pipeline: the one small batch
-// interface every backend implements, and the per-queue worker loop that
-// runs receive → decide → rewrite → transmit on it.
+// socket, in-memory) and whatever processes their frames: the one small
+// batch interface every backend implements (Backend, Queue, Batch), the
+// Filter a backend steers by, the Options it opens with, and a registry of
+// backends by name. It is a leaf, as wireguard-go's conn package is: it
+// imports the standard library and package packet, for LinkType alone
+// (packet itself imports only the standard library), so that a backend
+// (package afxdp, internal/rawsock) builds and tests without xvs's engine,
+// and code outside this module can drive a backend.
+//
+// It is public, not internal, because package afxdp is: afxdp.Open takes
+// Options and its Backend returns Queues, so the types of its API must be
+// importable wherever afxdp is. They are not in afxdp itself because the
+// raw-socket backend and the daemon implement and use the same interface
+// and must not depend on the AF_XDP backend (cilium/ebpf, asavie/xdp).
+//
+// The worker loop that runs xvs's pipeline on a Queue (receive → decide →
+// rewrite → transmit) is not here: it belongs to the daemon
+// (internal/daemon's Runner), as does the translation of a configuration
+// into a Filter.
 //
 // # Frame ownership
 //
@@ -17,12 +33,11 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/packet"
 )
 
 // MaxBatch is the largest batch a backend hands a worker: AF_XDP's usual
-// batch, and the pipeline's prefetch window (pipeline.MaxBatch).
+// batch, and xvs's pipeline's prefetch window (its MaxBatch).
 const MaxBatch = 64
 
 // Batch is a set of received frames. Backends allocate it once per queue
@@ -110,7 +125,7 @@ type Filter struct {
 // ServiceMatch is one virtual service: protocol, address and port (port 0:
 // any port of the address).
 type ServiceMatch struct {
-	Protocol ipvs.Protocol
+	Protocol uint8 // IP protocol number: 17 (UDP) or 6 (TCP)
 	Addr     netip.Addr
 	Port     uint16
 }
@@ -118,31 +133,8 @@ type ServiceMatch struct {
 // RealServerMatch is one NAT real server: packets from this address and
 // port (and protocol) come back through the balancer.
 type RealServerMatch struct {
-	Protocol ipvs.Protocol
+	Protocol uint8 // IP protocol number: 17 (UDP) or 6 (TCP)
 	Addr     netip.AddrPort
-}
-
-// FilterOf derives a backend filter from a configuration snapshot.
-func FilterOf(s *ipvs.Snapshot) Filter {
-	var f Filter
-	if s == nil {
-		return f
-	}
-	seen := map[RealServerMatch]bool{}
-	for _, svc := range s.Services() {
-		f.Services = append(f.Services, ServiceMatch{Protocol: svc.Protocol, Addr: svc.Key.Addr, Port: svc.Key.Port})
-		for _, d := range svc.Dests {
-			if d.Fwd != ipvs.Masq {
-				continue
-			}
-			m := RealServerMatch{Protocol: svc.Protocol, Addr: d.Addr}
-			if !seen[m] {
-				seen[m] = true
-				f.RealServers = append(f.RealServers, m)
-			}
-		}
-	}
-	return f
 }
 
 // ErrClosed is returned by a closed queue.
