@@ -31,6 +31,16 @@ func SetSrcMAC(frame []byte, mac [6]byte) {
 	}
 }
 
+// ForwardMAC readdresses an Ethernet frame to its next hop: it leaves from
+// the MAC address it was sent to (its destination becomes its source) towards
+// next. It does nothing to a frame shorter than an Ethernet header.
+func ForwardMAC(frame []byte, next [6]byte) {
+	if len(frame) >= ethHeaderLen {
+		copy(frame[macLen:2*macLen], frame[0:macLen])
+		copy(frame[0:macLen], next[:])
+	}
+}
+
 // SetDst rewrites, in place, the destination address and — when the packet
 // carries the L4 header (unfragmented or first fragment) — the destination
 // port of the packet decoded into p, and updates p to match. See SetSrc.

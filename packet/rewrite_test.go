@@ -209,6 +209,13 @@ func TestSetMAC(t *testing.T) {
 		t.Errorf("MACs %x %x", f[0:6], f[6:12])
 	}
 	packet.SetDstMAC(f[:5], dst) // must not panic
+
+	next := [6]byte{0xa, 0xb, 0xc, 0xd, 0xe, 0xf}
+	packet.ForwardMAC(f, next)
+	if [6]byte(f[0:6]) != next || [6]byte(f[6:12]) != dst {
+		t.Errorf("forwarded MACs %x %x, want %x %x", f[0:6], f[6:12], next, dst)
+	}
+	packet.ForwardMAC(f[:13], next) // must not panic
 }
 
 func TestRewriteNoAllocs(t *testing.T) {
@@ -223,7 +230,7 @@ func TestRewriteNoAllocs(t *testing.T) {
 		"ipv4":  func() { p.Decode(f4, 0); p.SetDst(f4, a4, 5060); p.SetSrc(f4, b4, 5060) },
 		"ipv6":  func() { p.Decode(f6, 0); p.SetDst(f6, a6, 5060); p.SetSrc(f6, b6, 5060) },
 		"pppoe": func() { p.Decode(fp, 0); p.SetDst(fp, a4, 5060); p.SetSrc(fp, b4, 5060) },
-		"mac":   func() { packet.SetDstMAC(f4, mac); packet.SetSrcMAC(f4, mac) },
+		"mac":   func() { packet.SetDstMAC(f4, mac); packet.SetSrcMAC(f4, mac); packet.ForwardMAC(f4, mac) },
 		"checksum": func() {
 			if packet.Checksum(f4) == 1 {
 				panic("unreachable")

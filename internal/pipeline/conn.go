@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/table"
 )
 
@@ -81,13 +82,12 @@ func (w *Worker) timeout(state uint8) time.Duration {
 	return timeoutNone
 }
 
-// newConnState is the state and timeout of a new connection for the current
-// packet.
-func (w *Worker) newConnState(proto uint8) (uint8, time.Duration) {
-	if proto != protoTCP {
+// newConnState is the state and timeout of a new connection for packet p.
+func (w *Worker) newConnState(p *packet.Parsed) (uint8, time.Duration) {
+	if p.Proto != protoTCP {
 		return stateUDP, w.timeout(stateUDP)
 	}
-	s := tcpTransition(tcpNone, w.cur.p.TCPFlags, true)
+	s := tcpTransition(tcpNone, p.TCPFlags, true)
 	return s, w.timeout(s)
 }
 
@@ -123,14 +123,15 @@ func tcpTransition(s, flags uint8, inbound bool) uint8 {
 	return s
 }
 
-// connUsed refreshes a connection for a packet in either direction, moving
-// it between the active and inactive gauges on a TCP state change.
-func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, inbound bool) {
+// connUsed refreshes a connection for a packet in either direction (with
+// TCP flags flags), moving it between the active and inactive gauges on a
+// TCP state change.
+func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, flags uint8, inbound bool) {
 	if info.Key.Protocol != protoTCP {
 		w.conns.Touch(ref, w.now)
 		return
 	}
-	ns := tcpTransition(info.State, w.cur.p.TCPFlags, inbound)
+	ns := tcpTransition(info.State, flags, inbound)
 	if ns == info.State {
 		w.conns.Touch(ref, w.now)
 		return

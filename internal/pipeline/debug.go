@@ -3,6 +3,8 @@ package pipeline
 import (
 	"net/netip"
 	"sync/atomic"
+
+	"github.com/xvs-lb/xvs/table"
 )
 
 // Debug events mirror IPVS's SIP engine debug output at debug_level 9:
@@ -110,4 +112,13 @@ func (e *DebugEvent) VirtualAddr() netip.AddrPort {
 		a = a.Unmap()
 	}
 	return netip.AddrPortFrom(a, uint16(e.Virtual[16])<<8|uint16(e.Virtual[17]))
+}
+
+// debugEvent records a template key's event.
+func (w *Worker) debugEvent(kind DebugKind, k *table.TemplateKey) {
+	var v [18]byte
+	a := k.Virtual.Addr().As16()
+	copy(v[:16], a[:])
+	v[16], v[17] = byte(k.Virtual.Port()>>8), byte(k.Virtual.Port())
+	w.debug.record(w.id, w.now, kind, k.Protocol, v, k.Virtual.Addr().Is4(), k.PEData)
 }

@@ -350,36 +350,39 @@ func (w *Worker) isNATServer(a netip.Addr) bool {
 	return ok
 }
 
-// follow handles a non-first fragment (no ports): it follows its datagram's
+// follow decides a non-first fragment (no ports): it follows its datagram's
 // decision, waits for it, or goes to the kernel.
-func (w *Worker) follow(frame []byte, s *slot, d *Decision) {
+func (w *Worker) follow(frame []byte, s *slot, d *Decision) Reason {
 	p := &s.p
 	if w.v.snap == nil {
-		w.finish(d, ReasonNotService)
-		return
+		return ReasonNotService
 	}
 	ours := w.isVIP(p.Dst) || w.isNATServer(p.Src)
 	if w.frag.ents == nil {
 		if ours && (p.Proto == protoUDP || p.Proto == protoTCP) {
-			w.finish(d, ReasonFragment)
-		} else {
-			w.finish(d, ReasonNotService)
+			return ReasonFragment
 		}
-		return
+		return ReasonNotService
 	}
 	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto}
 	h := k.hash(w.seed)
 	if e := w.fragLookup(&k, h); e != nil && e.state == fragDecided {
 		w.fragDecision(e, d)
-		w.finish(d, w.followRewrite(frame, p, e, d))
-		return
+		return w.followRewrite(frame, p, e, d)
 	} else if e == nil && (!ours || (p.Proto != protoUDP && p.Proto != protoTCP)) {
 		// Not the balancer's, or a protocol it does not balance: the
 		// kernel reassembles it.
-		w.finish(d, ReasonNotService)
-		return
+		return ReasonNotService
 	}
-	w.finish(d, w.hold(frame, p, &k, h))
+	return w.hold(frame, p, &k, h)
+}
+
+// holdFirst holds a first fragment whose engine found no key until its
+// datagram can be reassembled.
+func (w *Worker) holdFirst(frame []byte, s *slot) Reason {
+	p := &s.p
+	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto}
+	return w.hold(frame, p, &k, k.hash(w.seed))
 }
 
 // fragDecision copies what a decided entry knows into a later fragment's
@@ -432,10 +435,7 @@ func (w *Worker) followRewrite(frame []byte, p *packet.Parsed, e *fragEntry, d *
 		}
 	}
 	if eth {
-		var ours [6]byte
-		copy(ours[:], frame[0:6])
-		packet.SetSrcMAC(frame, ours)
-		packet.SetDstMAC(frame, mac)
+		packet.ForwardMAC(frame, mac)
 	}
 	n := p.End - p.L3Off
 	if e.reply {
@@ -544,29 +544,27 @@ func (w *Worker) reassemble(e *fragEntry) {
 			first = i
 		}
 	}
-	saved := w.cur
-	w.redeciding, w.redecideSlot = true, first
-	w.reasmPayload = out[8:] // after the UDP header (only UDP is keyed)
+	// Decided in a slot of its own: the held first fragment is the frame,
+	// the reassembled payload (after the UDP header: only UDP is keyed) what
+	// the engine reads. finish counts the datagram apart from frames.
+	s := &w.reslot
+	s.reasm, s.held = out[8:], first
 	fr := t.slotBuf(first)
 	var d Decision
-	s := &w.reslot
 	w.prepare(fr, t.slots[first].link, s, &d)
-	w.local.Frames-- // a copy, not a received frame
 	w.complete(fr, s, &d)
-	w.cur = saved
-	w.redeciding, w.redecideSlot, w.reasmPayload = false, -1, nil
+	s.reasm = nil
 }
 
-// fragFinish enters a first fragment's decision in the fragment table and
-// emits the copies that waited for it. It reports whether the decision was
-// a re-decision after reassembly (counted apart from received frames).
-func (w *Worker) fragFinish(d *Decision, r Reason) bool {
-	p := &w.cur.p
+// fragFinish enters a first fragment's decision (in slot s) in the fragment
+// table and emits the copies that waited for it.
+func (w *Worker) fragFinish(s *slot, d *Decision, r Reason) {
+	p := &s.p
 	if p.FragOff != 0 || r == ReasonFragmentHeld || w.frag.ents == nil || !d.Src.IsValid() {
-		return w.redeciding
+		return
 	}
 	if r.Verdict() == Pass && !w.isVIP(d.Dst.Addr()) && !w.isNATServer(d.Src.Addr()) {
-		return false // not the balancer's: its later fragments pass anyway
+		return // not the balancer's: its later fragments pass anyway
 	}
 	// As received: the rewrite has changed p's addresses.
 	k := fragKey{src: d.Src.Addr(), dst: d.Dst.Addr(), id: p.FragID, proto: d.Proto}
@@ -586,20 +584,25 @@ func (w *Worker) fragFinish(d *Decision, r Reason) bool {
 	}
 	e.real = d.Real
 	e.reply = r == ReasonReplyNAT || r == ReasonServerOut
-	e.vip = w.replyVIP
+	e.vip = s.vip
 	e.sport, e.dport = d.Src.Port(), d.Dst.Port()
 	e.hasPE, e.pe, e.peLen = d.HasPE, d.PE, 0
 	if d.HasPE && d.PE == pe.StatusOK {
 		e.peLen = uint8(copy(w.fragPE(e), d.PEData))
 	}
 	if e.held >= 0 {
-		w.fragFlush(e)
+		first := int32(-1)
+		if s.reasm != nil {
+			first = s.held
+		}
+		w.fragFlush(e, first)
 	}
-	return w.redeciding
 }
 
 // fragFlush sends (or discards) the copies held for a datagram just decided.
-func (w *Worker) fragFlush(e *fragEntry) {
+// first is the held first fragment of a datagram decided after reassembly
+// (-1 for none): decided and rewritten already.
+func (w *Worker) fragFlush(e *fragEntry, first int32) {
 	t := &w.frag
 	var q packet.Parsed
 	var dd Decision
@@ -608,7 +611,7 @@ func (w *Worker) fragFlush(e *fragEntry) {
 		b := t.slotBuf(i)
 		var r Reason
 		switch {
-		case w.redeciding && i == w.redecideSlot:
+		case i == first:
 			r = e.reason // the first fragment, decided and rewritten already
 			if r.Verdict() == Forward {
 				r = ReasonFragmentFollowed

@@ -43,61 +43,51 @@ import (
 	"github.com/xvs-lb/xvs/table"
 )
 
-// icmp handles an ICMP or ICMPv6 message (decided in complete, in frame
-// order, as it reads the tables).
-func (w *Worker) icmp(frame []byte, s *slot, d *Decision) {
+// icmp decides an ICMP or ICMPv6 message (in frame order, as it reads the
+// tables).
+func (w *Worker) icmp(frame []byte, s *slot, d *Decision) Reason {
 	p := &s.p
 	e := &w.icmpErr
 	if w.v.snap == nil || !e.DecodeICMPError(frame, p) || !e.HasPorts ||
 		!((p.Version == 4 && e.Type == packet.ICMPv4DestUnreachable && e.Code == packet.ICMPv4FragNeeded) ||
 			(p.Version == 6 && e.Type == packet.ICMPv6PacketTooBig)) {
-		w.finish(d, ReasonNotService)
-		return
+		return ReasonNotService
 	}
 	vip := netip.AddrPortFrom(e.Src, e.SrcPort)
 	client := netip.AddrPortFrom(e.Dst, e.DstPort)
 	svc := w.v.lookup(ipvs.ServiceKey{Protocol: ipvs.Protocol(e.Proto), Addr: e.Src, Port: e.SrcPort})
 	if svc == nil {
-		w.finish(d, ReasonNotService)
-		return
+		return ReasonNotService
 	}
 	d.Service = svc
-	dest, real := w.icmpOwner(frame, svc, vip, client, d)
+	dest, real := w.icmpOwner(frame, s, e, svc, vip, client, d)
 	if dest == nil {
-		w.finish(d, ReasonICMPUnmatched)
-		return
+		return ReasonICMPUnmatched
 	}
 	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
-		w.finish(d, ReasonUnsupported)
-		return
+		return ReasonUnsupported
 	}
 	eth := p.Link == packet.LinkEthernet
 	if eth && dest.NextHop == ([6]byte{}) {
-		w.finish(d, ReasonNoNextHop)
-		return
+		return ReasonNoNextHop
 	}
 	if dest.Fwd == ipvs.Masq && !e.RewriteToReal(frame, p, real.Addr(), real.Addr(), real.Port()) {
-		w.finish(d, ReasonMalformed)
-		return
+		return ReasonMalformed
 	}
 	if eth {
-		var ours [6]byte
-		copy(ours[:], frame[0:6])
-		packet.SetSrcMAC(frame, ours)
-		packet.SetDstMAC(frame, dest.NextHop)
+		packet.ForwardMAC(frame, dest.NextHop)
 	}
 	n := p.End - p.L3Off
 	dest.Stats.Worker(w.id).In(n)
 	svc.Stats.Worker(w.id).In(n)
 	d.Dest, d.Real = dest, real
-	w.finish(d, ReasonICMPForwarded)
+	return ReasonICMPForwarded
 }
 
-// icmpOwner finds the real server that sent the quoted reply (see the file
-// comment for the order).
-func (w *Worker) icmpOwner(frame []byte, svc *ipvs.Service, vip, client netip.AddrPort, d *Decision) (*ipvs.Dest, netip.AddrPort) {
+// icmpOwner finds the real server that sent the reply e quotes (see the
+// file comment for the order); s's key fields are its scratch.
+func (w *Worker) icmpOwner(frame []byte, s *slot, e *packet.ICMPError, svc *ipvs.Service, vip, client netip.AddrPort, d *Decision) (*ipvs.Dest, netip.AddrPort) {
 	snap := w.v.snap
-	e := &w.icmpErr
 	// 1. A connection.
 	w.ck = table.ConnKey{Protocol: e.Proto, Client: client, Virtual: vip}
 	if ref, ok := w.conns.Lookup(&w.ck, w.now); ok {
@@ -107,7 +97,6 @@ func (w *Worker) icmpOwner(frame []byte, svc *ipvs.Service, vip, client netip.Ad
 		}
 	}
 	// 2. The template, by the key in the quote.
-	s := w.cur
 	s.keyed = false
 	haveKey := false
 	if svc.Persistent {
@@ -126,13 +115,13 @@ func (w *Worker) icmpOwner(frame []byte, svc *ipvs.Service, vip, client netip.Ad
 			s.keyed = true
 			if _, id, ok := w.tmpl.LookupHashed(&s.key, s.h, w.now); ok {
 				if dest := snap.TemplateDest(ipvs.DestID(id)); dest != nil {
-					return dest, w.realAddr(svc, dest, vip)
+					return dest, w.realAddr(dest, vip)
 				}
 			}
 			if w.shared != nil {
 				if id, ok := w.shared.Get(s.h, w.now); ok {
 					if dest := snap.TemplateDest(ipvs.DestID(id)); dest != nil {
-						return dest, w.realAddr(svc, dest, vip)
+						return dest, w.realAddr(dest, vip)
 					}
 				}
 			}
@@ -146,7 +135,7 @@ func (w *Worker) icmpOwner(frame []byte, svc *ipvs.Service, vip, client netip.Ad
 			w.in.HasPE = true
 		}
 		if dest := svc.Schedule(w.id, &w.in); dest != nil {
-			return dest, w.realAddr(svc, dest, vip)
+			return dest, w.realAddr(dest, vip)
 		}
 	}
 	// 4. A fragment's decision.

@@ -1,0 +1,255 @@
+package pipeline
+
+// Inbound: a packet from a client to a virtual service. It follows its
+// connection, or its persistence template (this worker's, then another
+// worker's through the shared index), or is scheduled; then it is rewritten
+// for its real server (direct routing: the MACs; NAT: the destination
+// address and port too) and counted.
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
+)
+
+// inbound decides a packet to the virtual service s.svc.
+func (w *Worker) inbound(frame []byte, s *slot, d *Decision) Reason {
+	p := &s.p
+	svc := s.svc
+	snap := w.v.snap
+	ops := svc.OnePacket && p.Proto == protoUDP
+
+	// 1. An existing connection (never under one-packet scheduling).
+	if !ops {
+		w.ck = table.ConnKey{Protocol: p.Proto, Client: d.Src, Virtual: d.Dst}
+		if ref, ok := w.conns.Lookup(&w.ck, w.now); ok {
+			info, _ := w.conns.Get(ref)
+			dest := snap.Dest(ipvs.DestID(info.Dest))
+			switch {
+			case p.Proto == protoTCP && p.TCPFlags&tcpSYN != 0 && reuseConn(snap, &info, dest):
+				// A new connection on a reused client port: the old one is
+				// expired and the SYN scheduled afresh (ip_vs_in_hook).
+				w.conns.Remove(ref)
+			case dest == nil:
+				// Its real server was deleted: IPVS drops the packet; with
+				// expire_nodest_conn it expires the connection and
+				// schedules the packet afresh (ip_vs_in_hook).
+				if !snap.ExpireNodestConn {
+					return ReasonDestGone
+				}
+				w.conns.Remove(ref)
+			default:
+				w.connUsed(ref, &info, dest, p.TCPFlags, true)
+				return w.forward(frame, s, dest, info.Real, ReasonConnHit, d)
+			}
+		}
+	}
+	// A TCP segment creates a connection only when it is a SYN, or with
+	// sloppy_tcp any segment, but never an RST (tcp_conn_schedule); the
+	// others are not the balancer's and are handed back.
+	if p.Proto == protoTCP && (p.TCPFlags&tcpRST != 0 || p.TCPFlags&tcpSYN == 0 && snap.Sysctls.Get(ipvs.SloppyTCP) == 0) {
+		return ReasonTCPNoSYN
+	}
+
+	// 2. Schedule: persistence template, then the scheduler.
+	var dest *ipvs.Dest
+	var reason Reason
+	tref := table.Ref{}
+	if svc.Persistent {
+		if dest, tref, reason = w.persist(frame, s, d); dest == nil {
+			return reason // dropped (strict PE or no destination) or held
+		}
+	} else {
+		w.in = sched.Input{Src: d.Src, Dst: d.Dst}
+		if dest = svc.Schedule(w.id, &w.in); dest == nil {
+			return ReasonNoDest
+		}
+		reason = ReasonScheduledOnly
+	}
+	real := w.realAddr(dest, d.Dst)
+
+	// 3. A connection entry, unless one-packet scheduling.
+	c := dest.Stats.Worker(w.id)
+	c.Conn()
+	svc.Stats.Worker(w.id).Conn()
+	if !ops {
+		state, timeout := w.newConnState(p)
+		if !tref.IsZero() {
+			w.tmpl.Hold(tref)
+		}
+		_, res := w.conns.Insert(&w.ck, real, table.DestID(dest.ID), state, timeout, tref, w.now)
+		switch res {
+		case table.Inserted:
+			if state == tcpEstablished {
+				c.AddActive(1)
+			} else {
+				c.AddInactive(1)
+			}
+		default:
+			// Overflow: forwarded without a connection entry (counted by the
+			// table); the next packet is scheduled again and, persistent,
+			// follows the template.
+			if !tref.IsZero() {
+				w.tmpl.Release(tref)
+			}
+		}
+	}
+	return w.forward(frame, s, dest, real, reason, d)
+}
+
+// templateKey builds a packet's persistence-template key (ip_vs_sched_persist
+// with ip_vs_conn_fill_param_persist) in s: protocol, client address AND the
+// netmask, virtual address and service port, and the engine's key. It
+// reports false when no template can be keyed, with the frame's reason: a
+// strict engine found no key (ReasonPEStrict), or a first fragment must wait
+// for the rest of its datagram (ReasonFragmentHeld, see slot.keyless).
+func (w *Worker) templateKey(frame []byte, s *slot, d *Decision) (Reason, bool) {
+	p := &s.p
+	svc := s.svc
+	s.key = table.TemplateKey{
+		Protocol: p.Proto,
+		Client:   svc.MaskClient(p.Src),
+		Virtual:  netip.AddrPortFrom(p.Dst, svc.Key.Port),
+	}
+	if eng := w.v.engine(svc); eng.e != nil {
+		s.pkt = pe.Packet{Proto: p.Proto, Payload: p.Payload(frame)}
+		if s.reasm != nil {
+			s.pkt.Payload = s.reasm
+		}
+		data, st := eng.e.Fill(&s.pkt, s.scratch[:])
+		if st != pe.StatusOK && p.MoreFrags && s.reasm == nil && w.frag.ents != nil &&
+			st != pe.StatusTooLong && st != pe.StatusWrongProtocol {
+			// A first fragment without a key: the key may lie in (or run
+			// into) a later fragment. Reassemble before deciding.
+			d.HasPE, d.PE = true, st
+			return ReasonFragmentHeld, false
+		}
+		d.PE = st
+		d.HasPE = true
+		w.local.PE[st]++
+		if st == pe.StatusOK {
+			s.key.PE = uint8(eng.id)
+			s.key.PEData = data
+			d.PEData = data
+			if w.debug.Enabled() {
+				w.debugEvent(DebugCallID, &s.key)
+			}
+		} else if svc.PEStrict {
+			return ReasonPEStrict, false
+		} else {
+			d.Fallback = true
+			w.local.PEFallback++
+		}
+	}
+	s.h = s.key.Hash(w.seed)
+	s.keyed = true
+	return 0, true
+}
+
+// schedInput is the scheduler's view of the current packet, with the
+// engine's hash of its key for the data-hashing schedulers (mh, sh).
+func (w *Worker) schedInput(s *slot, d *Decision) *sched.Input {
+	w.in = sched.Input{Src: d.Src, Dst: d.Dst}
+	if k := &s.key; s.keyed && k.PE != 0 {
+		if eng := w.v.engine(s.svc); eng.e != nil {
+			w.in.PEHash = eng.e.Hash(k.PEData, 0)
+			w.in.HasPE = true
+		}
+	}
+	return &w.in
+}
+
+// persist finds or creates the persistence template for a packet
+// (ip_vs_sched_persist) and returns the destination it names and the
+// template (zero when the table kept none), with the reason. A nil
+// destination means the packet goes nowhere: the reason is its final one
+// (no destination, a strict engine without a key, or a first fragment held
+// for reassembly).
+func (w *Worker) persist(frame []byte, s *slot, d *Decision) (*ipvs.Dest, table.Ref, Reason) {
+	if !s.keyed {
+		if r, ok := w.templateKey(frame, s, d); !ok {
+			if r == ReasonFragmentHeld {
+				r = w.holdFirst(frame, s) // no key in a first fragment
+			}
+			return nil, table.Ref{}, r
+		}
+	}
+	timeout := time.Duration(s.svc.Timeout) * time.Second
+
+	// This worker's template.
+	ref, id, ok := w.tmpl.LookupHashed(&s.key, s.h, w.now)
+	if s.key.PE != 0 && w.debug.Enabled() {
+		if ok {
+			w.debugEvent(DebugTemplateHit, &s.key)
+		} else {
+			w.debugEvent(DebugTemplateMiss, &s.key)
+		}
+	}
+	if ok {
+		if dest := w.v.snap.TemplateDest(ipvs.DestID(id)); dest != nil {
+			w.tmpl.Touch(ref, w.now)
+			w.refreshShared(s.h, table.DestID(dest.ID), timeout)
+			return dest, ref, ReasonTemplateHit
+		}
+		w.tmpl.Invalidate(ref) // ip_vs_check_template failed: schedule afresh
+	}
+
+	// Another worker's template, or a new one, published for the others.
+	dest, reason, found := w.sharedDest(s, d, timeout)
+	if !found {
+		if dest = s.svc.Schedule(w.id, w.schedInput(s, d)); dest != nil {
+			reason = ReasonScheduled
+			if won, other := w.claimShared(s.h, dest, timeout); other {
+				dest, reason = won, ReasonSharedHit
+			}
+		}
+	}
+	if dest == nil {
+		return nil, table.Ref{}, ReasonNoDest
+	}
+	ref = w.newTemplate(s, dest, timeout)
+	if ref.IsZero() && reason == ReasonScheduled {
+		reason = ReasonOverflow
+	}
+	return dest, ref, reason
+}
+
+// realAddr is where the packet goes: the real server's port, or for a
+// port-0 service whose real server has no port, the packet's own.
+func (w *Worker) realAddr(dest *ipvs.Dest, dst netip.AddrPort) netip.AddrPort {
+	if dest.Addr.Port() == 0 {
+		return netip.AddrPortFrom(dest.Addr.Addr(), dst.Port())
+	}
+	return dest.Addr
+}
+
+// forward rewrites an inbound frame for its destination and counts it.
+func (w *Worker) forward(frame []byte, s *slot, dest *ipvs.Dest, real netip.AddrPort, reason Reason, d *Decision) Reason {
+	p := &s.p
+	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
+		return ReasonUnsupported
+	}
+	eth := p.Link == packet.LinkEthernet
+	if eth && dest.NextHop == ([6]byte{}) {
+		// Sending it on would hand it back to our own MAC. (Checked before
+		// any rewrite: the frame leaves unchanged.)
+		return ReasonNoNextHop
+	}
+	if dest.Fwd == ipvs.Masq && !p.SetDst(frame, real.Addr(), real.Port()) {
+		return ReasonMalformed
+	}
+	if eth {
+		packet.ForwardMAC(frame, dest.NextHop)
+	}
+	n := p.End - p.L3Off
+	dest.Stats.Worker(w.id).In(n)
+	s.svc.Stats.Worker(w.id).In(n)
+	d.Dest = dest
+	d.Real = real
+	return reason
+}
