@@ -253,7 +253,7 @@ func runFlood(t *testing.T, c floodCase) {
 		for e, ok := tries.peek(); ok; e, ok = tries.peek() {
 			fs := trying[newOwner[e.call]]
 			frames = append(frames[:0], fs.set(0, e.call))
-			if d := b.batch((w+1)%c.workers, frames)[0]; d.Reason != pipeline.ReasonServerOut {
+			if d := b.batch((w+1)%c.workers, frames)[0]; d.Reason != pipeline.ReasonServerInitiated {
 				newOK[e.call] = false
 			}
 			tries.pop()
@@ -319,7 +319,7 @@ func runFlood(t *testing.T, c floodCase) {
 	t.Logf("  table: evicted probation %d, protected %d, overflow %d, expired %d; reasons: scheduled %d, template_hit %d, shared_hit %d, template_overflow %d; shared index full %d",
 		st.EvictedProbation, st.EvictedProtected, st.Overflow, st.Expired,
 		reasons(pipeline.ReasonScheduled), reasons(pipeline.ReasonTemplateHit), reasons(pipeline.ReasonSharedHit),
-		reasons(pipeline.ReasonOverflow), cn.SharedFull-c0.SharedFull)
+		reasons(pipeline.ReasonTemplateOverflow), cn.SharedFull-c0.SharedFull)
 
 	// What must hold.
 	if memAfter != memBefore {
@@ -358,7 +358,7 @@ func runFlood(t *testing.T, c floodCase) {
 	if c.keepNew && res.newKept != res.newCalls {
 		t.Errorf("%d of %d new calls lost their real server", res.newCalls-res.newKept, res.newCalls)
 	}
-	if c.overflow && (st.Overflow == 0 || reasons(pipeline.ReasonOverflow) == 0) {
+	if c.overflow && (st.Overflow == 0 || reasons(pipeline.ReasonTemplateOverflow) == 0) {
 		t.Errorf("live dialogs beyond capacity, but no overflow counted")
 	}
 	if c.newEvery > 0 && res.newCalls == 0 {

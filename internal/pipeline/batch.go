@@ -221,7 +221,7 @@ func (w *Worker) finish(s *slot, d *Decision, r Reason) {
 		return
 	}
 	w.local.Reasons[r]++
-	if r == ReasonMalformed || r == ReasonFragment {
+	if r == ReasonMalformed || r == ReasonFragmentUntracked {
 		w.local.Decode[d.Decode]++
 	}
 }

@@ -35,72 +35,78 @@ func (v Verdict) String() string {
 
 // Reason says how a verdict was reached. Every frame gets exactly one reason;
 // each reason has a per-worker counter. String returns a stable snake_case
-// name used in replay logs and metric labels.
+// name, used in replay logs and metric labels; the Go name is the same
+// words in CamelCase (ReasonTemplateOverflow is "template_overflow").
+// The values are indexes of counter arrays: new reasons go at the end.
 type Reason uint8
 
 const (
-	// Pass reasons.
 	ReasonNotIP      Reason = iota // not IPv4/IPv6 (ARP, LLDP, …)
 	ReasonNotService               // IP, but not to a virtual service nor from a NAT real server
 
-	// Forward reasons (inbound).
-	ReasonConnHit       // matched a connection entry (no -o)
-	ReasonTemplateHit   // persistent: this worker's template chose the real server
-	ReasonSharedHit     // persistent: another worker's template chose it (cross-worker persistence)
-	ReasonScheduled     // persistent: no template; scheduled and a template was created
-	ReasonOverflow      // persistent: scheduled, but the template table was full of live dialogs; no template kept
-	ReasonScheduledOnly // not persistent: scheduled per packet (-o) or per new connection
-	// Forward reasons (from real servers).
-	ReasonReplyNAT  // NAT reply matched a connection and was translated back to the virtual address
-	ReasonServerOut // a NAT real server's own request (or -o reply) created/refreshed the template (IPVS conn_out)
+	ReasonConnHit                // matched a connection entry (no -o)
+	ReasonTemplateHit            // persistent: this worker's template chose the real server
+	ReasonSharedHit              // persistent: another worker's template chose it (cross-worker persistence)
+	ReasonScheduled              // persistent: no template; scheduled and a template was created
+	ReasonTemplateOverflow       // persistent: scheduled, but the template table was full of live dialogs; no template kept
+	ReasonScheduledNoPersistence // not persistent: scheduled per packet (-o) or per new connection
 
-	// Drop reasons.
-	ReasonMalformed   // the frame could not be decoded; Decision.Decode says why
-	ReasonFragment    // a non-first UDP/TCP fragment for the balancer while fragment tracking is disabled (Options.FragDatagrams < 0)
-	ReasonNoDest      // no real server available (all removed, quiesced or overloaded)
-	ReasonPEStrict    // strict persistence engine found no key (IPVS kernel behaviour)
-	ReasonDestGone    // connection's real server was removed (expire_nodest_conn semantics)
-	ReasonUnsupported // a forwarding method the data plane does not implement (tunnel)
-	ReasonNoNextHop   // an Ethernet frame for a real server whose MAC is not resolved yet
+	ReasonNATReply        // a NAT reply matched a connection and was translated back to the virtual address
+	ReasonServerInitiated // a NAT real server's own request (or -o reply) created/refreshed the template (IPVS conn_out)
 
-	// Added with fragment tracking and ICMP (after the reasons above so that
-	// their values do not change; Verdict reads reasonVerdicts).
-	ReasonFragmentFollowed  // forward: a non-first fragment sent where its datagram's first fragment went (see frag.go)
-	ReasonFragmentHeld      // drop: the frame is recycled but a copy waits for its datagram's decision (emitted later, see Worker.Emitted)
-	ReasonFragmentOverflow  // drop: a fragment that had to wait found no room (hold buffer full, datagram over MaxFragDatagramBytes, frame over FragSlotBytes)
-	ReasonFragmentDuplicate // drop: a waiting datagram already holds a fragment at this offset, or this one overlaps another (RFC 5722)
-	ReasonICMPForwarded     // forward: an ICMP "fragmentation needed" / "packet too big" about a balanced flow, sent to the real server that owns it
-	ReasonICMPUnmatched     // drop: such an ICMP error about a virtual service whose owning real server cannot be found
-	ReasonTCPNoSYN          // pass: a TCP segment that is not a SYN (or is an RST) with no connection entry, not scheduled without sloppy_tcp (tcp_conn_schedule)
+	ReasonMalformed             // the frame could not be decoded; Decision.Decode says why
+	ReasonFragmentUntracked     // a non-first UDP/TCP fragment for the balancer while fragment tracking is disabled (Options.FragDatagrams < 0)
+	ReasonNoDest                // no real server available (all removed, quiesced or overloaded)
+	ReasonPEStrict              // strict persistence engine found no key (IPVS kernel behaviour)
+	ReasonDestGone              // connection's real server was removed (expire_nodest_conn semantics)
+	ReasonUnsupportedForwarding // a forwarding method the data plane does not implement (tunnel)
+	ReasonNoNextHop             // an Ethernet frame for a real server whose MAC is not resolved yet
+
+	ReasonFragmentFollowed  // a non-first fragment sent where its datagram's first fragment went (see frag.go)
+	ReasonFragmentHeld      // the frame is recycled but a copy waits for its datagram's decision (emitted later, see Worker.Emitted)
+	ReasonFragmentOverflow  // a fragment that had to wait found no room (hold buffer full, datagram over MaxFragDatagramBytes, frame over FragSlotBytes)
+	ReasonFragmentDuplicate // a waiting datagram already holds a fragment at this offset, or this one overlaps another (RFC 5722)
+	ReasonICMPForwarded     // an ICMP "fragmentation needed" / "packet too big" about a balanced flow, sent to the real server that owns it
+	ReasonICMPUnmatched     // such an ICMP error about a virtual service whose owning real server cannot be found
+	ReasonTCPNoSYN          // a TCP segment that is not a SYN (or is an RST) with no connection entry, not scheduled without sloppy_tcp (tcp_conn_schedule)
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{
-	"not_ip", "not_service",
-	"conn_hit", "template_hit", "shared_hit", "scheduled", "template_overflow", "scheduled_no_persistence",
-	"nat_reply", "server_initiated",
-	"malformed", "fragment_untracked", "no_dest", "pe_strict", "dest_gone", "unsupported_forwarding", "no_next_hop",
-	"fragment_followed", "fragment_held", "fragment_overflow", "fragment_duplicate", "icmp_forwarded", "icmp_unmatched",
-	"tcp_no_syn",
+// reasons is every reason's name and verdict: the one table they are read
+// from (TestReasonTable checks that each reason has an entry).
+var reasons = [NumReasons]struct {
+	name    string
+	verdict Verdict
+}{
+	ReasonNotIP:                  {"not_ip", Pass},
+	ReasonNotService:             {"not_service", Pass},
+	ReasonConnHit:                {"conn_hit", Forward},
+	ReasonTemplateHit:            {"template_hit", Forward},
+	ReasonSharedHit:              {"shared_hit", Forward},
+	ReasonScheduled:              {"scheduled", Forward},
+	ReasonTemplateOverflow:       {"template_overflow", Forward},
+	ReasonScheduledNoPersistence: {"scheduled_no_persistence", Forward},
+	ReasonNATReply:               {"nat_reply", Forward},
+	ReasonServerInitiated:        {"server_initiated", Forward},
+	ReasonMalformed:              {"malformed", Drop},
+	ReasonFragmentUntracked:      {"fragment_untracked", Drop},
+	ReasonNoDest:                 {"no_dest", Drop},
+	ReasonPEStrict:               {"pe_strict", Drop},
+	ReasonDestGone:               {"dest_gone", Drop},
+	ReasonUnsupportedForwarding:  {"unsupported_forwarding", Drop},
+	ReasonNoNextHop:              {"no_next_hop", Drop},
+	ReasonFragmentFollowed:       {"fragment_followed", Forward},
+	ReasonFragmentHeld:           {"fragment_held", Drop},
+	ReasonFragmentOverflow:       {"fragment_overflow", Drop},
+	ReasonFragmentDuplicate:      {"fragment_duplicate", Drop},
+	ReasonICMPForwarded:          {"icmp_forwarded", Forward},
+	ReasonICMPUnmatched:          {"icmp_unmatched", Drop},
+	ReasonTCPNoSYN:               {"tcp_no_syn", Pass},
 }
-
-var reasonVerdicts = func() (v [NumReasons]Verdict) {
-	for r := range NumReasons {
-		switch {
-		case r <= ReasonNotService, r == ReasonTCPNoSYN:
-			v[r] = Pass
-		case r <= ReasonServerOut, r == ReasonFragmentFollowed, r == ReasonICMPForwarded:
-			v[r] = Forward
-		default:
-			v[r] = Drop
-		}
-	}
-	return v
-}()
 
 func (r Reason) String() string {
 	if r < NumReasons {
-		return reasonNames[r]
+		return reasons[r].name
 	}
 	return "unknown"
 }
@@ -108,7 +114,7 @@ func (r Reason) String() string {
 // Verdict returns the verdict that goes with a reason.
 func (r Reason) Verdict() Verdict {
 	if r < NumReasons {
-		return reasonVerdicts[r]
+		return reasons[r].verdict
 	}
 	return Drop
 }

@@ -360,7 +360,7 @@ func (w *Worker) follow(frame []byte, s *slot, d *Decision) Reason {
 	ours := w.isVIP(p.Dst) || w.isNATServer(p.Src)
 	if w.frag.ents == nil {
 		if ours && (p.Proto == protoUDP || p.Proto == protoTCP) {
-			return ReasonFragment
+			return ReasonFragmentUntracked
 		}
 		return ReasonNotService
 	}
@@ -583,7 +583,7 @@ func (w *Worker) fragFinish(s *slot, d *Decision, r Reason) {
 		e.dest = d.Dest.ID
 	}
 	e.real = d.Real
-	e.reply = r == ReasonReplyNAT || r == ReasonServerOut
+	e.reply = r == ReasonNATReply || r == ReasonServerInitiated
 	e.vip = s.vip
 	e.sport, e.dport = d.Src.Port(), d.Dst.Port()
 	e.hasPE, e.pe, e.peLen = d.HasPE, d.PE, 0

@@ -65,7 +65,7 @@ func (w *Worker) icmp(frame []byte, s *slot, d *Decision) Reason {
 		return ReasonICMPUnmatched
 	}
 	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
-		return ReasonUnsupported
+		return ReasonUnsupportedForwarding
 	}
 	eth := p.Link == packet.LinkEthernet
 	if eth && dest.NextHop == ([6]byte{}) {

@@ -69,7 +69,7 @@ func (w *Worker) inbound(frame []byte, s *slot, d *Decision) Reason {
 		if dest = svc.Schedule(w.id, &w.in); dest == nil {
 			return ReasonNoDest
 		}
-		reason = ReasonScheduledOnly
+		reason = ReasonScheduledNoPersistence
 	}
 	real := w.realAddr(dest, d.Dst)
 
@@ -214,7 +214,7 @@ func (w *Worker) persist(frame []byte, s *slot, d *Decision) (*ipvs.Dest, table.
 	}
 	ref = w.newTemplate(s, dest, timeout)
 	if ref.IsZero() && reason == ReasonScheduled {
-		reason = ReasonOverflow
+		reason = ReasonTemplateOverflow
 	}
 	return dest, ref, reason
 }
@@ -232,7 +232,7 @@ func (w *Worker) realAddr(dest *ipvs.Dest, dst netip.AddrPort) netip.AddrPort {
 func (w *Worker) forward(frame []byte, s *slot, dest *ipvs.Dest, real netip.AddrPort, reason Reason, d *Decision) Reason {
 	p := &s.p
 	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
-		return ReasonUnsupported
+		return ReasonUnsupportedForwarding
 	}
 	eth := p.Link == packet.LinkEthernet
 	if eth && dest.NextHop == ([6]byte{}) {

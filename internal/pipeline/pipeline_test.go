@@ -274,7 +274,7 @@ func TestConnectionsWithoutOPS(t *testing.T) {
 	// The reply from the real server leaves from the VIP.
 	reply := craft.Spec{SrcMAC: [6]byte{2, 0xaa, 0, 0, 0, 1}, DstMAC: lbMAC, Src: d1.Real, Dst: netip.MustParseAddrPort("10.4.3.7:5062"), Payload: craft.SIP200OK("a")}
 	d3, out := l.send(0, reply.Build())
-	if d3.Reason != ReasonReplyNAT {
+	if d3.Reason != ReasonNATReply {
 		t.Fatalf("reply: %v", d3.Reason)
 	}
 	want := reply
@@ -305,7 +305,7 @@ func TestServerInitiatedRequest(t *testing.T) {
 	peer := "10.4.3.7:5060"
 	bye := craft.Spec{SrcMAC: [6]byte{2, 0xaa, 0, 0, 0, 11}, DstMAC: lbMAC, Src: netip.MustParseAddrPort(rs), Dst: netip.MustParseAddrPort(peer), Payload: craft.SIPBye("rs-call")}
 	d, out := l.send(0, bye.Build())
-	if d.Reason != ReasonServerOut || string(d.PEData) != "rs-call" {
+	if d.Reason != ReasonServerInitiated || string(d.PEData) != "rs-call" {
 		t.Fatalf("server request: %v %q", d.Reason, d.PEData)
 	}
 	want := bye
@@ -322,7 +322,7 @@ func TestServerInitiatedRequest(t *testing.T) {
 	// Under -o the server's responses take the same path and keep the
 	// template pointing at the sender.
 	other := craft.Spec{Src: netip.MustParseAddrPort("192.168.1.12:5060"), Dst: netip.MustParseAddrPort(peer), Payload: craft.SIP200OK("rs-call")}
-	if d, _ := l.send(0, other.Build()); d.Reason != ReasonServerOut {
+	if d, _ := l.send(0, other.Build()); d.Reason != ReasonServerInitiated {
 		t.Fatalf("re-home: %v", d.Reason)
 	}
 	if ans, _ := l.send(0, sip(peer, vip, craft.SIPAck("rs-call"))); ans.Real.String() != "192.168.1.12:5060" {
@@ -405,7 +405,7 @@ func TestTCPConnectionStates(t *testing.T) {
 		s := l.ptr.Load().Services()[0].Dests[0].Stats.Read()
 		return s.ActiveConns, s.InactConns
 	}
-	if d, _ := l.send(0, seg(tcpSYN)); d.Reason != ReasonScheduledOnly || d.Real.String() != "192.168.0.2:8080" {
+	if d, _ := l.send(0, seg(tcpSYN)); d.Reason != ReasonScheduledNoPersistence || d.Real.String() != "192.168.0.2:8080" {
 		t.Fatalf("SYN: %v %v", d.Reason, d.Real)
 	}
 	if a, i := gauges(); a != 0 || i != 1 {
@@ -608,7 +608,7 @@ func TestExpireNodestConn(t *testing.T) {
 	for _, expire := range []bool{false, true} {
 		l := newLab(t, 1, "-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 192.168.0.1 -m\n-a -u 10.0.0.1:5060 -r 192.168.0.2 -m\n")
 		d, _ := l.send(0, sip("10.9.0.1:5060", "10.0.0.1:5060", craft.SIPInvite("a")))
-		if d.Reason != ReasonScheduledOnly {
+		if d.Reason != ReasonScheduledNoPersistence {
 			t.Fatalf("first: %v", d.Reason)
 		}
 		svc := l.ptr.Load().Services()[0]
@@ -621,7 +621,7 @@ func TestExpireNodestConn(t *testing.T) {
 		switch {
 		case !expire && d2.Reason != ReasonDestGone:
 			t.Fatalf("without expire_nodest_conn, the packet of the removed server's connection: %v", d2.Reason)
-		case expire && (d2.Reason != ReasonScheduledOnly || d2.Real == d.Real):
+		case expire && (d2.Reason != ReasonScheduledNoPersistence || d2.Real == d.Real):
 			t.Fatalf("with expire_nodest_conn, the packet is scheduled afresh (ip_vs_in_hook): %v to %v", d2.Reason, d2.Real)
 		}
 		d3, _ := l.send(0, sip("10.9.0.1:5060", "10.0.0.1:5060", craft.SIPBye("a")))
@@ -651,7 +651,7 @@ func TestReplyNextHops(t *testing.T) {
 	d, out := l.send(0, in.Build())
 	want := in
 	want.Src, want.SrcMAC, want.DstMAC = netip.MustParseAddrPort(vip), lbMAC, clientMAC2
-	if d.Reason != ReasonReplyNAT || diffFrames(out, want.Build()) != "" {
+	if d.Reason != ReasonNATReply || diffFrames(out, want.Build()) != "" {
 		t.Fatalf("on-link client: %v %s", d.Reason, diffFrames(out, want.Build()))
 	}
 	// A client that is not a neighbour: no gateway → dropped unchanged; with one → the gateway.
@@ -662,7 +662,7 @@ func TestReplyNextHops(t *testing.T) {
 		t.Fatalf("no route: %v", d.Reason)
 	}
 	nh.Set(nil, gw)
-	if d, out := l.send(0, reply("198.51.100.9:5062").Build()); d.Reason != ReasonReplyNAT || [6]byte(out[0:6]) != gw {
+	if d, out := l.send(0, reply("198.51.100.9:5062").Build()); d.Reason != ReasonNATReply || [6]byte(out[0:6]) != gw {
 		t.Fatalf("via gateway: %v to %x", d.Reason, out[0:6])
 	}
 }

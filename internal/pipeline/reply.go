@@ -28,7 +28,7 @@ func (w *Worker) fromRealServer(frame []byte, s *slot, d *Decision) Reason {
 			if !info.Template.IsZero() {
 				w.tmpl.SetAssured(info.Template)
 			}
-			return w.reply(frame, s, dest, info.Key.Virtual, ReasonReplyNAT, d)
+			return w.reply(frame, s, dest, info.Key.Virtual, ReasonNATReply, d)
 		}
 	}
 	for _, svc := range w.v.natServers[d.Src] {
@@ -109,7 +109,7 @@ func (w *Worker) serverOut(frame []byte, s *slot, svc *ipvs.Service, d *Decision
 			w.tmpl.Release(ref)
 		}
 	}
-	return w.reply(frame, s, dest, svc.Addr, ReasonServerOut, d), true
+	return w.reply(frame, s, dest, svc.Addr, ReasonServerInitiated, d), true
 }
 
 // reply rewrites a frame from a NAT real server so that it leaves from the

@@ -29,13 +29,13 @@ func TestSloppyTCP(t *testing.T) {
 		switch {
 		case !sloppy && (d.Reason != ReasonTCPNoSYN || d.Verdict() != Pass):
 			t.Fatalf("sloppy_tcp=0: ACK with no connection: %v (%v)", d.Reason, d.Verdict())
-		case sloppy && d.Reason != ReasonScheduledOnly:
+		case sloppy && d.Reason != ReasonScheduledNoPersistence:
 			t.Fatalf("sloppy_tcp=1: ACK with no connection: %v", d.Reason)
 		}
 		if d, _ := l.send(0, tcpSeg("198.51.100.2:40000", "10.0.0.1:80", tcpRST|tcpACK)); d.Reason != ReasonTCPNoSYN {
 			t.Fatalf("sloppy_tcp=%v: RST with no connection: %v", sloppy, d.Reason)
 		}
-		if d, _ := l.send(0, tcpSeg("198.51.100.3:40000", "10.0.0.1:80", tcpSYN)); d.Reason != ReasonScheduledOnly {
+		if d, _ := l.send(0, tcpSeg("198.51.100.3:40000", "10.0.0.1:80", tcpSYN)); d.Reason != ReasonScheduledNoPersistence {
 			t.Fatalf("sloppy_tcp=%v: SYN: %v", sloppy, d.Reason)
 		}
 		if d, _ := l.send(0, tcpSeg("198.51.100.3:40000", "10.0.0.1:80", tcpACK)); d.Reason != ReasonConnHit {
@@ -59,7 +59,7 @@ func TestConnReuseMode(t *testing.T) {
 		d, _ := l.send(0, tcpSeg(client, vip, tcpSYN))
 		l.send(0, tcpSeg(client, vip, tcpACK))
 		l.send(0, tcpSeg(client, vip, tcpFIN|tcpACK))
-		if r, _ := l.send(0, tcpSeg(d.Real.String(), client, tcpFIN|tcpACK)); r.Reason != ReasonReplyNAT {
+		if r, _ := l.send(0, tcpSeg(d.Real.String(), client, tcpFIN|tcpACK)); r.Reason != ReasonNATReply {
 			t.Fatalf("server FIN: %v", r.Reason)
 		}
 		return d.Real
@@ -73,7 +73,7 @@ func TestConnReuseMode(t *testing.T) {
 		l.publish()
 		first := timeWait(l)
 		d, _ := l.send(0, tcpSeg(client, vip, tcpSYN))
-		if got := d.Reason == ReasonScheduledOnly && d.Real != first; got != c.resched || (!c.resched && (d.Reason != ReasonConnHit || d.Real != first)) {
+		if got := d.Reason == ReasonScheduledNoPersistence && d.Real != first; got != c.resched || (!c.resched && (d.Reason != ReasonConnHit || d.Real != first)) {
 			t.Fatalf("conn_reuse_mode=%d: SYN reusing a TIME_WAIT connection of %v: %v to %v, want rescheduled %v", c.mode, first, d.Reason, d.Real, c.resched)
 		}
 	}
@@ -91,7 +91,7 @@ func TestConnReuseMode(t *testing.T) {
 		l.send(0, tcpSeg(client, vip, tcpACK))
 		l.send(0, tcpSeg(client, vip, tcpFIN|tcpACK))
 		d2, _ := l.send(0, tcpSeg(client, vip, tcpSYN))
-		if got := d2.Reason == ReasonScheduledOnly && d2.Real != d.Real; got != c.resched {
+		if got := d2.Reason == ReasonScheduledNoPersistence && d2.Real != d.Real; got != c.resched {
 			t.Fatalf("conn_reuse_mode=%d: SYN reusing a direct-routed FIN_WAIT connection: %v to %v, want rescheduled %v", c.mode, d2.Reason, d2.Real, c.resched)
 		}
 	}
@@ -114,7 +114,7 @@ func TestConnReuseMode(t *testing.T) {
 		l.send(0, tcpSeg(client, vip, tcpACK))
 		l.apply("-e -t 10.0.0.1:80 -r " + d.Real.String() + " -m -w 0\n")
 		d2, _ := l.send(0, tcpSeg(client, vip, tcpSYN))
-		if got := d2.Reason == ReasonScheduledOnly && d2.Real != d.Real; got != expire {
+		if got := d2.Reason == ReasonScheduledNoPersistence && d2.Real != d.Real; got != expire {
 			t.Fatalf("expire_nodest_conn=%v: SYN on a connection to a quiesced server: %v to %v", expire, d2.Reason, d2.Real)
 		}
 	}

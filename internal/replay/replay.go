@@ -217,8 +217,15 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 	return res, nil
 }
 
+// isInbound reports whether r forwards a packet from a client to a real
+// server (not a reply, a fragment or an ICMP error).
 func isInbound(r pipeline.Reason) bool {
-	return r >= pipeline.ReasonConnHit && r <= pipeline.ReasonScheduledOnly
+	switch r {
+	case pipeline.ReasonConnHit, pipeline.ReasonTemplateHit, pipeline.ReasonSharedHit,
+		pipeline.ReasonScheduled, pipeline.ReasonTemplateOverflow, pipeline.ReasonScheduledNoPersistence:
+		return true
+	}
+	return false
 }
 
 // rss picks a worker for a frame as a NIC's receive-side scaling would: by a
@@ -270,7 +277,7 @@ func appendLogLine(b []byte, frame int, d *pipeline.Decision, callID []byte) []b
 	switch {
 	case d.Fallback:
 		b = append(b, "/pe_fallback"...)
-	case d.Reason == pipeline.ReasonMalformed || d.Reason == pipeline.ReasonFragment:
+	case d.Reason == pipeline.ReasonMalformed || d.Reason == pipeline.ReasonFragmentUntracked:
 		b = append(b, '/')
 		b = append(b, d.Decode.String()...)
 	}
