@@ -45,7 +45,7 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 		Addr:       svc.Key.Addr,
 		Port:       svc.Key.Port,
 		Scheduler:  svc.Scheduler,
-		SchedFlags: ipvsadm.SchedFlags(uint32(svc.SchedFlags) >> 3),
+		SchedFlags: svc.SchedFlags,
 		Persistent: svc.Persistent,
 		Timeout:    svc.Timeout,
 		Netmask:    netmask(svc.Key.Addr, svc.Netmask),
@@ -65,7 +65,7 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 		dv := ipvsadm.DestView{
 			Addr:         d.Addr.Addr(),
 			Port:         d.Addr.Port(),
-			Forward:      forward(d.Fwd),
+			Forward:      d.Fwd,
 			Weight:       uint32(d.Weight),
 			ActiveConns:  gauge(dc.ActiveConns),
 			InactConns:   gauge(dc.InactConns),
@@ -135,18 +135,6 @@ func netmask(a netip.Addr, m ipvs.Netmask) uint32 {
 		return 128
 	}
 	return uint32(n)
-}
-
-func forward(f ipvs.Forward) ipvsadm.Forward {
-	switch f {
-	case ipvs.Masq:
-		return ipvsadm.Masq
-	case ipvs.Tunnel:
-		return ipvsadm.Tunnel
-	case ipvs.Local:
-		return ipvsadm.Local
-	}
-	return ipvsadm.Route
 }
 
 func stats(c ipvs.Counters) ipvsadm.Stats {

@@ -2,6 +2,9 @@ package ipvsadm
 
 import (
 	"net/netip"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 // Kind is the command of one ipvsadm invocation. The order and the names
@@ -109,52 +112,13 @@ func (p Protocol) Flag() string {
 	return "--xxx-service"
 }
 
-// SchedFlags are the IP_VS_SVC_F_SCHED1..3 service flags set with -b. The
-// names depend on the scheduler: sh-fallback and mh-fallback are SchedFlag1,
-// sh-port and mh-port are SchedFlag2.
-type SchedFlags uint8
-
-// Scheduler flags, with the kernel's bit values (IP_VS_SVC_F_SCHED1 = 0x0008,
-// shifted down by three so that they fit a byte).
-const (
-	SchedFlag1 SchedFlags = 1 << iota // flag-1, sh-fallback, mh-fallback
-	SchedFlag2                        // flag-2, sh-port, mh-port
-	SchedFlag3                        // flag-3
-)
-
-// Forward is a destination's packet-forwarding method.
-type Forward uint8
-
-// Forwarding methods. The zero value is Route (-g), ipvsadm's default.
-const (
-	Route  Forward = iota // -g, --gatewaying: direct routing ("Route")
-	Tunnel                // -i, --ipip: IP-in-IP tunnelling ("Tunnel")
-	Masq                  // -m, --masquerading: NAT ("Masq")
-	Local                 // the kernel's local-node method: listed "Local", saved as -g
-)
-
-// String returns the forwarding method as the Forward column of ipvsadm -L
-// shows it.
-func (f Forward) String() string {
+// forwardFlag returns the option ipvsadm -S writes for a forwarding
+// method: -m, -i, or -g (also for the kernel's local-node method).
+func forwardFlag(f ipvs.Forward) string {
 	switch f {
-	case Route:
-		return "Route"
-	case Tunnel:
-		return "Tunnel"
-	case Masq:
-		return "Masq"
-	case Local:
-		return "Local"
-	}
-	return ""
-}
-
-// Flag returns the option ipvsadm -S writes for the method.
-func (f Forward) Flag() string {
-	switch f {
-	case Tunnel:
+	case ipvs.Tunnel:
 		return "-i"
-	case Masq:
+	case ipvs.Masq:
 		return "-m"
 	}
 	return "-g"
@@ -199,8 +163,8 @@ type Service struct {
 	Addr     netip.Addr // IPv4 or IPv6 virtual address
 	Port     uint16     // 0 only for persistent services
 
-	Scheduler  string // -s, at most MaxSchedNameLen bytes; "wlc" by default
-	SchedFlags SchedFlags
+	Scheduler  string      // -s, at most MaxSchedNameLen bytes; "wlc" by default
+	SchedFlags sched.Flags // -b, with the kernel's values
 
 	Persistent bool   // -p
 	Timeout    uint32 // -p value in seconds; DefaultPersistentTimeout for a bare -p
@@ -238,10 +202,10 @@ type Dest struct {
 	// Addr is the real server. Its port is the service port when -r gave
 	// none, and is forced to the service port for Route and Tunnel.
 	Addr       netip.AddrPort
-	Forward    Forward
-	Weight     uint32 // -w, 0..MaxWeight; default 1
-	UThreshold uint32 // -x, upper connection threshold; 0 = none
-	LThreshold uint32 // -y, lower connection threshold; 0 = none
+	Forward    ipvs.Forward // -g (the default), -i, -m
+	Weight     uint32       // -w, 0..MaxWeight; default 1
+	UThreshold uint32       // -x, upper connection threshold; 0 = none
+	LThreshold uint32       // -y, lower connection threshold; 0 = none
 
 	TunnelType TunnelType // --tun-type (Tunnel only)
 	TunnelPort uint16     // --tun-port (GUE only)

@@ -1,9 +1,12 @@
 // Package ipvsadm is the ipvsadm command-line grammar, the rules-file
 // format of ipvsadm -S / -R, and ipvsadm's output formats, as pure
-// functions over plain data. It has no dependency on the rest of xvs: Parse
-// turns an argv into a Command, ParseRules turns a rules file into
-// Commands, and the Append*/Write* functions print ServiceView, DestView and
-// ConnView values the way ipvsadm prints the kernel's tables.
+// functions over plain data. Parse turns an argv into a Command, ParseRules
+// turns a rules file into Commands, and the Append*/Write* functions print
+// ServiceView, DestView and ConnView values the way ipvsadm prints the
+// kernel's tables. As ipvsadm builds against the kernel's ip_vs.h, it speaks
+// the model's vocabulary and nothing more of xvs: forwarding methods are
+// ipvs.Forward, scheduler flags sched.Flags (parsed and printed by package
+// sched), and its limits and defaults are the model's where they agree.
 //
 // # Compatibility with ipvsadm 1.31
 //

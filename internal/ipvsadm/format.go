@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 // IPVSVersion is the IPVS version ipvsadm reports (IP_VS_VERSION_CODE).
@@ -88,34 +91,6 @@ func addrPortName(a netip.Addr, port uint16, proto Protocol, numeric bool, n Nam
 	return truncate(s, maxAddrPortName)
 }
 
-// schedFlagsString is ipvsadm's print_sched_flags.
-func schedFlagsString(sched string, f SchedFlags) string {
-	var s string
-	add := func(bit SchedFlags, name string) {
-		if f&bit != 0 {
-			if s != "" {
-				s += ","
-			}
-			s += name
-		}
-	}
-	switch sched {
-	case "sh":
-		add(SchedFlag1, "sh-fallback")
-		add(SchedFlag2, "sh-port")
-		add(SchedFlag3, "flag-3") // ipvsadm prints nothing, so -S lost it
-	case "mh":
-		add(SchedFlag1, "mh-fallback")
-		add(SchedFlag2, "mh-port")
-		add(SchedFlag3, "flag-3")
-	default:
-		add(SchedFlag1, "flag-1")
-		add(SchedFlag2, "flag-2")
-		add(SchedFlag3, "flag-3")
-	}
-	return s
-}
-
 func maskString(s ServiceView) string {
 	if s.Addr.Is4() {
 		if s.Netmask == 0xffffffff {
@@ -179,8 +154,8 @@ func saveServiceLineFmt(s ServiceView, numeric bool, n Names) []string {
 	if s.OnePacket {
 		a = append(a, "-o")
 	}
-	if s.SchedFlags&(SchedFlag1|SchedFlag2|SchedFlag3) != 0 {
-		a = append(a, "-b", schedFlagsString(s.Scheduler, s.SchedFlags))
+	if s.SchedFlags&sched.AllFlags != 0 {
+		a = append(a, "-b", sched.FormatFlags(s.Scheduler, s.SchedFlags))
 	}
 	return a
 }
@@ -195,8 +170,8 @@ func saveDestLine(s ServiceView, d DestView, n Names) []string {
 // saveDestLineFmt returns ipvsadm -S's "-a …" arguments.
 func saveDestLineFmt(s ServiceView, d DestView, numeric bool, n Names) []string {
 	a := append([]string{"-a"}, saveServiceArgs(s, numeric, n)...)
-	a = append(a, "-r", addrPortName(d.Addr, d.Port, s.Protocol, numeric, n), d.Forward.Flag(), "-w", utoa(uint64(d.Weight)))
-	if d.Forward != Tunnel {
+	a = append(a, "-r", addrPortName(d.Addr, d.Port, s.Protocol, numeric, n), forwardFlag(d.Forward), "-w", utoa(uint64(d.Weight)))
+	if d.Forward != ipvs.Tunnel {
 		return a
 	}
 	switch d.TunnelType {
@@ -237,7 +212,7 @@ func appendRuleArg(b []byte, a string) []byte {
 }
 
 func tunInfo(d DestView) string {
-	if d.Forward != Tunnel {
+	if d.Forward != ipvs.Tunnel {
 		return "n/a"
 	}
 	switch d.TunnelType {
@@ -283,9 +258,9 @@ func appendServiceEntry(b []byte, s ServiceView, f Format, save bool, n Names) [
 		b = append(b, name...)
 		b = append(b, ' ')
 		b = append(b, s.Scheduler...)
-		if s.SchedFlags&(SchedFlag1|SchedFlag2|SchedFlag3) != 0 {
+		if s.SchedFlags&sched.AllFlags != 0 {
 			b = append(b, " ("...)
-			b = append(b, schedFlagsString(s.Scheduler, s.SchedFlags)...)
+			b = append(b, sched.FormatFlags(s.Scheduler, s.SchedFlags)...)
 			b = append(b, ')')
 		}
 		if s.Persistent {

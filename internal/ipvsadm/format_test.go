@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the Go output (check the diff by eye against testdata/golden.py)")
@@ -20,20 +23,20 @@ func fixture() Table {
 			Netmask: 0, PE: "sip", OnePacket: true,
 			Stats: Stats{12, 123456789, 0, 98765432101, 123456789012345}, Rates: Rates{1, 2, 0, 1000, 0},
 			Dests: []DestView{
-				{Addr: a("192.168.1.11"), Port: 5060, Forward: Masq, Weight: 1, InactConns: 3, PersistConns: 2,
+				{Addr: a("192.168.1.11"), Port: 5060, Forward: ipvs.Masq, Weight: 1, InactConns: 3, PersistConns: 2,
 					Stats: Stats{5, 5, 0, 2500, 0}, Rates: Rates{0, 1, 0, 500, 0}},
-				{Addr: a("192.168.1.10"), Port: 5060, Forward: Masq, Weight: 1, InactConns: 5, PersistConns: 4,
+				{Addr: a("192.168.1.10"), Port: 5060, Forward: ipvs.Masq, Weight: 1, InactConns: 5, PersistConns: 4,
 					Stats: Stats{7, 7, 0, 3500, 0}, Rates: Rates{1, 1, 0, 500, 0}},
 			}},
-		{Protocol: UDP, Addr: a("2001:db8::53"), Port: 53, Scheduler: "sh", SchedFlags: SchedFlag1 | SchedFlag2, Netmask: 128,
-			Dests: []DestView{{Addr: a("2001:db8::10"), Port: 53, Forward: Masq, Weight: 0}}},
+		{Protocol: UDP, Addr: a("2001:db8::53"), Port: 53, Scheduler: "sh", SchedFlags: sched.SHFallback | sched.SHPort, Netmask: 128,
+			Dests: []DestView{{Addr: a("2001:db8::10"), Port: 53, Forward: ipvs.Masq, Weight: 0}}},
 		{Protocol: UDP, Addr: a("10.4.3.193"), Port: 5060, Scheduler: "wlc", Netmask: 0xffffffff, PE: "sip"},
 		{Protocol: TCP, Addr: a("10.4.3.192"), Port: 80, Scheduler: "wlc", Netmask: 0xffffffff,
 			Stats: Stats{1000, 2000, 1500, 100000000, 999999999}, Rates: Rates{5, 6, 7, 800, 900},
 			Dests: []DestView{
-				{Addr: a("192.168.1.10"), Port: 80, Forward: Route, Weight: 3, ActiveConns: 12, InactConns: 40,
+				{Addr: a("192.168.1.10"), Port: 80, Forward: ipvs.Route, Weight: 3, ActiveConns: 12, InactConns: 40,
 					UThreshold: 100, LThreshold: 50, Stats: Stats{700, 1400, 1000, 70000, 60000}, Rates: Rates{3, 4, 5, 600, 700}},
-				{Addr: a("10.1.0.5"), Port: 80, Forward: Tunnel, Weight: 2, ActiveConns: 1, InactConns: 2,
+				{Addr: a("10.1.0.5"), Port: 80, Forward: ipvs.Tunnel, Weight: 2, ActiveConns: 1, InactConns: 2,
 					TunnelType: GUE, TunnelPort: 6080, TunnelCsum: TunCsum,
 					Stats: Stats{300, 600, 500, 30000, 40000}, Rates: Rates{2, 2, 2, 200, 200}},
 			}},

@@ -1,24 +1,29 @@
 package ipvsadm
 
-import "math"
+import (
+	"math"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
+)
 
 // Limits and defaults, each from the ipvsadm 1.31 or IPVS source that
 // fixes it.
 const (
 	// DefaultScheduler is used when -A/-E has no -s (ipvsadm DEF_SCHED).
-	DefaultScheduler = "wlc"
+	DefaultScheduler = sched.Default
 
 	// DefaultPersistentTimeout is the timeout of a bare -p, in seconds
 	// (libipvs IPVS_SVC_PERSISTENT_TIMEOUT = 6*60; the man page's "300" is
 	// wrong).
-	DefaultPersistentTimeout = 360
+	DefaultPersistentTimeout = ipvs.DefaultPersistentTimeout
 
 	// MaxTimeout bounds -p and the --set values: 31 days (ipvsadm
 	// MAX_TIMEOUT), so that timeout*HZ fits the kernel's 32-bit jiffies.
-	MaxTimeout = 86400 * 31
+	MaxTimeout = ipvs.MaxTimeout
 
 	// MaxWeight bounds -w (ipvsadm checks 0..65535).
-	MaxWeight = 65535
+	MaxWeight = sched.MaxWeight
 
 	// MaxThreshold bounds -x and -y (ipvsadm checks 0..INT_MAX).
 	MaxThreshold = math.MaxInt32
@@ -31,7 +36,7 @@ const (
 	// MaxPENameLen is the longest persistence-engine name kept
 	// (IP_VS_PENAME_MAXLEN = 16 with its NUL). ipvsadm copies 16 bytes and
 	// may leave the name unterminated; xvs truncates to 15.
-	MaxPENameLen = 15
+	MaxPENameLen = ipvs.MaxPENameLen
 
 	// MaxIfaceNameLen is the longest --mcast-interface kept
 	// (IP_VS_IFNAME_MAXLEN - 1).

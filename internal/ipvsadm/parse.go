@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 // Parser parses ipvsadm command lines. The zero Parser is ready to use: it
@@ -135,7 +138,7 @@ func (ps Parser) Parse(args []string) (Command, error) {
 		Service: Service{
 			Netmask: 0xffffffff, // the default persistent granularity /32
 		},
-		Dest: Dest{Weight: 1, Forward: Route},
+		Dest: Dest{Weight: 1, Forward: ipvs.Route},
 	}
 	if len(args) == 0 {
 		ce.Kind = List
@@ -309,7 +312,7 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			destV6 = v6
 		case tagIPIP, tagGate, tagMasq:
 			if err = set(OptForward); err == nil {
-				ce.Dest.Forward = map[tag]Forward{tagIPIP: Tunnel, tagGate: Route, tagMasq: Masq}[d.tag]
+				ce.Dest.Forward = map[tag]ipvs.Forward{tagIPIP: ipvs.Tunnel, tagGate: ipvs.Route, tagMasq: ipvs.Masq}[d.tag]
 			}
 		case tagWeight:
 			if err = set(OptWeight); err == nil {
@@ -550,15 +553,15 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			ce.Daemon.McastIface = DefaultMcastIface
 		}
 	case AddServer, EditServer:
-		if ce.Dest.Forward == Tunnel || ce.Dest.Forward == Route {
+		if ce.Dest.Forward == ipvs.Tunnel || ce.Dest.Forward == ipvs.Route {
 			ce.Dest.Addr = netip.AddrPortFrom(ce.Dest.Addr.Addr(), ce.Service.Port)
 		}
-		if destV6 != svcV6 && ce.Dest.Forward != Tunnel {
+		if destV6 != svcV6 && ce.Dest.Forward != ipvs.Tunnel {
 			return Command{}, failf("Different address family is allowed only for tunneling servers")
 		}
 		tunOpts := ce.Options.Has(OptTunType) || ce.Options.Has(OptTunPort) ||
 			ce.Options.Has(OptTunNoCsum) || ce.Options.Has(OptTunCsum) || ce.Options.Has(OptTunRemCsum)
-		if tunOpts && ce.Dest.Forward != Tunnel {
+		if tunOpts && ce.Dest.Forward != ipvs.Tunnel {
 			return Command{}, failf("Tunnel options conflict with forward method")
 		}
 		if err := tunnelOptCheck(ce.Dest.TunnelType, ce.Options); err != nil {
@@ -645,50 +648,12 @@ func parseTimeout(s string, lo, hi int64) (uint32, *UsageError) {
 	return uint32(n), nil
 }
 
-// parseSchedFlags is ipvsadm's parse_sched_flags: a comma list (empty
-// items skipped, as strtok does) checked against the scheduler, which is
-// wlc when -s was not given.
-func parseSchedFlags(sched, arg string) (SchedFlags, *UsageError) {
-	if sched == "" {
-		sched = DefaultScheduler
-	}
-	var f SchedFlags
-	n := 0
-	for flag := range strings.SplitSeq(arg, ",") {
-		if flag == "" {
-			continue
-		}
-		n++
-		var need string
-		switch flag {
-		case "flag-1":
-			f |= SchedFlag1
-		case "flag-2":
-			f |= SchedFlag2
-		case "flag-3":
-			f |= SchedFlag3
-		case "sh-fallback":
-			f |= SchedFlag1
-			need = "sh"
-		case "sh-port":
-			f |= SchedFlag2
-			need = "sh"
-		case "mh-fallback":
-			f |= SchedFlag1
-			need = "mh"
-		case "mh-port":
-			f |= SchedFlag2
-			need = "mh"
-		default:
-			return 0, failf("invalid scheduler flag `%s'", flag)
-		}
-		if need != "" && sched != need {
-			return 0, failf("incompatible scheduler flag `%s'", flag)
-		}
-	}
-	if n == 0 {
-		// ipvsadm passes strtok's NULL to strcmp here and crashes.
-		return 0, failf("invalid scheduler flag `%s'", arg)
+// parseSchedFlags is ipvsadm's parse_sched_flags (sched.ParseFlags)
+// against the scheduler, which is wlc when -s was not given.
+func parseSchedFlags(scheduler, arg string) (sched.Flags, *UsageError) {
+	f, err := sched.ParseFlags(scheduler, arg)
+	if err != nil {
+		return 0, failf("%s", err)
 	}
 	return f, nil
 }

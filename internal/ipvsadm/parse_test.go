@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 func TestParseErrors(t *testing.T) {
@@ -148,16 +151,16 @@ func TestParseForms(t *testing.T) {
 			return c.Service.Addr == a("10.0.0.1") && c.Service.Port == 0
 		}},
 		{"-e fills defaults", strings.Fields("-e -u 10.4.3.192:5060 -r 192.168.1.10:5060 -w 0"), func(c Command) bool {
-			return c.Kind == EditServer && c.Dest == Dest{Addr: ap("192.168.1.10:5060"), Forward: Route, Weight: 0}
+			return c.Kind == EditServer && c.Dest == Dest{Addr: ap("192.168.1.10:5060"), Forward: ipvs.Route, Weight: 0}
 		}},
 		{"masq keeps its port", strings.Fields("-a -u 10.4.3.192:5060 -r 192.168.1.10:5080 -m -w 5 -x 100 -y 50"), func(c Command) bool {
-			return c.Dest == Dest{Addr: ap("192.168.1.10:5080"), Forward: Masq, Weight: 5, UThreshold: 100, LThreshold: 50}
+			return c.Dest == Dest{Addr: ap("192.168.1.10:5080"), Forward: ipvs.Masq, Weight: 5, UThreshold: 100, LThreshold: 50}
 		}},
 		{"DR port forced", strings.Fields("-a -u 10.4.3.192:5060 -r 192.168.1.10:5080 -g"), func(c Command) bool {
 			return c.Dest.Addr == ap("192.168.1.10:5060")
 		}},
 		{"tunnel port forced", strings.Fields("-a -u 10.4.3.192:5060 -r 192.168.1.10:5080 -i"), func(c Command) bool {
-			return c.Dest.Addr == ap("192.168.1.10:5060") && c.Dest.Forward == Tunnel
+			return c.Dest.Addr == ap("192.168.1.10:5060") && c.Dest.Forward == ipvs.Tunnel
 		}},
 		{"dest port from service", strings.Fields("-a -u 10.4.3.192:5060 -r 192.168.1.10 -m"), func(c Command) bool {
 			return c.Dest.Addr == ap("192.168.1.10:5060")
@@ -189,10 +192,10 @@ func TestParseForms(t *testing.T) {
 		{"--set args before", []string{"900", "120", "--set", "300"}, func(c Command) bool { return c.Timeouts == Timeouts{900, 120, 300} }},
 		{"-- ends options", []string{"--set", "--", "1", "2", "3"}, func(c Command) bool { return c.Timeouts == Timeouts{1, 2, 3} }},
 		{"sched flags", strings.Fields("-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port"), func(c Command) bool {
-			return c.Service.SchedFlags == SchedFlag1|SchedFlag2
+			return c.Service.SchedFlags == sched.Flag1|sched.Flag2
 		}},
 		{"flag-3", strings.Fields("-A -t 10.0.0.1:80 -b flag-1,,flag-3"), func(c Command) bool {
-			return c.Service.SchedFlags == SchedFlag1|SchedFlag3
+			return c.Service.SchedFlags == sched.Flag1|sched.Flag3
 		}},
 		{"start daemon defaults", strings.Fields("--start-daemon master --syncid 5 --mcast-group 224.0.0.82 --mcast-port 8849 --mcast-ttl 2 --sync-maxlen 1400"), func(c Command) bool {
 			return c.Daemon == Daemon{State: Master, McastIface: "eth0", SyncID: 5, SyncMaxLen: 1400,

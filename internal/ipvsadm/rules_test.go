@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
 )
 
 func TestParseRules(t *testing.T) {
@@ -22,7 +25,7 @@ func TestParseRules(t *testing.T) {
 	if len(cmds) != 3 || cmds[0].Kind != AddService || cmds[1].Kind != AddServer || cmds[2].Kind != AddServer {
 		t.Fatalf("got %+v", cmds)
 	}
-	if cmds[0].Service.PE != "sip" || !cmds[0].Service.OnePacket || cmds[1].Dest.Forward != Masq {
+	if cmds[0].Service.PE != "sip" || !cmds[0].Service.OnePacket || cmds[1].Dest.Forward != ipvs.Masq {
 		t.Errorf("got %+v", cmds)
 	}
 	for _, c := range cmds {
@@ -112,9 +115,9 @@ func randomService(r *rand.Rand) ServiceView {
 	s.Scheduler = []string{"rr", "wrr", "lc", "wlc", "sh", "mh", "sed", "nq"}[r.IntN(8)]
 	switch s.Scheduler {
 	case "sh", "mh":
-		s.SchedFlags = SchedFlags(r.IntN(4))
+		s.SchedFlags = sched.Flags(r.IntN(4)) * sched.Flag1
 	default:
-		s.SchedFlags = SchedFlags(r.IntN(8))
+		s.SchedFlags = sched.Flags(r.IntN(8)) * sched.Flag1
 	}
 	if r.IntN(2) == 0 {
 		s.Persistent = true
@@ -134,9 +137,9 @@ func randomService(r *rand.Rand) ServiceView {
 	}
 	s.OnePacket = s.Protocol == UDP && r.IntN(2) == 0
 	for range r.IntN(4) {
-		d := DestView{Forward: []Forward{Route, Tunnel, Masq}[r.IntN(3)], Weight: uint32(r.IntN(MaxWeight + 1))}
+		d := DestView{Forward: []ipvs.Forward{ipvs.Route, ipvs.Tunnel, ipvs.Masq}[r.IntN(3)], Weight: uint32(r.IntN(MaxWeight + 1))}
 		dv6 := v6
-		if d.Forward == Tunnel && r.IntN(3) == 0 {
+		if d.Forward == ipvs.Tunnel && r.IntN(3) == 0 {
 			dv6 = !v6
 		}
 		if dv6 {
@@ -145,10 +148,10 @@ func randomService(r *rand.Rand) ServiceView {
 			d.Addr = netip.AddrFrom4([4]byte{192, 168, byte(r.UintN(256)), byte(r.UintN(256))})
 		}
 		d.Port = uint16(r.IntN(65536))
-		if d.Forward != Masq {
+		if d.Forward != ipvs.Masq {
 			d.Port = s.Port
 		}
-		if d.Forward == Tunnel {
+		if d.Forward == ipvs.Tunnel {
 			d.TunnelType = TunnelType(r.IntN(3))
 			switch d.TunnelType {
 			case GUE:

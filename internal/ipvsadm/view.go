@@ -1,6 +1,11 @@
 package ipvsadm
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/sched"
+)
 
 // Stats are the cumulative counters of a service or destination
 // (--stats).
@@ -21,7 +26,7 @@ type ServiceView struct {
 	Addr       netip.Addr
 	Port       uint16
 	Scheduler  string
-	SchedFlags SchedFlags
+	SchedFlags sched.Flags
 	Persistent bool
 	Timeout    uint32 // seconds
 	Netmask    uint32 // IPv4 mask in host byte order, or IPv6 prefix length
@@ -40,7 +45,7 @@ type ServiceView struct {
 type DestView struct {
 	Addr         netip.Addr
 	Port         uint16
-	Forward      Forward
+	Forward      ipvs.Forward
 	Weight       uint32
 	ActiveConns  uint32
 	InactConns   uint32

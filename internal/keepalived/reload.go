@@ -230,7 +230,7 @@ func (ch *Change) diffService(live, w *ipvs.Service, rs []Rule) {
 // the service port; direct routing and tunnels take the service port).
 func destAddr(w *ipvs.Service, d ipvsadm.Dest) netip.AddrPort {
 	port := d.Addr.Port()
-	if port == 0 || d.Forward == ipvsadm.Route || d.Forward == ipvsadm.Tunnel {
+	if port == 0 || d.Forward == ipvs.Route || d.Forward == ipvs.Tunnel {
 		port = w.Key.Port
 	}
 	return netip.AddrPortFrom(d.Addr.Addr().Unmap(), port)

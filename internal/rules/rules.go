@@ -12,7 +12,6 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
-	"github.com/xvs-lb/xvs/internal/sched"
 	"github.com/xvs-lb/xvs/internal/sysctl"
 )
 
@@ -25,7 +24,7 @@ func ServiceConfig(s ipvsadm.Service) ipvs.ServiceConfig {
 	c := ipvs.ServiceConfig{
 		Protocol:   ipvs.Protocol(s.Protocol),
 		Scheduler:  s.Scheduler,
-		SchedFlags: sched.Flags(uint32(s.SchedFlags) << 3), // back to IP_VS_SVC_F_SCHED1..3
+		SchedFlags: s.SchedFlags,
 		Persistent: s.Persistent,
 		Timeout:    s.Timeout,
 		PE:         s.PE,
@@ -51,18 +50,7 @@ func Key(s ipvsadm.Service) ipvs.ServiceKey {
 
 // DestConfig converts an ipvsadm real-server specification.
 func DestConfig(d ipvsadm.Dest) ipvs.DestConfig {
-	c := ipvs.DestConfig{Addr: d.Addr, Weight: int(d.Weight), Upper: d.UThreshold, Lower: d.LThreshold}
-	switch d.Forward {
-	case ipvsadm.Masq:
-		c.Fwd = ipvs.Masq
-	case ipvsadm.Tunnel:
-		c.Fwd = ipvs.Tunnel
-	case ipvsadm.Local:
-		c.Fwd = ipvs.Local
-	default:
-		c.Fwd = ipvs.Route
-	}
-	return c
+	return ipvs.DestConfig{Addr: d.Addr, Fwd: d.Forward, Weight: int(d.Weight), Upper: d.UThreshold, Lower: d.LThreshold}
 }
 
 // HealthCheck converts an xvsadm --health-check specification into the

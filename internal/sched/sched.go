@@ -62,13 +62,21 @@ const (
 )
 
 // ParseFlags parses ipvsadm's -b argument (a comma list) for scheduler
-// name ("" means the default, wlc), as ipvsadm's parse_sched_flags does.
+// name ("" means the default, wlc), as ipvsadm's parse_sched_flags does:
+// empty items are skipped (strtok), a list of none at all is invalid, and
+// the sh-* and mh-* names belong to their scheduler. The errors' texts are
+// ipvsadm's messages.
 func ParseFlags(scheduler, list string) (Flags, error) {
 	if scheduler == "" {
 		scheduler = Default
 	}
 	var f Flags
+	n := 0
 	for name := range strings.SplitSeq(list, ",") {
+		if name == "" {
+			continue
+		}
+		n++
 		var bit Flags
 		var only string
 		switch name {
@@ -94,11 +102,16 @@ func ParseFlags(scheduler, list string) (Flags, error) {
 		}
 		f |= bit
 	}
+	if n == 0 {
+		// ipvsadm passes strtok's NULL to strcmp here and crashes.
+		return 0, fmt.Errorf("%w `%s'", ErrInvalidFlag, list)
+	}
 	return f, nil
 }
 
-// FormatFlags renders f as ipvsadm prints it for scheduler: comma-separated,
-// with sh-*/mh-* names for sh and mh.
+// FormatFlags renders f as ipvsadm's print_sched_flags does for scheduler:
+// comma-separated, with sh-*/mh-* names for sh and mh (and flag-3 for
+// theirs, which ipvsadm prints as nothing, so that -S keeps it).
 func FormatFlags(scheduler string, f Flags) string {
 	names := [3]string{"flag-1", "flag-2", "flag-3"}
 	switch scheduler {

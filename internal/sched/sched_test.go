@@ -442,6 +442,8 @@ func TestParseFlags(t *testing.T) {
 		{desc: "sh flag with default wlc", sched: "", list: "sh-port", err: ErrIncompatibleFlag},
 		{desc: "mh flag with sh", sched: "sh", list: "mh-fallback", err: ErrIncompatibleFlag},
 		{desc: "unknown flag", sched: "sh", list: "sh-bogus", err: ErrInvalidFlag},
+		{desc: "empty items skipped", sched: "", list: ",flag-2,,", want: Flag2},
+		{desc: "no flag at all", sched: "", list: ",", err: ErrInvalidFlag},
 	} {
 		t.Run(c.desc, func(t *testing.T) {
 			got, err := ParseFlags(c.sched, c.list)
@@ -451,6 +453,9 @@ func TestParseFlags(t *testing.T) {
 		})
 	}
 	if got := FormatFlags("mh", MHFallback|MHPort); got != "mh-fallback,mh-port" {
+		t.Errorf("FormatFlags = %q", got)
+	}
+	if got := FormatFlags("sh", SHPort|Flag3); got != "sh-port,flag-3" {
 		t.Errorf("FormatFlags = %q", got)
 	}
 }
