@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
 )
@@ -15,10 +16,10 @@ import (
 // healthFake adds a health checker's view to the fake target.
 type healthFake struct {
 	*fake
-	h map[HealthKey]DestHealth
+	h map[health.Key]health.Status
 }
 
-func (f *healthFake) Health() map[HealthKey]DestHealth { return f.h }
+func (f *healthFake) Health() map[health.Key]health.Status { return f.h }
 
 const healthRules = `-A -u 10.4.3.192:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o
 -a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -m -w 1
@@ -33,8 +34,8 @@ const healthRules = `-A -u 10.4.3.192:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o
 func TestHealthAndDrainThroughServer(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	svc := ipvs.ServiceKey{Protocol: ipvs.UDP, Addr: netip.MustParseAddr("10.4.3.192"), Port: 5060}
-	rs := func(s string) HealthKey { return HealthKey{svc, netip.MustParseAddrPort(s)} }
-	hf := &healthFake{fake: newFake(t, 1, healthRules), h: map[HealthKey]DestHealth{
+	rs := func(s string) health.Key { return health.Key{Service: svc, Server: netip.MustParseAddrPort(s)} }
+	hf := &healthFake{fake: newFake(t, 1, healthRules), h: map[health.Key]health.Status{
 		rs("192.168.1.10:5060"): {Up: true, Checked: true, Since: now.Add(-90 * time.Second), OK: 18, Last: "200 OK", RTT: 850 * time.Microsecond},
 		rs("192.168.1.11:5060"): {Up: true, Checked: true, Since: now.Add(-time.Hour), OK: 700, Last: "200 OK", RTT: 1200 * time.Microsecond},
 		rs("192.168.1.12:5060"): {Checked: true, Since: now.Add(-4 * time.Second), Failed: 3, Last: "timeout"},

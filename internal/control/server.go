@@ -37,6 +37,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/rules"
@@ -597,7 +598,7 @@ func (s *Server) addHealth(views []ipvsadm.ServiceView) {
 		k := ipvs.ServiceKey{Protocol: ipvs.Protocol(v.Protocol), Addr: v.Addr, Port: v.Port}
 		for j := range v.Dests {
 			d := &v.Dests[j]
-			h, ok := hs[HealthKey{k, netip.AddrPortFrom(d.Addr, d.Port)}]
+			h, ok := hs[health.Key{Service: k, Server: netip.AddrPortFrom(d.Addr, d.Port)}]
 			if !ok {
 				continue
 			}

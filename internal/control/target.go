@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/xvs-lb/xvs/dataplane"
+	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/pipeline"
@@ -54,31 +54,11 @@ type Status struct {
 	ConnTable int                    // connection table size for the -L banner "(size=N)"
 }
 
-// HealthKey names a checked real server: its service and address:port.
-type HealthKey struct {
-	Service ipvs.ServiceKey
-	Server  netip.AddrPort
-}
-
-// DestHealth is the health checker's view of one real server.
-type DestHealth struct {
-	Up      bool
-	Checked bool      // a probe has completed
-	Since   time.Time // last state change (or when checking began)
-	OK      int       // consecutive successes
-	Failed  int       // consecutive failures
-	Last    string    // the last probe's outcome: "200 OK", "timeout", "refused"…
-	RTT     time.Duration
-	Probes  uint64 // probes completed
-	// Transitions counts state changes, by new state (up, down).
-	TransitionsUp, TransitionsDown uint64
-}
-
 // HealthReporter is implemented by Targets that run health checks (the
 // daemon): -L --health and the metrics show its view. A Target without it
 // lists states from the snapshot alone.
 type HealthReporter interface {
-	Health() map[HealthKey]DestHealth
+	Health() map[health.Key]health.Status
 }
 
 // SnapshotReporter is implemented by Targets that keep a template snapshot

@@ -62,27 +62,16 @@ func (d *Daemon) setDynWeight(svc ipvs.ServiceKey, server netip.AddrPort, w int)
 
 // Health is the health checker's view of every checked real server
 // (control.HealthReporter).
-func (d *Daemon) Health() map[control.HealthKey]control.DestHealth {
+func (d *Daemon) Health() map[health.Key]health.Status {
 	if d.prober == nil {
 		return nil
 	}
 	st := d.prober.Status()
-	out := make(map[control.HealthKey]control.DestHealth, len(st))
+	out := make(map[health.Key]health.Status, len(st))
 	for _, s := range st {
-		out[control.HealthKey{Service: s.Service, Server: s.Server}] = control.DestHealth{
-			Up: s.Up, Checked: s.Checked, Since: s.Since, OK: s.OK, Failed: s.Failed, Last: s.Last, RTT: s.RTT,
-			Probes: s.Probes, TransitionsUp: s.TransitionsUp, TransitionsDown: s.TransitionsDown,
-		}
+		out[s.Key()] = s
 	}
 	return out
-}
-
-// HealthStatus is the prober's own view, with probe paths.
-func (d *Daemon) HealthStatus() []health.Status {
-	if d.prober == nil {
-		return nil
-	}
-	return d.prober.Status()
 }
 
 var _ control.HealthReporter = (*Daemon)(nil)

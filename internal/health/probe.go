@@ -44,7 +44,7 @@ var udpPing = []byte("\r\n\r\n")
 
 // result is one probe's outcome.
 type result struct {
-	key     key
+	key     Key
 	gen     uint64 // the target's generation when launched
 	ok      bool
 	outcome string

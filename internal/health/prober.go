@@ -77,10 +77,14 @@ type Status struct {
 	TransitionsUp, TransitionsDown uint64
 }
 
-type key struct {
-	svc    ipvs.ServiceKey
-	server netip.AddrPort
+// Key names a checked real server: its service and address:port.
+type Key struct {
+	Service ipvs.ServiceKey
+	Server  netip.AddrPort
 }
+
+// Key returns the real server s describes.
+func (s *Status) Key() Key { return Key{s.Service, s.Server} }
 
 // target is what one probe needs, taken from a snapshot.
 type target struct {
@@ -115,7 +119,7 @@ type Prober struct {
 	o Options
 
 	mu       sync.Mutex // guards states (Run writes, Status reads)
-	states   map[key]*state
+	states   map[Key]*state
 	lastSnap *ipvs.Snapshot
 	gen      uint64
 
@@ -144,7 +148,7 @@ func New(o Options) *Prober {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Prober{o: o, states: map[key]*state{}, pending: map[netip.AddrPort]chan<- reply{}}
+	return &Prober{o: o, states: map[Key]*state{}, pending: map[netip.AddrPort]chan<- reply{}}
 }
 
 // Run checks until ctx ends, then waits for the probes in flight.
@@ -209,7 +213,7 @@ func acquire(sem chan struct{}) bool {
 }
 
 // retryLater puts a probe that found no free slot back for the next tick.
-func (p *Prober) retryLater(k key) {
+func (p *Prober) retryLater(k Key) {
 	p.mu.Lock()
 	if st := p.states[k]; st != nil {
 		st.inFlight, st.due = false, st.launched
@@ -218,7 +222,7 @@ func (p *Prober) retryLater(k key) {
 }
 
 type launch struct {
-	k   key
+	k   Key
 	gen uint64
 	target
 }
@@ -243,13 +247,13 @@ func (p *Prober) due() []launch {
 
 // jitter spreads the first probes of the servers over an interval, so that
 // a rules load does not send them all at once.
-func jitter(k key, interval time.Duration) time.Duration {
+func jitter(k Key, interval time.Duration) time.Duration {
 	h := fnv.New64a()
-	b, _ := k.server.MarshalBinary()
+	b, _ := k.Server.MarshalBinary()
 	h.Write(b)
-	b, _ = k.svc.Addr.MarshalBinary()
+	b, _ = k.Service.Addr.MarshalBinary()
 	h.Write(b)
-	h.Write([]byte{byte(k.svc.Port), byte(k.svc.Port >> 8), byte(k.svc.Protocol)})
+	h.Write([]byte{byte(k.Service.Port), byte(k.Service.Port >> 8), byte(k.Service.Protocol)})
 	return time.Duration(h.Sum64() % uint64(interval))
 }
 
@@ -264,7 +268,7 @@ func (p *Prober) reconcile() {
 		return
 	}
 	p.lastSnap = s
-	seen := map[key]bool{}
+	seen := map[Key]bool{}
 	now := p.o.Now()
 	for _, svc := range s.Services() {
 		for _, d := range svc.Dests {
@@ -272,7 +276,7 @@ func (p *Prober) reconcile() {
 			if chk == nil {
 				continue
 			}
-			k := key{svc.Key, d.Addr}
+			k := Key{svc.Key, d.Addr}
 			seen[k] = true
 			t := target{check: chk, fwd: d.Fwd, svc: svc.Key, vip: svc.Addr, server: d.Addr, nextHop: d.NextHop}
 			st := p.states[k]
@@ -340,10 +344,10 @@ func (p *Prober) apply(r result) {
 	up, fails, oks := st.m.up, st.m.failed, st.m.ok
 	p.mu.Unlock()
 	if setWeight && p.o.SetWeight != nil {
-		if err := p.o.SetWeight(r.key.svc, r.key.server, weight); err != nil {
-			p.o.Logger.Warn("dynamic weight not applied", "service", r.key.svc.String(), "server", r.key.server.String(), "err", err)
+		if err := p.o.SetWeight(r.key.Service, r.key.Server, weight); err != nil {
+			p.o.Logger.Warn("dynamic weight not applied", "service", r.key.Service.String(), "server", r.key.Server.String(), "err", err)
 		} else {
-			p.o.Logger.Info("dynamic weight", "service", r.key.svc.String(), "server", r.key.server.String(), "weight", weight, "reason", r.outcome)
+			p.o.Logger.Info("dynamic weight", "service", r.key.Service.String(), "server", r.key.Server.String(), "weight", weight, "reason", r.outcome)
 		}
 	}
 	if !changed {
@@ -354,10 +358,10 @@ func (p *Prober) apply(r result) {
 		level = slog.LevelInfo
 	}
 	p.o.Logger.Log(context.Background(), level, "health state change",
-		"service", r.key.svc.String(), "server", r.key.server.String(),
+		"service", r.key.Service.String(), "server", r.key.Server.String(),
 		"old", stateName(old), "new", stateName(up), "reason", reason(r, up, fails, oks), "path", r.path)
-	if err := p.o.SetHealth(r.key.svc, r.key.server, up); err != nil {
-		p.o.Logger.Warn("health state not applied", "service", r.key.svc.String(), "server", r.key.server.String(), "err", err)
+	if err := p.o.SetHealth(r.key.Service, r.key.Server, up); err != nil {
+		p.o.Logger.Warn("health state not applied", "service", r.key.Service.String(), "server", r.key.Server.String(), "err", err)
 	}
 }
 
@@ -382,7 +386,7 @@ func (p *Prober) Status() []Status {
 	defer p.mu.Unlock()
 	out := make([]Status, 0, len(p.states))
 	for k, st := range p.states {
-		out = append(out, Status{Service: k.svc, Server: k.server, Check: st.check.Type, Up: st.m.up,
+		out = append(out, Status{Service: k.Service, Server: k.Server, Check: st.check.Type, Up: st.m.up,
 			Checked: st.m.checked, Since: st.m.since, OK: st.m.ok, Failed: st.m.failed, Last: st.last,
 			RTT: st.rtt, Path: st.path, Probes: st.probes, TransitionsUp: st.ups, TransitionsDown: st.downs})
 	}

@@ -7,17 +7,17 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/xvs-lb/xvs/internal/control"
+	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 )
 
 // healthSource adds a health checker's view.
 type healthSource struct {
 	*source
-	h map[control.HealthKey]control.DestHealth
+	h map[health.Key]health.Status
 }
 
-func (s *healthSource) Health() map[control.HealthKey]control.DestHealth { return s.h }
+func (s *healthSource) Health() map[health.Key]health.Status { return s.h }
 
 func TestHealthMetrics(t *testing.T) {
 	src := newSource(t)
@@ -33,7 +33,7 @@ func TestHealthMetrics(t *testing.T) {
 	if err := src.cfg.Drain(k, rs10, -1); err != nil {
 		t.Fatal(err)
 	}
-	hs := &healthSource{source: src, h: map[control.HealthKey]control.DestHealth{
+	hs := &healthSource{source: src, h: map[health.Key]health.Status{
 		{Service: k, Server: rs10}: {Up: true, Checked: true, Probes: 40, RTT: 1500 * time.Microsecond},
 		{Service: k, Server: rs11}: {Checked: true, Probes: 41, TransitionsDown: 2, TransitionsUp: 1},
 	}}

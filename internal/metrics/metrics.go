@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/xvs-lb/xvs/internal/control"
+	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
 	"github.com/xvs-lb/xvs/internal/sysctl"
@@ -152,7 +153,7 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	var hs map[control.HealthKey]control.DestHealth
+	var hs map[health.Key]health.Status
 	if hr, ok := c.src.(control.HealthReporter); ok {
 		hs = hr.Health()
 	}
@@ -193,7 +194,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 					continue
 				}
 				gauge(ch, healthUp, b2f(!d.Down), proto, name, server)
-				h, ok := hs[control.HealthKey{Service: svc.Key, Server: d.Addr}]
+				h, ok := hs[health.Key{Service: svc.Key, Server: d.Addr}]
 				if !ok {
 					continue
 				}
