@@ -1,7 +1,8 @@
 // Package control is xvs's control plane: the unix-socket server that
 // xvsadm talks to, the versioned request/response protocol between them
-// (see Request), the rendering of every ipvsadm listing from the daemon's
-// state, and IPVS's rate estimator for --rate.
+// (see Request), and the rendering of every ipvsadm listing from the
+// daemon's state (with the model's rate estimator, ipvs.Estimator, for
+// --rate).
 //
 // The daemon implements Target. The server parses each request's argv with
 // ipvsadm.Parse, applies configuration commands through Target.Apply (or
@@ -97,7 +98,7 @@ type Options struct {
 	Names ipvsadm.Names
 	// Estimator supplies --rate. nil: the server runs its own over
 	// Target.Snapshot from Start to Close.
-	Estimator *Estimator
+	Estimator *ipvs.Estimator
 	// MaxClients, MaxConns, RequestTimeout and CommandTimeout: 0 means the
 	// defaults.
 	MaxClients     int
@@ -115,7 +116,7 @@ type Options struct {
 type Server struct {
 	target Target
 	opts   Options
-	est    *Estimator
+	est    *ipvs.Estimator
 
 	applyMu sync.Mutex // serializes configuration commands
 
@@ -156,13 +157,13 @@ func NewServer(t Target, o Options) *Server {
 	s := &Server{target: t, opts: o, est: o.Estimator, sem: make(chan struct{}, o.MaxClients)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.est == nil {
-		s.est = NewEstimator(t.Snapshot)
+		s.est = ipvs.NewEstimator(t.Snapshot)
 	}
 	return s
 }
 
 // Estimator returns the rate estimator the server uses.
-func (s *Server) Estimator() *Estimator { return s.est }
+func (s *Server) Estimator() *ipvs.Estimator { return s.est }
 
 // Start creates the control socket at path (see the package doc of the
 // socket rules: mode 0600, safe directory, stale sockets replaced) and

@@ -23,7 +23,7 @@ func SaveRules(s *ipvs.Snapshot, f ipvsadm.Format, n ipvsadm.Names) []byte {
 }
 
 // rateFunc returns the estimated rates of a Stats (nil: zero rates).
-type rateFunc func(*ipvs.Stats) ipvsadm.Rates
+type rateFunc func(*ipvs.Stats) ipvs.Rates
 
 // serviceViews converts a snapshot into ipvsadm's view structs, services in
 // the order they were added and destinations in IPVS list order (ipvsadm

@@ -1,7 +1,9 @@
 // Package ipvs is the xvs virtual-server model: the IPVS configuration of
 // virtual services and their real servers (destinations), its validation
 // with ipvsadm's semantics and messages, the immutable [Snapshot] the data
-// plane reads, and the per-service and per-destination counters.
+// plane reads, the per-service and per-destination counters, and IPVS's
+// rate estimator over them ([Estimator], ip_vs_est.c's arithmetic, for
+// ipvsadm -L --rate).
 //
 // # Control plane and data plane
 //

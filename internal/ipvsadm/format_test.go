@@ -21,24 +21,24 @@ func fixture() Table {
 	return Table{Services: []ServiceView{
 		{Protocol: UDP, Addr: a("10.4.3.192"), Port: 5060, Scheduler: "rr", Persistent: true, Timeout: 60,
 			Netmask: 0, PE: "sip", OnePacket: true,
-			Stats: Stats{12, 123456789, 0, 98765432101, 123456789012345}, Rates: Rates{1, 2, 0, 1000, 0},
+			Stats: Stats{12, 123456789, 0, 98765432101, 123456789012345}, Rates: rates(1, 2, 0, 1000, 0),
 			Dests: []DestView{
 				{Addr: a("192.168.1.11"), Port: 5060, Forward: ipvs.Masq, Weight: 1, InactConns: 3, PersistConns: 2,
-					Stats: Stats{5, 5, 0, 2500, 0}, Rates: Rates{0, 1, 0, 500, 0}},
+					Stats: Stats{5, 5, 0, 2500, 0}, Rates: rates(0, 1, 0, 500, 0)},
 				{Addr: a("192.168.1.10"), Port: 5060, Forward: ipvs.Masq, Weight: 1, InactConns: 5, PersistConns: 4,
-					Stats: Stats{7, 7, 0, 3500, 0}, Rates: Rates{1, 1, 0, 500, 0}},
+					Stats: Stats{7, 7, 0, 3500, 0}, Rates: rates(1, 1, 0, 500, 0)},
 			}},
 		{Protocol: UDP, Addr: a("2001:db8::53"), Port: 53, Scheduler: "sh", SchedFlags: sched.SHFallback | sched.SHPort, Netmask: 128,
 			Dests: []DestView{{Addr: a("2001:db8::10"), Port: 53, Forward: ipvs.Masq, Weight: 0}}},
 		{Protocol: UDP, Addr: a("10.4.3.193"), Port: 5060, Scheduler: "wlc", Netmask: 0xffffffff, PE: "sip"},
 		{Protocol: TCP, Addr: a("10.4.3.192"), Port: 80, Scheduler: "wlc", Netmask: 0xffffffff,
-			Stats: Stats{1000, 2000, 1500, 100000000, 999999999}, Rates: Rates{5, 6, 7, 800, 900},
+			Stats: Stats{1000, 2000, 1500, 100000000, 999999999}, Rates: rates(5, 6, 7, 800, 900),
 			Dests: []DestView{
 				{Addr: a("192.168.1.10"), Port: 80, Forward: ipvs.Route, Weight: 3, ActiveConns: 12, InactConns: 40,
-					UThreshold: 100, LThreshold: 50, Stats: Stats{700, 1400, 1000, 70000, 60000}, Rates: Rates{3, 4, 5, 600, 700}},
+					UThreshold: 100, LThreshold: 50, Stats: Stats{700, 1400, 1000, 70000, 60000}, Rates: rates(3, 4, 5, 600, 700)},
 				{Addr: a("10.1.0.5"), Port: 80, Forward: ipvs.Tunnel, Weight: 2, ActiveConns: 1, InactConns: 2,
 					TunnelType: GUE, TunnelPort: 6080, TunnelCsum: TunCsum,
-					Stats: Stats{300, 600, 500, 30000, 40000}, Rates: Rates{2, 2, 2, 200, 200}},
+					Stats: Stats{300, 600, 500, 30000, 40000}, Rates: rates(2, 2, 2, 200, 200)},
 			}},
 	}}
 }
@@ -233,4 +233,8 @@ func TestNtop(t *testing.T) {
 			t.Errorf("ntop(%s) = %s, want %s", in, got, want)
 		}
 	}
+}
+
+func rates(cps, inPPS, outPPS, inBPS, outBPS uint64) ipvs.Rates {
+	return ipvs.Rates{CPS: cps, InPPS: inPPS, OutPPS: outPPS, InBPS: inBPS, OutBPS: outBPS}
 }

@@ -13,12 +13,6 @@ type Stats struct {
 	Conns, InPkts, OutPkts, InBytes, OutBytes uint64
 }
 
-// Rates are the estimated per-second rates of a service or destination
-// (--rate).
-type Rates struct {
-	CPS, InPPS, OutPPS, InBPS, OutBPS uint64
-}
-
 // ServiceView is what the listing and save formats show of a virtual
 // service. Fields mean what they mean in Service.
 type ServiceView struct {
@@ -37,7 +31,7 @@ type ServiceView struct {
 	// saved by Save, shown by the --health listing only.
 	Check *CheckView
 	Stats Stats
-	Rates Rates
+	Rates ipvs.Rates // --rate
 	Dests []DestView
 }
 
@@ -56,7 +50,7 @@ type DestView struct {
 	TunnelPort   uint16
 	TunnelCsum   TunnelCsum
 	Stats        Stats
-	Rates        Rates
+	Rates        ipvs.Rates
 	// xvs extensions, shown by the --health listing only (Draining and
 	// DrainWeight are also saved by Save): Down when the health check failed it, Draining
 	// after --drain, Health the prober's view (nil when not checked).

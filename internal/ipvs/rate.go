@@ -1,13 +1,17 @@
-package control
+package ipvs
 
 import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/xvs-lb/xvs/internal/ipvs"
-	"github.com/xvs-lb/xvs/internal/ipvsadm"
 )
+
+// Rates are the estimated per-second rates of a service or destination, as
+// ipvsadm -L --rate shows them: connections, packets in and out, bytes in
+// and out.
+type Rates struct {
+	CPS, InPPS, OutPPS, InBPS, OutBPS uint64
+}
 
 // EstimatorInterval is IPVS's rate-estimation period (ip_vs_est.c: every
 // 2 seconds).
@@ -29,7 +33,7 @@ type Estimate struct {
 // Update folds one period's counters in (ip_vs_est.c estimation_timer). The
 // first call only records the counters. A counter that went backwards (a
 // zeroing the estimator was not told of) restarts the estimate.
-func (e *Estimate) Update(s ipvsadm.Stats) {
+func (e *Estimate) Update(s Counters) {
 	if !e.primed || s.Conns < e.lastConns || s.InPkts < e.lastInPkts || s.OutPkts < e.lastOutPkts ||
 		s.InBytes < e.lastInBytes || s.OutBytes < e.lastOutBytes {
 		e.Reset(s)
@@ -49,27 +53,27 @@ func (e *Estimate) Update(s ipvsadm.Stats) {
 
 // Reset zeroes the rates and takes s as the new starting point
 // (ip_vs_zero_estimator, run by ipvsadm -Z).
-func (e *Estimate) Reset(s ipvsadm.Stats) {
+func (e *Estimate) Reset(s Counters) {
 	*e = Estimate{primed: true, lastConns: s.Conns, lastInPkts: s.InPkts, lastOutPkts: s.OutPkts,
 		lastInBytes: s.InBytes, lastOutBytes: s.OutBytes}
 }
 
 // rebase takes s as the starting point of the next period, keeping the
 // rates: the estimation resumes after run_estimation was off.
-func (e *Estimate) rebase(s ipvsadm.Stats) {
+func (e *Estimate) rebase(s Counters) {
 	e.primed = true
 	e.lastConns, e.lastInPkts, e.lastOutPkts, e.lastInBytes, e.lastOutBytes = s.Conns, s.InPkts, s.OutPkts, s.InBytes, s.OutBytes
 }
 
 // Rates reads the estimate as ipvsadm shows it (ip_vs_read_estimator).
-func (e *Estimate) Rates() ipvsadm.Rates {
+func (e *Estimate) Rates() Rates {
 	r := func(v int64, round int64, shift uint) uint64 {
 		if v <= 0 {
 			return 0
 		}
 		return uint64(v+round) >> shift
 	}
-	return ipvsadm.Rates{
+	return Rates{
 		CPS:    r(e.cps, 0x1ff, 10),
 		InPPS:  r(e.inpps, 0x1ff, 10),
 		OutPPS: r(e.outpps, 0x1ff, 10),
@@ -84,16 +88,16 @@ func (e *Estimate) Rates() ipvsadm.Rates {
 // the workers' slots; no work on the data plane) and forgets the entries of
 // services and real servers that are gone.
 type Estimator struct {
-	snapshot func() *ipvs.Snapshot
+	snapshot func() *Snapshot
 
 	mu        sync.Mutex
-	est       map[*ipvs.Stats]*Estimate
+	est       map[*Stats]*Estimate
 	suspended bool // run_estimation was 0 at the last tick
 }
 
 // NewEstimator returns an estimator over the snapshots snapshot returns.
-func NewEstimator(snapshot func() *ipvs.Snapshot) *Estimator {
-	return &Estimator{snapshot: snapshot, est: make(map[*ipvs.Stats]*Estimate)}
+func NewEstimator(snapshot func() *Snapshot) *Estimator {
+	return &Estimator{snapshot: snapshot, est: make(map[*Stats]*Estimate)}
 }
 
 // Run updates the estimates every EstimatorInterval until ctx is done.
@@ -122,15 +126,15 @@ func (e *Estimator) Tick() {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s.Sysctls.Get(ipvs.RunEstimation) == 0 {
+	if s.Sysctls.Get(RunEstimation) == 0 {
 		e.suspended = true
 		return
 	}
 	resumed := e.suspended
 	e.suspended = false
-	seen := make(map[*ipvs.Stats]bool)
-	update := func(st *ipvs.Stats) {
-		c := stats(st.Read())
+	seen := make(map[*Stats]bool)
+	update := func(st *Stats) {
+		c := st.Read()
 		if resumed {
 			e.entry(st).rebase(c)
 		} else {
@@ -152,7 +156,7 @@ func (e *Estimator) Tick() {
 }
 
 // entry returns st's estimate, creating it; e.mu must be held.
-func (e *Estimator) entry(st *ipvs.Stats) *Estimate {
+func (e *Estimator) entry(st *Stats) *Estimate {
 	x := e.est[st]
 	if x == nil {
 		x = new(Estimate)
@@ -162,25 +166,25 @@ func (e *Estimator) entry(st *ipvs.Stats) *Estimate {
 }
 
 // Rates returns st's estimated rates (zero before two periods have passed).
-func (e *Estimator) Rates(st *ipvs.Stats) ipvsadm.Rates {
+func (e *Estimator) Rates(st *Stats) Rates {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if x := e.est[st]; x != nil {
 		return x.Rates()
 	}
-	return ipvsadm.Rates{}
+	return Rates{}
 }
 
 // Zero resets the rates of the given counters after ipvsadm -Z zeroed them
 // (all of the snapshot's when svc is nil).
-func (e *Estimator) Zero(svc *ipvs.Service) {
+func (e *Estimator) Zero(svc *Service) {
 	s := e.snapshot()
 	if s == nil {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	reset := func(st *ipvs.Stats) { e.entry(st).Reset(stats(st.Read())) }
+	reset := func(st *Stats) { e.entry(st).Reset(st.Read()) }
 	for _, v := range s.Services() {
 		if svc != nil && v.Key != svc.Key {
 			continue
