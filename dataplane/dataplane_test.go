@@ -9,13 +9,13 @@ import (
 )
 
 func TestParseModes(t *testing.T) {
-	for m := range numXDPModes {
+	for m := range XDPMode(len(xdpModeNames)) {
 		got, err := ParseXDPMode(m.String())
 		if err != nil || got != m {
 			t.Errorf("ParseXDPMode(%q) = %v, %v", m.String(), got, err)
 		}
 	}
-	for z := range numZeroCopy {
+	for z := range ZeroCopy(len(zeroCopyNames)) {
 		got, err := ParseZeroCopy(z.String())
 		if err != nil || got != z {
 			t.Errorf("ParseZeroCopy(%q) = %v, %v", z.String(), got, err)
@@ -30,7 +30,7 @@ func TestParseModes(t *testing.T) {
 	if _, err := ParseXDPMode("sideways"); !errors.Is(err, ErrOption) || err.Error() != `XDP mode "sideways" (want auto, native or generic): invalid data-plane option` {
 		t.Errorf("bad XDP mode: %v", err)
 	}
-	if _, err := ParseZeroCopy("maybe"); !errors.Is(err, ErrOption) {
+	if _, err := ParseZeroCopy("maybe"); !errors.Is(err, ErrOption) || err.Error() != `zero-copy "maybe" (want auto, on or off): invalid data-plane option` {
 		t.Errorf("bad zero-copy: %v", err)
 	}
 	if s := XDPMode(7).String(); s != "XDPMode(7)" {

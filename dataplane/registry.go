@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -35,26 +36,16 @@ const (
 	XDPAuto    XDPMode = iota // "auto": native (driver) XDP, else generic
 	XDPNative                 // "native": the driver's XDP hook only
 	XDPGeneric                // "generic": the kernel's skb-level hook (any driver, slower)
-	numXDPModes
 )
 
-var xdpModeNames = [numXDPModes]string{"auto", "native", "generic"}
+var xdpModeNames = []string{"auto", "native", "generic"}
 
 // String returns the mode's name ("auto", "native", "generic").
-func (m XDPMode) String() string {
-	if m < numXDPModes {
-		return xdpModeNames[m]
-	}
-	return "XDPMode(" + strconv.Itoa(int(m)) + ")"
-}
+func (m XDPMode) String() string { return name(m, xdpModeNames, "XDPMode") }
 
 // ParseXDPMode parses a mode's name; "" is XDPAuto.
 func ParseXDPMode(s string) (XDPMode, error) {
-	m, ok := parseName(s, xdpModeNames[:])
-	if !ok {
-		return 0, fmt.Errorf("XDP mode %q (want auto, native or generic): %w", s, ErrOption)
-	}
-	return XDPMode(m), nil
+	return parse[XDPMode](s, xdpModeNames, "XDP mode")
 }
 
 // ZeroCopy is whether AF_XDP sockets share the driver's memory (XDP_ZEROCOPY)
@@ -66,35 +57,36 @@ const (
 	ZeroCopyAuto ZeroCopy = iota // "auto": zero-copy where the driver has it, else copy
 	ZeroCopyOn                   // "on": zero-copy or fail
 	ZeroCopyOff                  // "off": always copy
-	numZeroCopy
 )
 
-var zeroCopyNames = [numZeroCopy]string{"auto", "on", "off"}
+var zeroCopyNames = []string{"auto", "on", "off"}
 
 // String returns the choice's name ("auto", "on", "off").
-func (z ZeroCopy) String() string {
-	if z < numZeroCopy {
-		return zeroCopyNames[z]
-	}
-	return "ZeroCopy(" + strconv.Itoa(int(z)) + ")"
-}
+func (z ZeroCopy) String() string { return name(z, zeroCopyNames, "ZeroCopy") }
 
 // ParseZeroCopy parses a choice's name; "" is ZeroCopyAuto.
 func ParseZeroCopy(s string) (ZeroCopy, error) {
-	z, ok := parseName(s, zeroCopyNames[:])
-	if !ok {
-		return 0, fmt.Errorf("zero-copy %q (want auto, on or off): %w", s, ErrOption)
-	}
-	return ZeroCopy(z), nil
+	return parse[ZeroCopy](s, zeroCopyNames, "zero-copy")
 }
 
-// parseName returns name's index in names; "" is index 0 (auto).
-func parseName(name string, names []string) (int, bool) {
-	if name == "" {
-		return 0, true
+// name returns v's name in names, or typ(v) for a value without one.
+func name[T ~uint8](v T, names []string, typ string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	i := slices.Index(names, name)
-	return i, i >= 0
+	return typ + "(" + strconv.Itoa(int(v)) + ")"
+}
+
+// parse returns the value named s (its index in names; "" is the zero
+// value, auto) or an ErrOption naming what and the choices.
+func parse[T ~uint8](s string, names []string, what string) (T, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if i := slices.Index(names, s); i >= 0 {
+		return T(i), nil
+	}
+	return 0, fmt.Errorf("%s %q (want %s or %s): %w", what, s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1], ErrOption)
 }
 
 // ErrOption reports an invalid Options value (or name of one).

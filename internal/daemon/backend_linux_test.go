@@ -52,10 +52,8 @@ var labBackends = []backendCase{
 	}},
 }
 
-// backendLab builds a lab with two real servers (skipping only without root
-// or without AF_XDP in the kernel) and opens the backend on the balancer's
-// interface.
-func backendLab(t testing.TB, bc backendCase) (*lab.Lab, dataplane.Backend) {
+// newLab builds a lab with two real servers, skipping only without root.
+func newLab(t testing.TB) *lab.Lab {
 	t.Helper()
 	if err := lab.Available(); err != nil {
 		if errors.Is(err, lab.ErrNotRoot) {
@@ -68,8 +66,28 @@ func backendLab(t testing.TB, bc backendCase) (*lab.Lab, dataplane.Backend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// natSIP is a SIP service (-o, rr, Call-ID persistence) on the lab's IPv4
+// VIP, NAT to every real server: its VIP and rules.
+func natSIP(l *lab.Lab) (netip.AddrPort, string) {
+	vip := netip.AddrPortFrom(l.VIP4, 5060)
+	var r strings.Builder
+	fmt.Fprintf(&r, "-A -u %v -s rr -p 60 -M 0.0.0.0 --pe sip -o\n", vip)
+	for _, h := range l.Reals {
+		fmt.Fprintf(&r, "-a -u %v -r %v:5060 -m\n", vip, h.Addr4)
+	}
+	return vip, r.String()
+}
+
+// backendLab builds a lab (skipping only without root or without AF_XDP in
+// the kernel) and opens the backend on the balancer's interface.
+func backendLab(t testing.TB, bc backendCase) (*lab.Lab, dataplane.Backend) {
+	t.Helper()
+	l := newLab(t)
 	var b dataplane.Backend
-	err = l.Do(l.Balancer.NS, func() (err error) {
+	err := l.Do(l.Balancer.NS, func() (err error) {
 		b, err = bc.open(dataplane.Options{Iface: lab.HostIface, Queues: bc.queues})
 		return err
 	})
@@ -160,13 +178,8 @@ func TestRootRunnerForwardsSIP(t *testing.T) {
 	for _, bc := range labBackends {
 		t.Run(bc.name, func(t *testing.T) {
 			l, b := backendLab(t, bc)
-			vip := netip.AddrPortFrom(l.VIP4, 5060)
-			var r strings.Builder
-			fmt.Fprintf(&r, "-A -u %v -s rr -p 60 -M 0.0.0.0 --pe sip -o\n", vip)
-			for _, h := range l.Reals {
-				fmt.Fprintf(&r, "-a -u %v -r %v:5060 -m\n", vip, h.Addr4)
-			}
-			runners, done := labRunners(t, l, b, r.String())
+			vip, rules := natSIP(l)
+			runners, done := labRunners(t, l, b, rules)
 
 			// Real servers answer every request with a SIP response carrying
 			// its Call-ID (so the engine can translate it under -o) and their
@@ -415,26 +428,14 @@ func rawSender(t *testing.T, ns, iface string) func(frame []byte) {
 //	go test -run '^$' -bench Runner -benchtime 100000x ./internal/daemon
 func BenchmarkRunner(b *testing.B) {
 	b.Run("kernel-routed", func(b *testing.B) {
-		l, err := lab.New(lab.Spec{RealServers: 2})
-		if err != nil {
-			if errors.Is(err, lab.ErrNotRoot) {
-				b.Skip(err)
-			}
-			b.Fatal(err)
-		}
-		defer l.Close()
+		l := newLab(b)
 		benchSIP(b, l, netip.AddrPortFrom(l.Reals[0].Addr4, 5060))
 	})
 	for _, bc := range labBackends {
 		b.Run(bc.name, func(b *testing.B) {
 			l, be := backendLab(b, bc)
-			vip := netip.AddrPortFrom(l.VIP4, 5060)
-			var r strings.Builder
-			fmt.Fprintf(&r, "-A -u %v -s rr -p 60 -M 0.0.0.0 --pe sip -o\n", vip)
-			for _, h := range l.Reals {
-				fmt.Fprintf(&r, "-a -u %v -r %v:5060 -m\n", vip, h.Addr4)
-			}
-			runners, done := labRunners(b, l, be, r.String())
+			vip, rules := natSIP(l)
+			runners, done := labRunners(b, l, be, rules)
 			benchSIP(b, l, vip)
 			stopRunners(b, be, runners, done)
 		})
