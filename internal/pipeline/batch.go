@@ -67,10 +67,11 @@ type slot struct {
 
 	// A slot that decides a reassembled datagram rather than a received
 	// frame (Worker.reslot, see reassemble): reasm is the datagram's UDP
-	// payload, which the engine keys on, and held the hold-buffer slot of
-	// its first fragment, the frame being decided. Nil for received frames.
-	reasm []byte
-	held  int32
+	// payload, which the engine keys on, and firstHeld the hold-buffer slot
+	// of its first fragment, the frame being decided. Nil for received
+	// frames.
+	reasm     []byte
+	firstHeld int32
 }
 
 // decided records that prepare reached the frame's reason.

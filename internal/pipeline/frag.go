@@ -548,7 +548,7 @@ func (w *Worker) reassemble(e *fragEntry) {
 	// the reassembled payload (after the UDP header: only UDP is keyed) what
 	// the engine reads. finish counts the datagram apart from frames.
 	s := &w.reslot
-	s.reasm, s.held = out[8:], first
+	s.reasm, s.firstHeld = out[8:], first
 	fr := t.slotBuf(first)
 	var d Decision
 	w.prepare(fr, t.slots[first].link, s, &d)
@@ -593,7 +593,7 @@ func (w *Worker) fragFinish(s *slot, d *Decision, r Reason) {
 	if e.held >= 0 {
 		first := int32(-1)
 		if s.reasm != nil {
-			first = s.held
+			first = s.firstHeld
 		}
 		w.fragFlush(e, first)
 	}

@@ -177,6 +177,36 @@ func TestFragmentsEveryOrder(t *testing.T) {
 	}
 }
 
+// TestReassembledAfterServiceRemoved: a datagram that waits for reassembly
+// while its virtual service is deleted is decided as not the balancer's,
+// and counted as a reassembled datagram, not as a frame: the reasons of the
+// frames still sum to the frames.
+func TestReassembledAfterServiceRemoved(t *testing.T) {
+	c := fragCases[0]
+	l := newLab(t, 1, c.rules)
+	frags := craft.Fragment(c.spec(sized(lateInvite("gone@x", 900), 1900), 77), 512)
+	for _, f := range frags[:len(frags)-1] {
+		if o := l.sendFrag(0, f); o.d.Reason != ReasonFragmentHeld {
+			t.Fatalf("before the last fragment: %v", o.d.Reason)
+		}
+	}
+	l.apply("-D -u " + c.vip + "\n")
+	if o := l.sendFrag(0, frags[len(frags)-1]); o.d.Reason != ReasonFragmentHeld || len(o.sent) != 0 {
+		t.Fatalf("last fragment: %v, %d frames sent", o.d.Reason, len(o.sent))
+	}
+	cs := l.workers[0].Counters()
+	var sum uint64
+	for _, n := range cs.Reasons {
+		sum += n
+	}
+	if sum != cs.Frames || cs.Frames != uint64(len(frags)) {
+		t.Fatalf("reasons sum to %d, frames %d, sent %d", sum, cs.Frames, len(frags))
+	}
+	if cs.Frag.Reassembled[ReasonNotService] != 1 {
+		t.Fatalf("frag counters %+v", cs.Frag)
+	}
+}
+
 // Duplicates: a duplicate of a held copy is dropped (nothing leaves twice);
 // one that arrives after the decision is forwarded like the original.
 func TestFragmentDuplicates(t *testing.T) {
