@@ -256,7 +256,7 @@ func TestEchoAndPassThrough(t *testing.T) {
 			l := newLab(t)
 			b := l.open(dataplane.Options{XDPMode: mode})
 			want := map[dataplane.XDPMode]string{dataplane.XDPGeneric: "afxdp-generic", dataplane.XDPNative: "afxdp-native-copy"}[mode]
-			if b.Mode() != want {
+			if b.Mode().String() != want {
 				t.Fatalf("mode %s, want %s (veth has native XDP but no AF_XDP zero-copy)", b.Mode(), want)
 			}
 			if len(b.Queues()) != 1 {
@@ -451,7 +451,7 @@ func TestStaleProgramReplacedAndClose(t *testing.T) {
 		t.Fatalf("stale program not attached:\n%s", out)
 	}
 	b := l.open(dataplane.Options{})
-	if b.Mode() != "afxdp-native-copy" {
+	if b.Mode().String() != "afxdp-native-copy" {
 		t.Fatalf("mode %s", b.Mode())
 	}
 	q := b.Queues()[0]

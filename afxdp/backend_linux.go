@@ -58,7 +58,7 @@ func init() {
 type Backend struct {
 	iface   string
 	ifindex int
-	mode    string
+	mode    dataplane.Mode
 	prog    *program
 	link    link.Link
 	queues  []*Queue
@@ -173,13 +173,9 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 			return nil, fmt.Errorf("registering queue %d's socket: %w", qi, err)
 		}
 	}
-	switch {
-	case !native:
-		b.mode = "afxdp-generic"
-	case useZC:
-		b.mode = "afxdp-native-zerocopy"
-	default:
-		b.mode = "afxdp-native-copy"
+	b.mode = dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPGeneric}
+	if native {
+		b.mode.XDP, b.mode.ZeroCopy = dataplane.XDPNative, useZC
 	}
 	return b, nil
 }
@@ -283,7 +279,7 @@ func detachStale(ifindex int) error {
 
 // Mode implements dataplane.Backend: "afxdp-native-zerocopy",
 // "afxdp-native-copy" or "afxdp-generic".
-func (b *Backend) Mode() string { return b.mode }
+func (b *Backend) Mode() dataplane.Mode { return b.mode }
 
 // Queues implements dataplane.Backend.
 func (b *Backend) Queues() []dataplane.Queue {

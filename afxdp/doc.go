@@ -44,7 +44,8 @@
 //
 // Options.XDPMode dataplane.XDPAuto (the zero value) tries native (driver)
 // XDP, then generic (skb); Options.ZeroCopy dataplane.ZeroCopyAuto binds
-// native sockets with XDP_ZEROCOPY and falls back to XDP_COPY. Backend.Mode reports "afxdp-native-zerocopy",
+// native sockets with XDP_ZEROCOPY and falls back to XDP_COPY. Backend.Mode
+// reports the outcome as a dataplane.Mode: "afxdp-native-zerocopy",
 // "afxdp-native-copy" or "afxdp-generic". Failures come back as sentinels:
 // ErrPermission ("AF_XDP needs root or CAP_NET_ADMIN+CAP_BPF"),
 // ErrNoInterface, ErrMTU, ErrNoNativeXDP, ErrNoZeroCopy, ErrBusy (another

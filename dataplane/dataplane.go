@@ -93,9 +93,8 @@ type QueueStats struct {
 
 // Backend is a packet I/O backend bound to one network interface.
 type Backend interface {
-	// Mode names the backend and its mode for logs and metrics
-	// ("afxdp-native-zerocopy", "afxdp-generic", "raw", …).
-	Mode() string
+	// Mode says what the backend runs as, for logs and metrics.
+	Mode() Mode
 	// Queues returns one Queue per RX queue, each for one worker.
 	Queues() []Queue
 	// Update tells the backend which traffic is the balancer's (virtual
@@ -112,6 +111,28 @@ type Backend interface {
 	// Close stops the backend: Receive returns ErrClosed, resources
 	// (sockets, XDP program, UMEM) are released.
 	Close() error
+}
+
+// Mode is what a backend runs as: its registered name and, for AF_XDP, how
+// its program is attached and whether its sockets are zero-copy. String
+// gives the name logs and metrics show: "raw", "afxdp-generic",
+// "afxdp-native-copy", "afxdp-native-zerocopy".
+type Mode struct {
+	Backend  string  // the registered name ("afxdp", "raw")
+	XDP      XDPMode // XDPNative or XDPGeneric for an XDP backend, else XDPAuto
+	ZeroCopy bool    // native XDP with zero-copy sockets
+}
+
+func (m Mode) String() string {
+	switch {
+	case m.XDP == XDPGeneric:
+		return m.Backend + "-generic"
+	case m.XDP == XDPNative && m.ZeroCopy:
+		return m.Backend + "-native-zerocopy"
+	case m.XDP == XDPNative:
+		return m.Backend + "-native-copy"
+	}
+	return m.Backend
 }
 
 // Filter is what a backend must steer to the workers: packets to a virtual

@@ -82,3 +82,16 @@ func TestMemQueue(t *testing.T) {
 		t.Fatalf("closed queue: %v", err)
 	}
 }
+
+func TestModeString(t *testing.T) {
+	for m, want := range map[Mode]string{
+		{Backend: "raw"}:                                   "raw",
+		{Backend: "afxdp", XDP: XDPGeneric}:                "afxdp-generic",
+		{Backend: "afxdp", XDP: XDPNative}:                 "afxdp-native-copy",
+		{Backend: "afxdp", XDP: XDPNative, ZeroCopy: true}: "afxdp-native-zerocopy",
+	} {
+		if m.String() != want {
+			t.Errorf("%#v: %q, want %q", m, m.String(), want)
+		}
+	}
+}

@@ -46,7 +46,7 @@ const ListBatch = 8192
 
 // Status describes the data plane for listings and metrics.
 type Status struct {
-	Mode      string // "afxdp-native-zerocopy", "raw", "replay", ...
+	Mode      dataplane.Mode // what the data plane runs as ("afxdp-native-zerocopy", "raw", …)
 	Iface     string
 	Workers   []pipeline.Counters    // per worker
 	Queues    []dataplane.QueueStats // per queue (same order)

@@ -251,7 +251,7 @@ func (d *Daemon) start() error {
 		}
 	}
 	snap := d.snap.Load()
-	d.log.Info("data plane started", "mode", d.backend.Mode(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
+	d.log.Info("data plane started", "mode", d.backend.Mode().String(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
 	return nil
 }
 
@@ -483,7 +483,7 @@ func (d *Daemon) applyAllLocked(cmds []ipvsadm.Command) error {
 func (d *Daemon) Snapshot() *ipvs.Snapshot { return d.snap.Load() }
 
 // Mode is the backend's mode.
-func (d *Daemon) Mode() string { return d.backend.Mode() }
+func (d *Daemon) Mode() dataplane.Mode { return d.backend.Mode() }
 
 // Iface is the served interface.
 func (d *Daemon) Iface() string { return d.opts.Iface }
@@ -664,7 +664,7 @@ func (d *Daemon) Close() error {
 	err := d.backend.Close()
 	d.wg.Wait()
 	d.releaseLocks()
-	d.log.Info("data plane stopped", "mode", d.backend.Mode())
+	d.log.Info("data plane stopped", "mode", d.backend.Mode().String())
 	return err
 }
 

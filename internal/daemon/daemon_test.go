@@ -31,7 +31,7 @@ type memBackend struct {
 	capacity int
 }
 
-func (b *memBackend) Mode() string { return "memtest" }
+func (b *memBackend) Mode() dataplane.Mode { return dataplane.Mode{Backend: "memtest"} }
 func (b *memBackend) Queues() []dataplane.Queue {
 	out := make([]dataplane.Queue, len(b.queues))
 	for i, q := range b.queues {
@@ -127,7 +127,7 @@ func parse(t *testing.T, argv string) ipvsadm.Command {
 func TestDaemonServesAndReconfigures(t *testing.T) {
 	d, b := start(t, 2, "")
 	defer d.Close()
-	if d.Mode() != "memtest" || len(b.filters) != 1 || len(b.filters[0].Services) != 1 || len(b.filters[0].RealServers) != 2 {
+	if d.Mode().String() != "memtest" || len(b.filters) != 1 || len(b.filters[0].Services) != 1 || len(b.filters[0].RealServers) != 2 {
 		t.Fatalf("mode %s filters %+v", d.Mode(), b.filters)
 	}
 	for i := range 20 {

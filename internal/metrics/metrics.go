@@ -206,7 +206,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	st := c.src.Status()
-	gauge(ch, info, 1, st.Mode, st.Iface)
+	gauge(ch, info, 1, st.Mode.String(), st.Iface)
 	for i, w := range st.Workers {
 		worker := strconv.Itoa(i)
 		for r := range pipeline.NumReasons {

@@ -68,7 +68,7 @@ func newSource(t *testing.T) *source {
 	w0.Frag.Reassembled[pipeline.ReasonScheduled] = 2
 	w1.Reasons[pipeline.ReasonNotService] = 5
 	return &source{cfg: cfg, status: control.Status{
-		Mode: "afxdp-native-zerocopy", Iface: "eth1",
+		Mode: dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: true}, Iface: "eth1",
 		Workers:   []pipeline.Counters{w0, w1},
 		Queues:    []dataplane.QueueStats{{RxFrames: 20, TxFrames: 15, RxBytes: 9000}, {RxFrames: 5, Recycled: 5}},
 		Templates: []table.TemplateStats{{Live: 3, Capacity: 1024, Inserts: 4, Expired: 1, EvictedProbation: 6, Overflow: 2}, {Capacity: 1024}},

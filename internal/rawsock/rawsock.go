@@ -105,8 +105,8 @@ func Open(o dataplane.Options) (*Backend, error) {
 	return b, nil
 }
 
-// Mode implements dataplane.Backend.
-func (b *Backend) Mode() string { return "raw" }
+// Mode implements dataplane.Backend: "raw".
+func (b *Backend) Mode() dataplane.Mode { return dataplane.Mode{Backend: "raw"} }
 
 // Queues implements dataplane.Backend.
 func (b *Backend) Queues() []dataplane.Queue {

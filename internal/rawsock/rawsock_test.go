@@ -36,7 +36,7 @@ func newLab(t *testing.T, queues int) (*lab.Lab, *Backend) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if b.Mode() != "raw" || len(b.Queues()) != queues {
+	if b.Mode().String() != "raw" || len(b.Queues()) != queues {
 		t.Fatalf("mode %q, %d queues", b.Mode(), len(b.Queues()))
 	}
 	return l, b
