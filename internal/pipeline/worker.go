@@ -15,6 +15,13 @@
 // Frames must be writable: Process rewrites them in place. A Decision refers to
 // the frame (Decision.PEData may alias it) and is valid until the frame is
 // reused or the next Process call on the worker, whichever comes first.
+//
+// The code follows the decision: batch.go (a frame's slot and state, the
+// passes, finish), inbound.go (client to virtual service: connection,
+// template, scheduling, rewrite), reply.go (from real servers: NAT replies
+// and their own requests), shared.go (the cross-worker template index),
+// frag.go and icmp.go (fragments, path-MTU errors), conn.go (connection
+// states), decision.go and counters.go (what is returned and counted).
 package pipeline
 
 import (
