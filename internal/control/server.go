@@ -596,7 +596,7 @@ func (s *Server) addHealth(views []ipvsadm.ServiceView) {
 	now := s.opts.Now()
 	for i := range views {
 		v := &views[i]
-		k := ipvs.ServiceKey{Protocol: ipvs.Protocol(v.Protocol), Addr: v.Addr, Port: v.Port}
+		k := ipvs.ServiceKey{Protocol: v.Protocol, Addr: v.Addr, Port: v.Port}
 		for j := range v.Dests {
 			d := &v.Dests[j]
 			h, ok := hs[health.Key{Service: k, Server: netip.AddrPortFrom(d.Addr, d.Port)}]

@@ -41,7 +41,7 @@ func serviceViews(s *ipvs.Snapshot, rates rateFunc) []ipvsadm.ServiceView {
 
 func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 	v := ipvsadm.ServiceView{
-		Protocol:   ipvsadm.Protocol(svc.Key.Protocol),
+		Protocol:   svc.Key.Protocol,
 		Addr:       svc.Key.Addr,
 		Port:       svc.Key.Port,
 		Scheduler:  svc.Scheduler,
@@ -151,7 +151,7 @@ func gauge(n int64) uint32 {
 }
 
 // findService returns the view of the service key names, if it exists.
-func findService(svcs []ipvsadm.ServiceView, proto ipvsadm.Protocol, a netip.Addr, port uint16) (ipvsadm.ServiceView, bool) {
+func findService(svcs []ipvsadm.ServiceView, proto ipvs.Protocol, a netip.Addr, port uint16) (ipvsadm.ServiceView, bool) {
 	for _, s := range svcs {
 		if s.Protocol == proto && s.Addr == a.Unmap() && s.Port == port {
 			return s, true
@@ -168,7 +168,7 @@ func appendTemplateViews(out []ipvsadm.ConnView, s *ipvs.Snapshot, ts []table.Te
 	for i := range ts {
 		t := &ts[i]
 		v := ipvsadm.ConnView{
-			Protocol: ipvsadm.Protocol(t.Protocol),
+			Protocol: ipvs.Protocol(t.Protocol),
 			Client:   netip.AddrPortFrom(t.Client, 0),
 			Virtual:  t.Virtual,
 			State:    t.State.String(),
@@ -191,7 +191,7 @@ func appendConnViews(out []ipvsadm.ConnView, cs []table.ConnInfo) []ipvsadm.Conn
 	for i := range cs {
 		c := &cs[i]
 		out = append(out, ipvsadm.ConnView{
-			Protocol: ipvsadm.Protocol(c.Key.Protocol),
+			Protocol: ipvs.Protocol(c.Key.Protocol),
 			Client:   c.Key.Client,
 			Virtual:  c.Key.Virtual,
 			Dest:     c.Real,

@@ -72,6 +72,7 @@ func TestAddServiceValidation(t *testing.T) {
 		{desc: "IPv6 prefix 64", svc: ServiceConfig{Protocol: UDP, Addr: vip6, Persistent: true, Netmask: Mask6(64)}},
 		{desc: "unknown protocol", svc: ServiceConfig{Protocol: 132, Addr: vip}, err: ErrInvalid},
 		{desc: "invalid scheduler flag bit", svc: ServiceConfig{Protocol: UDP, Addr: vip, SchedFlags: 0x4}, err: ErrInvalid},
+		{desc: "SCTP (named for ipvsadm, not balanced)", svc: ServiceConfig{Protocol: SCTP, Addr: vip}, err: ErrInvalid},
 		{desc: "PE name longer than IP_VS_PENAME_MAXLEN", svc: ServiceConfig{Protocol: UDP, Addr: vip, PE: "sipsipsipsipsipsip"}, err: ErrInvalid},
 	} {
 		t.Run(c.desc, func(t *testing.T) {

@@ -36,19 +36,24 @@ const (
 // Protocol is a virtual service's L4 protocol (IPPROTO_*).
 type Protocol uint8
 
-// Protocols.
+// Protocols. SCTP is named so that ipvsadm's grammar can recognise
+// --sctp-service; the model refuses it (ErrInvalid): xvs balances TCP and
+// UDP.
 const (
-	TCP Protocol = 6
-	UDP Protocol = 17
+	TCP  Protocol = 6
+	UDP  Protocol = 17
+	SCTP Protocol = 132
 )
 
-// String returns "TCP" or "UDP", as ipvsadm lists them.
+// String returns "TCP", "UDP" or "SCTP", as ipvsadm lists them.
 func (p Protocol) String() string {
 	switch p {
 	case TCP:
 		return "TCP"
 	case UDP:
 		return "UDP"
+	case SCTP:
+		return "SCTP"
 	}
 	return "proto" + strconv.Itoa(int(p))
 }

@@ -73,40 +73,16 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// Protocol is the IP protocol number of a virtual service.
-type Protocol uint8
-
-// Protocols a virtual service can carry. SCTP is parsed only to be rejected.
-const (
-	TCP  Protocol = 6
-	UDP  Protocol = 17
-	SCTP Protocol = 132
-)
-
-// String returns the protocol name as ipvsadm lists it ("TCP", "UDP",
-// "SCTP", or "?").
-func (p Protocol) String() string {
-	switch p {
-	case TCP:
-		return "TCP"
-	case UDP:
-		return "UDP"
-	case SCTP:
-		return "SCTP"
-	}
-	return "?"
-}
-
-// Flag returns the ipvsadm option that names a service of this protocol
+// protoFlag returns the ipvsadm option that names a service of protocol p
 // ("-t", "-u", "--sctp-service"); "--xxx-service" for anything else, as
 // ipvsadm -S prints it.
-func (p Protocol) Flag() string {
+func protoFlag(p ipvs.Protocol) string {
 	switch p {
-	case TCP:
+	case ipvs.TCP:
 		return "-t"
-	case UDP:
+	case ipvs.UDP:
 		return "-u"
-	case SCTP:
+	case ipvs.SCTP:
 		return "--sctp-service"
 	}
 	return "--xxx-service"
@@ -159,7 +135,7 @@ const (
 // sends to the kernel: unset options carry ipvsadm's defaults, because an
 // edit replaces the whole service (scheduler wlc, not persistent, no PE).
 type Service struct {
-	Protocol Protocol
+	Protocol ipvs.Protocol
 	Addr     netip.Addr // IPv4 or IPv6 virtual address
 	Port     uint16     // 0 only for persistent services
 

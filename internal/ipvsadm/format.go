@@ -65,7 +65,7 @@ func appendLargeNum(b []byte, n uint64, exact bool) []byte {
 
 // addrPortName is ipvsadm's addrport_to_anyname: "addr:port" for IPv4,
 // "[addr]:port" for IPv6, names unless numeric, at most 59 bytes.
-func addrPortName(a netip.Addr, port uint16, proto Protocol, numeric bool, n Names) string {
+func addrPortName(a netip.Addr, port uint16, proto ipvs.Protocol, numeric bool, n Names) string {
 	host := ntop(a)
 	portName := utoa(uint64(port))
 	if !numeric {
@@ -130,7 +130,7 @@ func appendTitle(b []byte, f Format) []byte {
 
 // saveServiceArgs are the "-t host:port" arguments of -S lines.
 func saveServiceArgs(s ServiceView, numeric bool, n Names) []string {
-	return []string{s.Protocol.Flag(), addrPortName(s.Addr, s.Port, s.Protocol, numeric, n)}
+	return []string{protoFlag(s.Protocol), addrPortName(s.Addr, s.Port, s.Protocol, numeric, n)}
 }
 
 // saveServiceLine returns ipvsadm -S -n's "-A …" arguments.
@@ -351,7 +351,7 @@ func AppendSave(b []byte, svcs []ServiceView, f Format, n Names) []byte {
 }
 
 // connProtoName is the protocol column of /proc/net/ip_vs_conn.
-func connProtoName(p Protocol) string {
+func connProtoName(p ipvs.Protocol) string {
 	if p == 0 {
 		return "IP"
 	}

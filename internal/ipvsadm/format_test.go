@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the Go o
 func fixture() Table {
 	a := netip.MustParseAddr
 	return Table{Services: []ServiceView{
-		{Protocol: UDP, Addr: a("10.4.3.192"), Port: 5060, Scheduler: "rr", Persistent: true, Timeout: 60,
+		{Protocol: ipvs.UDP, Addr: a("10.4.3.192"), Port: 5060, Scheduler: "rr", Persistent: true, Timeout: 60,
 			Netmask: 0, PE: "sip", OnePacket: true,
 			Stats: Stats{12, 123456789, 0, 98765432101, 123456789012345}, Rates: rates(1, 2, 0, 1000, 0),
 			Dests: []DestView{
@@ -28,10 +28,10 @@ func fixture() Table {
 				{Addr: a("192.168.1.10"), Port: 5060, Forward: ipvs.Masq, Weight: 1, InactConns: 5, PersistConns: 4,
 					Stats: Stats{7, 7, 0, 3500, 0}, Rates: rates(1, 1, 0, 500, 0)},
 			}},
-		{Protocol: UDP, Addr: a("2001:db8::53"), Port: 53, Scheduler: "sh", SchedFlags: sched.SHFallback | sched.SHPort, Netmask: 128,
+		{Protocol: ipvs.UDP, Addr: a("2001:db8::53"), Port: 53, Scheduler: "sh", SchedFlags: sched.SHFallback | sched.SHPort, Netmask: 128,
 			Dests: []DestView{{Addr: a("2001:db8::10"), Port: 53, Forward: ipvs.Masq, Weight: 0}}},
-		{Protocol: UDP, Addr: a("10.4.3.193"), Port: 5060, Scheduler: "wlc", Netmask: 0xffffffff, PE: "sip"},
-		{Protocol: TCP, Addr: a("10.4.3.192"), Port: 80, Scheduler: "wlc", Netmask: 0xffffffff,
+		{Protocol: ipvs.UDP, Addr: a("10.4.3.193"), Port: 5060, Scheduler: "wlc", Netmask: 0xffffffff, PE: "sip"},
+		{Protocol: ipvs.TCP, Addr: a("10.4.3.192"), Port: 80, Scheduler: "wlc", Netmask: 0xffffffff,
 			Stats: Stats{1000, 2000, 1500, 100000000, 999999999}, Rates: rates(5, 6, 7, 800, 900),
 			Dests: []DestView{
 				{Addr: a("192.168.1.10"), Port: 80, Forward: ipvs.Route, Weight: 3, ActiveConns: 12, InactConns: 40,
@@ -46,13 +46,13 @@ func fixture() Table {
 func fixtureConns() []ConnView {
 	ap := netip.MustParseAddrPort
 	return []ConnView{
-		{Protocol: UDP, Client: ap("10.4.3.0:0"), Virtual: ap("10.4.3.192:5060"), Dest: ap("192.168.1.10:5060"),
+		{Protocol: ipvs.UDP, Client: ap("10.4.3.0:0"), Virtual: ap("10.4.3.192:5060"), Dest: ap("192.168.1.10:5060"),
 			State: "NONE", Expires: 38, PEName: "sip", PEData: []byte("a84b4c76e66710@pc33.example.com")},
-		{Protocol: UDP, Client: ap("10.4.3.7:5062"), Virtual: ap("10.4.3.192:5060"), Dest: ap("192.168.1.10:5060"),
+		{Protocol: ipvs.UDP, Client: ap("10.4.3.7:5062"), Virtual: ap("10.4.3.192:5060"), Dest: ap("192.168.1.10:5060"),
 			State: "UDP", Expires: 299},
-		{Protocol: UDP, Client: ap("10.4.3.0:0"), Virtual: ap("10.4.3.192:5060"), Dest: ap("192.168.1.11:5060"),
+		{Protocol: ipvs.UDP, Client: ap("10.4.3.0:0"), Virtual: ap("10.4.3.192:5060"), Dest: ap("192.168.1.11:5060"),
 			State: "ASSURED", Expires: 3599, PEName: "sip", PEData: []byte("evil\x1b[2J id\\")},
-		{Protocol: TCP, Client: ap("[2001:db8::7]:40000"), Virtual: ap("[2001:db8::53]:53"), Dest: ap("[2001:db8::10]:53"),
+		{Protocol: ipvs.TCP, Client: ap("[2001:db8::7]:40000"), Virtual: ap("[2001:db8::53]:53"), Dest: ap("[2001:db8::10]:53"),
 			State: "ESTABLISHED", Expires: 900},
 	}
 }
@@ -139,7 +139,7 @@ func TestSave(t *testing.T) {
 		t.Errorf("-S: got %q, want %q", got, wantNames)
 	}
 	// --pe-strict and IPv6 masks.
-	s := ServiceView{Protocol: UDP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 5060, Scheduler: "wlc",
+	s := ServiceView{Protocol: ipvs.UDP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 5060, Scheduler: "wlc",
 		Persistent: true, Timeout: 360, Netmask: 64, PE: "sip", PEStrict: true, OnePacket: true}
 	if got, want := string(AppendSave(nil, []ServiceView{s}, Format{Numeric: true}, Names{})),
 		"-A -u [2001:db8::1]:5060 -s wlc -p 360 -M 64 --pe sip --pe-strict -o\n"; got != want {
@@ -182,17 +182,17 @@ func TestSortQuirk(t *testing.T) {
 	// 1.0.0.1 - 192.168.0.1 overflows int32 to a positive number, so
 	// ipvsadm lists 1.0.0.1 after 192.168.0.1; 10.0.0.1 stays first.
 	got := SortServices([]ServiceView{
-		{Protocol: UDP, Addr: a("1.0.0.1"), Port: 1},
-		{Protocol: UDP, Addr: a("192.168.0.1"), Port: 1},
+		{Protocol: ipvs.UDP, Addr: a("1.0.0.1"), Port: 1},
+		{Protocol: ipvs.UDP, Addr: a("192.168.0.1"), Port: 1},
 	})
 	if got[0].Addr != a("192.168.0.1") {
 		t.Errorf("order %v %v, want 192.168.0.1 first (signed-difference quirk)", got[0].Addr, got[1].Addr)
 	}
 	got = SortServices([]ServiceView{
-		{Protocol: UDP, Addr: a("2001:db8::1"), Port: 1},
-		{Protocol: UDP, Addr: a("10.0.0.2"), Port: 2},
-		{Protocol: TCP, Addr: a("10.0.0.2"), Port: 9},
-		{Protocol: UDP, Addr: a("10.0.0.2"), Port: 1},
+		{Protocol: ipvs.UDP, Addr: a("2001:db8::1"), Port: 1},
+		{Protocol: ipvs.UDP, Addr: a("10.0.0.2"), Port: 2},
+		{Protocol: ipvs.TCP, Addr: a("10.0.0.2"), Port: 9},
+		{Protocol: ipvs.UDP, Addr: a("10.0.0.2"), Port: 1},
 	})
 	want := []string{"TCP 10.0.0.2 9", "UDP 10.0.0.2 1", "UDP 10.0.0.2 2", "UDP 2001:db8::1 1"}
 	for i, s := range got {

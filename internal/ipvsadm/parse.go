@@ -17,7 +17,7 @@ type Parser struct {
 	// ipvsadm's gethostbyname (IPv4 results only). nil: names are errors.
 	LookupHost func(name string) (netip.Addr, bool)
 	// LookupService resolves a port name. nil: ServicePort.
-	LookupService func(proto Protocol, name string) (uint16, bool)
+	LookupService func(proto ipvs.Protocol, name string) (uint16, bool)
 }
 
 // Parse parses one ipvsadm invocation (argv without the program name) with
@@ -248,9 +248,9 @@ func (ps Parser) Parse(args []string) (Command, error) {
 				err.err = ErrUnsupported
 				break
 			case tagTCP:
-				ce.Service.Protocol = TCP
+				ce.Service.Protocol = ipvs.TCP
 			case tagUDP:
-				ce.Service.Protocol = UDP
+				ce.Service.Protocol = ipvs.UDP
 			}
 			if err != nil {
 				break
@@ -539,7 +539,7 @@ func (ps Parser) Parse(args []string) (Command, error) {
 		if ce.Service.Port == 0 && !ce.Service.Persistent {
 			return Command{}, failf("Zero port specified for non-persistent service")
 		}
-		if ce.Service.OnePacket && ce.Service.Protocol != UDP {
+		if ce.Service.OnePacket && ce.Service.Protocol != ipvs.UDP {
 			return Command{}, failf("One-Packet Scheduling is only for UDP virtual services")
 		}
 		if ce.Service.Scheduler == "" {
@@ -661,7 +661,7 @@ func parseSchedFlags(scheduler, arg string) (sched.Flags, *UsageError) {
 // parseService is ipvsadm's parse_service: host[:port], [ipv6][:port] or a
 // bare IPv6 address; it returns serviceAddr|servicePort bits like ipvsadm.
 // port is returned unchanged when the argument has none.
-func (ps Parser) parseService(buf string, proto Protocol, port uint16) (r int, addr netip.Addr, outPort uint16, v6 bool) {
+func (ps Parser) parseService(buf string, proto ipvs.Protocol, port uint16) (r int, addr netip.Addr, outPort uint16, v6 bool) {
 	outPort = port
 	if strIsDigit(buf) {
 		return 0, addr, port, false
@@ -700,7 +700,7 @@ func (ps Parser) parseService(buf string, proto Protocol, port uint16) (r int, a
 	return ps.finishService4(buf, "", false, proto, port)
 }
 
-func (ps Parser) finishService4(host, portStr string, hasPort bool, proto Protocol, port uint16) (int, netip.Addr, uint16, bool) {
+func (ps Parser) finishService4(host, portStr string, hasPort bool, proto ipvs.Protocol, port uint16) (int, netip.Addr, uint16, bool) {
 	a, ok := inetAton(host)
 	if !ok && ps.LookupHost != nil {
 		if h, found := ps.LookupHost(host); found && h.Is4() {
@@ -713,7 +713,7 @@ func (ps Parser) finishService4(host, portStr string, hasPort bool, proto Protoc
 	return ps.finishService(a, false, portStr, hasPort, proto, port)
 }
 
-func (ps Parser) finishService(a netip.Addr, v6 bool, portStr string, hasPort bool, proto Protocol, port uint16) (int, netip.Addr, uint16, bool) {
+func (ps Parser) finishService(a netip.Addr, v6 bool, portStr string, hasPort bool, proto ipvs.Protocol, port uint16) (int, netip.Addr, uint16, bool) {
 	r := serviceAddr
 	if hasPort {
 		r |= servicePort
@@ -728,7 +728,7 @@ func (ps Parser) finishService(a netip.Addr, v6 bool, portStr string, hasPort bo
 	return r, a, port, v6
 }
 
-func (ps Parser) servicePort(proto Protocol, name string) (uint16, bool) {
+func (ps Parser) servicePort(proto ipvs.Protocol, name string) (uint16, bool) {
 	if ps.LookupService != nil {
 		return ps.LookupService(proto, name)
 	}

@@ -107,7 +107,7 @@ func TestParseUnsupportedIs(t *testing.T) {
 func TestParseForms(t *testing.T) {
 	a := netip.MustParseAddr
 	ap := netip.MustParseAddrPort
-	sipSvc := Service{Protocol: UDP, Addr: a("10.4.3.192"), Port: 5060, Scheduler: "wlc", Netmask: 0xffffffff}
+	sipSvc := Service{Protocol: ipvs.UDP, Addr: a("10.4.3.192"), Port: 5060, Scheduler: "wlc", Netmask: 0xffffffff}
 	for _, tc := range []struct {
 		desc  string
 		args  []string
@@ -229,7 +229,7 @@ func TestParserLookups(t *testing.T) {
 			}
 			return netip.Addr{}, false
 		},
-		LookupService: func(proto Protocol, name string) (uint16, bool) { return 7000, name == "custom" },
+		LookupService: func(proto ipvs.Protocol, name string) (uint16, bool) { return 7000, name == "custom" },
 	}
 	c, err := p.Parse(strings.Fields("-A -u lb:custom"))
 	if err != nil || c.Service.Addr != netip.MustParseAddr("10.4.3.192") || c.Service.Port != 7000 {

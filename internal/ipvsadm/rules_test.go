@@ -99,7 +99,7 @@ func TestRuleTokens(t *testing.T) {
 
 // randomService returns a random valid service with destinations.
 func randomService(r *rand.Rand) ServiceView {
-	s := ServiceView{Protocol: []Protocol{TCP, UDP}[r.IntN(2)], Port: uint16(1 + r.IntN(65535))}
+	s := ServiceView{Protocol: []ipvs.Protocol{ipvs.TCP, ipvs.UDP}[r.IntN(2)], Port: uint16(1 + r.IntN(65535))}
 	v6 := r.IntN(3) == 0
 	if v6 {
 		var b [16]byte
@@ -135,7 +135,7 @@ func randomService(r *rand.Rand) ServiceView {
 		s.PE = "sip"
 		s.PEStrict = r.IntN(2) == 0
 	}
-	s.OnePacket = s.Protocol == UDP && r.IntN(2) == 0
+	s.OnePacket = s.Protocol == ipvs.UDP && r.IntN(2) == 0
 	for range r.IntN(4) {
 		d := DestView{Forward: []ipvs.Forward{ipvs.Route, ipvs.Tunnel, ipvs.Masq}[r.IntN(3)], Weight: uint32(r.IntN(MaxWeight + 1))}
 		dv6 := v6

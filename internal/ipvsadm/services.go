@@ -1,5 +1,7 @@
 package ipvsadm
 
+import "github.com/xvs-lb/xvs/internal/ipvs"
+
 // serviceEntry is one line of the built-in port-name table.
 type serviceEntry struct {
 	name    string
@@ -35,14 +37,14 @@ var services = []serviceEntry{
 	{"http-alt", []string{"webcache"}, 8080, true, false},
 }
 
-func (e serviceEntry) has(p Protocol) bool {
-	return p == TCP && e.tcp || p == UDP && e.udp
+func (e serviceEntry) has(p ipvs.Protocol) bool {
+	return p == ipvs.TCP && e.tcp || p == ipvs.UDP && e.udp
 }
 
 // ServicePort returns the port of a service name (or alias) for the
 // protocol from the built-in table, like getservbyname: ("sip", UDP) is
 // 5060, ("http", UDP) is unknown as in netbase.
-func ServicePort(p Protocol, name string) (uint16, bool) {
+func ServicePort(p ipvs.Protocol, name string) (uint16, bool) {
 	for _, e := range services {
 		if !e.has(p) {
 			continue
@@ -61,7 +63,7 @@ func ServicePort(p Protocol, name string) (uint16, bool) {
 
 // ServiceName returns the built-in name of a port for the protocol, like
 // getservbyport: (UDP, 5060) is "sip".
-func ServiceName(p Protocol, port uint16) (string, bool) {
+func ServiceName(p ipvs.Protocol, port uint16) (string, bool) {
 	for _, e := range services {
 		if e.port == port && e.has(p) {
 			return e.name, true

@@ -16,7 +16,7 @@ type Stats struct {
 // ServiceView is what the listing and save formats show of a virtual
 // service. Fields mean what they mean in Service.
 type ServiceView struct {
-	Protocol   Protocol
+	Protocol   ipvs.Protocol
 	Addr       netip.Addr
 	Port       uint16
 	Scheduler  string
@@ -70,7 +70,7 @@ type DestView struct {
 // ConnView is one connection or persistence template of -Lc.
 type ConnView struct {
 	// Protocol of the entry; zero (shown "IP") for fwmark templates.
-	Protocol Protocol
+	Protocol ipvs.Protocol
 	Client   netip.AddrPort // port 0 for templates
 	Virtual  netip.AddrPort
 	Dest     netip.AddrPort
@@ -93,5 +93,5 @@ type Table struct {
 // the numeric address and to the built-in ServiceName table.
 type Names struct {
 	Host    func(netip.Addr) (string, bool)
-	Service func(Protocol, uint16) (string, bool)
+	Service func(ipvs.Protocol, uint16) (string, bool)
 }

@@ -22,7 +22,7 @@ var ErrNotConfig = errors.New("not a configuration command")
 // ServiceConfig converts an ipvsadm service specification into the model's.
 func ServiceConfig(s ipvsadm.Service) ipvs.ServiceConfig {
 	c := ipvs.ServiceConfig{
-		Protocol:   ipvs.Protocol(s.Protocol),
+		Protocol:   s.Protocol,
 		Scheduler:  s.Scheduler,
 		SchedFlags: s.SchedFlags,
 		Persistent: s.Persistent,
@@ -45,7 +45,7 @@ func ServiceConfig(s ipvsadm.Service) ipvs.ServiceConfig {
 
 // Key returns the model's key of an ipvsadm service specification.
 func Key(s ipvsadm.Service) ipvs.ServiceKey {
-	return ipvs.ServiceKey{Protocol: ipvs.Protocol(s.Protocol), Addr: s.Addr, Port: s.Port}
+	return ipvs.ServiceKey{Protocol: s.Protocol, Addr: s.Addr, Port: s.Port}
 }
 
 // DestConfig converts an ipvsadm real-server specification.
