@@ -200,12 +200,19 @@ func (w *Worker) persist(frame []byte, s *slot, d *Decision) (*ipvs.Dest, table.
 	}
 
 	// Another worker's template, or a new one, published for the others.
-	dest, reason, found := w.sharedDest(s, d, timeout)
+	var dest *ipvs.Dest
+	var reason Reason
+	found := false
+	if w.shared != nil {
+		dest, reason, found = w.sharedDest(s, d, timeout)
+	}
 	if !found {
 		if dest = s.svc.Schedule(w.id, w.schedInput(s, d)); dest != nil {
 			reason = ReasonScheduled
-			if won, other := w.claimShared(s.h, dest, timeout); other {
-				dest, reason = won, ReasonSharedHit
+			if w.shared != nil {
+				if won, other := w.claimShared(s.h, dest, timeout); other {
+					dest, reason = won, ReasonSharedHit
+				}
 			}
 		}
 	}

@@ -31,11 +31,8 @@ const (
 // ReasonSharedHit; when it is no longer valid anywhere, the packet is
 // scheduled afresh and the entry replaced, converging with any other worker
 // doing the same (ReasonScheduled; a nil destination when none is
-// available).
+// available). The worker must have a shared index.
 func (w *Worker) sharedDest(s *slot, d *Decision, timeout time.Duration) (dest *ipvs.Dest, r Reason, found bool) {
-	if w.shared == nil {
-		return nil, 0, false
-	}
 	id, ok := w.shared.Get(s.h, w.now)
 	if !ok {
 		return nil, 0, false
@@ -56,11 +53,9 @@ func (w *Worker) sharedDest(s *slot, d *Decision, timeout time.Duration) (dest *
 // claimShared publishes a newly scheduled destination for hash h unless
 // another worker published one first: then other is set and that worker's
 // destination returned, so that every worker sends the call to one real
-// server. A full index is counted (Counters.SharedFull) and dest kept.
+// server. A full index is counted (Counters.SharedFull) and dest kept. The
+// worker must have a shared index.
 func (w *Worker) claimShared(h uint64, dest *ipvs.Dest, timeout time.Duration) (_ *ipvs.Dest, other bool) {
-	if w.shared == nil {
-		return dest, false
-	}
 	won, _, ok := w.shared.InsertIfAbsent(h, table.DestID(dest.ID), w.now+int64(timeout), w.now)
 	if !ok {
 		w.local.SharedFull++
