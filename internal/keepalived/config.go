@@ -3,6 +3,8 @@ package keepalived
 import (
 	"net/netip"
 	"time"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
 )
 
 // Config is the LVS part of a keepalived configuration as keepalived 2.2
@@ -90,13 +92,6 @@ type Method struct {
 	TunCsum string // "nocsum" (default), "csum", "remcsum"
 }
 
-// Protocol numbers of a virtual server.
-const (
-	ProtoTCP  = 6
-	ProtoUDP  = 17
-	ProtoSCTP = 132
-)
-
 // VirtualServer is a virtual_server block.
 type VirtualServer struct {
 	Pos Pos
@@ -109,7 +104,7 @@ type VirtualServer struct {
 	// Fwmark is set for "virtual_server fwmark N" (unsupported by xvs).
 	Fwmark    uint32
 	IsFwmark  bool
-	Protocol  uint8 // ProtoTCP, ProtoUDP, ProtoSCTP
+	Protocol  ipvs.Protocol // TCP, UDP or SCTP (refused when mapped)
 	Scheduler string
 	// OnePacket is "ops"; SchedFlags are flag-1..3 (bit 0..2) with sh-*
 	// and mh-* mapped onto them as keepalived does; Hashed is "hashed".

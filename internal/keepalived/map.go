@@ -118,7 +118,7 @@ func (m *mapper) virtualServer(vs *VirtualServer, seen map[string]Pos) {
 	if vs.IsFwmark || len(vs.Addrs) == 0 {
 		return
 	}
-	if vs.Protocol == ProtoSCTP {
+	if vs.Protocol == ipvs.SCTP {
 		m.ds.unsupported(vs.kw["protocol"], "SCTP", "protocol SCTP: xvs serves TCP and UDP virtual services")
 		return
 	}
@@ -181,7 +181,7 @@ func (m *mapper) virtualServer(vs *VirtualServer, seen map[string]Pos) {
 		svc := []string{protoFlag(vs.Protocol), addrPort(a)}
 		key := strings.Join(svc, " ")
 		if p, dup := seen[key]; dup {
-			m.ds.invalid(vs.Pos, "virtual service %s %s is also declared at %v", protoName(vs.Protocol), a, p)
+			m.ds.invalid(vs.Pos, "virtual service %s %s is also declared at %v", vs.Protocol.String(), a, p)
 			continue
 		}
 		seen[key] = vs.Pos
@@ -217,8 +217,8 @@ func firstPos(vs *VirtualServer, kws ...string) Pos {
 	return vs.Pos
 }
 
-func protoFlag(p uint8) string {
-	if p == ProtoTCP {
+func protoFlag(p ipvs.Protocol) string {
+	if p == ipvs.TCP {
 		return "-t"
 	}
 	return "-u"

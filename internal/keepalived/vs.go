@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 )
 
@@ -174,11 +175,11 @@ func (in *interp) vsKeyword(vs *VirtualServer, c *Node) {
 		}
 		switch strings.ToUpper(p) {
 		case "TCP":
-			vs.Protocol = ProtoTCP
+			vs.Protocol = ipvs.TCP
 		case "UDP":
-			vs.Protocol = ProtoUDP
+			vs.Protocol = ipvs.UDP
 		case "SCTP":
-			vs.Protocol = ProtoSCTP
+			vs.Protocol = ipvs.SCTP
 		default:
 			in.ds.invalid(c.Pos, "unknown protocol %s", p)
 		}
@@ -724,9 +725,9 @@ func (in *interp) validate(vs *VirtualServer) {
 	if !vs.IsFwmark {
 		if vs.Protocol == 0 {
 			in.ds.warn(vs.Pos, "virtual server %s: no protocol set - defaulting to UDP", name)
-			vs.Protocol = ProtoUDP
+			vs.Protocol = ipvs.UDP
 		}
-		if vs.OnePacket && vs.Protocol != ProtoUDP {
+		if vs.OnePacket && vs.Protocol != ipvs.UDP {
 			in.ds.warn(vs.kw["ops"], "virtual server %s: one packet scheduling requires UDP - resetting", name)
 			vs.OnePacket = false
 		}
@@ -817,21 +818,9 @@ func (vs *VirtualServer) name() string {
 	case vs.IsFwmark:
 		return "FWM " + itoa(int(vs.Fwmark))
 	case len(vs.Addrs) > 0:
-		return protoName(vs.Protocol) + " " + vs.Addrs[0].String()
+		return vs.Protocol.String() + " " + vs.Addrs[0].String()
 	}
 	return "?"
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "TCP"
-	case ProtoUDP:
-		return "UDP"
-	case ProtoSCTP:
-		return "SCTP"
-	}
-	return "proto?"
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
