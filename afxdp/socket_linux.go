@@ -39,8 +39,7 @@ type Queue struct {
 	// batch; Close waits for 0 before unmapping the UMEM.
 	busy atomic.Int32
 
-	mu     sync.Mutex // Close vs Stats
-	closer sync.Once
+	mu sync.Mutex // Close vs Stats
 
 	rxFrames, txFrames, rxBytes, txBytes atomic.Uint64
 	txDropped, recycled                  atomic.Uint64

@@ -11,12 +11,6 @@ import (
 // architecture Go supports (the kernel exports it so for user space).
 const clockTick = 100
 
-// procCPU returns utime+stime of process pid in seconds.
-func procCPU(pid int) (float64, bool) {
-	u, s, ok := procUserSys(pid)
-	return u + s, ok
-}
-
 // procUserSys returns utime and stime of process pid in seconds.
 func procUserSys(pid int) (user, sys float64, ok bool) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))

@@ -100,18 +100,6 @@ func hostileCases() []hostileCase {
 	return cs
 }
 
-// cloneFrames fills dst[i] with a copy of src[i%len(src)] (frames are
-// rewritten in place when forwarded).
-func cloneFrames(dst [][]byte, bufs [][]byte, src ...[]byte) [][]byte {
-	dst = dst[:0]
-	for i := range bufs {
-		f := src[i%len(src)]
-		bufs[i] = append(bufs[i][:0], f...)
-		dst = append(dst, bufs[i])
-	}
-	return dst
-}
-
 // TestHostileInputs: every input of the catalogue gets a defined verdict and
 // reason, is counted, costs a bounded time, and good traffic interleaved in
 // the same batches is still forwarded to its real server.

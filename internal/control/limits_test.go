@@ -189,8 +189,7 @@ func TestRestoreTakesWhatRulesFilesTake(t *testing.T) {
 	}
 	// Nearly the limit, in comments: the heap does not hold the text.
 	big := strings.Repeat("# "+strings.Repeat("c", 1000)+"\n", (ipvsadm.MaxRulesBytes-100)/1003) + "-A -u 10.0.0.2:5060\n"
-	var growth uint64
-	growth = livePeak(func() {
+	growth := livePeak(func() {
 		if _, errs, code := call(t, path, Request{Argv: []string{"-R"}, Stdin: big}); code != 0 {
 			t.Fatalf("-R of %d bytes: %d %q", len(big), code, errs)
 		}

@@ -105,6 +105,7 @@ var (
 	ErrNotRunning = errors.New("is `xvs run` running?")
 	// ErrPermission: the socket is not accessible to this user. The text is
 	// ipvsadm's (ipvs_strerror for EPERM).
+	//lint:ignore ST1005 ipvsadm's message, byte for byte
 	ErrPermission = errors.New("Permission denied (you must be root)")
 	// ErrProtocol: the daemon's answer does not follow the protocol.
 	ErrProtocol = errors.New("malformed answer from xvs")

@@ -101,8 +101,7 @@ func noLeftovers(t *testing.T, snap string) {
 func TestSnapshotSaveFailureCounted(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "snap")
 	os.Mkdir(dir, 0o700)
-	fill := func() {}
-	unfill := func() {}
+	var fill, unfill func()
 	if os.Geteuid() == 0 {
 		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
 			t.Fatalf("mount a small tmpfs: %v", err)

@@ -121,7 +121,8 @@ var xvsCommandVOptions = func() (t [SysctlCmd - HealthCheckCmd + 1][numOpts]byte
 		}
 	}
 	t[SysctlCmd-HealthCheckCmd][OptService] = 'x' // --sysctl takes no option
-	hc := &t[HealthCheckCmd-HealthCheckCmd]
+	// Row 0 is HealthCheckCmd's.
+	hc := &t[0]
 	hc[OptCheck] = '+'
 	for _, o := range []Opt{OptServer, OptInterval, OptCheckTimeout, OptFail, OptRise, OptCheckPort, OptCodes, OptOnFail,
 		OptScript, OptScriptUser, OptDynamic, OptURL, OptDigest, OptVirtualHost, OptRetryInterval, OptStartDown} {

@@ -242,11 +242,9 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			case tagFwmark:
 				err = failf("fwmark services (-f) are not supported by xvs")
 				err.err = ErrUnsupported
-				break
 			case tagSCTP:
 				err = failf("SCTP services (--sctp-service) are not supported by xvs")
 				err.err = ErrUnsupported
-				break
 			case tagTCP:
 				ce.Service.Protocol = ipvs.TCP
 			case tagUDP:
