@@ -48,7 +48,7 @@ func labDurations() (callID, junk time.Duration) {
 // buildBinaries builds xvs and xvsadm into dir.
 func buildBinaries(t *testing.T, dir string) (xvs, adm string) {
 	t.Helper()
-	root, _ := filepath.Abs("..")
+	root, _ := filepath.Abs("../..")
 	for _, b := range []string{"xvs", "xvsadm"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
 		cmd.Dir = root
