@@ -17,23 +17,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xvs-lb/xvs/dataplane"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // skipUnlessRoot skips a test that needs root and a kernel with AF_XDP.
 func skipUnlessRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN+CAP_BPF): run go test -exec sudo")
-	}
+	testenv.NeedLab(t)
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW, 0)
 	if errors.Is(err, unix.EAFNOSUPPORT) {
 		t.Skip("kernel has no AF_XDP (CONFIG_XDP_SOCKETS)")
 	}
 	if err == nil {
 		unix.Close(fd)
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2's ip")
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/lab"
 	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 var admBuild struct {
@@ -247,9 +248,9 @@ func eventually(t *testing.T, what string, check func() string) {
 // checks the listings, counters, metrics and debug log an operator relies
 // on.
 func TestRootControlPlane(t *testing.T) {
-	need(t, lab.Available())
+	testenv.Require(t, lab.Available())
 	_, err := sipp.Path()
-	need(t, err)
+	testenv.Require(t, err)
 	start := time.Now()
 	l, err := lab.New(lab.Spec{Clients: 2, RealServers: 3})
 	if err != nil {
@@ -722,7 +723,7 @@ func scrape(t *testing.T, ns, addr string) series {
 // waits for its mode line (startXVS with the caller's flags).
 func startXVSArgs(t *testing.T, l *lab.Lab, args ...string) (*balancer, error) {
 	t.Helper()
-	b := &balancer{stderr: &syncBuffer{}, done: make(chan error, 1)}
+	b := &balancer{stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	b.cmd = lab.Command(context.Background(), l.Balancer.NS, xvsBinary(t), args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
 	if err := b.cmd.Start(); err != nil {

@@ -9,7 +9,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,21 +26,8 @@ import (
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/lab"
 	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
-
-var inCI = os.Getenv("CI") == "true"
-
-// need skips (or in CI fails) the test when err is set.
-func need(t *testing.T, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if errors.Is(err, lab.ErrNotRoot) || !inCI {
-		t.Skip(err)
-	}
-	t.Fatal(err)
-}
 
 var build struct {
 	once sync.Once
@@ -95,25 +81,8 @@ func xvsBinary(t *testing.T) string {
 // balancer is a running `xvs run`.
 type balancer struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // errNoBackend is a skip reason: the binary lacks the requested backend.
@@ -133,7 +102,7 @@ func startXVS(t *testing.T, l *lab.Lab, rules, mode, xdpMode string) (*balancer,
 	if xdpMode != "" {
 		args = append(args, "--xdp-mode", xdpMode)
 	}
-	b := &balancer{stderr: &syncBuffer{}, done: make(chan error, 1)}
+	b := &balancer{stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	b.cmd = lab.Command(context.Background(), l.Balancer.NS, bin, args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
 	if err := b.cmd.Start(); err != nil {
@@ -215,9 +184,9 @@ const (
 )
 
 func TestRootE2E(t *testing.T) {
-	need(t, lab.Available())
+	testenv.Require(t, lab.Available())
 	_, err := sipp.Path()
-	need(t, err)
+	testenv.Require(t, err)
 	for _, c := range matrix {
 		t.Run(c.name, func(t *testing.T) { runCell(t, c) })
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/lab"
 	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // kaVIP is the virtual address VRRP moves: on the server LAN, so that the
@@ -66,14 +67,14 @@ virtual_server {{VIP}} 5060 {
 // keepalived is a running `keepalived --vrrp` in a lab namespace.
 type keepalived struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan error
 }
 
 func startKeepalived(t *testing.T, ns, conf, id string, env []string) *keepalived {
 	t.Helper()
 	dir := t.TempDir()
-	k := &keepalived{out: &syncBuffer{}, done: make(chan error, 1)}
+	k := &keepalived{out: &testenv.Buffer{}, done: make(chan error, 1)}
 	k.cmd = lab.Command(context.Background(), ns, "keepalived", "--vrrp", "--dont-fork", "--log-console", "--log-detail",
 		"--no-syslog", "--config-id", id, "--use-file", conf,
 		"--pid", filepath.Join(dir, "keepalived.pid"), "--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
@@ -134,11 +135,11 @@ func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool,
 // --from-keepalived` prints; the notify script runs xvsadm --start-daemon
 // as keepalived changes state; SIGHUP applies an edit of the file.
 func TestRootKeepalivedVRRPAndXVS(t *testing.T) {
-	need(t, lab.Available())
+	testenv.Require(t, lab.Available())
 	_, err := sipp.Path()
-	need(t, err)
+	testenv.Require(t, err)
 	if _, err := exec.LookPath("keepalived"); err != nil {
-		need(t, fmt.Errorf("keepalived not installed: %w", err))
+		testenv.Require(t, fmt.Errorf("keepalived not installed: %w", err))
 	}
 	xvs, xvsadm := xvsBinary(t), xvsadmBinary(t)
 	// Three real servers and a fourth namespace on the server LAN as the
@@ -198,7 +199,7 @@ func TestRootKeepalivedVRRPAndXVS(t *testing.T) {
 	}
 
 	// xvs on the director lb1, from the keepalived.conf.
-	b := &balancer{stderr: &syncBuffer{}, done: make(chan error, 1)}
+	b := &balancer{stderr: &testenv.Buffer{}, done: make(chan error, 1)}
 	b.cmd = lab.Command(context.Background(), l.Balancer.NS, xvs, "run", "--iface", lab.HostIface,
 		"--keepalived-conf", conf, "--keepalived-id", "lb1", "--mode", "afxdp", "--xdp-mode", "generic",
 		"--control", sock, "--metrics", "", "--templates", "65536", "--conns", "65536")
@@ -213,7 +214,7 @@ func TestRootKeepalivedVRRPAndXVS(t *testing.T) {
 		case err := <-b.done:
 			b.done <- err
 			if strings.Contains(b.stderr.String(), "not supported") {
-				need(t, fmt.Errorf("%w: afxdp generic: %s", errNoBackend, b.stderr.String()))
+				testenv.Require(t, fmt.Errorf("%w: afxdp generic: %s", errNoBackend, b.stderr.String()))
 			}
 			t.Fatalf("xvs exited: %v\n%s", err, b.stderr.String())
 		default:

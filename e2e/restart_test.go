@@ -14,6 +14,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // TestRootRestartAfterKill runs the real daemon on AF_XDP with a template
@@ -23,7 +24,7 @@ import (
 // identical flags, restores the templates the periodic save wrote, and
 // every call keeps its real server.
 func TestRootRestartAfterKill(t *testing.T) {
-	need(t, lab.Available())
+	testenv.Require(t, lab.Available())
 	l, err := lab.New(lab.Spec{Clients: 1, RealServers: 3})
 	if err != nil {
 		t.Fatal(err)

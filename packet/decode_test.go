@@ -10,7 +10,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/capture"
 	"github.com/xvs-lb/xvs/internal/craft"
-	"github.com/xvs-lb/xvs/internal/shared"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -413,7 +413,7 @@ func TestDecodeNoAllocs(t *testing.T) {
 // TestDecodeCaptures decodes every frame of the shared captures: no panic,
 // offsets in order, and UDP/TCP frames with ports.
 func TestDecodeCaptures(t *testing.T) {
-	dir := shared.TestData(t, "pcap")
+	dir := testenv.SharedData(t, "pcap")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pcap*"))
 	var total, ok int
 	for _, name := range files {
@@ -456,7 +456,7 @@ func TestDecodeCaptures(t *testing.T) {
 // frame is UDP in the one PPPoE session, with valid checksums, and a NAT
 // rewrite keeps them valid.
 func TestDecodePPPoECapture(t *testing.T) {
-	r, err := capture.Open(shared.TestData(t, "pcap", "sipnab_DTMFsipinfo.pcap"))
+	r, err := capture.Open(testenv.SharedData(t, "pcap", "sipnab_DTMFsipinfo.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}

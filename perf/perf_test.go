@@ -2,7 +2,6 @@ package perf
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/sipparse"
 )
 
@@ -74,12 +74,7 @@ func buildXVS(t *testing.T) string {
 // deliver traffic, no Call-ID may reach two real servers, and the report
 // files must be written.
 func TestRootBenchQuick(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) || os.Getenv("CI") != "true" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
+	testenv.NeedLab(t)
 	if testing.Short() {
 		t.Skip("-short: the lab benchmark takes about a minute")
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/xvs-lb/xvs/internal/capture"
-	"github.com/xvs-lb/xvs/internal/shared"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/sipparse"
 )
@@ -92,7 +92,7 @@ type exception struct {
 // .callids.tsv must give tshark's addresses and Call-ID, and frames tshark
 // does not list as SIP must give no Call-ID, except the listed exceptions.
 func TestCaptures(t *testing.T) {
-	dir := shared.TestData(t, "pcap")
+	dir := testenv.SharedData(t, "pcap")
 	tsvs, err := filepath.Glob(filepath.Join(dir, "*.callids.tsv"))
 	if err != nil || len(tsvs) == 0 {
 		t.Fatalf("no ground truth in %s: %v", dir, err)

@@ -9,11 +9,11 @@ import (
 
 	"github.com/google/gopacket/layers"
 
-	"github.com/xvs-lb/xvs/internal/shared"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 func TestOpenEveryCapture(t *testing.T) {
-	dir := shared.TestData(t, "pcap")
+	dir := testenv.SharedData(t, "pcap")
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
 	want := map[string]struct {
 		frames int

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -15,13 +14,13 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 func startServerOpts(t *testing.T, f Target, o Options) (*Server, string) {
@@ -40,7 +39,7 @@ func startServerOpts(t *testing.T, f Target, o Options) (*Server, string) {
 // connections delayed -Ln by 19 s); beyond MaxConns a connection is
 // answered at once with ErrBusy, and the slots come back.
 func TestIdleConnectionsDoNotDelayCommands(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	o := Options{Log: slog.New(slog.NewTextHandler(&logs, nil)), RequestTimeout: time.Minute}
 	s, path := startServerOpts(t, listFixture(t), o)
 	var idle []net.Conn
@@ -239,16 +238,14 @@ func livePeak(fn func()) uint64 {
 // "Permission denied (you must be root)", never a broken pipe, even when it
 // is still sending a large -R (issue 10 item 12).
 func TestRefusedPeerGetsTheAnswer(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run a client as another user")
-	}
+	testenv.NeedRoot(t, "run a client as another user")
 	dir, err := os.MkdirTemp("", "xvs-peer")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
-	var logs syncBuffer
+	var logs testenv.Buffer
 	path := filepath.Join(dir, "xvs.sock")
 	s := NewServer(newFake(t, 1, ""), Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := s.Start(path); err != nil {
@@ -308,7 +305,7 @@ func TestHelperUnprivilegedClient(t *testing.T) {
 // A refused command names what was refused in the daemon's log (--pe foo:
 // the engine), while the client gets ipvsadm's message.
 func TestRefusedCommandLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	s := NewServer(newFake(t, 1, ""), Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	r := run(t, s, "-A", "-u", "10.0.0.1:5060", "-p", "--pe", "foo")
 	if string(r.Stderr) != "Scheduler or persistence engine not found\n" || r.Code != ExitFailed {
@@ -322,18 +319,3 @@ func TestRefusedCommandLogged(t *testing.T) {
 		t.Fatalf("-R -s foo: %d, log:\n%s", r.Code, l)
 	}
 }
-
-var _ io.Writer = (*syncBuffer)(nil)
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -25,6 +25,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/pipeline"
 	"github.com/xvs-lb/xvs/internal/rawsock"
 	"github.com/xvs-lb/xvs/internal/rules"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/pe"
 	"github.com/xvs-lb/xvs/table"
 )
@@ -55,18 +56,7 @@ var labBackends = []backendCase{
 // newLab builds a lab with two real servers, skipping only without root.
 func newLab(t testing.TB) *lab.Lab {
 	t.Helper()
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	l, err := lab.New(lab.Spec{RealServers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return testenv.Lab(t, lab.Spec{RealServers: 2})
 }
 
 // natSIP is a SIP service (-o, rr, Call-ID persistence) on the lab's IPv4

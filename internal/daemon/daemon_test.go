@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -277,7 +277,7 @@ func TestDebugLogging(t *testing.T) {
 	dir := t.TempDir()
 	rules := filepath.Join(dir, "r.rules")
 	os.WriteFile(rules, []byte(testRules), 0o600)
-	var buf syncBuffer
+	var buf testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: DebugLevel}))
 	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(), Logger: log})
 	if err != nil {
@@ -295,15 +295,3 @@ func TestDebugLogging(t *testing.T) {
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

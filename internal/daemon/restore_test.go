@@ -12,6 +12,7 @@ import (
 
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -140,7 +141,7 @@ func TestRestoreMoreTemplatesThanTheTableHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	for restart := range 3 { // identical flags after every shutdown
-		var log syncBuffer
+		var log testenv.Buffer
 		d2, b2 := startOpts(t, Options{Queues: 1, Templates: 1024, Conns: 1024, SnapshotFile: snap,
 			Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if got := liveTemplates(t, d2); got[0] != 1024 {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/table"
 )
 
@@ -65,7 +66,7 @@ func TestRestoreKeepsBadFileAside(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			snap := filepath.Join(t.TempDir(), "templates.json")
 			os.WriteFile(snap, []byte(c.body), 0o600)
-			var log syncBuffer
+			var log testenv.Buffer
 			d, b := startOpts(t, Options{Queues: 1, Templates: 1024, Conns: 1024, SnapshotFile: snap,
 				Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			aside, _ := filepath.Glob(snap + ".bad-*")
@@ -138,7 +139,7 @@ func TestRestoreTruncatedReportsCount(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			os.WriteFile(snap, c.cut, 0o600)
-			var log syncBuffer
+			var log testenv.Buffer
 			d, _ := startOpts(t, Options{Queues: 1, Templates: 1024, Conns: 1024, SnapshotFile: snap,
 				Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			defer d.Close()
@@ -265,7 +266,7 @@ func TestRestoreKeepsUnconfiguredTemplates(t *testing.T) {
 	saved, _ := os.ReadFile(snap)
 	other := filepath.Join(t.TempDir(), "other.rules")
 	os.WriteFile(other, []byte("-A -u 10.0.0.7:5060 -p 60\n-a -u 10.0.0.7:5060 -r 192.168.0.1:5060 -m\n"), 0o600)
-	var log syncBuffer
+	var log testenv.Buffer
 	d2, _ := startOpts(t, Options{Queues: 1, Templates: 1024, Conns: 1024, SnapshotFile: snap, Rules: other,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if r := d2.SnapshotStatus().Restored; r["no_service"] != 10 || r["restored"] != 0 {

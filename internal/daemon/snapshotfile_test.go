@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // Issue 10 item 4: a snapshot path that cannot be written (missing
@@ -121,7 +123,7 @@ func TestSnapshotSaveFailureCounted(t *testing.T) {
 		t.Cleanup(unfill)
 	}
 	snap := filepath.Join(dir, "templates.json")
-	var log syncBuffer
+	var log testenv.Buffer
 	d, b := startOpts(t, Options{Queues: 1, Templates: 1024, Conns: 1024, SnapshotFile: snap, SnapshotInterval: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	defer d.Close()

@@ -40,7 +40,7 @@ var ErrCannotRun = errors.New("the live demo cannot run here")
 // Check reports what the live demo needs and is missing.
 func Check() error {
 	if err := lab.Available(); err != nil {
-		return fmt.Errorf("%w: %v", ErrCannotRun, err)
+		return fmt.Errorf("%w: %w", ErrCannotRun, err)
 	}
 	if _, err := sipp.Path(); err != nil {
 		return fmt.Errorf("%w: SIPp is not installed (Debian package sip-tester): %v", ErrCannotRun, err)

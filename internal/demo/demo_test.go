@@ -3,23 +3,19 @@ package demo
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // The live demo end to end (what make demo runs), with fewer calls, so it
 // cannot rot. Root and SIPp are required; CI has both.
 func TestDemo(t *testing.T) {
-	if err := Check(); err != nil {
-		if os.Getenv("CI") == "true" && os.Geteuid() == 0 {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	testenv.Require(t, Check())
 	dir := t.TempDir()
 	for _, b := range []string{"xvs", "xvsadm"} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b).CombinedOutput()

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/lab"
 	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // Root lab test: `xvs run` with SIP OPTIONS probing of three real servers
@@ -30,15 +30,9 @@ import (
 // (the probe tap) and direct routing over the raw socket (probes to the VIP
 // at the server's MAC).
 func TestRootHealthLab(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) || os.Getenv("CI") != "true" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	if _, err := sipp.Path(); err != nil {
-		t.Skip(err)
-	}
+	testenv.NeedLab(t)
+	_, err := sipp.Path()
+	testenv.Require(t, err)
 	for _, c := range []struct {
 		name, mode string
 		dr         bool
@@ -150,18 +144,6 @@ func (u *uas) callIDs() map[string]bool {
 	return ids
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func runHealthLab(t *testing.T, mode string, dr bool) {
 	l, err := lab.New(lab.Spec{Clients: 1, RealServers: 3})
 	if err != nil {
@@ -199,7 +181,7 @@ func runHealthLab(t *testing.T, mode string, dr bool) {
 	rf := filepath.Join(dir, "rules")
 	os.WriteFile(rf, []byte(rules.String()), 0o644)
 	sock := filepath.Join(dir, "xvs.sock")
-	xlog := &syncBuffer{}
+	xlog := &testenv.Buffer{}
 	xvs := lab.Command(context.Background(), l.Balancer.NS, xvsBinary(t), "run", "--iface", lab.HostIface, "--rules", rf,
 		"--mode", mode, "--control", sock, "--metrics", "", "--templates", "65536", "--conns", "65536")
 	xvs.Stdout, xvs.Stderr = xlog, xlog

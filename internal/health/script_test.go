@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // script writes an executable shell script into dir.
@@ -210,9 +211,7 @@ rm `+runs+`/$$
 
 // Scripts run as ScriptUser ("user" or "user:group").
 func TestScriptUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change user")
-	}
+	testenv.NeedRoot(t, "change user")
 	// t.TempDir's parent is private: the script's user must reach it.
 	dir, err := os.MkdirTemp("", "xvs-script-user-")
 	if err != nil {

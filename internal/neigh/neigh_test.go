@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,15 +46,7 @@ func inNetns(t *testing.T, name string, fn func()) {
 }
 
 func TestResolverRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("iproute2 missing")
-		}
-		t.Skip("iproute2 missing")
-	}
+	testenv.NeedLab(t)
 	a, b := fmt.Sprintf("xvsnA%d", os.Getpid()), fmt.Sprintf("xvsnB%d", os.Getpid())
 	t.Cleanup(func() {
 		exec.Command("ip", "netns", "del", a).Run()

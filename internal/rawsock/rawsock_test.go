@@ -10,6 +10,7 @@ import (
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -17,17 +18,7 @@ import (
 // backend on the balancer's interface.
 func newLab(t *testing.T, queues int) (*lab.Lab, *Backend) {
 	t.Helper()
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	l, err := lab.New(lab.Spec{RealServers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := testenv.Lab(t, lab.Spec{RealServers: 2})
 	var b *Backend
 	if err := l.Do(l.Balancer.NS, func() (err error) {
 		b, err = Open(dataplane.Options{Iface: lab.HostIface, Queues: queues})

@@ -16,6 +16,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/capture"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/rules"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
 )
@@ -90,7 +91,7 @@ var sameServer = map[string][][2]int{
 // masked client, Call-ID) lands on exactly one real server, and every
 // rewritten frame whose input had valid checksums still has valid ones.
 func TestReplaySharedCaptures(t *testing.T) {
-	dir := sharedPcapDir(t)
+	dir := testenv.SharedData(t, "pcap")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.tsv"))
 	if len(files) < 17 {
 		t.Fatalf("found %d ground-truth files", len(files))
@@ -193,25 +194,6 @@ func frameTimes(t *testing.T, path string) map[int]int64 {
 		}
 		m[f.Number] = f.Time.UnixNano()
 	}
-}
-
-func sharedPcapDir(t *testing.T) string {
-	t.Helper()
-	// internal/shared would import testing helpers we do not need here.
-	for _, d := range []string{os.Getenv("XVS_SHARED"), "../../../shared"} {
-		if d == "" {
-			continue
-		}
-		p := filepath.Join(d, "testdata", "pcap")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("shared test data not found")
-	}
-	t.Skip("shared test data not found (set XVS_SHARED)")
-	return ""
 }
 
 // captureConfig puts a SIP service on every address:port that receives SIP

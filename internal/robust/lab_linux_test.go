@@ -27,6 +27,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // Lab flood parameters (CI; XVS_ROBUST_LONG=1 multiplies the durations).
@@ -58,19 +59,6 @@ func buildBinaries(t *testing.T, dir string) (xvs, adm string) {
 	}
 	return filepath.Join(dir, "xvs"), filepath.Join(dir, "xvsadm")
 }
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // sinks are UDP receivers on the real servers: they count every datagram
 // and record, for the live dialogs' Call-IDs, which server got them.
@@ -200,20 +188,11 @@ func flood(conn *net.UDPConn, dst netip.AddrPort, until time.Time, fill func(msg
 // while live dialogs run. It checks the metrics, the listings, the live
 // dialogs' affinity, the daemon's RSS, the host, and the frame accounting.
 func TestRootFlood(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
+	testenv.NeedLab(t)
 	floodDur, junkDur := labDurations()
 	dir := t.TempDir()
 	xvsBin, admBin := buildBinaries(t, dir)
-	l, err := lab.New(lab.Spec{Prefix: "xvsrob", Clients: 1, RealServers: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := testenv.Lab(t, lab.Spec{Prefix: "xvsrob", Clients: 1, RealServers: 3})
 	const port = 5060
 	vipAP := netip.AddrPortFrom(l.VIP4, port)
 	var rules strings.Builder
@@ -231,7 +210,7 @@ func TestRootFlood(t *testing.T) {
 	}
 	const metricsAddr = "127.0.0.1:9479"
 	sock := filepath.Join(dir, "xvs.sock")
-	logs := &lockedBuf{}
+	logs := &testenv.Buffer{}
 	cmd := lab.Command(context.Background(), l.Balancer.NS, xvsBin, "run", "--iface", lab.HostIface, "--rules", rf,
 		"--mode", "afxdp", "--xdp-mode", xdpMode, "--control", sock, "--metrics", metricsAddr,
 		"--templates", strconv.Itoa(labTemplates), "--conns", "4096")
@@ -271,6 +250,7 @@ func TestRootFlood(t *testing.T) {
 	}
 	pid := cmd.Process.Pid
 	var m0 string
+	var err error
 	for range 50 { // the metrics listener starts beside the data plane
 		if m0, err = fetchMetrics(l.Balancer.NS, metricsAddr); err == nil {
 			break

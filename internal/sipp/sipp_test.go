@@ -1,7 +1,6 @@
 package sipp
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 func TestReadStats(t *testing.T) {
@@ -33,18 +33,9 @@ func TestReadStats(t *testing.T) {
 // SIPp 3.6.1's UAS takes the second copy, while it waits for the ACK, as an
 // unexpected message and aborts the call.
 func TestRootSIPpCalls(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	if _, err := Path(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	testenv.NeedLab(t)
+	_, err := Path()
+	testenv.Require(t, err)
 	l, err := lab.New(lab.Spec{RealServers: 1})
 	if err != nil {
 		t.Fatal(err)

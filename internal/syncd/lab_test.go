@@ -2,10 +2,8 @@ package syncd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/syncpolicy"
 	"github.com/xvs-lb/xvs/internal/syncproto"
 	"github.com/xvs-lb/xvs/internal/syncring"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // director is one side of the lab test: a master and a backup at once
@@ -52,21 +51,7 @@ func (d *director) count() int {
 // sends, field for field, none of its own master's (multicast loop is off),
 // and a third backup with another syncid drops them all.
 func TestRootMulticast(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) || os.Getenv("CI") != "true" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	l, err := lab.New(lab.Spec{Prefix: "xvssync", RealServers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	l := testenv.Lab(t, lab.Spec{Prefix: "xvssync", RealServers: 2})
 	for _, tc := range []struct {
 		group string
 		ports int
