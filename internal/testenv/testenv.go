@@ -6,9 +6,8 @@
 // developer's `go test ./...` must pass without it.
 //
 // It also holds the pieces many tests share: [Lab] (a network-namespace
-// lab for one test), [Buffer] (output read while it is written), [Command]
-// (the project's commands, built for a test) and [SharedData] (the
-// captures in ../shared, read in place).
+// lab for one test), [Buffer] (output read while it is written) and
+// [SharedData] (the captures in ../shared, read in place).
 package testenv
 
 import (
