@@ -193,58 +193,39 @@ func (g *Generator) Run(d time.Duration, rate float64, senders int) uint64 {
 		for s := w; s < len(g.conns); s += senders {
 			socks = append(socks, s)
 		}
+		conns := make([]*ipv4.PacketConn, len(socks))
+		for i, s := range socks {
+			conns[i] = g.conns[s]
+		}
+		f := lab.Flood{Batch: genBatch, Rate: rate / float64(senders),
+			Fill: func(msgs []ipv4.Message, sock int, _ uint64) { g.fill(msgs, socks[sock]) }}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			total.Add(g.send(start, d, rate/float64(senders), socks))
+			sent, _ := f.Send(conns, start, d)
+			total.Add(sent)
 		}()
 	}
 	wg.Wait()
 	return total.Load()
 }
 
-func (g *Generator) send(start time.Time, d time.Duration, rate float64, socks []int) uint64 {
-	msgs := make([]ipv4.Message, genBatch)
+// fill sets msgs to the next calls' datagrams of socket sock, stamped with
+// the send time.
+func (g *Generator) fill(msgs []ipv4.Message, sock int) {
+	ts := now()
 	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
-	var sent uint64
-	k := 0
-	for {
-		el := time.Since(start)
-		if el >= d {
-			return sent
+		if msgs[i].Buffers == nil {
+			msgs[i].Buffers = make([][]byte, 1)
 		}
-		n := genBatch
-		if rate > 0 {
-			due := int64(el.Seconds() * rate)
-			if int64(sent) >= due {
-				wait := time.Duration(float64(time.Second) * float64(min(genBatch, 1+int64(sent)-due)) / rate)
-				time.Sleep(max(wait, 20*time.Microsecond))
-				continue
-			}
-			n = int(min(int64(genBatch), due-int64(sent)))
+		idx := g.next[sock]
+		g.next[sock] += SourcePorts
+		if g.next[sock] >= len(g.data) {
+			g.next[sock] = sock % len(g.data)
 		}
-		sock := socks[k%len(socks)]
-		k++
-		ts := now()
-		for i := range n {
-			idx := g.next[sock]
-			g.next[sock] += SourcePorts
-			if g.next[sock] >= len(g.data) {
-				g.next[sock] = sock % len(g.data)
-			}
-			b := g.data[idx]
-			putTS(b[g.tsOff:], ts)
-			msgs[i].Buffers[0] = b
-		}
-		w, err := g.conns[sock].WriteBatch(msgs[:n], 0)
-		if w > 0 {
-			sent += uint64(w)
-		}
-		if err != nil {
-			time.Sleep(50 * time.Microsecond) // ENOBUFS and the like: back off, the datagram was not sent
-		}
+		b := g.data[idx]
+		putTS(b[g.tsOff:], ts)
+		msgs[i].Buffers[0] = b
 	}
 }
 

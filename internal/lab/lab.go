@@ -38,6 +38,12 @@
 //
 // Building a lab needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) and the ip(8)
 // tool from iproute2; ethtool(8) is used to switch offloads off when present.
+//
+// # Traffic
+//
+// [Flood] sends UDP datagrams in sendmmsg batches, paced or as fast as the
+// sockets take them: the benchmark harness's generator and the robustness
+// floods.
 package lab
 
 import (

@@ -160,27 +160,6 @@ func vmRSS(pid int) (kib int) {
 	return kib
 }
 
-// flooder sends batches of datagrams with sendmmsg until stop, returning
-// how many it sent.
-func flood(conn *net.UDPConn, dst netip.AddrPort, until time.Time, fill func(msgs []ipv4.Message, seq uint64)) (sent uint64, errs uint64) {
-	pc := ipv4.NewPacketConn(conn)
-	msgs := make([]ipv4.Message, labSendBatch)
-	addr := net.UDPAddrFromAddrPort(dst)
-	for i := range msgs {
-		msgs[i].Addr = addr
-	}
-	for seq := uint64(0); time.Now().Before(until); seq += labSendBatch {
-		fill(msgs, seq)
-		n, err := pc.WriteBatch(msgs, 0)
-		if err != nil {
-			errs++
-			time.Sleep(100 * time.Microsecond) // ENOBUFS: the veth queue is full
-		}
-		sent += uint64(max(n, 0))
-	}
-	return sent, errs
-}
-
 // TestRootFlood runs `xvs run` on AF_XDP in a namespace lab with a small
 // template table and floods it from the client side: a flood of unique
 // Call-IDs, then a flood of junk datagrams (hostile SIP and non-SIP payloads
@@ -318,7 +297,7 @@ func TestRootFlood(t *testing.T) {
 	}
 	defer fconn.Close()
 	ctrs := make([]Counter, labSendBatch)
-	fillFlood := func(msgs []ipv4.Message, seq uint64) {
+	fillFlood := func(msgs []ipv4.Message, _ int, seq uint64) {
 		for i := range msgs {
 			if msgs[i].Buffers == nil {
 				b := CounterInvite(floodDomain)
@@ -329,7 +308,8 @@ func TestRootFlood(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	fsent, ferrs := flood(fconn, vipAP, t0.Add(floodDur), fillFlood)
+	fsent, ferrs := lab.Flood{Batch: labSendBatch, To: net.UDPAddrFromAddrPort(vipAP), Fill: fillFlood}.
+		Send([]*ipv4.PacketConn{ipv4.NewPacketConn(fconn)}, t0, floodDur)
 	fel := time.Since(t0)
 	m1, err := fetchMetrics(l.Balancer.NS, metricsAddr)
 	if err != nil {
@@ -340,7 +320,7 @@ func TestRootFlood(t *testing.T) {
 	// 2. The junk flood: hostile payloads by UDP from the client, and
 	// malformed frames on the server LAN (from real0, to the balancer's MAC).
 	payloads := HostilePayloads(7)
-	fillJunk := func(msgs []ipv4.Message, seq uint64) {
+	fillJunk := func(msgs []ipv4.Message, _ int, seq uint64) {
 		for i := range msgs {
 			p := payloads[(seq+uint64(i))%uint64(len(payloads))].Data
 			if len(p) > 60000 { // keep the veth busy with many datagrams, not IP fragments of one
@@ -394,7 +374,8 @@ func TestRootFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer jconn.Close()
-	jsent, jerrs := flood(jconn, vipAP, t1.Add(junkDur), fillJunk)
+	jsent, jerrs := lab.Flood{Batch: labSendBatch, To: net.UDPAddrFromAddrPort(vipAP), Fill: fillJunk}.
+		Send([]*ipv4.PacketConn{ipv4.NewPacketConn(jconn)}, t1, junkDur)
 	if err := <-rawDone; err != nil {
 		t.Errorf("raw junk sender: %v", err)
 	}
