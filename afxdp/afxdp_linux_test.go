@@ -16,15 +16,13 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xvs-lb/xvs/dataplane"
-	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/filtertest"
 	"github.com/xvs-lb/xvs/packet"
 )
 
-// TestFilterProgram runs the XDP filter on crafted frames
-// (BPF_PROG_TEST_RUN) and checks its steer/pass counters: VLAN tags, IPv6
-// extension headers, fragments (to a VIP, and from a NAT real server's
-// address), port-0 services, NAT real servers, ICMP "fragmentation needed"
-// and "packet too big" to a VIP (and other ICMP, not steered).
+// TestFilterProgram runs the steering conformance table (which rawsock's
+// classic filter passes too) through the XDP program (BPF_PROG_TEST_RUN)
+// and checks its steer/pass counters.
 func TestFilterProgram(t *testing.T) {
 	skipUnlessRoot(t)
 	p, err := loadProgram(1)
@@ -32,19 +30,7 @@ func TestFilterProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.close()
-	vip, vip6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
-	f := dataplane.Filter{
-		Services: []dataplane.ServiceMatch{
-			{Protocol: packet.ProtoUDP, Addr: vip, Port: 5060},
-			{Protocol: packet.ProtoTCP, Addr: netip.MustParseAddr("192.0.2.2"), Port: 0},
-			{Protocol: packet.ProtoUDP, Addr: vip6, Port: 5060},
-		},
-		RealServers: []dataplane.RealServerMatch{
-			{Protocol: packet.ProtoUDP, Addr: netip.MustParseAddrPort("10.1.0.5:5060")},
-			{Protocol: packet.ProtoUDP, Addr: netip.MustParseAddrPort("[2001:db8:2::5]:5060")},
-		},
-	}
-	k4, k6, err := matchKeys(f)
+	k4, k6, err := matchKeys(filtertest.Filter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,138 +40,19 @@ func TestFilterProgram(t *testing.T) {
 	if err := syncMap(p.match6, map[key6]bool{}, k6); err != nil {
 		t.Fatal(err)
 	}
-	ap := netip.MustParseAddrPort
-	client, client6 := ap("198.51.100.7:40000"), ap("[2001:db8:1::7]:40000")
-	big := make([]byte, 3000)
-	cases := []struct {
-		desc  string
-		frame []byte
-		steer bool
-	}{
-		{"udp to VIP:port", craft.Spec{Src: client, Dst: ap("192.0.2.1:5060")}.Build(), true},
-		{"udp to VIP other port", craft.Spec{Src: client, Dst: ap("192.0.2.1:5061")}.Build(), false},
-		{"tcp to VIP:5060 (udp service)", craft.Spec{Proto: craft.TCP, Src: client, Dst: ap("192.0.2.1:5060")}.Build(), false},
-		{"tcp to port-0 service", craft.Spec{Proto: craft.TCP, Src: client, Dst: ap("192.0.2.2:443")}.Build(), true},
-		{"udp to port-0 tcp service", craft.Spec{Src: client, Dst: ap("192.0.2.2:443")}.Build(), false},
-		{"one VLAN tag", craft.Spec{VLANs: []craft.VLAN{{TCI: 10}}, Src: client, Dst: ap("192.0.2.1:5060")}.Build(), true},
-		{"QinQ", craft.Spec{VLANs: []craft.VLAN{{TPID: 0x88a8, TCI: 10}, {TCI: 20}}, Src: client, Dst: ap("192.0.2.1:5060")}.Build(), true},
-		{"three VLAN tags", craft.Spec{VLANs: []craft.VLAN{{TPID: 0x88a8, TCI: 10}, {TCI: 20}, {TCI: 30}}, Src: client, Dst: ap("192.0.2.1:5060")}.Build(), false},
-		{"IPv4 options", craft.Spec{IPOptions: []byte{1, 1, 1, 1, 1, 1, 1, 1}, Src: client, Dst: ap("192.0.2.1:5060")}.Build(), true},
-		{"from NAT real server", craft.Spec{Src: ap("10.1.0.5:5060"), Dst: client}.Build(), true},
-		{"from NAT real server other port", craft.Spec{Src: ap("10.1.0.5:5061"), Dst: client}.Build(), false},
-		{"udp IPv6 to VIP", craft.Spec{Src: client6, Dst: ap("[2001:db8::1]:5060")}.Build(), true},
-		{"IPv6 with two ext headers", craft.Spec{IPv6Ext: []craft.Ext{{Type: 0, Data: make([]byte, 6)}, {Type: 60, Data: make([]byte, 14)}}, Src: client6, Dst: ap("[2001:db8::1]:5060")}.Build(), true},
-		{"IPv6 to other address", craft.Spec{Src: client6, Dst: ap("[2001:db8::2]:5060")}.Build(), false},
-		{"ARP", append(make([]byte, 12), 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1), false},
-		{"truncated IPv4", craft.Spec{Src: client, Dst: ap("192.0.2.1:5060")}.Build()[:30], false},
-	}
-	for i, fr := range craft.Fragment(craft.Spec{Src: client, Dst: ap("192.0.2.1:5060"), Payload: big}, 1400) {
-		cases = append(cases, struct {
-			desc  string
-			frame []byte
-			steer bool
-		}{fmt.Sprintf("IPv4 fragment %d to VIP", i), fr, true})
-	}
-	for i, fr := range craft.Fragment(craft.Spec{Src: client6, Dst: ap("[2001:db8::1]:9"), Payload: big}, 1400) {
-		cases = append(cases, struct {
-			desc  string
-			frame []byte
-			steer bool
-		}{fmt.Sprintf("IPv6 fragment %d to VIP", i), fr, true})
-	}
-	for i, fr := range craft.Fragment(craft.Spec{Src: client, Dst: ap("192.0.2.9:5060"), Payload: big}, 1400) {
-		cases = append(cases, struct {
-			desc  string
-			frame []byte
-			steer bool
-		}{fmt.Sprintf("IPv4 fragment %d to other address", i), fr, false})
-	}
-	type tc = struct {
-		desc  string
-		frame []byte
-		steer bool
-	}
-	// frags adds the fragments of s's datagram; steer(i) says whether
-	// fragment i is steered.
-	frags := func(desc string, s craft.Spec, steer func(i int) bool) {
-		fs := craft.Fragment(s, 1400)
-		if len(fs) < 3 {
-			t.Fatalf("%s: %d fragments", desc, len(fs))
-		}
-		for i, fr := range fs {
-			cases = append(cases, tc{fmt.Sprintf("%s fragment %d", desc, i), fr, steer(i)})
-		}
-	}
-	all := func(int) bool { return true }
-	none := func(int) bool { return false }
-	later := func(i int) bool { return i > 0 }
-	vlan, qinq := []craft.VLAN{{TCI: 10}}, []craft.VLAN{{TPID: 0x88a8, TCI: 10}, {TCI: 20}}
-	rs4, rs6 := ap("10.1.0.5:5060"), ap("[2001:db8:2::5]:5060")
-	// NAT replies that fragment: the first fragment by its ports, the
-	// later ones by the real server's address alone.
-	frags("IPv4 NAT reply", craft.Spec{Src: rs4, Dst: client, Payload: big, ID: 1}, all)
-	frags("IPv4 NAT reply, VLAN", craft.Spec{VLANs: vlan, Src: rs4, Dst: client, Payload: big, ID: 2}, all)
-	frags("IPv4 NAT reply, QinQ", craft.Spec{VLANs: qinq, Src: rs4, Dst: client, Payload: big, ID: 3}, all)
-	frags("IPv4 NAT reply with options", craft.Spec{IPOptions: []byte{0x94, 4, 0, 0}, Src: rs4, Dst: client, Payload: big, ID: 4}, all)
-	frags("IPv4 from NAT real server other port", craft.Spec{Src: ap("10.1.0.5:5061"), Dst: client, Payload: big, ID: 5}, later)
-	frags("IPv4 from other address", craft.Spec{Src: ap("10.1.0.6:5060"), Dst: client, Payload: big, ID: 6}, none)
-	frags("IPv6 NAT reply", craft.Spec{Src: rs6, Dst: client6, Payload: big, ID: 7}, all)
-	frags("IPv6 NAT reply, VLAN", craft.Spec{VLANs: vlan, Src: rs6, Dst: client6, Payload: big, ID: 8}, all)
-	frags("IPv6 NAT reply, QinQ, ext header", craft.Spec{VLANs: qinq, IPv6Ext: []craft.Ext{{Type: 60, Data: make([]byte, 6)}}, Src: rs6, Dst: client6, Payload: big, ID: 9}, all)
-	frags("IPv6 from NAT real server other port", craft.Spec{Src: ap("[2001:db8:2::5]:5061"), Dst: client6, Payload: big, ID: 10}, later)
-	frags("IPv6 from other address", craft.Spec{Src: ap("[2001:db8:2::6]:5060"), Dst: client6, Payload: big, ID: 11}, none)
-	frags("IPv6 to other address", craft.Spec{Src: client6, Dst: ap("[2001:db8::9]:5060"), Payload: big, ID: 12}, none)
-	frags("IPv4 to VIP, VLAN", craft.Spec{VLANs: vlan, Src: client, Dst: ap("192.0.2.1:5060"), Payload: big, ID: 13}, all)
-	frags("IPv6 to VIP, QinQ", craft.Spec{VLANs: qinq, Src: client6, Dst: ap("[2001:db8::1]:5060"), Payload: big, ID: 14}, all)
-
-	// ICMP errors: path-MTU messages to a VIP are steered (the pipeline
-	// reads the quote), every other ICMP message stays with the kernel.
-	router, router6 := ap("203.0.113.1:0"), ap("[2001:db8:ff::1]:0")
-	icmp := func(vlans []craft.VLAN, dst netip.AddrPort, typ, code uint8) []byte {
-		body := []byte{typ, code, 0, 0, 0, 0, 0x05, 0x78} // MTU 1400
-		if dst.Addr().Is4() {
-			body = append(body, craft.Spec{Src: netip.AddrPortFrom(dst.Addr(), 5060), Dst: client, Payload: big[:64]}.Datagram()[:28]...)
-			return craft.Spec{VLANs: vlans, Proto: 1, Src: router, Dst: dst, Payload: body}.Build()
-		}
-		body = append(body, craft.Spec{Src: netip.AddrPortFrom(dst.Addr(), 5060), Dst: client6, Payload: big[:64]}.Datagram()[:48]...)
-		return craft.Spec{VLANs: vlans, Proto: 58, Src: router6, Dst: dst, Payload: body}.Build()
-	}
-	vipICMP, vipICMP2, otherICMP := ap("192.0.2.1:0"), ap("192.0.2.2:0"), ap("192.0.2.9:0")
-	vip6ICMP, other6ICMP := ap("[2001:db8::1]:0"), ap("[2001:db8::9]:0")
-	cases = append(cases,
-		tc{"ICMPv4 frag needed to VIP", icmp(nil, vipICMP, 3, 4), true},
-		tc{"ICMPv4 frag needed to port-0 VIP", icmp(nil, vipICMP2, 3, 4), true},
-		tc{"ICMPv4 frag needed to VIP, VLAN", icmp(vlan, vipICMP, 3, 4), true},
-		tc{"ICMPv4 frag needed to VIP, QinQ", icmp(qinq, vipICMP, 3, 4), true},
-		tc{"ICMPv4 frag needed to other address", icmp(nil, otherICMP, 3, 4), false},
-		tc{"ICMPv4 frag needed to other address, VLAN", icmp(vlan, otherICMP, 3, 4), false},
-		tc{"ICMPv4 port unreachable to VIP", icmp(nil, vipICMP, 3, 3), false},
-		tc{"ICMPv4 time exceeded to VIP", icmp(nil, vipICMP, 11, 0), false},
-		tc{"ICMPv4 echo request to VIP", icmp(vlan, vipICMP, 8, 0), false},
-		tc{"ICMPv4 truncated (no type)", icmp(nil, vipICMP, 3, 4)[:14+20], false},
-		tc{"ICMPv6 packet too big to VIP", icmp(nil, vip6ICMP, 2, 0), true},
-		tc{"ICMPv6 packet too big to VIP, VLAN", icmp(vlan, vip6ICMP, 2, 0), true},
-		tc{"ICMPv6 packet too big to VIP, QinQ", icmp(qinq, vip6ICMP, 2, 0), true},
-		tc{"ICMPv6 packet too big to other address", icmp(vlan, other6ICMP, 2, 0), false},
-		tc{"ICMPv6 destination unreachable to VIP", icmp(nil, vip6ICMP, 1, 4), false},
-		tc{"ICMPv6 echo request to VIP", icmp(nil, vip6ICMP, 128, 0), false},
-		tc{"ICMPv6 neighbour solicitation to VIP", icmp(vlan, vip6ICMP, 135, 0), false},
-		tc{"ICMPv6 truncated (no type)", icmp(nil, vip6ICMP, 2, 0)[:14+40], false},
-		tc{"TCP from NAT real server address, service is UDP", craft.Spec{Proto: craft.TCP, Src: rs4, Dst: client}.Build(), false},
-	)
-	for _, c := range cases {
+	for _, f := range filtertest.Frames() {
 		s0, p0, err := p.counters()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ret, err := p.xdp.Program.Run(&ebpf.RunOptions{Data: c.frame})
+		ret, err := p.xdp.Program.Run(&ebpf.RunOptions{Data: f.Data})
 		if err != nil {
-			t.Fatalf("%s: %v", c.desc, err)
+			t.Fatalf("%s: %v", f.Name, err)
 		}
 		s1, p1, _ := p.counters()
 		// No socket in the XSKMAP: a steered frame falls back to XDP_PASS.
-		if ret != xdpPass || s1-s0+p1-p0 != 1 || (s1 > s0) != c.steer {
-			t.Errorf("%s: verdict %d, steered %d passed %d, want steer=%v", c.desc, ret, s1-s0, p1-p0, c.steer)
+		if ret != xdpPass || s1-s0+p1-p0 != 1 || (s1 > s0) != f.XDPSteer {
+			t.Errorf("%s: verdict %d, steered %d passed %d, want steer=%v", f.Name, ret, s1-s0, p1-p0, f.XDPSteer)
 		}
 	}
 }
