@@ -123,7 +123,7 @@ var ErrMode = errors.New("unknown data-plane mode")
 // Start locks the interface (one daemon per interface) and the snapshot
 // file, opens the backend, loads the rules, restores the template snapshot
 // and starts the workers.
-func Start(o Options) (*Daemon, error) {
+func Start(o Options) (_ *Daemon, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -131,18 +131,23 @@ func Start(o Options) (*Daemon, error) {
 		return nil, errors.New("no interface given (--iface)")
 	}
 	d := &Daemon{opts: o, log: o.Logger, stop: make(chan struct{}), stopSave: make(chan struct{}), runErr: make(chan error, 64)}
-	if err := d.start(); err != nil {
-		if d.backend != nil {
-			d.backend.Close()
+	var undo []func() // what start acquired, released in reverse order if it fails
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
 		}
-		d.releaseLocks()
+	}()
+	if err = d.start(func(release func()) { undo = append(undo, release) }); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
-// start is Start's work; on error Start undoes what it opened.
-func (d *Daemon) start() error {
+// start is Start's work. It hands every resource it acquires to onFail
+// (its release), which Start calls in reverse order if start fails.
+func (d *Daemon) start(onFail func(release func())) error {
 	o := d.opts
 	var err error
 	if d.resolver, err = neigh.New(o.Iface); err != nil {
@@ -158,16 +163,19 @@ func (d *Daemon) start() error {
 	if d.ifaceLock, err = acquireLock(ifaceLockPath(lockDir, o.Iface), "interface "+o.Iface); err != nil {
 		return err
 	}
+	onFail(d.ifaceLock.release)
 	if o.SnapshotFile != "" {
 		if d.snapshot, err = openSnapshotFile(o.SnapshotFile); err != nil {
 			return err
 		}
+		onFail(d.snapshot.lock.release)
 	}
 	b, err := openBackend(o, d.log)
 	if err != nil {
-		return err // b may be a typed nil: Start must not close it
+		return err // b may be a typed nil: it must not be closed
 	}
 	d.backend = b
+	onFail(func() { b.Close() })
 	queues := d.backend.Queues()
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
 		return fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)

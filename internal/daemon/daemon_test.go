@@ -248,6 +248,27 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
+// A start that fails after it took the interface's lock, the snapshot's
+// lock and the backend releases them all: the next start on the same
+// interface and snapshot file succeeds.
+func TestFailedStartReleases(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lockDir, snap := t.TempDir(), filepath.Join(t.TempDir(), "templates.json")
+	bad := filepath.Join(t.TempDir(), "bad.rules")
+	os.WriteFile(bad, []byte("-A -u 10.0.0.1:5060 --pe nosuch -p\n"), 0o600)
+	o := Options{Iface: "lo", Mode: "memtest", LockDir: lockDir, SnapshotFile: snap, Templates: 1024, Conns: 1024, Logger: log}
+	bo := o
+	bo.Rules = bad
+	if _, err := Start(bo); err == nil {
+		t.Fatal("bad rules accepted")
+	}
+	d, err := Start(o)
+	if err != nil {
+		t.Fatalf("after a failed start: %v", err)
+	}
+	d.Close()
+}
+
 // xvs run --sysctl sets IPVS sysctls at start, after the rules file (whose
 // --sysctl lines apply too); a setting xvs does not honour is refused by
 // name.
