@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -97,9 +98,7 @@ func runReplay(c *cli.Context) error {
 	}
 	res, runErr := replay.Run(in, opts)
 	for _, cl := range closers {
-		if err := cl(); err != nil && runErr == nil {
-			runErr = err
-		}
+		runErr = errors.Join(runErr, cl())
 	}
 	if runErr != nil {
 		return runErr

@@ -110,10 +110,7 @@ wait:
 		}
 	}
 	stopServices()
-	if err := d.Close(); err != nil && runErr == nil {
-		runErr = err
-	}
-	return runErr
+	return errors.Join(runErr, d.Close())
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -290,7 +290,7 @@ func openBackend(o Options, log *slog.Logger) (dataplane.Backend, error) {
 		log.Warn("AF_XDP unavailable, falling back to the raw socket", "err", err)
 		rb, rerr := dataplane.Open("raw", bo)
 		if rerr != nil {
-			return nil, fmt.Errorf("no data plane: afxdp: %v; raw: %w", err, rerr)
+			return nil, fmt.Errorf("no data plane: afxdp: %w; raw: %w", err, rerr)
 		}
 		return rb, nil
 	}
