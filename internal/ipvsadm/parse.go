@@ -132,55 +132,90 @@ const (
 // follows ipvsadm 1.31's parse_options and process_options step by step,
 // including their order of checks, so that the first error reported is
 // ipvsadm's. Errors are *UsageError. No arguments at all means List.
+//
+// The steps, each a function of its own: the command (the first option),
+// the options by ipvsadm's groups (virtual-service, real-server, list and
+// sync-daemon options, then the extension's health-check options), the
+// arguments that follow them, generic_opt_check, and the command's own
+// checks.
 func (ps Parser) Parse(args []string) (Command, error) {
-	ce := Command{
+	st := parseState{ps: ps, ce: Command{
 		Kind: NoCommand,
 		Service: Service{
 			Netmask: 0xffffffff, // the default persistent granularity /32
 		},
 		Dest: Dest{Weight: 1, Forward: ipvs.Route},
-	}
+	}}
 	if len(args) == 0 {
-		ce.Kind = List
-		return ce, nil
+		st.ce.Kind = List
+		return st.ce, nil
 	}
 	p := popt{args: args}
-	svcV6 := false // ce->svc.af == AF_INET6
-	destV6 := false
-	schedFlagsArg := ""
-
 	d, arg, _, ok, perr := p.nextOpt()
 	if perr != nil || !ok {
 		return Command{}, tryHelp()
 	}
-	switch d.tag {
-	case tagAddService:
-		ce.Kind = AddService
-	case tagEditService:
-		ce.Kind = EditService
-	case tagDeleteService:
-		ce.Kind = DeleteService
-	case tagAddServer:
-		ce.Kind = AddServer
-	case tagEditServer:
-		ce.Kind = EditServer
-	case tagDeleteServer:
-		ce.Kind = DeleteServer
-	case tagClear:
-		ce.Kind = Clear
-	case tagList:
-		ce.Kind = List
-	case tagZero:
-		ce.Kind = Zero
-	case tagSet:
-		ce.Kind = SetTimeout
-	case tagRestore:
-		ce.Kind = Restore
-	case tagSave:
-		ce.Kind = Save
+	if err := st.command(d.tag, arg); err != nil {
+		return Command{}, err
+	}
+	if st.ce.Kind == Help || st.ce.Kind == Version {
+		return Command{Kind: st.ce.Kind}, nil
+	}
+	for {
+		d, arg, hasArg, ok, perr := p.nextOpt()
+		if perr != nil {
+			return Command{}, perr
+		}
+		if !ok {
+			break
+		}
+		if err := st.option(d.tag, arg, hasArg, p.last); err != nil {
+			return Command{}, err
+		}
+	}
+	if err := st.arguments(&p); err != nil {
+		return Command{}, err
+	}
+	if err := genericOptCheck(st.ce.Kind, st.ce.Options); err != nil {
+		return Command{}, err
+	}
+	if err := st.check(); err != nil {
+		return Command{}, err
+	}
+	return st.ce, nil
+}
+
+// parseState is one command line's parse: the command so far and what
+// ipvsadm keeps beside it until process_options.
+type parseState struct {
+	ps            Parser
+	ce            Command
+	svcV6         bool // ce->svc.af == AF_INET6
+	destV6        bool
+	schedFlagsArg string
+}
+
+// commandKinds are the commands that take no argument.
+var commandKinds = map[tag]Kind{
+	tagAddService: AddService, tagEditService: EditService, tagDeleteService: DeleteService,
+	tagAddServer: AddServer, tagEditServer: EditServer, tagDeleteServer: DeleteServer,
+	tagClear: Clear, tagList: List, tagZero: Zero, tagSet: SetTimeout, tagRestore: Restore, tagSave: Save,
+	tagHelp: Help, tagVersion: Version,
+	tagHealthCheck: HealthCheckCmd, tagDrain: Drain, tagUndrain: Undrain, tagReload: Reload,
+}
+
+// command sets the command from the first option (ipvsadm: a command must
+// come first), with the argument of the commands that take one.
+func (st *parseState) command(t tag, arg string) *UsageError {
+	ce := &st.ce
+	if k, ok := commandKinds[t]; ok {
+		ce.Kind = k
+		return nil
+	}
+	switch t {
 	case tagStartDaemon, tagStopDaemon:
 		ce.Kind = StartDaemon
-		if d.tag == tagStopDaemon {
+		if t == tagStopDaemon {
 			ce.Kind = StopDaemon
 		}
 		switch arg {
@@ -190,361 +225,379 @@ func (ps Parser) Parse(args []string) (Command, error) {
 			ce.Daemon.State = Backup
 		default:
 			if ce.Kind == StartDaemon {
-				return Command{}, failf("illegal start-daemon parameter specified")
+				return failf("illegal start-daemon parameter specified")
 			}
-			return Command{}, failf("illegal start_daemon specified")
+			return failf("illegal start_daemon specified")
 		}
-	case tagHelp:
-		return Command{Kind: Help}, nil
-	case tagVersion:
-		return Command{Kind: Version}, nil
-	case tagHealthCheck:
-		ce.Kind = HealthCheckCmd
-	case tagDrain:
-		ce.Kind = Drain
-	case tagUndrain:
-		ce.Kind = Undrain
-	case tagReload:
-		ce.Kind = Reload
 	case tagSysctl:
 		ce.Kind = SysctlCmd
 		if name, _, _ := strings.Cut(arg, "="); strings.Contains(arg, "=") && strings.TrimSpace(name) == "" {
-			return Command{}, failf("illegal sysctl setting `%s' (want NAME=VALUE)", arg)
+			return failf("illegal sysctl setting `%s' (want NAME=VALUE)", arg)
 		}
 		ce.Sysctl = arg
 	default:
-		return Command{}, tryHelp()
+		return tryHelp()
 	}
+	return nil
+}
 
-	set := func(o Opt) *UsageError {
-		if ce.Options.Has(o) {
-			return failf("multiple '%s' options specified", o)
-		}
-		ce.Options.add(o)
-		return nil
+// set records option o, which may be given once.
+func (st *parseState) set(o Opt) *UsageError {
+	if st.ce.Options.Has(o) {
+		return failf("multiple '%s' options specified", o)
 	}
+	st.ce.Options.add(o)
+	return nil
+}
 
-	for {
-		d, arg, hasArg, ok, perr := p.nextOpt()
-		if perr != nil {
-			return Command{}, perr
+// option parses one option after the command; tok is how it was written.
+func (st *parseState) option(t tag, arg string, hasArg bool, tok string) *UsageError {
+	switch t {
+	case tagTCP, tagUDP, tagSCTP, tagFwmark, tagScheduler, tagPersistent, tagNetmask, tagOPS, tagPE, tagPEStrict, tagSchedFlags:
+		return st.serviceOption(t, arg, hasArg)
+	case tagRealServer, tagIPIP, tagGate, tagMasq, tagWeight, tagUThreshold, tagLThreshold,
+		tagTunType, tagTunPort, tagTunNoCsum, tagTunCsum, tagTunRemCsum:
+		return st.serverOption(t, arg)
+	case tagConnection, tagNumeric, tagTimeout, tagDaemon, tagStats, tagRate, tagThresholds, tagPersistentConn,
+		tagNoSort, tagSort, tagExact, tagTunInfo, tagHealth:
+		return st.listOption(t)
+	case tagMcastIface, tagSyncID, tagMcastGroup, tagMcastPort, tagMcastTTL, tagSyncMaxLen:
+		return st.daemonOption(t, arg)
+	case tagCheck, tagInterval, tagCheckTimeout, tagFail, tagRise, tagCheckPort, tagCodes, tagOnFail,
+		tagScript, tagScriptUser, tagDynamic, tagURL, tagDigest, tagVirtualHost, tagRetryInterval, tagStartDown:
+		if err := st.set(checkOpts[t]); err != nil {
+			return err
 		}
-		if !ok {
-			break
+		return st.ce.parseCheckOption(t, arg)
+	case tagIPv6:
+		// Only meaningful after -f, which xvs rejects earlier.
+		return failf("-6 used before -f\n")
+	default:
+		// A second command, -h or -v after the command.
+		return failf("invalid option `%s'", tok)
+	}
+}
+
+// serviceOption parses a virtual-service option: -t/-u (and the refused
+// --sctp-service, -f), -s, -p, -M, -o, --pe, --pe-strict, -b.
+func (st *parseState) serviceOption(t tag, arg string, hasArg bool) *UsageError {
+	svc := &st.ce.Service
+	switch t {
+	case tagTCP, tagUDP, tagSCTP, tagFwmark:
+		if err := st.set(OptService); err != nil {
+			return err
 		}
-		var err *UsageError
-		switch d.tag {
-		case tagTCP, tagUDP, tagSCTP, tagFwmark:
-			if err = set(OptService); err != nil {
-				break
-			}
-			switch d.tag {
-			case tagFwmark:
-				err = failf("fwmark services (-f) are not supported by xvs")
-				err.err = ErrUnsupported
-			case tagSCTP:
-				err = failf("SCTP services (--sctp-service) are not supported by xvs")
-				err.err = ErrUnsupported
-			case tagTCP:
-				ce.Service.Protocol = ipvs.TCP
-			case tagUDP:
-				ce.Service.Protocol = ipvs.UDP
-			}
-			if err != nil {
-				break
-			}
-			r, addr, port, v6 := ps.parseService(arg, ce.Service.Protocol, ce.Service.Port)
-			if r&serviceAddr == 0 {
-				err = failf("illegal virtual server address[:port] specified")
-				break
-			}
-			ce.Service.Addr, ce.Service.Port = addr, port
-			svcV6 = v6
-			if v6 {
-				ce.Service.Netmask = 128
-			}
-		case tagScheduler:
-			if err = set(OptScheduler); err == nil {
-				ce.Service.Scheduler = truncate(arg, MaxSchedNameLen)
-			}
-		case tagPersistent:
-			if err = set(OptPersistent); err != nil {
-				break
-			}
-			ce.Service.Persistent = true
-			ce.Service.Timeout = DefaultPersistentTimeout
-			if hasArg {
-				ce.Service.Timeout, err = parseTimeout(arg, 1, MaxTimeout)
-			}
-		case tagNetmask:
-			if err = set(OptNetmask); err != nil {
-				break
-			}
-			if !svcV6 {
-				m, ok := ps.parseNetmask(arg)
-				if !ok {
-					err = failf("illegal virtual server persistent mask specified")
-					break
-				}
-				ce.Service.Netmask = m
-			} else {
-				n := cAtoi(arg)
-				if n < 1 || n > 128 {
-					err = failf("illegal ipv6 netmask specified")
-					break
-				}
-				ce.Service.Netmask = uint32(n)
-			}
-		case tagRealServer:
-			if err = set(OptServer); err != nil {
-				break
-			}
-			r, addr, port, v6 := ps.parseService(arg, ce.Service.Protocol, ce.Service.Port)
-			if r&serviceAddr == 0 {
-				// ipvsadm copies the parsed parts before the check; the
-				// command fails either way.
-				err = failf("illegal real server address[:port] specified")
-				break
-			}
-			ce.Dest.Addr = netip.AddrPortFrom(addr, port)
-			destV6 = v6
-		case tagIPIP, tagGate, tagMasq:
-			if err = set(OptForward); err == nil {
-				ce.Dest.Forward = map[tag]ipvs.Forward{tagIPIP: ipvs.Tunnel, tagGate: ipvs.Route, tagMasq: ipvs.Masq}[d.tag]
-			}
-		case tagWeight:
-			if err = set(OptWeight); err == nil {
-				n, ok := stringToNumber(arg, 0, MaxWeight)
-				if !ok {
-					err = failf("illegal weight specified")
-				}
-				ce.Dest.Weight = uint32(n)
-			}
-		case tagUThreshold:
-			if err = set(OptUThreshold); err == nil {
-				n, ok := stringToNumber(arg, 0, MaxThreshold)
-				if !ok {
-					err = failf("illegal u_threshold specified")
-				}
-				ce.Dest.UThreshold = uint32(n)
-			}
-		case tagLThreshold:
-			if err = set(OptLThreshold); err == nil {
-				n, ok := stringToNumber(arg, 0, MaxThreshold)
-				if !ok {
-					err = failf("illegal l_threshold specified")
-				}
-				ce.Dest.LThreshold = uint32(n)
-			}
-		case tagConnection:
-			if err = set(OptConnection); err == nil {
-				ce.Format.Connections = true
-			}
-		case tagNumeric:
-			if err = set(OptNumeric); err == nil {
-				ce.Format.Numeric = true
-			}
-		case tagMcastIface:
-			if err = set(OptMcastIface); err == nil {
-				ce.Daemon.McastIface = truncate(arg, MaxIfaceNameLen)
-			}
-		case tagSyncID:
-			if err = set(OptSyncID); err == nil {
-				n, ok := stringToNumber(arg, 0, 255)
-				if !ok {
-					err = failf("illegal syncid specified")
-				}
-				ce.Daemon.SyncID = uint8(n)
-			}
-		case tagTimeout:
-			if err = set(OptTimeout); err == nil {
-				ce.Format.Timeout = true
-			}
-		case tagDaemon:
-			if err = set(OptDaemon); err == nil {
-				ce.Format.Daemon = true
-			}
-		case tagStats:
-			if err = set(OptStats); err == nil {
-				ce.Format.Stats = true
-			}
-		case tagRate:
-			if err = set(OptRate); err == nil {
-				ce.Format.Rate = true
-			}
-		case tagThresholds:
-			if err = set(OptThresholds); err == nil {
-				ce.Format.Thresholds = true
-			}
-		case tagPersistentConn:
-			if err = set(OptPersistentConn); err == nil {
-				ce.Format.PersistentConn = true
-			}
-		case tagNoSort:
-			if err = set(OptNoSort); err == nil {
-				ce.Format.NoSort = true
-			}
-		case tagSort:
-			// Sorting is the default; a no-op kept for compatibility.
-		case tagExact:
-			if err = set(OptExact); err == nil {
-				ce.Format.Exact = true
-			}
-		case tagIPv6:
-			// Only meaningful after -f, which xvs rejects earlier.
-			err = failf("-6 used before -f\n")
-		case tagOPS:
-			if err = set(OptOnePacket); err == nil {
-				ce.Service.OnePacket = true
-			}
-		case tagPE:
-			if err = set(OptPE); err == nil {
-				ce.Service.PE = truncate(arg, MaxPENameLen)
-			}
-		case tagPEStrict:
-			if err = set(OptPEStrict); err == nil {
-				ce.Service.PEStrict = true
-			}
-		case tagCheck, tagInterval, tagCheckTimeout, tagFail, tagRise, tagCheckPort, tagCodes, tagOnFail,
-			tagScript, tagScriptUser, tagDynamic, tagURL, tagDigest, tagVirtualHost, tagRetryInterval, tagStartDown:
-			if err = set(checkOpts[d.tag]); err == nil {
-				err = ce.parseCheckOption(d.tag, arg)
-			}
-		case tagHealth:
-			if err = set(OptHealth); err == nil {
-				ce.Format.Health = true
-			}
-		case tagSchedFlags:
-			if err = set(OptSchedFlags); err == nil {
-				schedFlagsArg = truncate(arg, maxSchedFlagsArg)
-			}
-		case tagMcastGroup:
-			if err = set(OptMcastGroup); err != nil {
-				break
-			}
-			if strings.Contains(arg, ":") {
-				a, ok := parseIPv6(arg)
-				if !ok || !a.IsMulticast() {
-					err = failf("invalid IPv6 mcast-group `%s'", arg)
-				}
-				ce.Daemon.McastGroup = a
-			} else {
-				a, ok := inetPton4(arg)
-				if !ok || !a.IsMulticast() {
-					err = failf("invalid IPv4 mcast-group `%s'", arg)
-				}
-				ce.Daemon.McastGroup = a
-			}
-		case tagMcastPort:
-			if err = set(OptMcastPort); err == nil {
-				n, ok := stringToNumber(arg, 1, 65535)
-				if !ok {
-					err = failf("illegal mcast-port specified")
-				}
-				ce.Daemon.McastPort = uint16(n)
-			}
-		case tagMcastTTL:
-			if err = set(OptMcastTTL); err == nil {
-				n, ok := stringToNumber(arg, 1, 255)
-				if !ok {
-					err = failf("illegal mcast-ttl specified")
-				}
-				ce.Daemon.McastTTL = uint8(n)
-			}
-		case tagSyncMaxLen:
-			if err = set(OptSyncMaxLen); err == nil {
-				n, ok := stringToNumber(arg, 1, MaxSyncMaxLen)
-				if !ok {
-					err = failf("illegal sync-maxlen specified")
-				}
-				ce.Daemon.SyncMaxLen = uint16(n)
-			}
-		case tagTunInfo:
-			if err = set(OptTunInfo); err == nil {
-				ce.Format.TunInfo = true
-			}
-		case tagTunType:
-			if err = set(OptTunType); err == nil {
-				switch arg {
-				case "ipip":
-					ce.Dest.TunnelType = IPIP
-				case "gue":
-					ce.Dest.TunnelType = GUE
-				case "gre":
-					ce.Dest.TunnelType = GRE
-				default:
-					err = failf("illegal tunnel type specified")
-				}
-			}
-		case tagTunPort:
-			if err = set(OptTunPort); err == nil {
-				n, ok := stringToNumber(arg, 1, 65535)
-				if !ok {
-					err = failf("illegal tunnel port specified")
-				}
-				ce.Dest.TunnelPort = uint16(n)
-			}
-		case tagTunNoCsum, tagTunCsum, tagTunRemCsum:
-			o := map[tag]Opt{tagTunNoCsum: OptTunNoCsum, tagTunCsum: OptTunCsum, tagTunRemCsum: OptTunRemCsum}[d.tag]
-			if err = set(o); err == nil {
-				// ipvsadm ORs the flag bits; one is allowed per tunnel type.
-				ce.Dest.TunnelCsum = map[tag]TunnelCsum{tagTunNoCsum: TunNoCsum, tagTunCsum: TunCsum, tagTunRemCsum: TunRemCsum}[d.tag]
-			}
-		default:
-			// A second command, -h or -v after the command.
-			err = failf("invalid option `%s'", p.last)
+		switch t {
+		case tagFwmark:
+			err := failf("fwmark services (-f) are not supported by xvs")
+			err.err = ErrUnsupported
+			return err
+		case tagSCTP:
+			err := failf("SCTP services (--sctp-service) are not supported by xvs")
+			err.err = ErrUnsupported
+			return err
+		case tagTCP:
+			svc.Protocol = ipvs.TCP
+		case tagUDP:
+			svc.Protocol = ipvs.UDP
 		}
+		r, addr, port, v6 := st.ps.parseService(arg, svc.Protocol, svc.Port)
+		if r&serviceAddr == 0 {
+			return failf("illegal virtual server address[:port] specified")
+		}
+		svc.Addr, svc.Port = addr, port
+		st.svcV6 = v6
+		if v6 {
+			svc.Netmask = 128
+		}
+	case tagScheduler:
+		if err := st.set(OptScheduler); err != nil {
+			return err
+		}
+		svc.Scheduler = truncate(arg, MaxSchedNameLen)
+	case tagPersistent:
+		if err := st.set(OptPersistent); err != nil {
+			return err
+		}
+		svc.Persistent = true
+		svc.Timeout = DefaultPersistentTimeout
+		if hasArg {
+			var err *UsageError
+			if svc.Timeout, err = parseTimeout(arg, 1, MaxTimeout); err != nil {
+				return err
+			}
+		}
+	case tagNetmask:
+		if err := st.set(OptNetmask); err != nil {
+			return err
+		}
+		if !st.svcV6 {
+			m, ok := st.ps.parseNetmask(arg)
+			if !ok {
+				return failf("illegal virtual server persistent mask specified")
+			}
+			svc.Netmask = m
+		} else {
+			n := cAtoi(arg)
+			if n < 1 || n > 128 {
+				return failf("illegal ipv6 netmask specified")
+			}
+			svc.Netmask = uint32(n)
+		}
+	case tagOPS:
+		if err := st.set(OptOnePacket); err != nil {
+			return err
+		}
+		svc.OnePacket = true
+	case tagPE:
+		if err := st.set(OptPE); err != nil {
+			return err
+		}
+		svc.PE = truncate(arg, MaxPENameLen)
+	case tagPEStrict:
+		if err := st.set(OptPEStrict); err != nil {
+			return err
+		}
+		svc.PEStrict = true
+	case tagSchedFlags:
+		if err := st.set(OptSchedFlags); err != nil {
+			return err
+		}
+		st.schedFlagsArg = truncate(arg, maxSchedFlagsArg)
+	}
+	return nil
+}
+
+// serverOption parses a real-server option: -r, -i/-g/-m, -w, -x, -y and
+// the tunnel options.
+func (st *parseState) serverOption(t tag, arg string) *UsageError {
+	dest := &st.ce.Dest
+	switch t {
+	case tagRealServer:
+		if err := st.set(OptServer); err != nil {
+			return err
+		}
+		r, addr, port, v6 := st.ps.parseService(arg, st.ce.Service.Protocol, st.ce.Service.Port)
+		if r&serviceAddr == 0 {
+			// ipvsadm copies the parsed parts before the check; the
+			// command fails either way.
+			return failf("illegal real server address[:port] specified")
+		}
+		dest.Addr = netip.AddrPortFrom(addr, port)
+		st.destV6 = v6
+	case tagIPIP, tagGate, tagMasq:
+		if err := st.set(OptForward); err != nil {
+			return err
+		}
+		dest.Forward = map[tag]ipvs.Forward{tagIPIP: ipvs.Tunnel, tagGate: ipvs.Route, tagMasq: ipvs.Masq}[t]
+	case tagWeight, tagUThreshold, tagLThreshold:
+		n, err := st.number(t, arg)
 		if err != nil {
-			return Command{}, err
+			return err
+		}
+		switch t {
+		case tagWeight:
+			dest.Weight = uint32(n)
+		case tagUThreshold:
+			dest.UThreshold = uint32(n)
+		case tagLThreshold:
+			dest.LThreshold = uint32(n)
+		}
+	case tagTunType:
+		if err := st.set(OptTunType); err != nil {
+			return err
+		}
+		switch arg {
+		case "ipip":
+			dest.TunnelType = IPIP
+		case "gue":
+			dest.TunnelType = GUE
+		case "gre":
+			dest.TunnelType = GRE
+		default:
+			return failf("illegal tunnel type specified")
+		}
+	case tagTunPort:
+		n, err := st.number(t, arg)
+		if err != nil {
+			return err
+		}
+		dest.TunnelPort = uint16(n)
+	case tagTunNoCsum, tagTunCsum, tagTunRemCsum:
+		o := map[tag]Opt{tagTunNoCsum: OptTunNoCsum, tagTunCsum: OptTunCsum, tagTunRemCsum: OptTunRemCsum}[t]
+		if err := st.set(o); err != nil {
+			return err
+		}
+		// ipvsadm ORs the flag bits; one is allowed per tunnel type.
+		dest.TunnelCsum = map[tag]TunnelCsum{tagTunNoCsum: TunNoCsum, tagTunCsum: TunCsum, tagTunRemCsum: TunRemCsum}[t]
+	}
+	return nil
+}
+
+// numberOpts are the options whose argument is a number in a range, with
+// the word ipvsadm's message uses for it.
+var numberOpts = map[tag]struct {
+	opt    Opt
+	lo, hi int64
+	name   string
+}{
+	tagWeight:     {OptWeight, 0, MaxWeight, "weight"},
+	tagUThreshold: {OptUThreshold, 0, MaxThreshold, "u_threshold"},
+	tagLThreshold: {OptLThreshold, 0, MaxThreshold, "l_threshold"},
+	tagTunPort:    {OptTunPort, 1, 65535, "tunnel port"},
+	tagSyncID:     {OptSyncID, 0, 255, "syncid"},
+	tagMcastPort:  {OptMcastPort, 1, 65535, "mcast-port"},
+	tagMcastTTL:   {OptMcastTTL, 1, 255, "mcast-ttl"},
+	tagSyncMaxLen: {OptSyncMaxLen, 1, MaxSyncMaxLen, "sync-maxlen"},
+}
+
+// number sets a numeric option and parses its argument (ipvsadm's
+// string_to_number and "illegal … specified").
+func (st *parseState) number(t tag, arg string) (int64, *UsageError) {
+	o := numberOpts[t]
+	if err := st.set(o.opt); err != nil {
+		return 0, err
+	}
+	n, ok := stringToNumber(arg, o.lo, o.hi)
+	if !ok {
+		return n, failf("illegal %s specified", o.name)
+	}
+	return n, nil
+}
+
+// listFlags are the list options: each sets one Format field.
+var listFlags = map[tag]struct {
+	opt   Opt
+	field func(*Format) *bool
+}{
+	tagConnection:     {OptConnection, func(f *Format) *bool { return &f.Connections }},
+	tagNumeric:        {OptNumeric, func(f *Format) *bool { return &f.Numeric }},
+	tagTimeout:        {OptTimeout, func(f *Format) *bool { return &f.Timeout }},
+	tagDaemon:         {OptDaemon, func(f *Format) *bool { return &f.Daemon }},
+	tagStats:          {OptStats, func(f *Format) *bool { return &f.Stats }},
+	tagRate:           {OptRate, func(f *Format) *bool { return &f.Rate }},
+	tagThresholds:     {OptThresholds, func(f *Format) *bool { return &f.Thresholds }},
+	tagPersistentConn: {OptPersistentConn, func(f *Format) *bool { return &f.PersistentConn }},
+	tagNoSort:         {OptNoSort, func(f *Format) *bool { return &f.NoSort }},
+	tagExact:          {OptExact, func(f *Format) *bool { return &f.Exact }},
+	tagTunInfo:        {OptTunInfo, func(f *Format) *bool { return &f.TunInfo }},
+	tagHealth:         {OptHealth, func(f *Format) *bool { return &f.Health }},
+}
+
+// listOption parses a list option: -c, -n, --timeout, --daemon, --stats,
+// --rate, --thresholds, --persistent-conn, --nosort, --sort, --exact,
+// --tun-info and the extension's --health.
+func (st *parseState) listOption(t tag) *UsageError {
+	if t == tagSort {
+		return nil // sorting is the default; a no-op kept for compatibility
+	}
+	l := listFlags[t]
+	if err := st.set(l.opt); err != nil {
+		return err
+	}
+	*l.field(&st.ce.Format) = true
+	return nil
+}
+
+// daemonOption parses a sync-daemon option: --mcast-interface, --syncid,
+// --mcast-group, --mcast-port, --mcast-ttl, --sync-maxlen.
+func (st *parseState) daemonOption(t tag, arg string) *UsageError {
+	dm := &st.ce.Daemon
+	switch t {
+	case tagMcastIface:
+		if err := st.set(OptMcastIface); err != nil {
+			return err
+		}
+		dm.McastIface = truncate(arg, MaxIfaceNameLen)
+	case tagMcastGroup:
+		if err := st.set(OptMcastGroup); err != nil {
+			return err
+		}
+		if strings.Contains(arg, ":") {
+			a, ok := parseIPv6(arg)
+			dm.McastGroup = a
+			if !ok || !a.IsMulticast() {
+				return failf("invalid IPv6 mcast-group `%s'", arg)
+			}
+		} else {
+			a, ok := inetPton4(arg)
+			dm.McastGroup = a
+			if !ok || !a.IsMulticast() {
+				return failf("invalid IPv4 mcast-group `%s'", arg)
+			}
+		}
+	default:
+		n, err := st.number(t, arg)
+		if err != nil {
+			return err
+		}
+		switch t {
+		case tagSyncID:
+			dm.SyncID = uint8(n)
+		case tagMcastPort:
+			dm.McastPort = uint16(n)
+		case tagMcastTTL:
+			dm.McastTTL = uint8(n)
+		case tagSyncMaxLen:
+			dm.SyncMaxLen = uint16(n)
 		}
 	}
+	return nil
+}
 
+// arguments takes what follows the options: --set's three timeouts; any
+// other argument is an error. Then the --sched-flags argument, which
+// needs the scheduler.
+func (st *parseState) arguments(p *popt) *UsageError {
+	ce := &st.ce
 	if ce.Kind == SetTimeout {
 		a1, ok1 := p.getArg()
 		a2, ok2 := p.getArg()
 		a3, ok3 := p.getArg()
 		if !ok1 || !ok2 || !ok3 {
-			return Command{}, failf("--set option requires 3 timeout values")
+			return failf("--set option requires 3 timeout values")
 		}
 		var err *UsageError
 		if ce.Timeouts.TCP, err = parseTimeout(a1, 0, MaxTimeout); err != nil {
-			return Command{}, err
+			return err
 		}
 		if ce.Timeouts.TCPFin, err = parseTimeout(a2, 0, MaxTimeout); err != nil {
-			return Command{}, err
+			return err
 		}
 		if ce.Timeouts.UDP, err = parseTimeout(a3, 0, MaxTimeout); err != nil {
-			return Command{}, err
+			return err
 		}
 	}
 	if a, ok := p.getArg(); ok {
-		return Command{}, failf("unexpected argument %s", a)
+		return failf("unexpected argument %s", a)
 	}
-	if schedFlagsArg != "" {
-		f, err := parseSchedFlags(ce.Service.Scheduler, schedFlagsArg)
+	if st.schedFlagsArg != "" {
+		f, err := parseSchedFlags(ce.Service.Scheduler, st.schedFlagsArg)
 		if err != nil {
-			return Command{}, err
+			return err
 		}
 		ce.Service.SchedFlags = f
 	}
+	return nil
+}
 
-	if err := genericOptCheck(ce.Kind, ce.Options); err != nil {
-		return Command{}, err
-	}
-
+// check is process_options' per-command checks and defaults, after
+// generic_opt_check.
+func (st *parseState) check() *UsageError {
+	ce := &st.ce
 	switch ce.Kind {
 	case AddService, EditService:
 		if ce.Service.Port == 0 && !ce.Service.Persistent {
-			return Command{}, failf("Zero port specified for non-persistent service")
+			return failf("Zero port specified for non-persistent service")
 		}
 		if ce.Service.OnePacket && ce.Service.Protocol != ipvs.UDP {
-			return Command{}, failf("One-Packet Scheduling is only for UDP virtual services")
+			return failf("One-Packet Scheduling is only for UDP virtual services")
 		}
 		if ce.Service.Scheduler == "" {
 			ce.Service.Scheduler = DefaultScheduler
 		}
 		if ce.Service.PEStrict && ce.Service.PE == "" {
-			return Command{}, failf("--pe-strict needs a persistence engine (--pe)")
+			return failf("--pe-strict needs a persistence engine (--pe)")
 		}
 	case StartDaemon:
 		if ce.Daemon.McastIface == "" {
@@ -554,34 +607,30 @@ func (ps Parser) Parse(args []string) (Command, error) {
 		if ce.Dest.Forward == ipvs.Tunnel || ce.Dest.Forward == ipvs.Route {
 			ce.Dest.Addr = netip.AddrPortFrom(ce.Dest.Addr.Addr(), ce.Service.Port)
 		}
-		if destV6 != svcV6 && ce.Dest.Forward != ipvs.Tunnel {
-			return Command{}, failf("Different address family is allowed only for tunneling servers")
+		if st.destV6 != st.svcV6 && ce.Dest.Forward != ipvs.Tunnel {
+			return failf("Different address family is allowed only for tunneling servers")
 		}
 		tunOpts := ce.Options.Has(OptTunType) || ce.Options.Has(OptTunPort) ||
 			ce.Options.Has(OptTunNoCsum) || ce.Options.Has(OptTunCsum) || ce.Options.Has(OptTunRemCsum)
 		if tunOpts && ce.Dest.Forward != ipvs.Tunnel {
-			return Command{}, failf("Tunnel options conflict with forward method")
+			return failf("Tunnel options conflict with forward method")
 		}
-		if err := tunnelOptCheck(ce.Dest.TunnelType, ce.Options); err != nil {
-			return Command{}, err
-		}
+		return tunnelOptCheck(ce.Dest.TunnelType, ce.Options)
 	case List:
 		o := ce.Options
 		if (o.Has(OptConnection) || o.Has(OptTimeout) || o.Has(OptDaemon)) &&
 			(o.Has(OptStats) || o.Has(OptRate) || o.Has(OptThresholds)) ||
 			(o.Has(OptTimeout) || o.Has(OptDaemon)) && o.Has(OptPersistentConn) {
-			return Command{}, failf("options conflicts in the list command")
+			return failf("options conflicts in the list command")
 		}
 		if o.Has(OptHealth) && (o.Has(OptConnection) || o.Has(OptTimeout) || o.Has(OptDaemon) || o.Has(OptStats) ||
 			o.Has(OptRate) || o.Has(OptThresholds) || o.Has(OptPersistentConn) || o.Has(OptTunInfo)) {
-			return Command{}, failf("options conflicts in the list command")
+			return failf("options conflicts in the list command")
 		}
 	case HealthCheckCmd:
-		if err := ce.checkCommand(); err != nil {
-			return Command{}, err
-		}
+		return ce.checkCommand()
 	}
-	return ce, nil
+	return nil
 }
 
 // genericOptCheck is ipvsadm's generic_opt_check over commandsVOptions
