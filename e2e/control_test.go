@@ -35,13 +35,7 @@ func xvsadmBinary(t *testing.T) string {
 	t.Helper()
 	xvsBinary(t) // creates build.dir
 	admBuild.once.Do(func() {
-		root, _ := filepath.Abs("..")
-		admBuild.bin = filepath.Join(build.dir, "xvsadm")
-		cmd := exec.Command("go", "build", "-o", admBuild.bin, "./cmd/xvsadm")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			admBuild.err = fmt.Errorf("go build ./cmd/xvsadm: %v\n%s", err, out)
-		}
+		admBuild.bin, admBuild.err = testenv.Build(build.dir, "xvsadm")
 	})
 	if admBuild.err != nil {
 		t.Fatal(admBuild.err)

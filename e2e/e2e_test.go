@@ -61,11 +61,7 @@ func xvsBinary(t *testing.T) string {
 		os.WriteFile(extra, []byte("package main\n\nimport _ \"github.com/xvs-lb/xvs/internal/rawsock\"\n"), 0o644)
 		overlay := filepath.Join(dir, "overlay.json")
 		os.WriteFile(overlay, fmt.Appendf(nil, `{"Replace":{%q:%q}}`, filepath.Join(root, "cmd/xvs/zz_e2e_backends.go"), extra), 0o644)
-		build.bin = filepath.Join(dir, "xvs")
-		cmd := exec.Command("go", "build", "-overlay", overlay, "-o", build.bin, "./cmd/xvs")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/xvs: %v\n%s", err, out)
+		if build.bin, build.err = testenv.Build(dir, "xvs", "-overlay", overlay); build.err != nil {
 			return
 		}
 		if out, err := exec.Command(build.bin, "run", "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "--iface") {

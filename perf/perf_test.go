@@ -3,7 +3,6 @@ package perf
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,12 +59,9 @@ func TestReportRenders(t *testing.T) {
 
 // buildXVS builds cmd/xvs into dir.
 func buildXVS(t *testing.T) string {
-	bin := filepath.Join(t.TempDir(), "xvs")
-	root, _ := filepath.Abs("..")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/xvs")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/xvs: %v\n%s", err, out)
+	bin, err := testenv.Build(t.TempDir(), "xvs")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -3,7 +3,6 @@ package demo
 import (
 	"bytes"
 	"context"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,9 +17,8 @@ func TestDemo(t *testing.T) {
 	testenv.Require(t, Check())
 	dir := t.TempDir()
 	for _, b := range []string{"xvs", "xvsadm"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b).CombinedOutput()
-		if err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
+		if _, err := testenv.Build(dir, b); err != nil {
+			t.Fatal(err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -58,13 +58,7 @@ func xvsBinary(t *testing.T) string {
 			build.err = err
 			return
 		}
-		build.bin = filepath.Join(dir, "xvs")
-		root, _ := filepath.Abs("../..")
-		cmd := exec.Command("go", "build", "-o", build.bin, "./cmd/xvs")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build ./cmd/xvs: %v\n%s", err, out)
-		}
+		build.bin, build.err = testenv.Build(dir, "xvs")
 	})
 	if build.err != nil {
 		t.Fatal(build.err)

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,15 +48,14 @@ func labDurations() (callID, junk time.Duration) {
 // buildBinaries builds xvs and xvsadm into dir.
 func buildBinaries(t *testing.T, dir string) (xvs, adm string) {
 	t.Helper()
-	root, _ := filepath.Abs("../..")
-	for _, b := range []string{"xvs", "xvsadm"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b), "./cmd/"+b)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/%s: %v\n%s", b, err, out)
-		}
+	xvs, err := testenv.Build(dir, "xvs")
+	if err == nil {
+		adm, err = testenv.Build(dir, "xvsadm")
 	}
-	return filepath.Join(dir, "xvs"), filepath.Join(dir, "xvsadm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return xvs, adm
 }
 
 // sinks are UDP receivers on the real servers: they count every datagram

@@ -6,7 +6,8 @@
 // developer's `go test ./...` must pass without it.
 //
 // It also holds the pieces many tests share: [Lab] (a network-namespace
-// lab for one test), [Buffer] (output read while it is written) and
+// lab for one test), [Buffer] (output read while it is written), [Build]
+// (the project's commands, built for the tests that run them) and
 // [SharedData] (the captures in ../shared, read in place).
 package testenv
 
