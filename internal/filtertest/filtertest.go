@@ -156,7 +156,7 @@ var Cases = []Case{
 	{Name: "IPv6 NAT reply, QinQ, ext header", Fragmented: true, Spec: craft.Spec{VLANs: qinq, IPv6Ext: ext60, Src: Real6, Dst: Client6, ID: 9}, XDP: Steer, Classic: Steer},
 	{Name: "IPv6 from NAT real server other port", Fragmented: true, Spec: craft.Spec{Src: ap("[2001:db8:2::5]:5061"), Dst: Client6, ID: 10}, XDP: SteerLater, Classic: Steer},
 	{Name: "IPv6 from other address", Fragmented: true, Spec: craft.Spec{Src: ap("[2001:db8:2::6]:5060"), Dst: Client6, ID: 11}, XDP: Pass, Classic: Pass},
-	{Name: "IPv6 near miss (first word)", Fragmented: true, Spec: craft.Spec{Src: ap("[2001:db9:2::5]:5060"), Dst: Client6, ID: 10}, XDP: Pass, Classic: Pass},
+	{Name: "IPv6 near miss (first word)", Fragmented: true, Spec: craft.Spec{Src: ap("[2101:db8:2::5]:5060"), Dst: Client6, ID: 10}, XDP: Pass, Classic: Pass},
 
 	// ICMP errors: path-MTU messages to a VIP are delivered (the pipeline
 	// reads the quote), every other ICMP message stays with the kernel.
