@@ -201,7 +201,7 @@ func (w *Worker) complete(frame []byte, s *slot, d *Decision) {
 		r = w.follow(frame, s, d)
 	case stateKeyless:
 		d.Service = s.svc
-		r = w.holdFirst(frame, s)
+		r = w.holdFirst(frame, s, d)
 	case stateICMP:
 		r = w.icmp(frame, s, d)
 	}

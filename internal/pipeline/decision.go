@@ -147,6 +147,9 @@ type Decision struct {
 	// Fallback is set when the engine found no key and the packet used the
 	// normal (client-address) persistence instead.
 	Fallback bool
+	// Hold identifies the copy kept of a frame decided fragment_held
+	// (non-zero, unique per worker); Worker.Released reports its end.
+	Hold uint64
 }
 
 // Verdict returns the decision's verdict.

@@ -24,7 +24,10 @@ package pipeline
 //     buffer (ReasonFragmentHeld; the frame itself is recycled). When the
 //     decision arrives the held copies are rewritten and emitted: Emitted
 //     lists them until the next BeginBatch, and the backend transmits them
-//     (dataplane.CopyTransmitter);
+//     (dataplane.CopyTransmitter). Each held copy has an id (Decision.Hold of
+//     the frame it was made of), and Released tells what became of it —
+//     sent, discarded, timed out or evicted — for a backend that reports
+//     per frame (the replay's decision log);
 //   - a first fragment of a persistent service whose engine finds no key in
 //     it (the Call-ID lies in a later fragment, or straddles the boundary) is
 //     held too; once the fragments held for it cover the datagram, the
@@ -157,6 +160,7 @@ type fragEntry struct {
 
 // heldFrag describes one held copy in the hold buffer.
 type heldFrag struct {
+	hold uint64 // the copy's id (Decision.Hold)
 	next int32
 	n    uint16 // frame length
 	off  uint16 // fragment offset in the L4 datagram
@@ -177,8 +181,10 @@ type fragTable struct {
 	slots []heldFrag
 	free  int32 // free-slot list head
 
-	emitted []int32  // slots emitted in this batch, freed at the next BeginBatch
-	frames  [][]byte // their frames, for Emitted
+	emitted  []int32  // slots emitted in this batch, freed at the next BeginBatch
+	frames   [][]byte // their frames, for Emitted
+	released []Release
+	seq      uint64 // the last hold id given
 
 	reasm []byte // MaxFragDatagramBytes
 }
@@ -189,16 +195,17 @@ func newFragTable(datagrams, slots int, timeout time.Duration) fragTable {
 		nb <<= 1
 	}
 	t := fragTable{
-		ents:    make([]fragEntry, nb*fragWays),
-		pes:     make([]byte, nb*fragWays*pe.MaxDataLen),
-		mask:    uint64(nb - 1),
-		timeout: int64(timeout),
-		buf:     make([]byte, slots*FragSlotBytes),
-		slots:   make([]heldFrag, slots),
-		free:    -1,
-		emitted: make([]int32, 0, slots),
-		frames:  make([][]byte, 0, slots),
-		reasm:   make([]byte, MaxFragDatagramBytes),
+		ents:     make([]fragEntry, nb*fragWays),
+		pes:      make([]byte, nb*fragWays*pe.MaxDataLen),
+		mask:     uint64(nb - 1),
+		timeout:  int64(timeout),
+		buf:      make([]byte, slots*FragSlotBytes),
+		slots:    make([]heldFrag, slots),
+		free:     -1,
+		emitted:  make([]int32, 0, slots),
+		frames:   make([][]byte, 0, slots),
+		released: make([]Release, 0, slots+MaxBatch),
+		reasm:    make([]byte, MaxFragDatagramBytes),
 	}
 	for i := range t.ents {
 		t.ents[i].idx = int32(i)
@@ -226,6 +233,63 @@ func (t *fragTable) freeSlot(i int32) {
 // it); a backend copies them into its own memory (see
 // dataplane.CopyTransmitter). Most batches emit nothing.
 func (w *Worker) Emitted() [][]byte { return w.frag.frames }
+
+// Fate is what became of a held copy (see Release).
+type Fate uint8
+
+const (
+	// FateSent: its datagram was decided and the copy was emitted,
+	// rewritten (Worker.Emitted).
+	FateSent Fate = iota
+	// FateDiscarded: its datagram was decided but the copy was not sent;
+	// Release.Reason says why (the datagram's drop or pass reason,
+	// dest_gone, no_next_hop, fragment_duplicate).
+	FateDiscarded
+	// FateTimeout: its datagram was not decided within the fragment
+	// timeout (a fragment never came); FragCounters.Timeout.
+	FateTimeout
+	// FateEvicted: its waiting datagram's entry was reclaimed for a newer
+	// datagram; FragCounters.Evicted.
+	FateEvicted
+	numFates
+)
+
+var fateNames = [numFates]string{"sent", "discarded", "timeout", "evicted"}
+
+func (f Fate) String() string {
+	if f < numFates {
+		return fateNames[f]
+	}
+	return "unknown"
+}
+
+// Release reports the end of one held copy: the frame whose Decision had
+// Reason fragment_held and this Hold. Decision is the copy's final
+// decision: for FateSent, fragment_followed (for the first fragment of a
+// datagram decided after reassembly, the datagram's own decision), with its
+// real server; for FateDiscarded, the reason it was not sent; for
+// FateTimeout and FateEvicted, fragment_held. Src and Dst are the
+// datagram's, as received, with its ports when they are known.
+type Release struct {
+	Hold uint64
+	Fate Fate
+	Decision
+}
+
+// Released returns the held copies whose fate was settled during the last
+// batch (emitted, discarded, timed out, evicted), for a backend that
+// reports per frame. Like Emitted they belong to the worker and stay valid
+// until the next BeginBatch (PEData: until the next Process call). A batch
+// of up to MaxBatch frames records every release.
+func (w *Worker) Released() []Release { return w.frag.released }
+
+// release records the end of held copy i.
+func (w *Worker) release(i int32, f Fate, d *Decision) {
+	t := &w.frag
+	if len(t.released) < cap(t.released) {
+		t.released = append(t.released, Release{Hold: t.slots[i].hold, Fate: f, Decision: *d})
+	}
+}
 
 // CountUnsent records n emitted frames that the queue could not transmit.
 func (w *Worker) CountUnsent(n int) { w.local.Frag.Unsent += uint64(n) }
@@ -287,7 +351,7 @@ func (w *Worker) fragInsert(k *fragKey, h uint64) *fragEntry {
 		w.local.Frag.Replaced++
 		if victim.state == fragWaiting {
 			w.local.Frag.Evicted += uint64(victim.nheld)
-			w.fragRelease(victim)
+			w.fragRelease(victim, FateEvicted)
 		}
 	}
 	*victim = fragEntry{key: *k, expires: w.now + t.timeout, held: -1, total: -1, idx: victim.idx}
@@ -299,16 +363,19 @@ func (w *Worker) fragInsert(k *fragKey, h uint64) *fragEntry {
 func (w *Worker) fragExpire(e *fragEntry) {
 	if e.state == fragWaiting {
 		w.local.Frag.Timeout += uint64(e.nheld)
-		w.fragRelease(e)
+		w.fragRelease(e, FateTimeout)
 	}
 	e.state = fragFree
 }
 
 // fragRelease frees a waiting entry's copies (the caller counts them).
-func (w *Worker) fragRelease(e *fragEntry) {
+func (w *Worker) fragRelease(e *fragEntry, f Fate) {
 	t := &w.frag
+	d := Decision{Reason: ReasonFragmentHeld, Proto: e.key.proto,
+		Src: netip.AddrPortFrom(e.key.src, 0), Dst: netip.AddrPortFrom(e.key.dst, 0)}
 	for i := e.held; i >= 0; {
 		next := t.slots[i].next
+		w.release(i, f, &d)
 		t.freeSlot(i)
 		i = next
 	}
@@ -374,15 +441,15 @@ func (w *Worker) follow(frame []byte, s *slot, d *Decision) Reason {
 		// kernel reassembles it.
 		return ReasonNotService
 	}
-	return w.hold(frame, p, &k, h)
+	return w.hold(frame, p, &k, h, d)
 }
 
 // holdFirst holds a first fragment whose engine found no key until its
 // datagram can be reassembled.
-func (w *Worker) holdFirst(frame []byte, s *slot) Reason {
+func (w *Worker) holdFirst(frame []byte, s *slot, d *Decision) Reason {
 	p := &s.p
 	k := fragKey{src: p.Src, dst: p.Dst, id: p.FragID, proto: p.Proto}
-	return w.hold(frame, p, &k, k.hash(w.seed))
+	return w.hold(frame, p, &k, k.hash(w.seed), d)
 }
 
 // fragDecision copies what a decided entry knows into a later fragment's
@@ -453,8 +520,9 @@ func (w *Worker) followRewrite(frame []byte, p *packet.Parsed, e *fragEntry, d *
 
 // hold copies an early fragment (or a first fragment without a key) into
 // the hold buffer, under its datagram's waiting entry, and reassembles the
-// datagram when the copies cover it. It returns the frame's reason.
-func (w *Worker) hold(frame []byte, p *packet.Parsed, k *fragKey, h uint64) Reason {
+// datagram when the copies cover it. It returns the frame's reason and
+// sets d.Hold when the copy is kept.
+func (w *Worker) hold(frame []byte, p *packet.Parsed, k *fragKey, h uint64, d *Decision) Reason {
 	t := &w.frag
 	e := w.fragLookup(k, h)
 	if e == nil {
@@ -507,7 +575,9 @@ func (w *Worker) hold(frame []byte, p *packet.Parsed, k *fragKey, h uint64) Reas
 	i := t.free
 	sl := &t.slots[i]
 	t.free = sl.next
-	*sl = heldFrag{n: uint16(len(frame)), off: uint16(off), doff: uint16(doff), dlen: uint16(dlen), link: p.Link}
+	t.seq++
+	d.Hold = t.seq
+	*sl = heldFrag{hold: t.seq, n: uint16(len(frame)), off: uint16(off), doff: uint16(doff), dlen: uint16(dlen), link: p.Link}
 	copy(t.buf[int(i)*FragSlotBytes:], frame)
 	if prev < 0 {
 		sl.next, e.held = e.held, i
@@ -595,14 +665,15 @@ func (w *Worker) fragFinish(s *slot, d *Decision, r Reason) {
 		if s.reasm != nil {
 			first = s.firstHeld
 		}
-		w.fragFlush(e, first)
+		w.fragFlush(e, first, d)
 	}
 }
 
-// fragFlush sends (or discards) the copies held for a datagram just decided.
-// first is the held first fragment of a datagram decided after reassembly
-// (-1 for none): decided and rewritten already.
-func (w *Worker) fragFlush(e *fragEntry, first int32) {
+// fragFlush sends (or discards) the copies held for a datagram just decided
+// (d: its first fragment's decision). first is the held first fragment of a
+// datagram decided after reassembly (-1 for none): decided and rewritten
+// already.
+func (w *Worker) fragFlush(e *fragEntry, first int32, d *Decision) {
 	t := &w.frag
 	var q packet.Parsed
 	var dd Decision
@@ -610,22 +681,29 @@ func (w *Worker) fragFlush(e *fragEntry, first int32) {
 		next := t.slots[i].next
 		b := t.slotBuf(i)
 		var r Reason
+		dd = Decision{Proto: e.key.proto, Src: netip.AddrPortFrom(e.key.src, 0), Dst: netip.AddrPortFrom(e.key.dst, 0)}
 		switch {
 		case i == first:
 			r = e.reason // the first fragment, decided and rewritten already
+			dd = *d      // and its decision is the datagram's
 			if r.Verdict() == Forward {
 				r = ReasonFragmentFollowed
 			}
 		case q.Decode(b, t.slots[i].link) != packet.ReasonNonFirstFragment:
 			r = ReasonFragmentDuplicate // a keyless first fragment of an id decided meanwhile
+			dd.Reason = r
 		default:
+			w.fragDecision(e, &dd)
 			r = w.followRewrite(b, &q, e, &dd)
+			dd.Reason = r
 		}
 		if r == ReasonFragmentFollowed {
+			w.release(i, FateSent, &dd)
 			t.emitted = append(t.emitted, i)
 			t.frames = append(t.frames, b)
 			w.local.Frag.Emitted++
 		} else {
+			w.release(i, FateDiscarded, &dd)
 			t.freeSlot(i)
 			w.local.Frag.Discarded++
 		}

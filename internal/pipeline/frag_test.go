@@ -509,3 +509,127 @@ func TestFragmentNoAllocations(t *testing.T) {
 		t.Fatalf("hold and reassemble: %v allocations (%v, %d emitted)", a, d.Reason, len(w.Emitted()))
 	}
 }
+
+// releases collects, frame by frame, the hold ids of frames decided
+// fragment_held and the releases reported for them.
+type releases struct {
+	held map[uint64]int // hold id → frame index
+	got  map[uint64]Release
+	dups int
+}
+
+func (r *releases) send(t *testing.T, l *lab, n int, frame []byte) Decision {
+	t.Helper()
+	d, _ := l.send(0, frame)
+	if d.Reason == ReasonFragmentHeld {
+		if d.Hold == 0 || r.held[d.Hold] != 0 {
+			t.Fatalf("frame %d: hold id %d not new", n, d.Hold)
+		}
+		r.held[d.Hold] = n + 1
+	} else if d.Hold != 0 {
+		t.Fatalf("frame %d: %v with hold id %d", n, d.Reason, d.Hold)
+	}
+	r.collect(l)
+	return d
+}
+
+func (r *releases) collect(l *lab) {
+	for _, rel := range l.workers[0].Released() {
+		if _, ok := r.got[rel.Hold]; ok {
+			r.dups++
+		}
+		rel.PEData = bytes.Clone(rel.PEData)
+		r.got[rel.Hold] = rel
+	}
+}
+
+// Every held copy's end is reported exactly once, with its final decision:
+// sent fragments with their real server and the datagram's ports and key
+// (the first fragment of a datagram decided after reassembly with the
+// datagram's own reason), discarded ones with why, timed-out and evicted
+// ones as such. (The replay's decision log is built on this.)
+func TestFragmentReleased(t *testing.T) {
+	for _, c := range fragCases {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t, 1, c.rules)
+			r := &releases{held: map[uint64]int{}, got: map[uint64]Release{}}
+			client := netip.MustParseAddrPort(c.client)
+			for n, order := range [][]int{{3, 2, 1, 0}, {1, 3, 0, 2}} {
+				callID := fmt.Sprintf("rel-%d@x", n)
+				frags := craft.Fragment(c.spec(sized(lateInvite(callID, 900), 1900), uint32(500+n)), 512)
+				for _, i := range order {
+					r.send(t, l, i, bytes.Clone(frags[i]))
+				}
+				d, _ := l.send(0, sip(c.client, c.vip, craft.SIPAck(callID)))
+				if d.Reason != ReasonTemplateHit {
+					t.Fatalf("%s ACK: %v", callID, d.Reason)
+				}
+				if len(r.held) != 4 || len(r.got) != 4 || r.dups != 0 {
+					t.Fatalf("%s: %d held, %d released (%d twice)", callID, len(r.held), len(r.got), r.dups)
+				}
+				for id, frame := range r.held {
+					rel := r.got[id]
+					want := ReasonFragmentFollowed
+					if frame == 1 { // the first fragment: the datagram's decision
+						want = ReasonScheduled
+					}
+					if rel.Fate != FateSent || rel.Reason != want || rel.Real != d.Real || rel.Src != client ||
+						rel.Dst.Port() != netip.MustParseAddrPort(c.vip).Port() || string(rel.PEData) != callID {
+						t.Errorf("%s fragment %d: %v %v %v %v→%v %q", callID, frame-1, rel.Fate, rel.Reason, rel.Real, rel.Src, rel.Dst, rel.PEData)
+					}
+				}
+				clear(r.held)
+				clear(r.got)
+			}
+		})
+	}
+	c := fragCases[0]
+	t.Run("discarded", func(t *testing.T) {
+		l := newLab(t, 1, c.rules)
+		r := &releases{held: map[uint64]int{}, got: map[uint64]Release{}}
+		// A datagram to the virtual address on a port no service takes:
+		// the first fragment passes, the held copy cannot.
+		frags := craft.Fragment(craft.Spec{Src: netip.MustParseAddrPort("10.4.3.7:5060"), Dst: netip.MustParseAddrPort("10.4.3.192:9999"), Payload: make([]byte, 1200), ID: 3}, 512)
+		r.send(t, l, 1, bytes.Clone(frags[1]))
+		r.send(t, l, 0, bytes.Clone(frags[0]))
+		for id := range r.held {
+			if rel := r.got[id]; rel.Fate != FateDiscarded || rel.Reason != ReasonNotService {
+				t.Fatalf("held copy: %v %v", rel.Fate, rel.Reason)
+			}
+		}
+	})
+	t.Run("timeout and evicted", func(t *testing.T) {
+		l := newLab(t, 1, c.rules)
+		w, err := NewWorker(Options{ID: 0, Config: &l.ptr, Templates: 1 << 10, Conns: 1 << 10, Seed: 1, FragDatagrams: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.workers[0] = w
+		r := &releases{held: map[uint64]int{}, got: map[uint64]Release{}}
+		// One waiting datagram times out; then nine more fill the one
+		// bucket of eight entries and evict the oldest.
+		spec := func(i int) craft.Spec { return c.spec(sized(craft.SIPInvite(fmt.Sprint("lost", i)), 1200), uint32(i)) }
+		r.send(t, l, 0, craft.Fragment(spec(0), 512)[1])
+		l.advance(DefaultFragTimeout + time.Millisecond)
+		for i := 1; i <= 9; i++ {
+			r.send(t, l, i, craft.Fragment(spec(i), 512)[1])
+		}
+		fates := map[Fate]int{}
+		for id := range r.held {
+			if rel, ok := r.got[id]; ok {
+				fates[rel.Fate]++
+				if rel.Reason != ReasonFragmentHeld || rel.Src.Addr() != client(c) {
+					t.Errorf("hold %d: %v from %v", id, rel.Reason, rel.Src)
+				}
+			}
+		}
+		if fates[FateTimeout] != 1 || fates[FateEvicted] != 1 || len(r.got) != 2 || r.dups != 0 {
+			t.Fatalf("fates %v, %d released", fates, len(r.got))
+		}
+		if cs := w.Counters(); cs.Frag.Timeout != 1 || cs.Frag.Evicted != 1 {
+			t.Fatalf("counters %+v", cs.Frag)
+		}
+	})
+}
+
+func client(c fragCase) netip.Addr { return netip.MustParseAddrPort(c.client).Addr() }

@@ -174,7 +174,7 @@ func (w *Worker) persist(frame []byte, s *slot, d *Decision) (*ipvs.Dest, table.
 	if !s.keyed {
 		if r, ok := w.templateKey(frame, s, d); !ok {
 			if r == ReasonFragmentHeld {
-				r = w.holdFirst(frame, s) // no key in a first fragment
+				r = w.holdFirst(frame, s, d) // no key in a first fragment
 			}
 			return nil, table.Ref{}, r
 		}

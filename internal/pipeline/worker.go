@@ -243,6 +243,7 @@ func (w *Worker) BeginBatch(now int64) {
 	if len(w.frag.emitted) > 0 {
 		w.releaseEmitted()
 	}
+	w.frag.released = w.frag.released[:0]
 	if s := w.cfg.Load(); s != w.v.snap {
 		w.v = newView(s)
 	}
