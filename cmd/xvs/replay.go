@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -68,6 +67,9 @@ func runReplay(c *cli.Context) error {
 		}
 	}
 	in, err := capture.Open(c.Args().First())
+	if errors.Is(err, capture.ErrTruncated) || errors.Is(err, capture.ErrCorrupt) {
+		return cli.Exit(fmt.Sprintf("xvs replay: %v", err), exitIncomplete)
+	}
 	if err != nil {
 		return err
 	}
@@ -100,12 +102,20 @@ func runReplay(c *cli.Context) error {
 	for _, cl := range closers {
 		runErr = errors.Join(runErr, cl())
 	}
-	if runErr != nil {
-		return runErr
+	if res != nil && !c.Bool("quiet") {
+		res.Summary(os.Stderr)
 	}
-	if !c.Bool("quiet") {
-		var w io.Writer = os.Stderr
-		res.Summary(w)
+	switch {
+	case runErr == nil:
+		return nil
+	case errors.Is(runErr, capture.ErrTruncated), errors.Is(runErr, capture.ErrCorrupt):
+		return cli.Exit(fmt.Sprintf("xvs replay: %v\nxvs replay: the capture is incomplete: the log, the output and the summary cover the %d frames before it", runErr, res.Frames), exitIncomplete)
 	}
-	return nil
+	return runErr
 }
+
+// Exit statuses of xvs replay (docs/replay.md): 0 every frame of the capture
+// was replayed; 1 the replay could not run or write its results; 2 bad usage;
+// exitIncomplete the capture is cut short or corrupt: the frames before the
+// damage were replayed, logged and summarised.
+const exitIncomplete = 3

@@ -3,22 +3,33 @@
 // timestamps as the clock, hands every frame to a pipeline worker (several
 // workers, with frames spread as a NIC's RSS would, to exercise cross-worker
 // persistence), writes the forwarded frames, rewritten, to an output capture,
-// and logs one decision per frame as TSV (the contract in DESIGN.md §4):
+// and logs one decision per frame as TSV (the contract in docs/replay.md):
 //
 //	# frame	src	dst	call_id	verdict	real_server	reason
 //
 // frame is 1-based as Wireshark counts; src and dst are ip:port as received
 // ([addr]:port for IPv6, "-" for non-IP frames); call_id is the SIP Call-ID of
 // a UDP datagram (empty when it has none), with bytes outside printable ASCII,
-// space and backslash written \xHH; verdict is forward, drop or pass;
-// real_server is the real server's ip:port (forward) or "-"; reason is the
-// pipeline's reason (see pipeline.Reason), with "/pe_fallback" appended when
-// the persistence engine found no key and normal persistence was used, and
-// the decoder's reason after "/" for malformed frames and fragments.
+// space and backslash written \xHH; verdict is forward, drop or pass (skip for
+// a frame the replay could not decide: see Skip); real_server is the real
+// server's ip:port (forward) or "-"; reason is the pipeline's reason (see
+// pipeline.Reason), with "/pe_fallback" appended when the persistence engine
+// found no key and normal persistence was used, and the decoder's reason after
+// "/" for malformed frames and fragments.
+//
+// A fragment that waited for its datagram's decision (fragment_held) is logged
+// with what became of it once that is known (pipeline.Worker.Released): sent
+// (forward, its real server, fragment_followed — or, for the first fragment of
+// a datagram decided after reassembly, the datagram's reason), or not
+// (drop fragment_held/ and why: the datagram's reason, timeout, evicted,
+// capture_end). The log stays in frame order: lines after a waiting one are
+// held back until it is settled (about the fragment timeout, in capture
+// time, at most; or until the end of the capture).
 package replay
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -26,8 +37,10 @@ import (
 	"net/netip"
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/xvs-lb/xvs/internal/capture"
@@ -43,8 +56,46 @@ import (
 const LogHeader = "# frame\tsrc\tdst\tcall_id\tverdict\treal_server\treason\n"
 
 // maxSnaplen is the output capture's snapshot length: the largest frame a
-// capture file may hold (jumbo frames and reassembled datagrams included).
-const maxSnaplen = 262144
+// capture may hold (capture.MaxFrame), so every frame read — and every
+// rewritten or emitted frame, which is never longer — fits the output.
+const maxSnaplen = capture.MaxFrame
+
+// GatewayMAC is the next hop of frames leaving towards clients (NAT replies
+// and real servers' own requests) in a replay. The daemon resolves the
+// client's neighbour entry or its default gateway; offline there is no
+// neighbour table, so every client is behind this gateway, whose MAC follows
+// the real servers' rule (02:58: + the last four bytes of the address) for
+// 0.0.0.0, the default route. The frame's source MAC becomes the balancer's
+// (its destination MAC as captured), as the daemon does.
+var GatewayMAC = [6]byte{0x02, 0x58, 0, 0, 0, 0}
+
+// Skip is why the replay could not hand a frame to the pipeline: such
+// frames are logged with verdict "skip", counted, and not written to Out.
+type Skip uint8
+
+const (
+	// SkipTruncated: the capture holds fewer bytes of the frame than were
+	// on the wire (a snapshot length shorter than the frame) and the bytes
+	// it lacks are part of the IP datagram: the balancer would have seen
+	// the whole frame, the replay cannot decide it.
+	SkipTruncated Skip = iota
+	// SkipLinkType: the frame's interface has a link type the decoder does
+	// not handle (one interface of a pcapng capture, say, a USB bus).
+	SkipLinkType
+	numSkips
+)
+
+var skipNames = [numSkips]string{"truncated_capture", "unsupported_link_type"}
+
+func (s Skip) String() string {
+	if s < numSkips {
+		return skipNames[s]
+	}
+	return "unknown"
+}
+
+// VerdictSkip is the log's verdict for frames the replay could not decide.
+const VerdictSkip = "skip"
 
 // Options configure a replay.
 type Options struct {
@@ -64,31 +115,49 @@ type Options struct {
 	Log io.Writer
 }
 
-// Result summarises a replay.
+// Result summarises a replay. Held fragments count as what became of them
+// (see the decision log), not as fragment_held.
 type Result struct {
 	Frames   int
 	Verdicts [3]int // by pipeline.Verdict
+	// Skipped counts frames the replay could not decide, by Skip.
+	Skipped [numSkips]int
+	// Reasons counts the frames' final reasons (the log's reason column
+	// before any "/").
+	Reasons [pipeline.NumReasons]int
 	// Emitted counts fragments that waited for their datagram's decision
 	// and were sent after a later frame (written to Out after it).
 	Emitted  int
 	Counters pipeline.Counters
-	// PerReal counts forwarded inbound datagrams and distinct Call-IDs per
-	// real server.
+	// PerReal counts, per real server, the inbound frames forwarded to it,
+	// the datagrams among them (fragments of one datagram count once) and
+	// the distinct Call-IDs.
 	PerReal map[netip.AddrPort]*RealStats
 	// Templates is the number of live templates at the end, all workers.
 	Templates int
+	// Unwritten counts forwarded frames not written to Out because their
+	// link type differs from the output's (a libpcap file has one); Run
+	// then returns ErrMixedLinkTypes.
+	Unwritten int
 }
 
 // RealStats are one real server's share of a replay.
 type RealStats struct {
+	Frames    int
 	Datagrams int
 	CallIDs   map[string]struct{}
 }
 
-// ErrLinkType reports a capture link type the decoder does not handle.
-var ErrLinkType = errors.New("unsupported capture link type")
+// ErrMixedLinkTypes reports forwarded frames of a link type other than the
+// output capture's: a libpcap file holds one link type, so they were not
+// written (a pcapng input can mix interfaces).
+var ErrMixedLinkTypes = errors.New("forwarded frames of another link type than the output capture's")
 
-// Run replays one capture.
+// Run replays one capture. It returns the result of every frame it could
+// read even when reading stops early: a capture that is cut short
+// (capture.ErrTruncated) or corrupt (capture.ErrCorrupt) ends the replay with
+// that error after the frames before it were decided, logged, written and
+// counted.
 func Run(in *capture.Reader, o Options) (*Result, error) {
 	if o.Workers <= 0 {
 		o.Workers = 1
@@ -113,108 +182,306 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	hops := &pipeline.NextHops{}
+	hops.Set(nil, GatewayMAC)
 	seed := maphash.Comparable(maphash.MakeSeed(), 0)
 	workers := make([]*pipeline.Worker, o.Workers)
 	for i := range workers {
-		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: o.Templates, Conns: o.Conns, Seed: seed, Shared: shared})
+		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: o.Templates, Conns: o.Conns, Seed: seed, Shared: shared, NextHops: hops})
 		if err != nil {
 			return nil, err
 		}
 		workers[i] = w
 	}
-
-	var log *bufio.Writer
+	r := &run{res: &Result{PerReal: map[netip.AddrPort]*RealStats{}}, waiting: map[holdKey]int{}}
 	if o.Log != nil {
-		log = bufio.NewWriterSize(o.Log, 1<<16)
-		log.WriteString(LogHeader)
+		r.log = bufio.NewWriterSize(o.Log, 1<<16)
+		r.log.WriteString(LogHeader)
 	}
-	var out *pcapgo.Writer
-	res := &Result{PerReal: map[netip.AddrPort]*RealStats{}}
-	var d pipeline.Decision
-	var p packet.Parsed
-	var line []byte
-	buf := make([]byte, 0, maxSnaplen)
-	for {
-		f, err := in.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return res, fmt.Errorf("frame %d: %w", res.Frames+1, err)
-		}
-		res.Frames++
-		lt, ok := packet.LinkTypeFromDLT(int(f.LinkType))
-		if !ok {
-			return res, fmt.Errorf("frame %d: %w %v", f.Number, ErrLinkType, f.LinkType)
-		}
-		frame := append(buf[:0], f.Data...) // the reader's buffer is read-only
-		// The Call-ID as received, for the log (the pipeline only parses it
-		// for services with the SIP engine).
-		var callID []byte
-		if p.Decode(frame, lt) == packet.ReasonOK && p.Proto == 17 {
-			callID, _ = sipparse.CallID(p.Payload(frame))
-			callID = append([]byte(nil), callID...)
-		}
-		w := workers[rss(&p, o.Workers)]
-		w.BeginBatch(f.Time.UnixNano())
-		w.Process(frame, lt, &d)
-		w.EndBatch()
-		if callID == nil && d.Reason == pipeline.ReasonFragmentFollowed && d.HasPE && d.PE == pe.StatusOK {
-			// A later fragment: its datagram's Call-ID, from the first.
-			callID = append([]byte(nil), d.PEData...)
-		}
-		res.Verdicts[d.Verdict()]++
-		if d.Verdict() == pipeline.Forward && d.Dest != nil && isInbound(d.Reason) {
-			rs := res.PerReal[d.Real]
-			if rs == nil {
-				rs = &RealStats{CallIDs: map[string]struct{}{}}
-				res.PerReal[d.Real] = rs
-			}
-			rs.Datagrams++
-			if d.HasPE && len(d.PEData) > 0 {
-				rs.CallIDs[string(d.PEData)] = struct{}{}
-			}
-		}
-		if out == nil && o.Out != nil {
-			out = pcapgo.NewWriterNanos(o.Out)
-			if err := out.WriteFileHeader(maxSnaplen, f.LinkType); err != nil {
-				return res, err
-			}
-		}
-		if out != nil && d.Verdict() == pipeline.Forward {
-			ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(frame), Length: max(f.WireLen, len(frame))}
-			if err := out.WritePacket(ci, frame); err != nil {
-				return res, err
-			}
-		}
-		// Fragments that waited for this frame's decision leave after it.
-		for _, e := range w.Emitted() {
-			res.Emitted++
-			if out != nil {
-				ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(e), Length: len(e)}
-				if err := out.WritePacket(ci, e); err != nil {
-					return res, err
-				}
-			}
-		}
-		if log != nil {
-			line = appendLogLine(line[:0], f.Number, &d, callID)
-			if _, err := log.Write(line); err != nil {
-				return res, err
-			}
-		}
-	}
+	err := r.frames(in, workers, o)
+	r.finish()
+	res := r.res
 	for _, w := range workers {
 		c := w.Counters()
 		res.Counters.Add(&c)
 		res.Templates += int(w.Templates().Stats().Live)
 	}
-	if log != nil {
-		if err := log.Flush(); err != nil {
-			return res, err
+	if r.log != nil {
+		if ferr := r.log.Flush(); ferr != nil && err == nil {
+			err = ferr
 		}
 	}
-	return res, nil
+	if err == nil && res.Unwritten > 0 {
+		err = fmt.Errorf("%w: %d not written", ErrMixedLinkTypes, res.Unwritten)
+	}
+	return res, err
+}
+
+// run is one replay's state: the decision log keeps input order, so a held
+// fragment's line (and every line after it) waits until its fate is known.
+type run struct {
+	res     *Result
+	log     *bufio.Writer
+	out     *pcapgo.Writer
+	outLink layers.LinkType
+	line    []byte
+	// queue holds the log lines not yet written, from absolute index
+	// base; waiting maps a held copy to its line.
+	queue   []entry
+	base    int
+	waiting map[holdKey]int
+}
+
+type holdKey struct {
+	worker int
+	hold   uint64
+}
+
+// entry is one frame's log line: final, or waiting for its held copy.
+type entry struct {
+	frame  int
+	wait   bool
+	d      pipeline.Decision // as received (Src, Dst, Decode)
+	callID []byte
+	line   []byte
+}
+
+func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) error {
+	var d pipeline.Decision
+	var p packet.Parsed
+	buf := make([]byte, 0, maxSnaplen)
+	for {
+		f, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.res.Frames++
+		lt, ok := packet.LinkTypeFromDLT(int(f.LinkType))
+		if !ok {
+			r.skip(f.Number, SkipLinkType, &pipeline.Decision{})
+			continue
+		}
+		frame := append(buf[:0], f.Data...) // the reader's buffer is read-only
+		// The Call-ID as received, for the log (the pipeline only parses it
+		// for services with the SIP engine).
+		var callID []byte
+		decoded := p.Decode(frame, lt)
+		if decoded == packet.ReasonOK && p.Proto == 17 {
+			callID, _ = sipparse.CallID(p.Payload(frame))
+			callID = bytes.Clone(callID)
+		}
+		if f.Truncated() && cutShort(decoded) {
+			r.skip(f.Number, SkipTruncated, wireAddrs(frame, f.WireLen, lt, &p))
+			continue
+		}
+		wi := rss(&p, len(workers))
+		w := workers[wi]
+		w.BeginBatch(f.Time.UnixNano())
+		w.Process(frame, lt, &d)
+		w.EndBatch()
+		if callID == nil && d.Reason == pipeline.ReasonFragmentFollowed && d.HasPE && d.PE == pe.StatusOK {
+			// A later fragment: its datagram's Call-ID, from the first.
+			callID = bytes.Clone(d.PEData)
+		}
+		if o.Out != nil && r.out == nil {
+			r.out, r.outLink = pcapgo.NewWriterNanos(o.Out), f.LinkType
+			if err := r.out.WriteFileHeader(maxSnaplen, f.LinkType); err != nil {
+				return err
+			}
+		}
+		if d.Verdict() == pipeline.Forward {
+			if err := r.write(f.Time, frame, max(f.WireLen, len(frame)), f.LinkType); err != nil {
+				return err
+			}
+		}
+		// Fragments that waited for this frame's decision leave after it.
+		for _, e := range w.Emitted() {
+			r.res.Emitted++
+			if err := r.write(f.Time, e, len(e), f.LinkType); err != nil {
+				return err
+			}
+		}
+		if d.Reason == pipeline.ReasonFragmentHeld {
+			r.waiting[holdKey{wi, d.Hold}] = r.base + len(r.queue)
+			dc := d
+			dc.PEData = nil
+			r.queue = append(r.queue, entry{frame: f.Number, wait: true, d: dc, callID: callID})
+		} else {
+			r.decided(f.Number, &d, callID, "")
+		}
+		for i := range w.Released() {
+			r.released(wi, &w.Released()[i])
+		}
+		if err := r.flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// wireAddrs returns, for the log, the addresses and ports of a frame cut
+// short in the capture: it decodes the frame as long as it was on the wire,
+// the missing bytes zero.
+func wireAddrs(frame []byte, wire int, lt packet.LinkType, p *packet.Parsed) *pipeline.Decision {
+	var d pipeline.Decision
+	whole := append(frame, make([]byte, min(wire, maxSnaplen)-len(frame))...)
+	if r := p.Decode(whole, lt); p.Version != 0 && (r == packet.ReasonOK || r == packet.ReasonNonFirstFragment || r == packet.ReasonUnsupportedProto) {
+		d.Src, d.Dst = netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)
+	}
+	return &d
+}
+
+// cutShort reports whether a decoder's reason can come from bytes missing at
+// the end of the frame.
+func cutShort(r packet.Reason) bool {
+	switch r {
+	case packet.ReasonTruncated, packet.ReasonBadTotalLength, packet.ReasonBadExtHeader,
+		packet.ReasonBadUDPLength, packet.ReasonBadTCPOffset, packet.ReasonBadPPPoE:
+		return true
+	}
+	return false
+}
+
+// write appends a forwarded frame to the output capture.
+func (r *run) write(t time.Time, frame []byte, wire int, link layers.LinkType) error {
+	if r.out == nil {
+		return nil
+	}
+	if link != r.outLink {
+		r.res.Unwritten++
+		return nil
+	}
+	if len(frame) > maxSnaplen { // the reader bounds frames by it; a rewrite never grows one
+		return fmt.Errorf("a %d-byte frame exceeds the output's snapshot length %d", len(frame), maxSnaplen)
+	}
+	return r.out.WritePacket(gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(frame), Length: wire}, frame)
+}
+
+// skip logs a frame the replay could not hand to the pipeline.
+func (r *run) skip(frame int, why Skip, as *pipeline.Decision) {
+	r.res.Skipped[why]++
+	if r.log == nil {
+		return
+	}
+	b := fmt.Appendf(nil, "%d\t", frame)
+	b = appendAddrs(b, as)
+	b = fmt.Appendf(b, "\t\t%s\t-\t%s\n", VerdictSkip, why)
+	r.queue = append(r.queue, entry{frame: frame, line: b})
+}
+
+// decided counts a frame's final decision and queues its log line; suffix,
+// if set, follows the reason after "/".
+func (r *run) decided(frame int, d *pipeline.Decision, callID []byte, suffix string) {
+	res := r.res
+	v := d.Verdict()
+	if d.Reason == pipeline.ReasonFragmentHeld {
+		v = pipeline.Drop // a held copy that was never sent
+	}
+	res.Verdicts[v]++
+	res.Reasons[d.Reason]++
+	// Inbound: to a real server (a reply's later fragments come from one).
+	inbound := isInbound(d.Reason) || d.Reason == pipeline.ReasonFragmentFollowed && d.Src.Addr() != d.Real.Addr()
+	if v == pipeline.Forward && d.Dest != nil && inbound {
+		rs := res.PerReal[d.Real]
+		if rs == nil {
+			rs = &RealStats{CallIDs: map[string]struct{}{}}
+			res.PerReal[d.Real] = rs
+		}
+		rs.Frames++
+		if isInbound(d.Reason) {
+			rs.Datagrams++
+			if d.HasPE && d.PE == pe.StatusOK && len(d.PEData) > 0 {
+				rs.CallIDs[string(d.PEData)] = struct{}{}
+			}
+		}
+	}
+	if r.log == nil {
+		return
+	}
+	r.line = appendLogLine(r.line[:0], frame, d, callID, suffix)
+	r.queue = append(r.queue, entry{frame: frame, line: bytes.Clone(r.line)})
+}
+
+// released settles a held copy's log line with its final decision.
+func (r *run) released(worker int, rel *pipeline.Release) {
+	k := holdKey{worker, rel.Hold}
+	i, ok := r.waiting[k]
+	if !ok {
+		return
+	}
+	delete(r.waiting, k)
+	e := &r.queue[i-r.base]
+	d := rel.Decision
+	if d.Src.Port() == 0 && d.Dst.Port() == 0 {
+		d.Src, d.Dst = e.d.Src, e.d.Dst // the datagram's ports are not known
+	}
+	callID := e.callID
+	if callID == nil && d.HasPE && d.PE == pe.StatusOK {
+		callID = d.PEData
+	}
+	suffix := ""
+	switch rel.Fate {
+	case pipeline.FateDiscarded:
+		// The datagram's reason; the copy itself is dropped.
+		suffix = d.Reason.String()
+		if d.Decode != packet.ReasonOK && (d.Reason == pipeline.ReasonMalformed || d.Reason == pipeline.ReasonFragmentUntracked) {
+			suffix += "/" + d.Decode.String()
+		}
+		d.Reason, d.Fallback = pipeline.ReasonFragmentHeld, false
+	case pipeline.FateTimeout, pipeline.FateEvicted:
+		suffix = rel.Fate.String()
+	}
+	n := len(r.queue)
+	r.decided(e.frame, &d, callID, suffix)
+	if r.log != nil {
+		// decided appended the line: move it into the waiting entry.
+		e = &r.queue[i-r.base]
+		e.line, e.wait = r.queue[n].line, false
+		r.queue = r.queue[:n]
+	} else {
+		e.wait = false
+	}
+}
+
+// flush writes the log lines that are final, in frame order.
+func (r *run) flush() error {
+	i := 0
+	for ; i < len(r.queue) && !r.queue[i].wait; i++ {
+		if r.log != nil {
+			if _, err := r.log.Write(r.queue[i].line); err != nil {
+				return err
+			}
+		}
+	}
+	r.base += i
+	if i == len(r.queue) {
+		r.queue = r.queue[:0]
+	} else if i > 0 {
+		r.queue = append(r.queue[:0], r.queue[i:]...)
+	}
+	return nil
+}
+
+// finish settles the held copies still waiting when the capture ended
+// (fragment_held/capture_end) and writes the rest of the log.
+func (r *run) finish() {
+	for k, i := range r.waiting {
+		e := &r.queue[i-r.base]
+		d := e.d
+		d.Reason = pipeline.ReasonFragmentHeld
+		n := len(r.queue)
+		r.decided(e.frame, &d, e.callID, "capture_end")
+		if r.log != nil {
+			e = &r.queue[i-r.base]
+			e.line = r.queue[n].line
+			r.queue = r.queue[:n]
+		}
+		e.wait = false
+		delete(r.waiting, k)
+	}
+	r.flush()
 }
 
 // isInbound reports whether r forwards a packet from a client to a real
@@ -253,21 +520,19 @@ func rss(p *packet.Parsed, n int) int {
 	return int(h % uint64(n))
 }
 
-func appendLogLine(b []byte, frame int, d *pipeline.Decision, callID []byte) []byte {
+func appendLogLine(b []byte, frame int, d *pipeline.Decision, callID []byte, suffix string) []byte {
 	b = fmt.Appendf(b, "%d\t", frame)
-	if d.Src.IsValid() {
-		b = d.Src.AppendTo(b)
-		b = append(b, '\t')
-		b = d.Dst.AppendTo(b)
-	} else {
-		b = append(b, "-\t-"...)
-	}
+	b = appendAddrs(b, d)
 	b = append(b, '\t')
 	b = pe.AppendEscaped(b, callID)
 	b = append(b, '\t')
-	b = append(b, d.Verdict().String()...)
+	v := d.Verdict()
+	if d.Reason == pipeline.ReasonFragmentHeld {
+		v = pipeline.Drop
+	}
+	b = append(b, v.String()...)
 	b = append(b, '\t')
-	if d.Verdict() == pipeline.Forward && d.Real.IsValid() {
+	if v == pipeline.Forward && d.Real.IsValid() {
 		b = d.Real.AppendTo(b)
 	} else {
 		b = append(b, '-')
@@ -275,6 +540,9 @@ func appendLogLine(b []byte, frame int, d *pipeline.Decision, callID []byte) []b
 	b = append(b, '\t')
 	b = append(b, d.Reason.String()...)
 	switch {
+	case suffix != "":
+		b = append(b, '/')
+		b = append(b, suffix...)
 	case d.Fallback:
 		b = append(b, "/pe_fallback"...)
 	case d.Reason == pipeline.ReasonMalformed || d.Reason == pipeline.ReasonFragmentUntracked:
@@ -284,33 +552,57 @@ func appendLogLine(b []byte, frame int, d *pipeline.Decision, callID []byte) []b
 	return append(b, '\n')
 }
 
-// Summary writes a human-readable summary of a replay: verdicts, and where
-// the calls went.
+func appendAddrs(b []byte, d *pipeline.Decision) []byte {
+	if !d.Src.IsValid() {
+		return append(b, "-\t-"...)
+	}
+	b = d.Src.AppendTo(b)
+	b = append(b, '\t')
+	return d.Dst.AppendTo(b)
+}
+
+// Summary writes a human-readable summary of a replay: verdicts, where the
+// calls went, and how many frames each reason decided.
 func (r *Result) Summary(w io.Writer) {
-	fmt.Fprintf(w, "frames %d: forward %d, drop %d, pass %d; live templates %d\n",
-		r.Frames, r.Verdicts[pipeline.Forward], r.Verdicts[pipeline.Drop], r.Verdicts[pipeline.Pass], r.Templates)
+	fmt.Fprintf(w, "frames %d: forward %d, drop %d, pass %d", r.Frames, r.Verdicts[pipeline.Forward], r.Verdicts[pipeline.Drop], r.Verdicts[pipeline.Pass])
+	if n := r.Skipped[SkipTruncated] + r.Skipped[SkipLinkType]; n > 0 {
+		fmt.Fprintf(w, ", skip %d", n)
+	}
+	fmt.Fprintf(w, "; live templates %d\n", r.Templates)
 	reals := make([]netip.AddrPort, 0, len(r.PerReal))
 	for a := range r.PerReal {
 		reals = append(reals, a)
 	}
 	sort.Slice(reals, func(i, j int) bool { return reals[i].Compare(reals[j]) < 0 })
 	if len(reals) > 0 {
-		fmt.Fprintf(w, "%-28s %10s %9s\n", "real server", "datagrams", "Call-IDs")
+		fmt.Fprintf(w, "%-28s %10s %10s %9s\n", "real server", "frames", "datagrams", "Call-IDs")
 	}
 	for _, a := range reals {
-		fmt.Fprintf(w, "%-28s %10d %9d\n", a, r.PerReal[a].Datagrams, len(r.PerReal[a].CallIDs))
+		s := r.PerReal[a]
+		fmt.Fprintf(w, "%-28s %10d %10d %9d\n", a, s.Frames, s.Datagrams, len(s.CallIDs))
 	}
-	var reasons []string
-	for i, n := range r.Counters.Reasons {
-		if n > 0 {
-			reasons = append(reasons, fmt.Sprintf("%s %d", pipeline.Reason(i), n))
+	first := true
+	row := func(name string, n int) {
+		if n == 0 {
+			return
 		}
+		if first {
+			fmt.Fprintf(w, "%-28s %10s\n", "reason", "frames")
+			first = false
+		}
+		fmt.Fprintf(w, "%-28s %10d\n", name, n)
 	}
-	if len(reasons) > 0 {
-		fmt.Fprintf(w, "reasons: %v\n", reasons)
+	for i, n := range r.Reasons {
+		row(pipeline.Reason(i).String(), n)
+	}
+	for i, n := range r.Skipped {
+		row(Skip(i).String(), n)
 	}
 	if r.Counters.PEFallback > 0 {
 		fmt.Fprintf(w, "persistence-engine fallbacks (no usable Call-ID): %d\n", r.Counters.PEFallback)
+	}
+	if r.Unwritten > 0 {
+		fmt.Fprintf(w, "forwarded frames not written to the output (another link type): %d\n", r.Unwritten)
 	}
 }
 
