@@ -47,6 +47,9 @@ func main() {
 				if errors.Is(err, demo.ErrCannotRun) {
 					return cli.Exit(err.Error(), 3)
 				}
+				if errors.Is(err, demo.ErrInterrupted) {
+					return cli.Exit("xvslab demo: interrupted; the lab was torn down", 130)
+				}
 				return err
 			},
 		}, benchCommand(bin), benchProxyCommand()},

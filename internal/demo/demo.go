@@ -37,6 +37,10 @@ type Options struct {
 // ErrCannotRun wraps the reason the live demo cannot run on this machine.
 var ErrCannotRun = errors.New("the live demo cannot run here")
 
+// ErrInterrupted reports a demo stopped by its context (xvslab demo: Ctrl-C
+// or SIGTERM) before it finished; the lab was torn down.
+var ErrInterrupted = errors.New("demo interrupted")
+
 // Check reports what the live demo needs and is missing.
 func Check() error {
 	if err := lab.Available(); err != nil {
@@ -50,11 +54,17 @@ func Check() error {
 
 const sipPort = 5060
 
-// Run runs the demo.
-func Run(ctx context.Context, o Options) error {
+// Run runs the demo. When ctx ends first it stops, tears everything down
+// and returns ErrInterrupted.
+func Run(ctx context.Context, o Options) (err error) {
 	if err := Check(); err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ErrInterrupted, context.Cause(ctx))
+		}
+	}()
 	if o.Mode == "" {
 		o.Mode = "auto"
 	}
@@ -79,6 +89,11 @@ func Run(ctx context.Context, o Options) error {
 	defer func() {
 		say(w, "tearing the lab down")
 		l.Close()
+	}()
+	defer func() {
+		if ctx.Err() != nil {
+			say(w, "interrupted (%v): stopping xvs and SIPp", context.Cause(ctx))
+		}
 	}()
 	vip := netip.AddrPortFrom(l.VIP4, sipPort)
 	var rules strings.Builder
@@ -132,6 +147,8 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("xvs run exited: %v\n%s", err, logBuf.String())
 		case <-deadline:
 			return fmt.Errorf("xvs run did not start within 20 s:\n%s", logBuf.String())
+		case <-ctx.Done():
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

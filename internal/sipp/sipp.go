@@ -37,7 +37,10 @@ const (
 	DefaultRate = 50
 	// DefaultPause is how long each call lasts between ACK and BYE.
 	DefaultPause = 200 * time.Millisecond
-	// DefaultTimeout bounds a UAC run when the caller gives no deadline.
+	// DefaultTimeout is what a UAC run may take, when the caller gives
+	// no deadline, beyond the time its calls need to be placed and held
+	// (Calls/Rate plus one call's Pause): the last calls' answers, a
+	// retransmission or two (recv_timeout is 10 s) and sipp's exit.
 	DefaultTimeout = 60 * time.Second
 	// stopGrace is how long a UAS gets to finish after SIGUSR1 before it
 	// is killed.
@@ -134,7 +137,7 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		ctx, cancel = context.WithTimeout(ctx, u.timeout(rate, pause))
 		defer cancel()
 	}
 	sf, err := writeScenario(u.Dir, "uac.xml")
@@ -184,6 +187,13 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// timeout bounds a run without a caller's deadline: placing the calls at
+// rate takes Calls/rate seconds (18 000 calls at 60/s: five minutes), each
+// lasts pause, and DefaultTimeout covers the rest.
+func (u UAC) timeout(rate int, pause time.Duration) time.Duration {
+	return time.Duration(u.Calls)*time.Second/time.Duration(rate) + pause + DefaultTimeout
 }
 
 // readStats reads the cumulative successful and failed call counts and

@@ -105,3 +105,23 @@ func waitIPv6(l *lab.Lab, limit time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A run without a deadline lasts as long as its calls need: 18 000 calls at
+// 60/s take five minutes to place (a fixed 60 s cut xvslab demo --calls
+// 18000 off after 3 407 calls).
+func TestUACTimeout(t *testing.T) {
+	for _, c := range []struct {
+		calls, rate int
+		atLeast     time.Duration
+	}{
+		{120, 60, 2 * time.Second},
+		{18000, 60, 300 * time.Second},
+		{1, 1, time.Second},
+	} {
+		u := UAC{Calls: c.calls}
+		got := u.timeout(c.rate, DefaultPause)
+		if need := c.atLeast + DefaultPause; got < need+30*time.Second {
+			t.Errorf("%d calls at %d/s: %v, want at least %v plus room for the last answers", c.calls, c.rate, got, need)
+		}
+	}
+}
