@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/xvs-lb/xvs/internal/capture"
@@ -410,19 +408,13 @@ func TestDecodeNoAllocs(t *testing.T) {
 	}
 }
 
-// TestDecodeCaptures decodes every frame of the shared captures: no panic,
+// TestDecodeCaptures decodes every frame of the corpus's captures: no panic,
 // offsets in order, and UDP/TCP frames with ports.
 func TestDecodeCaptures(t *testing.T) {
-	dir := testenv.SharedData(t, "pcap")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.pcap*"))
 	var total, ok int
-	for _, name := range files {
-		if filepath.Ext(name) == ".tsv" {
-			continue
-		}
-		if _, err := os.Stat(name); err != nil {
-			continue
-		}
+	cs := testenv.Captures(t)
+	for _, c := range cs {
+		name := c.Path
 		r, err := capture.Open(name)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -446,7 +438,7 @@ func TestDecodeCaptures(t *testing.T) {
 		}
 		r.Close()
 	}
-	t.Logf("%d frames in %d captures, %d decoded to ok", total, len(files), ok)
+	t.Logf("%d frames in %d captures, %d decoded to ok", total, len(cs), ok)
 	if total > 0 && ok == 0 {
 		t.Error("no frame decoded")
 	}
@@ -456,7 +448,7 @@ func TestDecodeCaptures(t *testing.T) {
 // frame is UDP in the one PPPoE session, with valid checksums, and a NAT
 // rewrite keeps them valid.
 func TestDecodePPPoECapture(t *testing.T) {
-	r, err := capture.Open(testenv.SharedData(t, "pcap", "sipnab_DTMFsipinfo.pcap"))
+	r, err := capture.Open(testenv.RepoData(t, "captures", "sipnab_DTMFsipinfo.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}

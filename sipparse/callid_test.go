@@ -217,7 +217,7 @@ func TestStatusNames(t *testing.T) {
 // TestTortureMessages checks every RFC 4475 / RFC 5118 message against
 // expected-callids.tsv.
 func TestTortureMessages(t *testing.T) {
-	tsv := testenv.SharedData(t, "sip", "expected-callids.tsv")
+	tsv := testenv.RepoData(t, "sip", "expected-callids.tsv")
 	f, err := os.Open(tsv)
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestTortureMessages(t *testing.T) {
 			t.Fatalf("bad TSV line %q", line)
 		}
 		name, status, want := fields[0], fields[1], fields[2]
-		payload, err := os.ReadFile(testenv.SharedData(t, "sip", name))
+		payload, err := os.ReadFile(testenv.RepoData(t, "sip", name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -85,23 +84,23 @@ var sameServer = map[string][][2]int{
 	"sngrep_ipv6frag.pcap": {{1, 2}, {4, 5}},
 }
 
-// Every shared capture, replayed with a SIP service on each address:port
+// Every capture of the corpus (the repository's, and ../shared's others when
+// it is there), replayed with a SIP service on each address:port
 // that receives SIP and three NAT real servers: every SIP datagram to a
 // service is forwarded, Call-IDs match tshark's, each template key (service,
 // masked client, Call-ID) lands on exactly one real server, and every
 // rewritten frame whose input had valid checksums still has valid ones.
-func TestReplaySharedCaptures(t *testing.T) {
-	dir := testenv.SharedData(t, "pcap")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.tsv"))
-	if len(files) < 17 {
-		t.Fatalf("found %d ground-truth files", len(files))
+func TestReplayCorpus(t *testing.T) {
+	cs := testenv.Captures(t)
+	if len(cs) < 10 {
+		t.Fatalf("found %d captures with ground truth", len(cs))
 	}
-	for _, tsv := range files {
-		name := strings.TrimSuffix(filepath.Base(tsv), ".callids.tsv")
+	for _, c := range cs {
+		name := c.Name
 		t.Run(name, func(t *testing.T) {
-			truth := readTruth(t, tsv)
+			truth := readTruth(t, c.CallIDs)
 			cfg := captureConfig(t, truth)
-			in, err := capture.Open(filepath.Join(dir, name))
+			in, err := capture.Open(c.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +121,7 @@ func TestReplaySharedCaptures(t *testing.T) {
 				}
 			}
 			snap := cfg.Snapshot()
-			times := frameTimes(t, filepath.Join(dir, name))
+			times := frameTimes(t, c.Path)
 			owners := map[string]string{}
 			lastUse := map[string]int64{}
 			forwarded := 0
@@ -171,7 +170,7 @@ func TestReplaySharedCaptures(t *testing.T) {
 			if forwarded != want {
 				t.Errorf("forwarded %d SIP datagrams, want %d", forwarded, want)
 			}
-			checkRewrittenFrames(t, filepath.Join(dir, name), rows, out.Bytes())
+			checkRewrittenFrames(t, c.Path, rows, out.Bytes())
 		})
 	}
 }

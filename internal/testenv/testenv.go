@@ -8,7 +8,8 @@
 // It also holds the pieces many tests share: [Lab] (a network-namespace
 // lab for one test), [Buffer] (output read while it is written), [Build]
 // (the project's commands, built for the tests that run them) and
-// [SharedData] (the captures in ../shared, read in place).
+// the test corpus ([Captures]: the repository's own captures, and those
+// only ../shared has, read in place; [RepoData], [SharedData]).
 package testenv
 
 import (
