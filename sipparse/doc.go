@@ -86,7 +86,7 @@
 //	TAB around the colon                   accepted (old kernels: no)    accepted                      RFC 3261 LWS
 //	start line                             never a header                never a header                same; must start with a token
 //	                                                                                                   character, else StatusNotSIP
-//	no Call-ID usable                      packet dropped                caller falls back (pe)        DESIGN.md: fallback, strict drop opt-in
+//	no Call-ID usable                      packet dropped                caller falls back (pe)        fallback by default, --pe-strict drops (README)
 //
 // The start line is classified by [ParseStartLine] (also part of [Scan]): a
 // request with its method ([Method], plus the method bytes as sent) or a

@@ -39,7 +39,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "conns", Usage: "connections per worker (0 = 262144)"},
 			&cli.StringFlag{Name: "snapshot", Usage: "save templates to this file periodically and on shutdown, and restore them at start (its directory must exist and be writable)"},
 			&cli.DurationFlag{Name: "snapshot-interval", Value: daemon.DefaultSnapshotInterval, Usage: "how often --snapshot is saved while running (a crash loses at most this much); 0 saves only at shutdown"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error, or a number N for slog level -N (4 = debug; 9 also logs the SIP engine's events, IPVS's debug_level 9)"},
 			&cli.IntFlag{Name: "health-max-probes", Usage: "health probes in flight at most (0 = 64); checks are configured per service with xvsadm --health-check"},
 			&cli.BoolFlag{Name: "no-health", Usage: "run no health checks (configured checks are kept but not probed; servers stay up)"},
 		},
@@ -127,7 +127,7 @@ func newLogger(level string) (*slog.Logger, error) {
 	default:
 		n, err := strconv.Atoi(level)
 		if err != nil {
-			return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+			return nil, fmt.Errorf("--log-level %q: want debug, info, warn, error or a number (9: the SIP engine's events, IPVS's debug_level 9)", level)
 		}
 		l = slog.Level(-n)
 	}
