@@ -18,6 +18,7 @@ func TestSysctlThroughServer(t *testing.T) {
 	want := "net.ipv4.vs.conn_reuse_mode = 1\n" +
 		"net.ipv4.vs.expire_nodest_conn = 0\n" +
 		"net.ipv4.vs.expire_quiescent_template = 0\n" +
+		"net.ipv4.vs.pmtu_disc = 1\n" +
 		"net.ipv4.vs.run_estimation = 1\n" +
 		"net.ipv4.vs.sloppy_tcp = 0\n"
 	if all != want {

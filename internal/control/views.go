@@ -66,6 +66,7 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 			Addr:         d.Addr.Addr(),
 			Port:         d.Addr.Port(),
 			Forward:      d.Fwd,
+			Tunnel:       d.Tunnel,
 			Weight:       uint32(d.Weight),
 			ActiveConns:  gauge(dc.ActiveConns),
 			InactConns:   gauge(dc.InactConns),

@@ -212,11 +212,18 @@ func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 	fail := func(err error) (DestConfig, error) {
 		return DestConfig{}, fmt.Errorf("%v -> %v: %w", s.Key(), d.Addr, err)
 	}
-	if !a.IsValid() || a.Zone() != "" || a.IsUnspecified() || a.Is4() != s.Addr.Addr().Is4() {
+	if !a.IsValid() || a.Zone() != "" || a.IsUnspecified() || d.Fwd > Route {
 		return fail(ErrInvalid)
 	}
-	if d.Fwd > Route {
-		return fail(ErrInvalid)
+	if a.Is4() != s.Addr.Addr().Is4() && d.Fwd != Tunnel {
+		// ip_vs_genl_set_cmd: a destination of the other family is
+		// forwarded only by encapsulation.
+		return fail(fmt.Errorf("different address family is allowed only for tunneling servers: %w", ErrInvalid))
+	}
+	if d.Fwd != Tunnel {
+		d.Tunnel = TunnelConfig{}
+	} else if err := d.Tunnel.validate(); err != nil {
+		return fail(err)
 	}
 	if d.Weight < 0 || d.Weight > sched.MaxWeight || d.Lower > d.Upper {
 		return fail(ErrRange)
@@ -227,6 +234,29 @@ func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 	}
 	d.Addr = netip.AddrPortFrom(a, port)
 	return d, nil
+}
+
+// validate refuses tunnel options that cannot be forwarded as given: the
+// kernel refuses a GUE tunnel without a port (ip_vs_add_dest, EINVAL) and
+// ignores the rest, which ipvsadm's tunnel_opt_check refuses in its own
+// words before they reach the kernel; the model refuses them all, for the
+// paths that do not go through ipvsadm's grammar.
+func (t TunnelConfig) validate() error {
+	switch {
+	case t.Type > GRE:
+		return fmt.Errorf("tunnel type %v: %w", t.Type, ErrInvalid)
+	case t.Csum > TunRemCsum:
+		return fmt.Errorf("tunnel checksum mode %v: %w", t.Csum, ErrInvalid)
+	case t.Type == GUE && t.Port == 0:
+		return fmt.Errorf("a gue tunnel needs a port: %w", ErrInvalid)
+	case t.Type != GUE && t.Port != 0:
+		return fmt.Errorf("a %v tunnel takes no port: %w", t.Type, ErrInvalid)
+	case t.Type == IPIP && t.Csum != TunNoCsum:
+		return fmt.Errorf("an ipip tunnel has no checksum option: %w", ErrInvalid)
+	case t.Type == GRE && t.Csum == TunRemCsum:
+		return fmt.Errorf("remote checksum offload is gue only: %w", ErrInvalid)
+	}
+	return nil
 }
 
 // AddService adds a virtual service (ipvsadm -A).

@@ -121,6 +121,44 @@ func TestServiceDefaultsAndEdit(t *testing.T) {
 	}
 }
 
+// TestTunnelDests: a tunnelling destination keeps its encapsulation, may be
+// of the other address family (the only method that may), takes the
+// service port, and another method drops tunnel options.
+func TestTunnelDests(t *testing.T) {
+	cfg, _ := newConfig(t, 1)
+	must(t, cfg.AddService(sipService()))
+	gue := TunnelConfig{Type: GUE, Port: 6080, Csum: TunRemCsum}
+	must(t, cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("[2001:db8::7]:9"), Fwd: Tunnel, Weight: 1, Tunnel: gue}))
+	must(t, cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.7:0"), Fwd: Route, Weight: 1, Tunnel: gue}))
+	must(t, cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.8:0"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Type: GRE, Csum: TunCsum}}))
+	s := cfg.Snapshot().Lookup(UDP, vip.Addr(), 5060)
+	if len(s.Dests) != 3 {
+		t.Fatalf("%d dests", len(s.Dests))
+	}
+	gre, dr, v6 := s.Dests[0], s.Dests[1], s.Dests[2]
+	if v6.Addr != netip.MustParseAddrPort("[2001:db8::7]:5060") || v6.Tunnel != gue {
+		t.Errorf("IPv6 GUE dest %v %+v", v6.Addr, v6.Tunnel)
+	}
+	if dr.Tunnel != (TunnelConfig{}) {
+		t.Errorf("DR dest kept tunnel options %+v", dr.Tunnel)
+	}
+	if gre.Tunnel != (TunnelConfig{Type: GRE, Csum: TunCsum}) {
+		t.Errorf("GRE dest %+v", gre.Tunnel)
+	}
+	must(t, cfg.EditDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.8:0"), Fwd: Tunnel, Weight: 1}))
+	if d := cfg.Snapshot().Lookup(UDP, vip.Addr(), 5060).Dests[0]; d.Tunnel != (TunnelConfig{}) {
+		t.Errorf("-e without tunnel options kept %+v (ipvsadm -e replaces them with ipip)", d.Tunnel)
+	}
+	for _, n := range []string{"ipip", "gue", "gre"} {
+		if tt, ok := ParseTunnelType(n); !ok || tt.String() != n {
+			t.Errorf("ParseTunnelType(%q) = %v, %v", n, tt, ok)
+		}
+	}
+	if _, ok := ParseTunnelType("vxlan"); ok {
+		t.Error("vxlan parsed")
+	}
+}
+
 func TestDestCommands(t *testing.T) {
 	cfg, _ := newConfig(t, 1)
 	must(t, cfg.AddService(sipService()))
@@ -156,6 +194,21 @@ func TestDestCommands(t *testing.T) {
 		}, ErrRange},
 		{"IPv6 dest on an IPv4 service", func() error {
 			return cfg.AddDest(vkey, DefaultDest(netip.MustParseAddrPort("[2001:db8::1]:5060")))
+		}, ErrInvalid},
+		{"GUE tunnel without a port", func() error {
+			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Type: GUE}})
+		}, ErrInvalid},
+		{"GRE tunnel with remote checksum offload", func() error {
+			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Type: GRE, Csum: TunRemCsum}})
+		}, ErrInvalid},
+		{"IPIP tunnel with a port", func() error {
+			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Port: 5555}})
+		}, ErrInvalid},
+		{"IPIP tunnel with a checksum", func() error {
+			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Csum: TunCsum}})
+		}, ErrInvalid},
+		{"unknown tunnel type", func() error {
+			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Type: 3}})
 		}, ErrInvalid},
 		{"unknown forwarding method", func() error {
 			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: 4, Weight: 1})

@@ -37,6 +37,15 @@ var (
 			"expire_nodest_conn) its server has weight 0. Bit 2: also in FIN_WAIT for direct-routed and " +
 			"tunnelled servers, whose replies the balancer does not see.",
 	})
+	// PMTUDisc is pmtu_disc (internal/pipeline, tunnels).
+	PMTUDisc = sysctl.Register(sysctl.Switch{
+		Name: "pmtu_disc", Default: []int64{1}, Min: 0, Max: 1,
+		Meaning: "1: a tunnelled IPv4 packet with DF set that does not fit the tunnel's MTU is answered " +
+			"with ICMP fragmentation needed (the reduced MTU) and dropped, and the outer header copies the " +
+			"inner DF. 0: the outer IPv4 header never has DF and an IPv4 packet too large for the tunnel is " +
+			"fragmented after encapsulation, DF or not. IPv6 packets too large for a tunnel are always " +
+			"answered with ICMPv6 packet too big.",
+	})
 	// RunEstimation is run_estimation (the control plane's rate estimator).
 	RunEstimation = sysctl.Register(sysctl.Switch{
 		Name: "run_estimation", Default: []int64{1}, Min: 0, Max: 1,

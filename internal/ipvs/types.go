@@ -66,7 +66,7 @@ type Forward uint8
 const (
 	Masq   Forward = 0 // NAT, ipvsadm -m
 	Local  Forward = 1 // local node
-	Tunnel Forward = 2 // IP-in-IP, ipvsadm -i (accepted, not forwarded yet)
+	Tunnel Forward = 2 // encapsulation (IPIP, GUE, GRE), ipvsadm -i
 	Route  Forward = 3 // direct routing, ipvsadm -g, ipvsadm's default
 )
 
@@ -83,6 +83,71 @@ func (f Forward) String() string {
 		return "Route"
 	}
 	return "Forward(" + strconv.Itoa(int(f)) + ")"
+}
+
+// TunnelType is a tunnelling destination's encapsulation (--tun-type), with
+// the kernel's values (IP_VS_CONN_F_TUNNEL_TYPE_*).
+type TunnelType uint8
+
+// Tunnel types; IPIP is the default.
+const (
+	IPIP TunnelType = 0 // IP in IP (IPv4: protocol 4, IPv6: 41), no further header
+	GUE  TunnelType = 1 // Generic UDP Encapsulation to TunnelConfig.Port
+	GRE  TunnelType = 2 // GRE (RFC 2784), protocol 47
+)
+
+var tunnelNames = [...]string{IPIP: "ipip", GUE: "gue", GRE: "gre"}
+
+// String returns the --tun-type name.
+func (t TunnelType) String() string {
+	if int(t) < len(tunnelNames) {
+		return tunnelNames[t]
+	}
+	return "tuntype" + strconv.Itoa(int(t))
+}
+
+// ParseTunnelType returns the tunnel type named s ("ipip", "gue", "gre").
+func ParseTunnelType(s string) (TunnelType, bool) {
+	for i, n := range tunnelNames {
+		if s == n {
+			return TunnelType(i), true
+		}
+	}
+	return 0, false
+}
+
+// TunnelCsum is a GUE or GRE tunnel's checksum mode
+// (IP_VS_TUNNEL_ENCAP_FLAG_*: none, CSUM, REMCSUM).
+type TunnelCsum uint8
+
+// Tunnel checksum modes: --tun-nocsum (the default), --tun-csum,
+// --tun-remcsum (GUE only).
+const (
+	TunNoCsum  TunnelCsum = 0
+	TunCsum    TunnelCsum = 1
+	TunRemCsum TunnelCsum = 2
+)
+
+var tunnelCsumNames = [...]string{TunNoCsum: "nocsum", TunCsum: "csum", TunRemCsum: "remcsum"}
+
+// String returns the mode's option name without "--tun-": "nocsum", "csum"
+// or "remcsum".
+func (c TunnelCsum) String() string {
+	if int(c) < len(tunnelCsumNames) {
+		return tunnelCsumNames[c]
+	}
+	return "csum" + strconv.Itoa(int(c))
+}
+
+// TunnelConfig is how a tunnelling (-i) destination encapsulates: ipvsadm's
+// --tun-type, --tun-port and --tun-nocsum|--tun-csum|--tun-remcsum, as the
+// kernel keeps them (dest->tun_type, tun_port, tun_flags). The zero value is
+// plain IPIP, ipvsadm's default. It is ignored for other forwarding methods,
+// and normalised to the zero value there.
+type TunnelConfig struct {
+	Type TunnelType
+	Port uint16     // GUE's UDP destination port (1..65535); 0 for IPIP and GRE
+	Csum TunnelCsum // GUE: any; GRE: TunNoCsum or TunCsum; IPIP: TunNoCsum
 }
 
 // ServiceKey identifies a virtual service.
@@ -194,6 +259,9 @@ type DestConfig struct {
 	// Upper and Lower are the connection thresholds (-x, -y); 0 = none.
 	// Lower must not exceed Upper.
 	Upper, Lower uint32
+	// Tunnel is the encapsulation of a Tunnel destination (zero for the
+	// other methods).
+	Tunnel TunnelConfig
 	// NextHop is the MAC to send direct-routed packets to (xvs extension);
 	// zero means not resolved yet.
 	NextHop [6]byte

@@ -100,36 +100,6 @@ func forwardFlag(f ipvs.Forward) string {
 	return "-g"
 }
 
-// TunnelType is the encapsulation of a tunnelling (-i) destination.
-type TunnelType uint8
-
-// Tunnel types (--tun-type), in the kernel's order; IPIP is the default.
-const (
-	IPIP TunnelType = iota
-	GUE
-	GRE
-)
-
-var tunnelNames = [...]string{"ipip", "gue", "gre"}
-
-// String returns the --tun-type name.
-func (t TunnelType) String() string {
-	if int(t) < len(tunnelNames) {
-		return tunnelNames[t]
-	}
-	return "?"
-}
-
-// TunnelCsum is the checksum mode of a GUE or GRE tunnel.
-type TunnelCsum uint8
-
-// Tunnel checksum modes: --tun-nocsum (default), --tun-csum, --tun-remcsum.
-const (
-	TunNoCsum TunnelCsum = iota
-	TunCsum
-	TunRemCsum
-)
-
 // Service is a virtual service as ipvsadm's -A/-E/-D/-a/-e/-d/-L/-Z
 // commands specify it. For -A and -E every field holds the value ipvsadm
 // sends to the kernel: unset options carry ipvsadm's defaults, because an
@@ -183,9 +153,9 @@ type Dest struct {
 	UThreshold uint32       // -x, upper connection threshold; 0 = none
 	LThreshold uint32       // -y, lower connection threshold; 0 = none
 
-	TunnelType TunnelType // --tun-type (Tunnel only)
-	TunnelPort uint16     // --tun-port (GUE only)
-	TunnelCsum TunnelCsum // --tun-nocsum|--tun-csum|--tun-remcsum
+	// Tunnel is --tun-type, --tun-port and --tun-nocsum|--tun-csum|
+	// --tun-remcsum (Tunnel only; zero, plain ipip, by default).
+	Tunnel ipvs.TunnelConfig
 }
 
 // Timeouts are the connection timeouts of --set and -L --timeout, in

@@ -174,11 +174,11 @@ func saveDestLineFmt(s ServiceView, d DestView, numeric bool, n Names) []string 
 	if d.Forward != ipvs.Tunnel {
 		return a
 	}
-	switch d.TunnelType {
-	case GRE:
-		return append(a, "--tun-type", "gre", tunCsumOpts[d.TunnelCsum%3])
-	case GUE:
-		return append(a, "--tun-type", "gue", "--tun-port", utoa(uint64(d.TunnelPort)), tunCsumOpts[d.TunnelCsum%3])
+	switch d.Tunnel.Type {
+	case ipvs.GRE:
+		return append(a, "--tun-type", "gre", tunCsumOpts[d.Tunnel.Csum%3])
+	case ipvs.GUE:
+		return append(a, "--tun-type", "gue", "--tun-port", utoa(uint64(d.Tunnel.Port)), tunCsumOpts[d.Tunnel.Csum%3])
 	}
 	return append(a, "--tun-type", "ipip")
 }
@@ -215,13 +215,13 @@ func tunInfo(d DestView) string {
 	if d.Forward != ipvs.Tunnel {
 		return "n/a"
 	}
-	switch d.TunnelType {
-	case IPIP:
+	switch d.Tunnel.Type {
+	case ipvs.IPIP:
 		return "ipip"
-	case GUE:
-		return fmt.Sprintf("gue:%d:%s", d.TunnelPort, tunCsumInfo[d.TunnelCsum%3])
-	case GRE:
-		return "gre:" + tunCsumInfo[d.TunnelCsum%3]
+	case ipvs.GUE:
+		return fmt.Sprintf("gue:%d:%s", d.Tunnel.Port, tunCsumInfo[d.Tunnel.Csum%3])
+	case ipvs.GRE:
+		return "gre:" + tunCsumInfo[d.Tunnel.Csum%3]
 	}
 	return "n/a"
 }

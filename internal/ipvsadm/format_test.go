@@ -37,7 +37,7 @@ func fixture() Table {
 				{Addr: a("192.168.1.10"), Port: 80, Forward: ipvs.Route, Weight: 3, ActiveConns: 12, InactConns: 40,
 					UThreshold: 100, LThreshold: 50, Stats: Stats{700, 1400, 1000, 70000, 60000}, Rates: rates(3, 4, 5, 600, 700)},
 				{Addr: a("10.1.0.5"), Port: 80, Forward: ipvs.Tunnel, Weight: 2, ActiveConns: 1, InactConns: 2,
-					TunnelType: GUE, TunnelPort: 6080, TunnelCsum: TunCsum,
+					Tunnel: ipvs.TunnelConfig{Type: ipvs.GUE, Port: 6080, Csum: ipvs.TunCsum},
 					Stats: Stats{300, 600, 500, 30000, 40000}, Rates: rates(2, 2, 2, 200, 200)},
 			}},
 	}}

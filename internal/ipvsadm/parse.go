@@ -407,29 +407,24 @@ func (st *parseState) serverOption(t tag, arg string) *UsageError {
 		if err := st.set(OptTunType); err != nil {
 			return err
 		}
-		switch arg {
-		case "ipip":
-			dest.TunnelType = IPIP
-		case "gue":
-			dest.TunnelType = GUE
-		case "gre":
-			dest.TunnelType = GRE
-		default:
+		tt, ok := ipvs.ParseTunnelType(arg)
+		if !ok {
 			return failf("illegal tunnel type specified")
 		}
+		dest.Tunnel.Type = tt
 	case tagTunPort:
 		n, err := st.number(t, arg)
 		if err != nil {
 			return err
 		}
-		dest.TunnelPort = uint16(n)
+		dest.Tunnel.Port = uint16(n)
 	case tagTunNoCsum, tagTunCsum, tagTunRemCsum:
 		o := map[tag]Opt{tagTunNoCsum: OptTunNoCsum, tagTunCsum: OptTunCsum, tagTunRemCsum: OptTunRemCsum}[t]
 		if err := st.set(o); err != nil {
 			return err
 		}
 		// ipvsadm ORs the flag bits; one is allowed per tunnel type.
-		dest.TunnelCsum = map[tag]TunnelCsum{tagTunNoCsum: TunNoCsum, tagTunCsum: TunCsum, tagTunRemCsum: TunRemCsum}[t]
+		dest.Tunnel.Csum = map[tag]ipvs.TunnelCsum{tagTunNoCsum: ipvs.TunNoCsum, tagTunCsum: ipvs.TunCsum, tagTunRemCsum: ipvs.TunRemCsum}[t]
 	}
 	return nil
 }
@@ -615,7 +610,7 @@ func (st *parseState) check() *UsageError {
 		if tunOpts && ce.Dest.Forward != ipvs.Tunnel {
 			return failf("Tunnel options conflict with forward method")
 		}
-		return tunnelOptCheck(ce.Dest.TunnelType, ce.Options)
+		return tunnelOptCheck(ce.Dest.Tunnel.Type, ce.Options)
 	case List:
 		o := ce.Options
 		if (o.Has(OptConnection) || o.Has(OptTimeout) || o.Has(OptDaemon)) &&
@@ -661,7 +656,7 @@ func genericOptCheck(k Kind, opts OptionSet) *UsageError {
 }
 
 // tunnelOptCheck is ipvsadm's tunnel_opt_check over tunnelTypesVOptions.
-func tunnelOptCheck(t TunnelType, opts OptionSet) *UsageError {
+func tunnelOptCheck(t ipvs.TunnelType, opts OptionSet) *UsageError {
 	row := &tunnelTypesVOptions[t]
 	count, last := 0, Opt(0)
 	for j, k := range tunnelOpts {
@@ -825,7 +820,7 @@ func (c Command) Argv() []string {
 	case AddServer, EditServer:
 		d := c.Dest
 		f = saveDestLine(svc, DestView{Addr: d.Addr.Addr(), Port: d.Addr.Port(), Forward: d.Forward,
-			Weight: d.Weight, TunnelType: d.TunnelType, TunnelPort: d.TunnelPort, TunnelCsum: d.TunnelCsum}, names)
+			Weight: d.Weight, Tunnel: d.Tunnel}, names)
 	default:
 		return nil
 	}

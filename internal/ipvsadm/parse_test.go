@@ -169,7 +169,7 @@ func TestParseForms(t *testing.T) {
 			return c.Dest.Addr == ap("10.0.0.1:5060")
 		}},
 		{"gue tunnel", strings.Fields("-a -u 10.4.3.192:5060 -r 10.0.0.1 -i --tun-type gue --tun-port 6080 --tun-remcsum"), func(c Command) bool {
-			return c.Dest.TunnelType == GUE && c.Dest.TunnelPort == 6080 && c.Dest.TunnelCsum == TunRemCsum
+			return c.Dest.Tunnel == ipvs.TunnelConfig{Type: ipvs.GUE, Port: 6080, Csum: ipvs.TunRemCsum}
 		}},
 		{"-Ln", []string{"-Ln"}, func(c Command) bool { return c.Kind == List && c.Format.Numeric }},
 		{"-Lcn", []string{"-Lcn", "--persistent-conn"}, func(c Command) bool {

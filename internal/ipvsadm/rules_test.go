@@ -152,13 +152,13 @@ func randomService(r *rand.Rand) ServiceView {
 			d.Port = s.Port
 		}
 		if d.Forward == ipvs.Tunnel {
-			d.TunnelType = TunnelType(r.IntN(3))
-			switch d.TunnelType {
-			case GUE:
-				d.TunnelPort = uint16(1 + r.IntN(65535))
-				d.TunnelCsum = TunnelCsum(r.IntN(3))
-			case GRE:
-				d.TunnelCsum = TunnelCsum(r.IntN(2))
+			d.Tunnel.Type = ipvs.TunnelType(r.IntN(3))
+			switch d.Tunnel.Type {
+			case ipvs.GUE:
+				d.Tunnel.Port = uint16(1 + r.IntN(65535))
+				d.Tunnel.Csum = ipvs.TunnelCsum(r.IntN(3))
+			case ipvs.GRE:
+				d.Tunnel.Csum = ipvs.TunnelCsum(r.IntN(2))
 			}
 		}
 		s.Dests = append(s.Dests, d)
@@ -191,7 +191,7 @@ func TestSaveRestoreRoundTrip(t *testing.T) {
 			i++
 			for _, d := range s.Dests {
 				want := Dest{Addr: netip.AddrPortFrom(d.Addr, d.Port), Forward: d.Forward, Weight: d.Weight,
-					TunnelType: d.TunnelType, TunnelPort: d.TunnelPort, TunnelCsum: d.TunnelCsum}
+					Tunnel: d.Tunnel}
 				if c := cmds[i]; c.Kind != AddServer || c.Dest != want {
 					t.Fatalf("iteration %d: line %d parsed to %+v, want %+v\n%s", iter, i+1, c.Dest, want, out)
 				}

@@ -46,9 +46,7 @@ type DestView struct {
 	PersistConns uint32 // templates pointing at this destination
 	UThreshold   uint32
 	LThreshold   uint32
-	TunnelType   TunnelType
-	TunnelPort   uint16
-	TunnelCsum   TunnelCsum
+	Tunnel       ipvs.TunnelConfig // Forward == ipvs.Tunnel: its encapsulation
 	Stats        Stats
 	Rates        ipvs.Rates
 	// xvs extensions, shown by the --health listing only (Draining and

@@ -177,14 +177,13 @@ virtual_server 10.0.0.2 80 {
     real_server 10.0.1.1 80 { lvs_method TUN }
 }`)
 	want := `-A -t 10.0.0.1:80 -s mh -b mh-fallback,mh-port,flag-3
--a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type
--a -t 10.0.0.1:80 -r 10.0.1.2:80 -i -w 1 --tun-type
+-a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum
+-a -t 10.0.0.1:80 -r 10.0.1.2:80 -i -w 1 --tun-type gre --tun-nocsum
 -a -t 10.0.0.1:80 -r 10.0.1.3:80 -g -w 1
 -A -t 10.0.0.2:80 -s sh
 -a -t 10.0.0.2:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
 `
-	// The model keeps the tunnel type once tunnel forwarding carries it;
-	// the commands xvs issues carry it already.
+	// The model keeps each real server's encapsulation: -Sn gives it back.
 	for _, l := range strings.Split(want, "\n") {
 		if !strings.Contains(out, l) {
 			t.Errorf("got\n%s\nwant a line %q", out, l)

@@ -50,7 +50,7 @@ func Key(s ipvsadm.Service) ipvs.ServiceKey {
 
 // DestConfig converts an ipvsadm real-server specification.
 func DestConfig(d ipvsadm.Dest) ipvs.DestConfig {
-	return ipvs.DestConfig{Addr: d.Addr, Fwd: d.Forward, Weight: int(d.Weight), Upper: d.UThreshold, Lower: d.LThreshold}
+	return ipvs.DestConfig{Addr: d.Addr, Fwd: d.Forward, Weight: int(d.Weight), Upper: d.UThreshold, Lower: d.LThreshold, Tunnel: d.Tunnel}
 }
 
 // HealthCheck converts an xvsadm --health-check specification into the
