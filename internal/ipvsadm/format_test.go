@@ -38,7 +38,7 @@ func fixture() Table {
 					UThreshold: 100, LThreshold: 50, Stats: Stats{700, 1400, 1000, 70000, 60000}, Rates: rates(3, 4, 5, 600, 700)},
 				{Addr: a("10.1.0.5"), Port: 80, Forward: ipvs.Tunnel, Weight: 2, ActiveConns: 1, InactConns: 2,
 					Tunnel: ipvs.TunnelConfig{Type: ipvs.GUE, Port: 6080, Csum: ipvs.TunCsum},
-					Stats: Stats{300, 600, 500, 30000, 40000}, Rates: rates(2, 2, 2, 200, 200)},
+					Stats:  Stats{300, 600, 500, 30000, 40000}, Rates: rates(2, 2, 2, 200, 200)},
 			}},
 	}}
 }
