@@ -267,6 +267,9 @@ func (q *Queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 		if d.Addr+uint64(d.Len) > end || !q.frames.move(i, OwnerFill, OwnerWorker) {
 			continue // counted as a violation; the frame is not ours to use
 		}
+		// The chunk's bytes before the data (XDP_PACKET_HEADROOM and the
+		// UMEM headroom) are the frame's room.
+		b.Room[got] = q.umem[i<<q.shift : d.Addr : end]
 		b.Frames[got] = q.umem[d.Addr : d.Addr+uint64(d.Len) : end]
 		b.Handles[got] = d.Addr
 		b.Send[got] = false
@@ -307,13 +310,16 @@ func (q *Queue) Transmit(b *dataplane.Batch) error {
 	fillRoom := q.fill.free(uint32(b.N))
 	var sent, dropped, recycled, bytes uint64
 	for k := range b.N {
-		addr := b.Handles[k]
-		i := addr >> q.shift
+		i := b.Handles[k] >> q.shift
 		f := b.Frames[k]
-		b.Frames[k] = nil
+		b.Frames[k], b.Room[k] = nil, nil
 		end := (i + 1) << q.shift
 		l := uint64(len(f))
-		if b.Send[k] && room > 0 && l > 0 && addr+l <= end && q.frames.move(i, OwnerWorker, OwnerTx) {
+		// The frame leaves from wherever it starts now (a worker may have
+		// grown it into its room): an address in the same chunk, which an
+		// aligned UMEM accepts anywhere in the chunk (xp_aligned_validate_desc).
+		addr := q.offset(f)
+		if b.Send[k] && room > 0 && l > 0 && addr>>q.shift == i && addr+l <= end && q.frames.move(i, OwnerWorker, OwnerTx) {
 			*q.tx.desc(q.tx.local) = unix.XDPDesc{Addr: addr, Len: uint32(l)}
 			q.tx.local++
 			room--
@@ -349,6 +355,19 @@ func (q *Queue) Transmit(b *dataplane.Batch) error {
 	q.recycled.Add(recycled)
 	q.busy.Store(0)
 	return nil
+}
+
+// offset returns where f starts in the UMEM, or an offset beyond it when f
+// is not in the UMEM.
+func (q *Queue) offset(f []byte) uint64 {
+	if len(f) == 0 || len(q.umem) == 0 {
+		return ^uint64(0)
+	}
+	off := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(f))) - uintptr(unsafe.Pointer(unsafe.SliceData(q.umem))))
+	if off >= uint64(len(q.umem)) {
+		return ^uint64(0)
+	}
+	return off
 }
 
 var _ dataplane.CopyTransmitter = (*Queue)(nil)

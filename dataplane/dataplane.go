@@ -40,13 +40,29 @@ import (
 // batch, and xvs's pipeline's prefetch window (its MaxBatch).
 const MaxBatch = 64
 
+// Headroom is the room every backend of this module leaves in front of a
+// received frame (Batch.Room): enough for the largest encapsulation a
+// tunnel adds (an IPv6 header, UDP, GUE with remote checksum offload: 60
+// octets), an IPv6 fragment header more when the tunnel must fragment, or
+// the IP and ICMP headers of an ICMP error, with room to spare. AF_XDP's
+// descriptors leave XDP_PACKET_HEADROOM (256) before the data anyway.
+const Headroom = 128
+
 // Batch is a set of received frames. Backends allocate it once per queue
 // (NewBatch) and reuse it.
 type Batch struct {
 	// Frames[:N] are the received frames: views into backend memory. The
-	// worker may rewrite them in place and change their length within their
-	// capacity.
+	// worker may rewrite them in place, change their length within their
+	// capacity, and grow them at their front into Room.
 	Frames [][]byte
+	// Room[i] is Frames[i]'s headroom: the bytes of its buffer just before
+	// it, which a worker may grow the frame into (tunnel encapsulation,
+	// with packet.Grow). len(Room[i]) is how much there is, and its
+	// capacity runs on over the frame: Frames[i] is
+	// Room[i][len(Room[i]):len(Room[i])+len(Frames[i])]. A worker that
+	// grows or moves a frame sets both; Transmit sends each frame from
+	// wherever it starts. Empty (no room) for a backend without headroom.
+	Room [][]byte
 	// Send[i] is set by the worker: transmit Frames[i] on the same queue
 	// (true) or give it back (false).
 	Send []bool
@@ -62,6 +78,7 @@ type Batch struct {
 func NewBatch(link packet.LinkType) *Batch {
 	return &Batch{
 		Frames:  make([][]byte, MaxBatch),
+		Room:    make([][]byte, MaxBatch),
 		Send:    make([]bool, MaxBatch),
 		Handles: make([]uint64, MaxBatch),
 		Link:    link,

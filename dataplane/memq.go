@@ -15,7 +15,7 @@ import (
 type MemQueue struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
-	in       [][]byte
+	in       [][]byte // injected frames, each behind Headroom bytes of room
 	sent     [][]byte
 	closed   bool
 	link     packet.LinkType
@@ -32,11 +32,13 @@ func NewMemQueue(lt packet.LinkType) *MemQueue {
 	return q
 }
 
-// Inject queues frames for reception (copies them).
+// Inject queues frames for reception (copies them, each behind Headroom
+// bytes of room).
 func (q *MemQueue) Inject(frames ...[]byte) {
 	q.mu.Lock()
 	for _, f := range frames {
-		q.in = append(q.in, append([]byte(nil), f...))
+		b := make([]byte, Headroom, Headroom+len(f))
+		q.in = append(q.in, append(b, f...))
 	}
 	q.mu.Unlock()
 	q.cond.Broadcast()
@@ -62,7 +64,9 @@ func (q *MemQueue) Receive(b *Batch, timeout time.Duration) error {
 	}
 	n := min(len(q.in), len(b.Frames))
 	for i := range n {
-		b.Frames[i] = q.in[i]
+		// Each injected frame's buffer starts with its room.
+		b.Room[i] = q.in[i][:Headroom]
+		b.Frames[i] = q.in[i][Headroom:]
 		b.Send[i] = false
 	}
 	q.in = q.in[n:]
@@ -82,7 +86,7 @@ func (q *MemQueue) Transmit(b *Batch) error {
 		} else {
 			q.recycled.Add(1)
 		}
-		b.Frames[i] = nil
+		b.Frames[i], b.Room[i] = nil, nil
 	}
 	b.N = 0
 	q.mu.Unlock()

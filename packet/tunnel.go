@@ -157,12 +157,13 @@ func Grow(room, frame []byte, n int) (grown, left []byte, ok bool) {
 //
 // It returns the encapsulated frame and the room left, or false (frame and
 // room unchanged) when p does not hold a decode of frame that can be
-// encapsulated (an IP datagram, ReasonOK or ReasonNonFirstFragment, on an
-// Ethernet, SLL, SLL2, NULL or raw link, not PPPoE), the outer addresses
+// encapsulated (an IP datagram: ReasonOK, ReasonNonFirstFragment, or
+// ReasonUnsupportedProto such as ICMP; on an Ethernet, SLL, SLL2, NULL or
+// raw link, not PPPoE), the outer addresses
 // are not of one family, or the room is too small. It does not allocate.
 func (p *Parsed) Encapsulate(room, frame []byte, e *Encap, partial bool) (out, left []byte, ok bool) {
-	if (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment) || p.End > len(frame) || p.PPPoE ||
-		!linkRewritable(p.Link) || !e.Src.IsValid() || e.Src.Is4() != e.Dst.Is4() || e.Src.Is4In6() || e.Dst.Is4In6() {
+	if (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment && p.Reason != ReasonUnsupportedProto) ||
+		p.Version == 0 || p.End > len(frame) || p.PPPoE || !linkRewritable(p.Link) || !e.Src.IsValid() || e.Src.Is4() != e.Dst.Is4() || e.Src.Is4In6() || e.Dst.Is4In6() {
 		return frame, room, false
 	}
 	remcsum := e.Type == EncapGUE && e.RemCsum && partial

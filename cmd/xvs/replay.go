@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +29,8 @@ func replayCommand() *cli.Command {
 			&cli.StringFlag{Name: "out", Usage: "write the forwarded frames, rewritten, to this pcap file"},
 			&cli.StringFlag{Name: "log", Usage: "write the per-frame decision log (TSV) to this file, or - for stdout"},
 			&cli.IntFlag{Name: "workers", Value: 1, Usage: "pipeline workers; frames are spread over them as RSS would"},
+			&cli.StringSliceFlag{Name: "tunnel-source", Usage: "the director's address tunnelled (-i) packets leave from, one per family (default 192.0.2.254, 2001:db8::fe)"},
+			&cli.IntFlag{Name: "mtu", Value: replay.DefaultMTU, Usage: "the egress MTU tunnels check (too large: ICMP too big or fragmentation, as IPVS)"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no summary on stderr"},
 		},
 		Action: runReplay,
@@ -75,7 +78,17 @@ func runReplay(c *cli.Context) error {
 	}
 	defer in.Close()
 
-	opts := replay.Options{Config: cfg, Workers: workers}
+	opts := replay.Options{Config: cfg, Workers: workers, MTU: c.Int("mtu")}
+	for _, s := range c.StringSlice("tunnel-source") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("xvs replay: --tunnel-source %q: not an address", s), 2)
+		}
+		opts.TunnelSources = append(opts.TunnelSources, a)
+	}
+	if opts.MTU < 68 || opts.MTU > 65535 {
+		return cli.Exit("xvs replay: --mtu must be 68..65535", 2)
+	}
 	var closers []func() error
 	if path := c.String("out"); path != "" {
 		f, err := os.Create(path)

@@ -119,6 +119,7 @@ func (q *tapQueue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 		n--
 		b.Frames[i], b.Frames[n] = b.Frames[n], b.Frames[i]
 		b.Handles[i], b.Handles[n] = b.Handles[n], b.Handles[i]
+		b.Room[i], b.Room[n] = b.Room[n], b.Room[i]
 		b.Send[n] = false
 	}
 	if n == b.N {

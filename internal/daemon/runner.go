@@ -90,7 +90,7 @@ func (r *Runner) Run() error {
 			w.EndBatch()
 			continue
 		}
-		w.ProcessBatch(b.Frames[:b.N], b.Link, now, out)
+		w.ProcessFrames(b.Frames[:b.N], b.Room[:b.N], b.Link, now, out)
 		for i := range b.N {
 			b.Send[i] = out[i].Reason.Verdict() == pipeline.Forward
 			out[i] = pipeline.Decision{} // drop references into the frames

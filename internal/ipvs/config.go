@@ -482,6 +482,29 @@ func (c *Config) SetNextHop(k ServiceKey, addr netip.AddrPort, mac [6]byte) erro
 	return nil
 }
 
+// SetEgress sets the egress of a real server the data plane resolved: its
+// next-hop MAC, the director's source address towards it and the path MTU
+// (see DestConfig). addr's port 0 means the service port.
+func (c *Config) SetEgress(k ServiceKey, addr netip.AddrPort, mac [6]byte, src netip.Addr, mtu int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, err := c.service(k)
+	if err != nil {
+		return err
+	}
+	i := e.destIndex(addr)
+	if i < 0 {
+		return fmt.Errorf("%v -> %v: %w", e.cfg.Key(), addr, ErrNoDest)
+	}
+	d := &e.dests[i].cfg
+	if d.NextHop != mac || d.Source != src || d.MTU != mtu {
+		d.NextHop, d.Source, d.MTU = mac, src, mtu
+		e.compiled = nil
+		c.changed()
+	}
+	return nil
+}
+
 // destIndex finds addr, where port 0 means the service port.
 func (e *svcEntry) destIndex(addr netip.AddrPort) int {
 	a := addr.Addr().Unmap()

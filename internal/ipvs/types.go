@@ -265,6 +265,13 @@ type DestConfig struct {
 	// NextHop is the MAC to send direct-routed packets to (xvs extension);
 	// zero means not resolved yet.
 	NextHop [6]byte
+	// Source and MTU complete the egress towards the real server (xvs
+	// extension, resolved like NextHop, see Config.SetEgress): the
+	// director's address there, the outer source of tunnelled packets
+	// (the kernel's route source, dest_dst->dst_saddr), and the path's MTU
+	// (dst_mtu), which tunnels check. Zero: not resolved yet.
+	Source netip.Addr
+	MTU    int
 }
 
 // DefaultDest returns ipvsadm's defaults for -a/-e: direct routing, weight 1.

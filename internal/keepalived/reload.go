@@ -175,6 +175,7 @@ func (ch *Change) diffService(live, w *ipvs.Service, rs []Rule) {
 		ld := live.Dests[j]
 		a, b := ld.DestConfig, wd.DestConfig
 		a.NextHop, b.NextHop = [6]byte{}, [6]byte{}
+		a.Source, b.Source, a.MTU, b.MTU = netip.Addr{}, netip.Addr{}, 0, 0 // resolved egress, not configuration
 		if ld.Draining {
 			// Keep the operator's drain: edit with weight 0 (which keeps
 			// it draining) and move the weight to restore instead.

@@ -72,6 +72,12 @@ type slot struct {
 	// frames.
 	reasm     []byte
 	firstHeld int32
+
+	// room is the frame's headroom (see dataplane.Batch.Room), nil for
+	// none; a stage that grows or moves the frame (a tunnel) sets out and
+	// left to the frame as it leaves and the room left. Cleared after the
+	// frame: a worker keeps no reference to a frame.
+	room, out, left []byte
 }
 
 // decided records that prepare reached the frame's reason.
@@ -84,7 +90,19 @@ func (s *slot) decided(r Reason) { s.state, s.reason = stateDecided, r }
 // the table's index line; prefetch the table entries those lines point to;
 // then complete each frame. The table's cache misses for the whole batch so
 // overlap instead of following one another (see BenchmarkPipelineWarm).
+//
+// The frames have no headroom: a frame for a tunnelling real server is
+// dropped (no_headroom). Backends call ProcessFrames.
 func (w *Worker) ProcessBatch(frames [][]byte, link packet.LinkType, now int64, out []Decision) {
+	w.ProcessFrames(frames, nil, link, now, out)
+}
+
+// ProcessFrames is ProcessBatch for frames with headroom: rooms[i] is the
+// room in front of frames[i] (dataplane.Batch.Room; rooms may be nil, or
+// an entry empty, for none). A frame the worker grows into its room or
+// moves (tunnel encapsulation, an ICMP error built in it) is replaced in
+// frames[i], and its room in rooms[i].
+func (w *Worker) ProcessFrames(frames, rooms [][]byte, link packet.LinkType, now int64, out []Decision) {
 	w.BeginBatch(now)
 	w.local.Frames += uint64(len(frames))
 	for start := 0; start < len(frames); start += MaxBatch {
@@ -102,19 +120,44 @@ func (w *Worker) ProcessBatch(frames [][]byte, link packet.LinkType, now int64, 
 			}
 		}
 		for i, f := range batch {
-			w.complete(f, &w.slots[i], &out[start+i])
+			s := &w.slots[i]
+			if rooms != nil {
+				s.room = rooms[start+i]
+			}
+			w.complete(f, s, &out[start+i])
+			if s.out != nil {
+				frames[start+i] = s.out
+				if rooms != nil {
+					rooms[start+i] = s.left
+				}
+			}
+			s.room, s.out, s.left = nil, nil, nil
 		}
 	}
 	w.EndBatch()
 }
 
 // Process decides what happens to one frame and rewrites it in place when it
-// is forwarded. It must be called between BeginBatch and EndBatch.
+// is forwarded. It must be called between BeginBatch and EndBatch. The frame
+// has no headroom (see ProcessBatch).
 func (w *Worker) Process(frame []byte, link packet.LinkType, d *Decision) {
+	w.ProcessRoom(nil, frame, link, d)
+}
+
+// ProcessRoom is Process for a frame with room in front of it (see
+// ProcessFrames). It returns the frame as it leaves: frame itself, or a
+// frame grown into room or moved.
+func (w *Worker) ProcessRoom(room, frame []byte, link packet.LinkType, d *Decision) []byte {
 	s := &w.slots[0]
 	w.local.Frames++
 	w.prepare(frame, link, s, d)
+	s.room = room
 	w.complete(frame, s, d)
+	if s.out != nil {
+		frame = s.out
+	}
+	s.room, s.out, s.left = nil, nil, nil
+	return frame
 }
 
 // prepare is a frame's first pass: decode, service lookup and, for a

@@ -18,6 +18,7 @@ type Counters struct {
 	PEFallback uint64               // packets the engine could not key that used normal persistence
 	SharedFull uint64               // new keys the shared index had no room for (cross-worker persistence not guaranteed for them)
 	Frag       FragCounters
+	Tunnel     TunnelCounters
 }
 
 // FragCounters count what happens to fragmented datagrams beyond each
@@ -47,6 +48,7 @@ type counterCells struct {
 	peFallback atomic.Uint64
 	sharedFull atomic.Uint64
 	frag       atomicFrag
+	tunnel     [4]atomic.Uint64 // TunnelCounters, in field order
 }
 
 type atomicFrag struct {
@@ -111,6 +113,10 @@ func (w *Worker) publish() {
 	c.peFallback.Store(l.PEFallback)
 	c.sharedFull.Store(l.SharedFull)
 	c.frag.store(&l.Frag)
+	t := &l.Tunnel
+	for i, v := range [...]uint64{t.Encapsulated, t.Fragmented, t.Fragments, t.NoBuffer} {
+		c.tunnel[i].Store(v)
+	}
 }
 
 // Counters returns the worker's counts as of its last completed batch. Any
@@ -131,6 +137,7 @@ func (w *Worker) Counters() Counters {
 	out.PEFallback = c.peFallback.Load()
 	out.SharedFull = c.sharedFull.Load()
 	out.Frag = c.frag.load()
+	out.Tunnel = TunnelCounters{c.tunnel[0].Load(), c.tunnel[1].Load(), c.tunnel[2].Load(), c.tunnel[3].Load()}
 	return out
 }
 
@@ -149,4 +156,8 @@ func (c *Counters) Add(b *Counters) {
 	c.PEFallback += b.PEFallback
 	c.SharedFull += b.SharedFull
 	c.Frag.add(&b.Frag)
+	c.Tunnel.Encapsulated += b.Tunnel.Encapsulated
+	c.Tunnel.Fragmented += b.Tunnel.Fragmented
+	c.Tunnel.Fragments += b.Tunnel.Fragments
+	c.Tunnel.NoBuffer += b.Tunnel.NoBuffer
 }

@@ -59,7 +59,7 @@ const (
 	ReasonNoDest                // no real server available (all removed, quiesced or overloaded)
 	ReasonPEStrict              // strict persistence engine found no key (IPVS kernel behaviour)
 	ReasonDestGone              // connection's real server was removed (expire_nodest_conn semantics)
-	ReasonUnsupportedForwarding // a forwarding method the data plane does not implement (tunnel)
+	ReasonUnsupportedForwarding // a forwarding method the data plane does not implement (none is: kept for safety; the configuration refuses what cannot be forwarded)
 	ReasonNoNextHop             // an Ethernet frame for a real server whose MAC is not resolved yet
 
 	ReasonFragmentFollowed  // a non-first fragment sent where its datagram's first fragment went (see frag.go)
@@ -69,6 +69,10 @@ const (
 	ReasonICMPForwarded     // an ICMP "fragmentation needed" / "packet too big" about a balanced flow, sent to the real server that owns it
 	ReasonICMPUnmatched     // such an ICMP error about a virtual service whose owning real server cannot be found
 	ReasonTCPNoSYN          // a TCP segment that is not a SYN (or is an RST) with no connection entry, not scheduled without sloppy_tcp (tcp_conn_schedule)
+
+	ReasonTunnelICMPTooBig // for a tunnel but too large for it (DF, or IPv6): answered with ICMP fragmentation needed / packet too big carrying the tunnel's MTU, the frame sent back to the client as that error
+	ReasonTunnelTooBig     // for a tunnel but too large for it and no ICMP error due (a non-first IPv6 fragment, an ICMP message, a tunnel MTU below the outer family's minimum, no fragment buffer)
+	ReasonNoHeadroom       // for a tunnel, but the backend left no room in front of the frame for the outer headers
 	NumReasons
 )
 
@@ -102,6 +106,9 @@ var reasons = [NumReasons]struct {
 	ReasonICMPForwarded:          {"icmp_forwarded", Forward},
 	ReasonICMPUnmatched:          {"icmp_unmatched", Drop},
 	ReasonTCPNoSYN:               {"tcp_no_syn", Pass},
+	ReasonTunnelICMPTooBig:       {"tunnel_icmp_too_big", Forward},
+	ReasonTunnelTooBig:           {"tunnel_too_big", Drop},
+	ReasonNoHeadroom:             {"no_headroom", Drop},
 }
 
 func (r Reason) String() string {

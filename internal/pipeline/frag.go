@@ -95,6 +95,11 @@ const (
 	// (afxdp's large frame size); larger frames (jumbo fragments) cannot
 	// wait and are dropped as fragment_overflow.
 	FragSlotBytes = 4096
+	// fragSlotRoom is the room kept in front of each held copy, beyond
+	// FragSlotBytes, so that a copy for a tunnel grows in place as a live
+	// frame does (dataplane.Headroom).
+	fragSlotRoom = 128
+	fragSlotStride = fragSlotRoom + FragSlotBytes
 	// MaxFragDatagramBytes bounds the L4 datagram (UDP header and payload)
 	// a waiting datagram may hold and the reassembly buffer. SIP over UDP
 	// stays well below it (RFC 3261 §18.1.1 moves requests within 200 bytes
@@ -177,12 +182,11 @@ type fragTable struct {
 	waiting int // entries in state fragWaiting
 	sweep   uint64
 
-	buf   []byte // FragSlotBytes per slot
+	buf   []byte // fragSlotStride per slot: room, then the copy
 	slots []heldFrag
 	free  int32 // free-slot list head
 
-	emitted  []int32  // slots emitted in this batch, freed at the next BeginBatch
-	frames   [][]byte // their frames, for Emitted
+	emitted  []int32 // slots emitted in this batch (Worker.emit), freed at the next BeginBatch
 	released []Release
 	seq      uint64 // the last hold id given
 
@@ -199,11 +203,10 @@ func newFragTable(datagrams, slots int, timeout time.Duration) fragTable {
 		pes:      make([]byte, nb*fragWays*pe.MaxDataLen),
 		mask:     uint64(nb - 1),
 		timeout:  int64(timeout),
-		buf:      make([]byte, slots*FragSlotBytes),
+		buf:      make([]byte, slots*fragSlotStride),
 		slots:    make([]heldFrag, slots),
 		free:     -1,
 		emitted:  make([]int32, 0, slots),
-		frames:   make([][]byte, 0, slots),
 		released: make([]Release, 0, slots+MaxBatch),
 		reasm:    make([]byte, MaxFragDatagramBytes),
 	}
@@ -218,7 +221,14 @@ func newFragTable(datagrams, slots int, timeout time.Duration) fragTable {
 }
 
 func (t *fragTable) slotBuf(i int32) []byte {
-	return t.buf[int(i)*FragSlotBytes : int(i)*FragSlotBytes+int(t.slots[i].n)]
+	b := int(i)*fragSlotStride + fragSlotRoom
+	return t.buf[b : b+int(t.slots[i].n)]
+}
+
+// slotRoom is the room in front of held copy i (see dataplane.Batch.Room).
+func (t *fragTable) slotRoom(i int32) []byte {
+	b := int(i) * fragSlotStride
+	return t.buf[b : b+fragSlotRoom : b+fragSlotStride]
 }
 
 func (t *fragTable) freeSlot(i int32) {
@@ -232,7 +242,7 @@ func (t *fragTable) freeSlot(i int32) {
 // the worker and stay valid until the next BeginBatch (ProcessBatch calls
 // it); a backend copies them into its own memory (see
 // dataplane.CopyTransmitter). Most batches emit nothing.
-func (w *Worker) Emitted() [][]byte { return w.frag.frames }
+func (w *Worker) Emitted() [][]byte { return w.emit }
 
 // Fate is what became of a held copy (see Release).
 type Fate uint8
@@ -301,8 +311,9 @@ func (w *Worker) releaseEmitted() {
 		t.freeSlot(i)
 	}
 	t.emitted = t.emitted[:0]
-	clear(t.frames)
-	t.frames = t.frames[:0]
+	clear(w.emit)
+	w.emit = w.emit[:0]
+	w.tun.used = 0
 }
 
 // fragLookup returns the live entry for k, or nil. An expired entry met on
@@ -435,7 +446,9 @@ func (w *Worker) follow(frame []byte, s *slot, d *Decision) Reason {
 	h := k.hash(w.seed)
 	if e := w.fragLookup(&k, h); e != nil && e.state == fragDecided {
 		w.fragDecision(e, d)
-		return w.followRewrite(frame, p, e, d)
+		out, left, r := w.followRewrite(s.room, frame, p, e, d)
+		s.out, s.left = out, left
+		return r
 	} else if e == nil && (!ours || (p.Proto != protoUDP && p.Proto != protoTCP)) {
 		// Not the balancer's, or a protocol it does not balance: the
 		// kernel reassembles it.
@@ -466,39 +479,57 @@ func (w *Worker) fragDecision(e *fragEntry, d *Decision) {
 }
 
 // followRewrite rewrites a fragment (a live frame or a held copy, decoded
-// into p) as its datagram's first fragment was, counts it for its real
-// server, and returns ReasonFragmentFollowed; or returns the reason it is
-// not forwarded (the first fragment's drop or pass reason, or a problem
-// that arose since: its real server deleted, no next hop).
-func (w *Worker) followRewrite(frame []byte, p *packet.Parsed, e *fragEntry, d *Decision) Reason {
-	if e.reason.Verdict() != Forward {
-		return e.reason
+// into p, with room in front of it) as its datagram's first fragment was,
+// counts it for its real server, and returns the frame as it leaves (grown
+// into room for a tunnel) and ReasonFragmentFollowed; or returns the reason
+// it is not forwarded (the first fragment's drop or pass reason, or a
+// problem that arose since: its real server deleted, no next hop, too large
+// for its tunnel).
+func (w *Worker) followRewrite(room, frame []byte, p *packet.Parsed, e *fragEntry, d *Decision) (out, left []byte, r Reason) {
+	switch {
+	case e.reason == ReasonTunnelICMPTooBig:
+		// The first fragment was answered with an ICMP error: the
+		// datagram cannot reach its server (the kernel drops it whole).
+		return frame, room, ReasonTunnelTooBig
+	case e.reason.Verdict() != Forward:
+		return frame, room, e.reason
 	}
 	dest := w.v.snap.Dest(e.dest)
 	if dest == nil {
-		return ReasonDestGone
+		return frame, room, ReasonDestGone
+	}
+	if !e.reply && dest.Fwd == ipvs.Tunnel {
+		out, left, r := w.encap(room, frame, p, dest, false)
+		if r != 0 {
+			return out, left, r
+		}
+		n := p.End - p.L3Off
+		dest.Stats.Worker(w.id).In(n)
+		dest.Service.Stats.Worker(w.id).In(n)
+		d.Service, d.Dest, d.Real = dest.Service, dest, e.real
+		return out, left, ReasonFragmentFollowed
 	}
 	eth := p.Link == packet.LinkEthernet
 	var mac [6]byte
 	if !e.reply {
 		if eth && dest.NextHop == ([6]byte{}) {
-			return ReasonNoNextHop
+			return frame, room, ReasonNoNextHop
 		}
 		mac = dest.NextHop
 		if dest.Fwd == ipvs.Masq && !p.SetDst(frame, e.real.Addr(), 0) {
-			return ReasonMalformed
+			return frame, room, ReasonMalformed
 		}
 	} else {
 		l2 := eth && w.nextHops.Configured()
 		if l2 {
 			var ok bool
 			if mac, ok = w.nextHops.Lookup(p.Dst); !ok {
-				return ReasonNoNextHop
+				return frame, room, ReasonNoNextHop
 			}
 		}
 		eth = l2
 		if !p.SetSrc(frame, e.vip.Addr(), 0) {
-			return ReasonMalformed
+			return frame, room, ReasonMalformed
 		}
 	}
 	if eth {
@@ -515,7 +546,7 @@ func (w *Worker) followRewrite(frame []byte, p *packet.Parsed, e *fragEntry, d *
 	d.Service = dest.Service
 	d.Dest = dest
 	d.Real = e.real
-	return ReasonFragmentFollowed
+	return frame, room, ReasonFragmentFollowed
 }
 
 // hold copies an early fragment (or a first fragment without a key) into
@@ -578,7 +609,7 @@ func (w *Worker) hold(frame []byte, p *packet.Parsed, k *fragKey, h uint64, d *D
 	t.seq++
 	d.Hold = t.seq
 	*sl = heldFrag{hold: t.seq, n: uint16(len(frame)), off: uint16(off), doff: uint16(doff), dlen: uint16(dlen), link: p.Link}
-	copy(t.buf[int(i)*FragSlotBytes:], frame)
+	copy(t.buf[int(i)*fragSlotStride+fragSlotRoom:], frame)
 	if prev < 0 {
 		sl.next, e.held = e.held, i
 	} else {
@@ -622,8 +653,9 @@ func (w *Worker) reassemble(e *fragEntry) {
 	fr := t.slotBuf(first)
 	var d Decision
 	w.prepare(fr, t.slots[first].link, s, &d)
+	s.room = t.slotRoom(first)
 	w.complete(fr, s, &d)
-	s.reasm = nil
+	s.reasm, s.room, s.out, s.left = nil, nil, nil, nil
 }
 
 // fragFinish enters a first fragment's decision (in slot s) in the fragment
@@ -689,18 +721,21 @@ func (w *Worker) fragFlush(e *fragEntry, first int32, d *Decision) {
 			if r.Verdict() == Forward {
 				r = ReasonFragmentFollowed
 			}
+			if w.reslot.out != nil {
+				b = w.reslot.out // grown into its room (a tunnel)
+			}
 		case q.Decode(b, t.slots[i].link) != packet.ReasonNonFirstFragment:
 			r = ReasonFragmentDuplicate // a keyless first fragment of an id decided meanwhile
 			dd.Reason = r
 		default:
 			w.fragDecision(e, &dd)
-			r = w.followRewrite(b, &q, e, &dd)
+			b, _, r = w.followRewrite(t.slotRoom(i), b, &q, e, &dd)
 			dd.Reason = r
 		}
 		if r == ReasonFragmentFollowed {
 			w.release(i, FateSent, &dd)
 			t.emitted = append(t.emitted, i)
-			t.frames = append(t.frames, b)
+			w.emit = append(w.emit, b)
 			w.local.Frag.Emitted++
 		} else {
 			w.release(i, FateDiscarded, &dd)

@@ -64,7 +64,22 @@ func (w *Worker) icmp(frame []byte, s *slot, d *Decision) Reason {
 	if dest == nil {
 		return ReasonICMPUnmatched
 	}
-	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
+	n := p.End - p.L3Off
+	switch dest.Fwd {
+	case ipvs.Masq, ipvs.Route:
+	case ipvs.Tunnel:
+		// ip_vs_icmp_xmit: a tunnel's ICMP goes through its transmitter,
+		// encapsulated like the flow's packets.
+		out, left, r := w.encap(s.room, frame, p, dest, true)
+		s.out, s.left = out, left
+		if r != 0 {
+			return r
+		}
+		dest.Stats.Worker(w.id).In(n)
+		svc.Stats.Worker(w.id).In(n)
+		d.Dest, d.Real = dest, real
+		return ReasonICMPForwarded
+	default:
 		return ReasonUnsupportedForwarding
 	}
 	eth := p.Link == packet.LinkEthernet
@@ -77,7 +92,6 @@ func (w *Worker) icmp(frame []byte, s *slot, d *Decision) Reason {
 	if eth {
 		packet.ForwardMAC(frame, dest.NextHop)
 	}
-	n := p.End - p.L3Off
 	dest.Stats.Worker(w.id).In(n)
 	svc.Stats.Worker(w.id).In(n)
 	d.Dest, d.Real = dest, real

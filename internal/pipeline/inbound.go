@@ -238,7 +238,20 @@ func (w *Worker) realAddr(dest *ipvs.Dest, dst netip.AddrPort) netip.AddrPort {
 // forward rewrites an inbound frame for its destination and counts it.
 func (w *Worker) forward(frame []byte, s *slot, dest *ipvs.Dest, real netip.AddrPort, reason Reason, d *Decision) Reason {
 	p := &s.p
-	if dest.Fwd != ipvs.Masq && dest.Fwd != ipvs.Route {
+	n := p.End - p.L3Off
+	switch dest.Fwd {
+	case ipvs.Masq, ipvs.Route:
+	case ipvs.Tunnel:
+		out, left, r := w.encap(s.room, frame, p, dest, false)
+		s.out, s.left = out, left
+		if r != 0 {
+			return r
+		}
+		dest.Stats.Worker(w.id).In(n)
+		s.svc.Stats.Worker(w.id).In(n)
+		d.Dest, d.Real = dest, real
+		return reason
+	default:
 		return ReasonUnsupportedForwarding
 	}
 	eth := p.Link == packet.LinkEthernet
@@ -253,7 +266,6 @@ func (w *Worker) forward(frame []byte, s *slot, dest *ipvs.Dest, real netip.Addr
 	if eth {
 		packet.ForwardMAC(frame, dest.NextHop)
 	}
-	n := p.End - p.L3Off
 	dest.Stats.Worker(w.id).In(n)
 	s.svc.Stats.Worker(w.id).In(n)
 	d.Dest = dest

@@ -79,7 +79,11 @@ func setNextHops(l *lab) {
 		for _, d := range svc.Dests {
 			if d.NextHop == ([6]byte{}) {
 				a := d.Addr.Addr().As16()
-				if err := l.cfg.SetNextHop(svc.Key, d.Addr, [6]byte{0x02, 0xaa, a[12], a[13], a[14], a[15]}); err != nil {
+				src := labSource4
+				if d.Addr.Addr().Is6() {
+					src = labSource6
+				}
+				if err := l.cfg.SetEgress(svc.Key, d.Addr, [6]byte{0x02, 0xaa, a[12], a[13], a[14], a[15]}, src, labMTU); err != nil {
 					l.t.Fatal(err)
 				}
 			}
@@ -87,6 +91,15 @@ func setNextHops(l *lab) {
 	}
 	l.publish()
 }
+
+// The lab's egress: the director's addresses (a tunnel's outer source) and
+// the link MTU.
+var (
+	labSource4 = netip.MustParseAddr("10.4.3.1")
+	labSource6 = netip.MustParseAddr("fd00:4:3::1")
+)
+
+const labMTU = 1500
 
 func (l *lab) publish() { l.ptr.Store(l.cfg.Snapshot()) }
 

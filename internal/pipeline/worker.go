@@ -128,6 +128,11 @@ type Worker struct {
 	// Fragment tracking (frag.go).
 	frag   fragTable
 	reslot slot // the slot a reassembled datagram is decided in
+
+	// Tunnels (tunnel.go); emit is what Emitted returns: held fragments
+	// and outer fragments the batch produced beyond its frames.
+	tun  tunnelState
+	emit [][]byte
 }
 
 // view is what a worker derives from one snapshot: lookups the snapshot does
@@ -153,6 +158,8 @@ type view struct {
 	lookKey ipvs.ServiceKey
 	lookSvc *ipvs.Service
 	lookOK  bool
+	// pmtuDisc is the pmtu_disc sysctl (tunnel.go).
+	pmtuDisc bool
 }
 
 type engine struct {
@@ -220,6 +227,8 @@ func NewWorker(o Options) (*Worker, error) {
 		}
 		w.frag = newFragTable(o.FragDatagrams, o.FragHoldSlots, o.FragTimeout)
 	}
+	w.tun = newTunnelState(o.Seed, o.ID)
+	w.emit = make([][]byte, 0, len(w.frag.slots)+tunnelFragBufs)
 	return w, nil
 }
 
@@ -240,7 +249,7 @@ func (w *Worker) Snapshot() *ipvs.Snapshot { return w.v.snap }
 // the capture time): it loads the current configuration snapshot.
 func (w *Worker) BeginBatch(now int64) {
 	w.now = now
-	if len(w.frag.emitted) > 0 {
+	if len(w.emit) > 0 {
 		w.releaseEmitted()
 	}
 	w.frag.released = w.frag.released[:0]
@@ -269,6 +278,7 @@ func newView(s *ipvs.Snapshot) view {
 	if s == nil {
 		return v
 	}
+	v.pmtuDisc = s.Sysctls.Get(ipvs.PMTUDisc) != 0
 	for _, svc := range s.Services() {
 		v.vips[svc.Key.Addr] = struct{}{}
 		for _, d := range svc.Dests {

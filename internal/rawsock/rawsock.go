@@ -257,8 +257,10 @@ func openQueue(ifi *net.Interface, size int, fanout bool, group uint16) (_ *queu
 	}
 	q.pfd = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(q.efd), Events: unix.POLLIN}}
 	for i := range q.bufs {
-		q.bufs[i] = make([]byte, size)
-		q.rxIov[i].Base = &q.bufs[i][0]
+		// Each buffer starts with the frame's room (dataplane.Batch.Room);
+		// frames are received after it.
+		q.bufs[i] = make([]byte, dataplane.Headroom+size)
+		q.rxIov[i].Base = &q.bufs[i][dataplane.Headroom]
 		q.rxIov[i].SetLen(size)
 		q.rxHdr[i].Hdr.Iov = &q.rxIov[i]
 		q.rxHdr[i].Hdr.SetIovlen(1)
@@ -320,7 +322,8 @@ func (q *queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 			q.rxTrunc.Add(1) // larger than a frame buffer: never half a frame
 			continue
 		}
-		b.Frames[k] = q.bufs[i][:h.Len]
+		b.Room[k] = q.bufs[i][:dataplane.Headroom]
+		b.Frames[k] = q.bufs[i][dataplane.Headroom : dataplane.Headroom+int(h.Len)]
 		b.Send[k] = false
 		bytes += uint64(h.Len)
 		k++
@@ -356,7 +359,7 @@ func (q *queue) Transmit(b *dataplane.Batch) error {
 	var bytes uint64
 	for i := range b.N {
 		f := b.Frames[i]
-		b.Frames[i] = nil
+		b.Frames[i], b.Room[i] = nil, nil
 		if !b.Send[i] || len(f) == 0 {
 			q.recycled.Add(1)
 			continue

@@ -43,6 +43,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/capture"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
@@ -59,6 +60,10 @@ const LogHeader = "# frame\tsrc\tdst\tcall_id\tverdict\treal_server\treason\n"
 // capture may hold (capture.MaxFrame), so every frame read — and every
 // rewritten or emitted frame, which is never longer — fits the output.
 const maxSnaplen = capture.MaxFrame
+
+// maxOutFrame is the output capture's snapshot length: an input frame grown
+// by a tunnel's outer headers (at most its room).
+const maxOutFrame = maxSnaplen + dataplane.Headroom
 
 // GatewayMAC is the next hop of frames leaving towards clients (NAT replies
 // and real servers' own requests) in a replay. The daemon resolves the
@@ -113,7 +118,23 @@ type Options struct {
 	Out io.Writer
 	// Log, if set, receives the per-frame decision log.
 	Log io.Writer
+	// TunnelSources are the director's addresses tunnelled packets leave
+	// from, one per family (default DefaultTunnelSource4 and
+	// DefaultTunnelSource6): offline there is no interface to take them
+	// from. MTU is the egress MTU tunnels check (default DefaultMTU).
+	TunnelSources []netip.Addr
+	MTU           int
 }
+
+// Offline egress defaults: documentation addresses (RFC 5737, RFC 3849) and
+// Ethernet's MTU.
+var (
+	DefaultTunnelSource4 = netip.MustParseAddr("192.0.2.254")
+	DefaultTunnelSource6 = netip.MustParseAddr("2001:db8::fe")
+)
+
+// DefaultMTU is the egress MTU of a replay.
+const DefaultMTU = 1500
 
 // Result summarises a replay. Held fragments count as what became of them
 // (see the decision log), not as fragment_held.
@@ -169,8 +190,9 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 		o.Conns = 1 << 16
 	}
 	// Offline there is no neighbour table: resolve the real servers' MACs
-	// the replay's way before the data plane reads the configuration.
-	if err := SetReplayNextHops(o.Config); err != nil {
+	// (and a tunnel's source and MTU) the replay's way before the data
+	// plane reads the configuration.
+	if err := SetReplayEgress(o.Config, o.TunnelSources, o.MTU); err != nil {
 		return nil, err
 	}
 	var snap atomic.Pointer[ipvs.Snapshot]
@@ -249,7 +271,9 @@ type entry struct {
 func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) error {
 	var d pipeline.Decision
 	var p packet.Parsed
-	buf := make([]byte, 0, maxSnaplen)
+	// Frames are read behind room for a tunnel's outer headers, as the
+	// live backends receive them (dataplane.Headroom).
+	buf := make([]byte, dataplane.Headroom+maxSnaplen)
 	for {
 		f, err := in.Next()
 		if errors.Is(err, io.EOF) {
@@ -264,7 +288,8 @@ func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) 
 			r.skip(f.Number, SkipLinkType, &pipeline.Decision{})
 			continue
 		}
-		frame := append(buf[:0], f.Data...) // the reader's buffer is read-only
+		room := buf[:dataplane.Headroom]
+		frame := append(buf[dataplane.Headroom:dataplane.Headroom], f.Data...) // the reader's buffer is read-only
 		// The Call-ID as received, for the log (the pipeline only parses it
 		// for services with the SIP engine).
 		var callID []byte
@@ -280,7 +305,7 @@ func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) 
 		wi := rss(&p, len(workers))
 		w := workers[wi]
 		w.BeginBatch(f.Time.UnixNano())
-		w.Process(frame, lt, &d)
+		frame = w.ProcessRoom(room, frame, lt, &d)
 		w.EndBatch()
 		if callID == nil && d.Reason == pipeline.ReasonFragmentFollowed && d.HasPE && d.PE == pe.StatusOK {
 			// A later fragment: its datagram's Call-ID, from the first.
@@ -288,7 +313,7 @@ func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) 
 		}
 		if o.Out != nil && r.out == nil {
 			r.out, r.outLink = pcapgo.NewWriterNanos(o.Out), f.LinkType
-			if err := r.out.WriteFileHeader(maxSnaplen, f.LinkType); err != nil {
+			if err := r.out.WriteFileHeader(maxOutFrame, f.LinkType); err != nil {
 				return err
 			}
 		}
@@ -353,8 +378,8 @@ func (r *run) write(t time.Time, frame []byte, wire int, link layers.LinkType) e
 		r.res.Unwritten++
 		return nil
 	}
-	if len(frame) > maxSnaplen { // the reader bounds frames by it; a rewrite never grows one
-		return fmt.Errorf("a %d-byte frame exceeds the output's snapshot length %d", len(frame), maxSnaplen)
+	if len(frame) > maxOutFrame { // the reader bounds frames by maxSnaplen; a tunnel grows one by less than its room
+		return fmt.Errorf("a %d-byte frame exceeds the output's snapshot length %d", len(frame), maxOutFrame)
 	}
 	return r.out.WritePacket(gopacket.CaptureInfo{Timestamp: t, CaptureLength: len(frame), Length: wire}, frame)
 }
@@ -610,15 +635,42 @@ func (r *Result) Summary(w io.Writer) {
 // calls it) a stable, locally administered one derived from its address
 // (02:58:<last four address bytes>), so replayed frames show the MAC rewrite a
 // live balancer would do after neighbour resolution.
-func SetReplayNextHops(cfg *ipvs.Config) error {
+func SetReplayNextHops(cfg *ipvs.Config) error { return SetReplayEgress(cfg, nil, 0) }
+
+// SetReplayEgress is SetReplayNextHops, and gives every real server without
+// an egress source the address of its family from sources (defaults
+// DefaultTunnelSource4 and DefaultTunnelSource6) and mtu (0: DefaultMTU),
+// which tunnels use.
+func SetReplayEgress(cfg *ipvs.Config, sources []netip.Addr, mtu int) error {
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	src4, src6 := DefaultTunnelSource4, DefaultTunnelSource6
+	for _, a := range sources {
+		if a.Unmap().Is4() {
+			src4 = a.Unmap()
+		} else {
+			src6 = a
+		}
+	}
 	for _, svc := range cfg.Snapshot().Services() {
 		for _, d := range svc.Dests {
-			if d.NextHop != ([6]byte{}) {
-				continue
+			mac, src := d.NextHop, d.Source
+			if mac == ([6]byte{}) {
+				a := d.Addr.Addr().As16()
+				mac = [6]byte{0x02, 0x58, a[12], a[13], a[14], a[15]}
 			}
-			a := d.Addr.Addr().As16()
-			mac := [6]byte{0x02, 0x58, a[12], a[13], a[14], a[15]}
-			if err := cfg.SetNextHop(svc.Key, d.Addr, mac); err != nil {
+			if !src.IsValid() {
+				src = src4
+				if d.Addr.Addr().Is6() {
+					src = src6
+				}
+			}
+			m := d.MTU
+			if m == 0 {
+				m = mtu
+			}
+			if err := cfg.SetEgress(svc.Key, d.Addr, mac, src, m); err != nil {
 				return err
 			}
 		}

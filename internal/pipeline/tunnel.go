@@ -1,0 +1,233 @@
+package pipeline
+
+// Tunnels: a packet for a tunnelling (-i) real server leaves encapsulated,
+// as the kernel's ip_vs_tunnel_xmit sends it: the original datagram,
+// unchanged, behind an outer IP header from the director's address on the
+// egress (Dest.Source) to the real server, with a GUE or GRE header between
+// them for those tunnel types (package packet builds the headers). The frame
+// grows at its front into the room the backend left (dataplane.Batch.Room):
+// no copy of the payload.
+//
+// A datagram that does not fit the tunnel (the egress MTU less the
+// encapsulation) gets what ensure_mtu_is_adequate gives it: an IPv6 one
+// (its first fragment) and, with pmtu_disc, an IPv4 one with DF are
+// answered with ICMP packet too big / fragmentation needed carrying the
+// tunnel's MTU, built in the frame and sent back to the client
+// (tunnel_icmp_too_big); an IPv4 one without DF (or any, without pmtu_disc)
+// is encapsulated and the outer datagram fragmented, the first fragment in
+// the frame and the others emitted (Worker.Emitted; TunnelCounters). What
+// can be neither (a non-first IPv6 fragment, an ICMP message, a tunnel MTU
+// below the outer family's minimum) is dropped (tunnel_too_big).
+
+import (
+	"encoding/binary"
+
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/packet"
+)
+
+const (
+	// tunnelFragBufs bounds the outer fragments one batch can emit beyond
+	// its frames: one per frame of a full batch (an encapsulated datagram
+	// of a link-MTU frame needs two fragments), with a few to spare for
+	// the held copies a batch emits. A datagram whose fragments find no
+	// buffer is dropped (TunnelCounters.NoBuffer).
+	tunnelFragBufs = MaxBatch + 16
+	// tunnelFragBytes is one buffer: a fragment of at most the egress MTU
+	// with its link header (a 9000-octet jumbo link included).
+	tunnelFragBytes = 9216 + 64
+)
+
+// tunnelState is a worker's tunnel scratch: identifiers and fragment
+// buffers.
+type tunnelState struct {
+	id4  uint16 // next outer IPv4 identification
+	id6  uint32 // next IPv6 fragment identification
+	bufs []byte // tunnelFragBufs × tunnelFragBytes
+	used int    // buffers emitted in this batch
+	dsts [4][]byte
+}
+
+func newTunnelState(seed uint64, id int) tunnelState {
+	x := seed ^ uint64(id+1)*0x9e3779b97f4a7c15
+	x ^= x >> 31
+	return tunnelState{id4: uint16(x), id6: uint32(x >> 16), bufs: make([]byte, tunnelFragBufs*tunnelFragBytes)}
+}
+
+// buf returns a free fragment buffer, or false.
+func (t *tunnelState) buf() ([]byte, bool) {
+	if t.used >= tunnelFragBufs {
+		return nil, false
+	}
+	b := t.bufs[t.used*tunnelFragBytes : (t.used+1)*tunnelFragBytes]
+	t.used++
+	return b, true
+}
+
+// TunnelCounters count what happens to tunnelled datagrams beyond each
+// frame's Reason.
+type TunnelCounters struct {
+	Encapsulated uint64 // datagrams sent encapsulated (fragmented or not)
+	Fragmented   uint64 // encapsulated datagrams fragmented to fit the egress MTU
+	Fragments    uint64 // outer fragments emitted beyond the first (Worker.Emitted)
+	NoBuffer     uint64 // datagrams dropped for want of fragment buffers (counted as tunnel_too_big)
+}
+
+// encap encapsulates the datagram p decoded from frame (with room before
+// it) for the tunnelling real server dest, fragmenting or answering with
+// an ICMP error when it does not fit. It returns the frame as it leaves and
+// the room left, and 0 when the frame goes to the real server, or the
+// frame's reason otherwise: tunnel_icmp_too_big (the frame is now the ICMP
+// error, addressed to the client), tunnel_too_big, no_next_hop (the egress
+// is not resolved yet), no_headroom.
+func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, icmp bool) (out, left []byte, r Reason) {
+	eth := p.Link == packet.LinkEthernet
+	if eth && dest.NextHop == ([6]byte{}) || !dest.Source.IsValid() {
+		return frame, room, ReasonNoNextHop
+	}
+	t := &dest.Tunnel
+	e := packet.Encap{
+		Src: dest.Source, Dst: dest.Addr.Addr(),
+		CopyDF: w.v.pmtuDisc,
+	}
+	switch t.Type {
+	case ipvs.GUE:
+		e.Type, e.Port = packet.EncapGUE, t.Port
+		e.Csum = t.Csum != ipvs.TunNoCsum
+		e.RemCsum = t.Csum == ipvs.TunRemCsum
+		e.SrcPort = packet.FlowPort(w.flowHash(p))
+	case ipvs.GRE:
+		e.Type, e.Csum = packet.EncapGRE, t.Csum == ipvs.TunCsum
+	}
+	n := p.End - p.L3Off
+	fragment := false
+	if mtu := dest.MTU - e.Len(false); dest.MTU > 0 && n > mtu {
+		switch {
+		case mtu < packet.MinTunnelMTU(e.Dst):
+			return frame, room, ReasonTunnelTooBig
+		case p.Version == 4 && (!p.DF || !w.v.pmtuDisc):
+			fragment = true
+		case icmp || p.FragOff != 0:
+			return frame, room, ReasonTunnelTooBig // no ICMP error about an ICMP error, only for a first fragment
+		default:
+			return w.tooBig(room, frame, p, mtu)
+		}
+	}
+	if p.Version == 4 {
+		e.ID = w.tun.id4
+		w.tun.id4++
+	}
+	out, left, ok := p.Encapsulate(room, frame, &e, false)
+	if !ok {
+		return frame, room, ReasonNoHeadroom
+	}
+	if eth {
+		packet.ForwardMAC(out, dest.NextHop)
+	}
+	w.local.Tunnel.Encapsulated++
+	if fragment {
+		var r Reason
+		if out, left, r = w.fragmentOuter(left, out, p.L3Off, dest.MTU, e.Dst.Is6()); r != 0 {
+			return out, left, r
+		}
+	}
+	return out, left, 0
+}
+
+// fragmentOuter cuts an encapsulated frame (outer header at l3) into
+// fragments of at most mtu, the first in the frame, the others emitted.
+func (w *Worker) fragmentOuter(room, frame []byte, l3, mtu int, outer6 bool) (out, left []byte, r Reason) {
+	t := &w.tun
+	start := len(w.emit)
+	if !outer6 {
+		head := frame
+		for {
+			b, ok := t.buf()
+			if !ok {
+				w.dropEmitted(start)
+				w.local.Tunnel.NoBuffer++
+				return frame, room, ReasonTunnelTooBig
+			}
+			h, tail, ok := packet.FragmentIPv4(head, l3, mtu, b)
+			if !ok {
+				t.used--
+				break
+			}
+			if len(w.emit) > start {
+				w.emit[len(w.emit)-1] = h
+			} else {
+				frame = h
+			}
+			w.emit = append(w.emit, tail)
+			head = tail
+		}
+	} else {
+		k := 0
+		for k < len(t.dsts) {
+			b, ok := t.buf()
+			if !ok {
+				break
+			}
+			t.dsts[k] = b
+			k++
+		}
+		h, l, m, ok := packet.FragmentIPv6(room, frame, l3, mtu, t.id6, t.dsts[:k])
+		t.used -= k - m
+		if !ok {
+			w.local.Tunnel.NoBuffer++
+			return frame, room, ReasonTunnelTooBig
+		}
+		t.id6++
+		frame, room = h, l
+		w.emit = append(w.emit, t.dsts[:m]...)
+		clear(t.dsts[:])
+	}
+	w.local.Tunnel.Fragmented++
+	w.local.Tunnel.Fragments += uint64(len(w.emit) - start)
+	return frame, room, 0
+}
+
+// dropEmitted takes back the fragments emitted since start.
+func (w *Worker) dropEmitted(start int) {
+	w.tun.used -= len(w.emit) - start
+	clear(w.emit[start:])
+	w.emit = w.emit[:start]
+}
+
+// tooBig turns the frame into the ICMP error that tells the client the
+// tunnel's MTU, addressed to it through its next hop (as NAT replies are).
+func (w *Worker) tooBig(room, frame []byte, p *packet.Parsed, mtu int) (out, left []byte, r Reason) {
+	eth := p.Link == packet.LinkEthernet
+	var mac [6]byte
+	if eth && w.nextHops.Configured() {
+		var ok bool
+		if mac, ok = w.nextHops.Lookup(p.Src); !ok {
+			return frame, room, ReasonNoNextHop
+		}
+	}
+	id := w.tun.id4
+	w.tun.id4++
+	out, left, ok := p.TooBig(room, frame, mtu, id)
+	if !ok {
+		return frame, room, ReasonNoHeadroom
+	}
+	if eth && w.nextHops.Configured() {
+		packet.ForwardMAC(out, mac)
+	}
+	return out, left, ReasonTunnelICMPTooBig
+}
+
+// flowHash hashes a datagram's flow for the GUE source port, as the
+// kernel's skb_get_hash does: addresses, protocol and (unfragmented) ports.
+// Every fragment of a datagram hashes alike.
+func (w *Worker) flowHash(p *packet.Parsed) uint32 {
+	s, d := p.Src.As16(), p.Dst.As16()
+	h := w.seed ^ binary.LittleEndian.Uint64(s[:8]) ^ binary.LittleEndian.Uint64(s[8:])*0x9e3779b97f4a7c15
+	h = (h ^ h>>29) * 0xbf58476d1ce4e5b9
+	h ^= binary.LittleEndian.Uint64(d[:8]) ^ binary.LittleEndian.Uint64(d[8:])*0x94d049bb133111eb
+	if !p.Fragmented {
+		h ^= uint64(p.SrcPort)<<32 | uint64(p.DstPort)<<16
+	}
+	h = (h ^ h>>32 ^ uint64(p.Proto)) * 0xff51afd7ed558ccd
+	return uint32(h ^ h>>32)
+}
