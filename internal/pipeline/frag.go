@@ -98,7 +98,7 @@ const (
 	// fragSlotRoom is the room kept in front of each held copy, beyond
 	// FragSlotBytes, so that a copy for a tunnel grows in place as a live
 	// frame does (dataplane.Headroom).
-	fragSlotRoom = 128
+	fragSlotRoom   = 128
 	fragSlotStride = fragSlotRoom + FragSlotBytes
 	// MaxFragDatagramBytes bounds the L4 datagram (UDP header and payload)
 	// a waiting datagram may hold and the reassembly buffer. SIP over UDP
