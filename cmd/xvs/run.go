@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -23,6 +24,7 @@ func runCommand() *cli.Command {
 		Usage: "serve the virtual services of a rules file or a keepalived.conf on a network interface",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "iface", Usage: "network interface to serve on", Required: true},
+			&cli.StringSliceFlag{Name: "tunnel-source", Usage: "address tunnelled (-i) packets leave from, one per family (default: the kernel's source for the route to each real server)"},
 			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
 			&cli.StringFlag{Name: "keepalived-conf", Usage: "keepalived.conf whose virtual servers xvs serves (beside --rules; SIGHUP or xvsadm --reload re-reads it)"},
 			&cli.StringFlag{Name: "keepalived-id", Usage: "keepalived's -i for --keepalived-conf: which '@id' lines apply (default: the host name)"},
@@ -71,8 +73,23 @@ func runDaemon(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
+	var tunSrc []netip.Addr
+	seen := map[bool]bool{}
+	for _, s := range c.StringSlice("tunnel-source") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			return cli.Exit(fmt.Sprintf("--tunnel-source %q: not a unicast address", s), 2)
+		}
+		a = a.Unmap()
+		if seen[a.Is4()] {
+			return cli.Exit("--tunnel-source: one address per family", 2)
+		}
+		seen[a.Is4()] = true
+		tunSrc = append(tunSrc, a)
+	}
 	d, err := daemon.Start(daemon.Options{
-		Iface: c.String("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
+		TunnelSources: tunSrc,
+		Iface:         c.String("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
 		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
 		XDPMode: xdpMode, ZeroCopy: zeroCopy, Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),

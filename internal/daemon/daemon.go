@@ -45,6 +45,11 @@ const (
 // Options configure a daemon.
 type Options struct {
 	Iface string
+	// TunnelSources are the addresses tunnelled (-i) packets leave from,
+	// at most one per family (xvs run --tunnel-source); a family without
+	// one takes the kernel's source for the route to each real server (the
+	// director's address on the egress interface, as IPVS does).
+	TunnelSources []netip.Addr
 	// Rules is a rules file (ipvsadm -S format) loaded at start; "" for none.
 	Rules string
 	// Keepalived is a keepalived.conf whose virtual servers are served
@@ -329,8 +334,12 @@ func (d *Daemon) commit(next *ipvs.Config, wait time.Duration) error {
 // kernel's neighbour table, waiting up to wait for unresolved ones.
 func (d *Daemon) resolveDests(cfg *ipvs.Config, wait time.Duration) {
 	for _, c := range d.nextHopChanges(cfg.Snapshot(), wait) {
-		if err := cfg.SetNextHop(c.svc, c.server, c.mac); err == nil {
-			d.log.Info("real server next hop", "service", c.svc.String(), "server", c.server.String(), "mac", fmtMAC(c.mac))
+		if err := cfg.SetEgress(c.svc, c.server, c.mac, c.src, c.mtu); err == nil {
+			if c.src.IsValid() {
+				d.log.Info("real server next hop", "service", c.svc.String(), "server", c.server.String(), "mac", fmtMAC(c.mac), "tunnel_source", c.src.String(), "mtu", c.mtu)
+			} else {
+				d.log.Info("real server next hop", "service", c.svc.String(), "server", c.server.String(), "mac", fmtMAC(c.mac))
+			}
 		}
 	}
 }
@@ -339,6 +348,8 @@ type nextHopChange struct {
 	svc    ipvs.ServiceKey
 	server netip.AddrPort
 	mac    [6]byte
+	src    netip.Addr // a tunnel's outer source
+	mtu    int        // a tunnel's path MTU
 }
 
 // nextHopChanges asks the kernel for the real servers' MACs and returns
@@ -362,14 +373,39 @@ func (d *Daemon) nextHopChanges(s *ipvs.Snapshot, wait time.Duration) []nextHopC
 	for _, svc := range s.Services() {
 		for _, dst := range svc.Dests {
 			m, ok := macs[dst.Addr.Addr()]
-			if ok && m != dst.NextHop {
-				out = append(out, nextHopChange{svc.Key, dst.Addr, m})
+			c := nextHopChange{svc.Key, dst.Addr, m, dst.Source, dst.MTU}
+			if dst.Fwd == ipvs.Tunnel {
+				c.src, c.mtu = d.tunnelEgress(dst.Addr.Addr())
+			}
+			if ok && (m != dst.NextHop || c.src != dst.Source || c.mtu != dst.MTU) {
+				out = append(out, c)
 			} else if !ok && dst.NextHop == ([6]byte{}) {
 				d.log.Warn("real server not resolved yet (its packets are dropped as no_next_hop)", "service", svc.Key.String(), "server", dst.Addr.String())
 			}
 		}
 	}
 	return out
+}
+
+// tunnelEgress returns the outer source and the MTU of a tunnel to dst:
+// the configured source of dst's family, else the kernel's route source
+// (ip_vs_tunnel_xmit's), and the route's MTU. This is the one place the
+// egress of a tunnel is decided; an invalid source leaves the server
+// unresolved (no_next_hop), with a warning.
+func (d *Daemon) tunnelEgress(dst netip.Addr) (netip.Addr, int) {
+	rt, err := d.resolver.Route(dst)
+	if err != nil {
+		return netip.Addr{}, 0
+	}
+	for _, a := range d.opts.TunnelSources {
+		if a.Is4() == dst.Is4() {
+			rt.Src = a
+		}
+	}
+	if !rt.Src.IsValid() {
+		d.log.Warn("no source address for a tunnel (give xvs run --tunnel-source)", "server", dst.String())
+	}
+	return rt.Src, rt.MTU
 }
 
 // refreshClientHops copies the kernel's on-link neighbours and default

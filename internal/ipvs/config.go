@@ -215,6 +215,12 @@ func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 	if !a.IsValid() || a.Zone() != "" || a.IsUnspecified() || d.Fwd > Route {
 		return fail(ErrInvalid)
 	}
+	if d.Fwd == Local {
+		// The kernel picks local-node forwarding itself for an address of
+		// its own; no command sends it (ipvsadm has -g, -i, -m), and the
+		// data plane has nothing to forward it with.
+		return fail(fmt.Errorf("local-node forwarding is not configurable: %w", ErrInvalid))
+	}
 	if a.Is4() != s.Addr.Addr().Is4() && d.Fwd != Tunnel {
 		// ip_vs_genl_set_cmd: a destination of the other family is
 		// forwarded only by encapsulation.

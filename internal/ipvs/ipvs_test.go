@@ -210,6 +210,9 @@ func TestDestCommands(t *testing.T) {
 		{"unknown tunnel type", func() error {
 			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Tunnel, Weight: 1, Tunnel: TunnelConfig{Type: 3}})
 		}, ErrInvalid},
+		{"local-node forwarding", func() error {
+			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: Local, Weight: 1})
+		}, ErrInvalid},
 		{"unknown forwarding method", func() error {
 			return cfg.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.9:1"), Fwd: 4, Weight: 1})
 		}, ErrInvalid},

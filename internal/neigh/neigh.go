@@ -68,20 +68,52 @@ func (r *Resolver) Neighbors() (map[netip.Addr][6]byte, error) {
 // NextHop returns the address frames for dst are sent to at layer 2: dst
 // itself when it is on-link, else the gateway of the route towards it.
 func (r *Resolver) NextHop(dst netip.Addr) (netip.Addr, error) {
+	rt, err := r.Route(dst)
+	return rt.Hop, err
+}
+
+// Route is the kernel's route towards a destination through the served
+// interface: what the balancer needs to send there itself.
+type Route struct {
+	// Hop is where frames go at layer 2: the destination when it is
+	// on-link, else the route's gateway.
+	Hop netip.Addr
+	// Src is the address the kernel would send from (the route's
+	// preferred source): a tunnel's outer source (ip_vs_tunnel_xmit takes
+	// the route's). Invalid when the kernel names none.
+	Src netip.Addr
+	// MTU is the path MTU: the route's mtu attribute, else the
+	// interface's.
+	MTU int
+}
+
+// Route returns the route towards dst (ip route get).
+func (r *Resolver) Route(dst netip.Addr) (Route, error) {
 	routes, err := netlink.RouteGet(net.IP(dst.AsSlice()))
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("route to %v: %w", dst, err)
+		return Route{}, fmt.Errorf("route to %v: %w", dst, err)
 	}
 	for _, rt := range routes {
 		if rt.LinkIndex != r.link.Attrs().Index {
 			continue
 		}
+		out := Route{Hop: dst, MTU: rt.MTU}
 		if gw, ok := netip.AddrFromSlice(rt.Gw); ok && gw.IsValid() && !gw.IsUnspecified() {
-			return gw.Unmap(), nil
+			out.Hop = gw.Unmap()
 		}
-		return dst, nil
+		if src, ok := netip.AddrFromSlice(rt.Src); ok && src.IsValid() && !src.IsUnspecified() {
+			out.Src = src.Unmap()
+		}
+		if out.MTU == 0 {
+			if l, err := netlink.LinkByIndex(r.link.Attrs().Index); err == nil {
+				out.MTU = l.Attrs().MTU
+			} else {
+				out.MTU = r.link.Attrs().MTU
+			}
+		}
+		return out, nil
 	}
-	return netip.Addr{}, fmt.Errorf("route to %v: %w", dst, ErrNotOnLink)
+	return Route{}, fmt.Errorf("route to %v: %w", dst, ErrNotOnLink)
 }
 
 // ErrNotOnLink reports a destination whose route does not leave through the
