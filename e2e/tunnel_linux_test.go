@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/sipp"
+)
+
+// tunnelCells: each runs SIPp calls through one virtual service whose three
+// real servers are one of each tunnel type, so that a cell covers IPIP, GUE
+// and GRE, with and without checksums, and a real server of the other
+// address family (4in6, 6in4).
+var tunnelCells = []struct {
+	name, mode, xdpMode string
+	v6                  bool
+}{
+	{"raw/ipv4", "raw", "", false},
+	{"raw/ipv6", "raw", "", true},
+	{"afxdp-native/ipv4", "afxdp", "native", false},
+	{"afxdp-native/ipv6", "afxdp", "native", true},
+}
+
+// TestRootTunnels: SIPp calls through tunnelling real servers (-i, every
+// --tun-type) complete, each Call-ID on exactly one server, all servers
+// used, over IPv4 and IPv6, on AF_XDP and the raw socket. The real servers
+// decapsulate with the lab's XDP decapsulator (decap_linux_test.go) and
+// answer the client directly, as for direct routing.
+func TestRootTunnels(t *testing.T) {
+	need(t, lab.Available())
+	_, err := sipp.Path()
+	need(t, err)
+	for _, c := range tunnelCells {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := lab.New(lab.Spec{Clients: 1, RealServers: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			// Real servers as for direct routing: the VIPs on their
+			// loopback, replies straight to the client.
+			if err := l.UseDirectRouting(); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitIPv6(l, ipv6Limit); err != nil {
+				t.Fatal(err)
+			}
+			var nss []string
+			for _, r := range l.Reals {
+				nss = append(nss, r.NS)
+			}
+			detach, err := attachDecap(l, nss)
+			need(t, err)
+			t.Cleanup(detach)
+
+			vip, client := l.VIP4, l.Clients[0].Addr4
+			if c.v6 {
+				vip, client = l.VIP6, l.Clients[0].Addr6
+			}
+			svc := netip.AddrPortFrom(vip, sipPort)
+			addr := func(r lab.Host, v6 bool) netip.Addr {
+				if v6 {
+					return r.Addr6
+				}
+				return r.Addr4
+			}
+			// IPv4 service: ipip, gue with checksum, gre with checksum to
+			// an IPv6 server (4in6). IPv6 service: ipip, gue without
+			// checksum (a zero UDP checksum over IPv6, as the kernel sends
+			// it), gre to an IPv4 server (6in4).
+			opts := []string{"--tun-type ipip", "--tun-type gue --tun-port 6080 --tun-csum", "--tun-type gre --tun-csum"}
+			if c.v6 {
+				opts = []string{"--tun-type ipip", "--tun-type gue --tun-port 6080 --tun-nocsum", "--tun-type gre --tun-nocsum"}
+			}
+			var rules strings.Builder
+			mask := "0.0.0.0"
+			if c.v6 {
+				mask = "64"
+			}
+			fmt.Fprintf(&rules, "-A -u %v -s rr -p 60 -M %s --pe sip -o\n", svc, mask)
+			for i, r := range l.Reals {
+				fmt.Fprintf(&rules, "-a -u %v -r %v -i -w 1 %s\n", svc, netip.AddrPortFrom(addr(r, c.v6 != (i == 2)), sipPort), opts[i])
+			}
+			var uas []*sipp.Server
+			for _, r := range l.Reals {
+				s, err := sipp.UAS{NS: r.NS, Addr: svc, Dir: t.TempDir()}.Start(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Stop() })
+				uas = append(uas, s)
+			}
+			b, err := startXVS(t, l, rules.String(), c.mode, c.xdpMode)
+			if errors.Is(err, errNoBackend) {
+				t.Skip(err)
+			}
+			t.Logf("%s", firstLine(b.stderr.String(), "mode="))
+			start := time.Now()
+			res, err := sipp.UAC{NS: l.Clients[0].NS, Local: netip.AddrPortFrom(client, sipPort),
+				Target: svc, Calls: e2eCalls, Rate: e2eRate, Pause: 100 * time.Millisecond,
+				Dir: t.TempDir()}.Run(t.Context())
+			if err != nil || res.ExitCode != 0 || res.Successful != e2eCalls || res.Failed != 0 {
+				t.Errorf("sipp: %d successful, %d failed, exit %d, %v\n%s\nrules:\n%s\nxvs:\n%s", res.Successful, res.Failed, res.ExitCode, err, res.Output, rules.String(), b.stderr.String())
+			}
+			seen := map[string][]string{}
+			perServer := map[string]int{}
+			for i, s := range uas {
+				ids, err := s.CallIDs()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for id := range ids {
+					seen[id] = append(seen[id], l.Reals[i].Role)
+					perServer[l.Reals[i].Role]++
+				}
+			}
+			split := 0
+			for id, on := range seen {
+				if len(on) != 1 {
+					split++
+					t.Errorf("Call-ID %s on %v, want exactly one real server", id, on)
+				}
+			}
+			if len(seen) != e2eCalls || len(perServer) != len(l.Reals) {
+				t.Errorf("real servers saw %d Call-IDs (want %d), per server %v", len(seen), e2eCalls, perServer)
+			}
+			t.Logf("tunnels %s: %d calls in %v, %d split, per server %v", c.name, res.Successful, time.Since(start).Round(time.Millisecond), split, perServer)
+		})
+	}
+}
