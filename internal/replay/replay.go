@@ -124,6 +124,10 @@ type Options struct {
 	// from. MTU is the egress MTU tunnels check (default DefaultMTU).
 	TunnelSources []netip.Addr
 	MTU           int
+	// Seed seeds the workers' hashes and identifiers (GUE source ports,
+	// outer IPv4 identification); 0 picks a random one. A fixed seed makes
+	// the output capture reproducible.
+	Seed uint64
 }
 
 // Offline egress defaults: documentation addresses (RFC 5737, RFC 3849) and
@@ -206,7 +210,10 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 	}
 	hops := &pipeline.NextHops{}
 	hops.Set(nil, GatewayMAC)
-	seed := maphash.Comparable(maphash.MakeSeed(), 0)
+	seed := o.Seed
+	if seed == 0 {
+		seed = maphash.Comparable(maphash.MakeSeed(), 0)
+	}
 	workers := make([]*pipeline.Worker, o.Workers)
 	for i := range workers {
 		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: o.Templates, Conns: o.Conns, Seed: seed, Shared: shared, NextHops: hops})
@@ -318,7 +325,11 @@ func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) 
 			}
 		}
 		if d.Verdict() == pipeline.Forward {
-			if err := r.write(f.Time, frame, max(f.WireLen, len(frame)), f.LinkType); err != nil {
+			wire := max(f.WireLen, len(frame))
+			if len(frame) != len(f.Data) {
+				wire = len(frame) // grown (a tunnel) or rebuilt (an ICMP error): the frame as it leaves
+			}
+			if err := r.write(f.Time, frame, wire, f.LinkType); err != nil {
 				return err
 			}
 		}
