@@ -78,6 +78,8 @@ var (
 	fragEntries     = desc("fragment_entries_total", "Datagrams entered in the worker's fragment table.", "worker")
 	fragReplaced    = desc("fragment_entries_replaced_total", "Fragment-table entries reclaimed from a full bucket before they expired.", "worker")
 	fragReassembled = desc("fragment_reassembled_total", "Datagrams decided after reassembly (no key in the first fragment), by the decision's reason.", "worker", "reason")
+	tunnelPackets   = desc("tunnel_packets_total", "Tunnelled (-i) datagrams by outcome: encapsulated (sent), fragmented (encapsulated and the outer datagram fragmented to fit the egress MTU), no_buffer (dropped for want of fragment buffers).", "worker", "outcome")
+	tunnelFragments = desc("tunnel_fragments_total", "Outer fragments of tunnelled datagrams sent beyond the first.", "worker")
 
 	tmplLive      = desc("templates", "Live persistence templates in the worker's table.", "worker")
 	tmplCapacity  = desc("templates_capacity", "Capacity of the worker's template table.", "worker")
@@ -133,6 +135,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		destConns, destInPkts, destOutPkts, destInBytes, destOutBytes, destActive, destInactive, destPersist, destWeight,
 		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
 		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
+		tunnelPackets, tunnelFragments,
 		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
 	} {
@@ -235,6 +238,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				counter(ch, fragReassembled, n, worker, pipeline.Reason(r).String())
 			}
 		}
+		tc := &w.Tunnel
+		counter(ch, tunnelPackets, tc.Encapsulated, worker, "encapsulated")
+		counter(ch, tunnelPackets, tc.Fragmented, worker, "fragmented")
+		counter(ch, tunnelPackets, tc.NoBuffer, worker, "no_buffer")
+		counter(ch, tunnelFragments, tc.Fragments, worker)
 	}
 	for i, t := range st.Templates {
 		worker := strconv.Itoa(i)

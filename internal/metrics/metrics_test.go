@@ -66,6 +66,7 @@ func newSource(t *testing.T) *source {
 	w0.PEFallback = 3
 	w0.Frag.Emitted, w0.Frag.Timeout, w0.Frag.Entries = 6, 1, 9
 	w0.Frag.Reassembled[pipeline.ReasonScheduled] = 2
+	w0.Tunnel = pipeline.TunnelCounters{Encapsulated: 11, Fragmented: 2, Fragments: 3}
 	w1.Reasons[pipeline.ReasonNotService] = 5
 	return &source{cfg: cfg, status: control.Status{
 		Mode: dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: true}, Iface: "eth1",
@@ -165,6 +166,8 @@ func TestScrape(t *testing.T) {
 		{"xvs_fragment_copies_total", map[string]string{"worker": "0", "outcome": "timeout"}, 1, dto.MetricType_COUNTER},
 		{"xvs_fragment_entries_total", map[string]string{"worker": "0"}, 9, dto.MetricType_COUNTER},
 		{"xvs_fragment_reassembled_total", map[string]string{"worker": "0", "reason": "scheduled"}, 2, dto.MetricType_COUNTER},
+		{"xvs_tunnel_packets_total", map[string]string{"worker": "0", "outcome": "fragmented"}, 2, dto.MetricType_COUNTER},
+		{"xvs_tunnel_fragments_total", map[string]string{"worker": "0"}, 3, dto.MetricType_COUNTER},
 		{"xvs_templates", map[string]string{"worker": "0"}, 3, dto.MetricType_GAUGE},
 		{"xvs_templates_capacity", map[string]string{"worker": "1"}, 1024, dto.MetricType_GAUGE},
 		{"xvs_templates_created_total", map[string]string{"worker": "0"}, 4, dto.MetricType_COUNTER},
