@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,5 +355,66 @@ func TestStaleProgramReplacedAndClose(t *testing.T) {
 	}
 	if err := b.Update(dataplane.Filter{}); !errors.Is(err, dataplane.ErrClosed) {
 		t.Errorf("Update after Close: %v", err)
+	}
+}
+
+// TestHeadroom: every received frame has the XDP headroom before it
+// (Batch.Room, at least dataplane.Headroom octets, the frame's own chunk
+// behind it), and a frame moved into that room — a TX descriptor that
+// points before the received data, in the same chunk, as a tunnel's
+// encapsulation makes — is transmitted from there, in native and generic
+// mode (veth: copy mode).
+func TestHeadroom(t *testing.T) {
+	for _, mode := range []dataplane.XDPMode{dataplane.XDPGeneric, dataplane.XDPNative} {
+		t.Run(mode.String(), func(t *testing.T) {
+			l := newLab(t)
+			b := l.open(dataplane.Options{XDPMode: mode})
+			q := b.AFXDPQueues()[0]
+			if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: packet.ProtoUDP, Addr: l.vip, Port: 5060}}}); err != nil {
+				t.Fatal(err)
+			}
+			var minRoom atomic.Int64
+			minRoom.Store(1 << 20)
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bt := dataplane.NewBatch(0)
+				for ctx.Err() == nil {
+					if err := q.Receive(bt, 5*time.Millisecond); err != nil {
+						return
+					}
+					for i := range bt.N {
+						room, f := bt.Room[i], bt.Frames[i]
+						if int64(len(room)) < minRoom.Load() {
+							minRoom.Store(int64(len(room)))
+						}
+						// Move the frame 64 octets into its room, turned around.
+						grown, left, ok := packet.Grow(room, f, 64)
+						if !ok || !swapFrame(f) {
+							continue
+						}
+						copy(grown, f)
+						bt.Frames[i], bt.Room[i] = grown[:len(f)], left
+						bt.Send[i] = true
+					}
+					q.Transmit(bt)
+				}
+			}()
+			c := l.udp(l.nsB, netip.AddrPortFrom(l.bIP, 40000))
+			const n = 3000
+			got := exchange(t, c, netip.AddrPortFrom(l.vip, 5060), payloads("room", n))
+			cancel()
+			wg.Wait()
+			if len(got) != n {
+				t.Fatalf("%d of %d moved frames echoed; queue %+v", len(got), n, q.Stats())
+			}
+			if minRoom.Load() < dataplane.Headroom {
+				t.Errorf("room before the data: %d octets, want at least %d", minRoom.Load(), dataplane.Headroom)
+			}
+			t.Logf("%s: %d octets of room before every frame", mode, minRoom.Load())
+			quiesce(t, q)
+		})
 	}
 }
