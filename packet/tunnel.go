@@ -159,60 +159,131 @@ func Grow(room, frame []byte, n int) (grown, left []byte, ok bool) {
 // room unchanged) when p does not hold a decode of frame that can be
 // encapsulated (an IP datagram: ReasonOK, ReasonNonFirstFragment, or
 // ReasonUnsupportedProto such as ICMP; on an Ethernet, SLL, SLL2, NULL or
-// raw link, not PPPoE), the outer addresses
-// are not of one family, or the room is too small. It does not allocate.
+// raw link, not PPPoE), the outer addresses are not of one family, or the
+// room is too small. It does not allocate. It is Header and
+// EncapsulateHeader in one; a sender that encapsulates many datagrams alike
+// prepares the Header once.
 func (p *Parsed) Encapsulate(room, frame []byte, e *Encap, partial bool) (out, left []byte, ok bool) {
-	if (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment && p.Reason != ReasonUnsupportedProto) ||
-		p.Version == 0 || p.End > len(frame) || p.PPPoE || !linkRewritable(p.Link) || !e.Src.IsValid() || e.Src.Is4() != e.Dst.Is4() || e.Src.Is4In6() || e.Dst.Is4In6() {
+	h := e.Header()
+	return p.EncapsulateHeader(room, frame, &h, e.ID, e.SrcPort, partial)
+}
+
+// maxEncapLen is the longest encapsulation: IPv6, UDP, GUE with the remote
+// checksum offload option.
+const maxEncapLen = ipv6HeaderLen + udpHdrLen + gueHdrLen + gueRemCsumLen
+
+// EncapHeader is an Encap prepared for many datagrams (Encap.Header): its
+// outer headers with every field that does not depend on the datagram
+// filled in, and the checksum sums of those fields.
+type EncapHeader struct {
+	b       [maxEncapLen]byte
+	n       int // octets without the remote checksum offload option
+	hl      int // outer IP header: 20 or 40
+	typ     EncapType
+	csum    bool
+	remcsum bool
+	copyDF  bool
+	outer6  bool
+	ok      bool
+	sum     uint64 // IPv4: the unfolded sum of the constant header words
+	pseudo  uint64 // GUE checksum: the pseudo-header's addresses and protocol
+}
+
+// Len returns how many octets EncapsulateHeader puts in front (see
+// Encap.Len).
+func (h *EncapHeader) Len(partial bool) int {
+	if h.remcsum && partial {
+		return h.n + gueRemCsumLen
+	}
+	return h.n
+}
+
+// Header prepares e's outer headers (see EncapHeader). The ID and SrcPort
+// are the datagram's, given to EncapsulateHeader.
+func (e *Encap) Header() EncapHeader {
+	h := EncapHeader{typ: e.Type, csum: e.Csum, remcsum: e.Type == EncapGUE && e.RemCsum, copyDF: e.CopyDF, outer6: e.Dst.Is6(),
+		ok: e.Src.IsValid() && e.Src.Is4() == e.Dst.Is4() && !e.Src.Is4In6() && !e.Dst.Is4In6()}
+	if !h.ok {
+		return h
+	}
+	h.n = e.Len(false)
+	h.hl = ipv4MinHeaderLen
+	ip := h.b[:]
+	if h.outer6 {
+		h.hl = ipv6HeaderLen
+		s, d := e.Src.As16(), e.Dst.As16()
+		copy(ip[8:24], s[:])
+		copy(ip[24:40], d[:])
+		h.pseudo = words(ip[8:40]) + ProtoUDP
+	} else {
+		ip[0] = 0x45
+		s, d := e.Src.As4(), e.Dst.As4()
+		copy(ip[12:16], s[:])
+		copy(ip[16:20], d[:])
+		h.sum = words(ip[12:20]) + 0x4500
+		h.pseudo = words(ip[12:20]) + ProtoUDP
+	}
+	switch e.Type {
+	case EncapGUE:
+		binary.BigEndian.PutUint16(ip[h.hl+2:], e.Port)
+	case EncapGRE:
+		if e.Csum {
+			binary.BigEndian.PutUint16(ip[h.hl:], greFlagCsum)
+		}
+	}
+	return h
+}
+
+// EncapsulateHeader is Encapsulate with the outer headers prepared by
+// Encap.Header, id the outer IPv4 identification and sport GUE's source
+// port. It writes the prepared headers and the datagram's own fields
+// (lengths, TOS, TTL, DF, protocols, checksums) and allocates nothing.
+func (p *Parsed) EncapsulateHeader(room, frame []byte, h *EncapHeader, id, sport uint16, partial bool) (out, left []byte, ok bool) {
+	if !h.ok || (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment && p.Reason != ReasonUnsupportedProto) ||
+		p.Version == 0 || p.End > len(frame) || p.PPPoE || !linkRewritable(p.Link) {
 		return frame, room, false
 	}
-	remcsum := e.Type == EncapGUE && e.RemCsum && partial
-	if remcsum && (p.L4Off == 0 || (p.Proto != ProtoUDP && p.Proto != ProtoTCP)) {
-		remcsum = false // no L4 header to complete in this fragment
+	remcsum := h.remcsum && partial && p.L4Off != 0 && (p.Proto == ProtoUDP || p.Proto == ProtoTCP)
+	n := h.n
+	if remcsum {
+		n += gueRemCsumLen
 	}
-	n := e.Len(remcsum)
 	inner := frame[p.L3Off:p.End]
 	grown, left, ok := Grow(room, frame[:p.End], n)
 	if !ok {
 		return frame, room, false
 	}
 	l3 := p.L3Off
-	copy(grown[:l3], frame[:l3]) // the link header, n bytes forward (memmove)
-	outer6 := e.Dst.Is6()
-	setLinkProto(grown, p.Link, l3, outer6)
+	copy(grown[:l3], frame[:l3]) // the link header, n octets forward (memmove)
+	setLinkProto(grown, p.Link, l3, h.outer6)
+	ip := grown[l3 : l3+n : l3+n]
+	copy(ip, h.b[:n])
 	// Inner fields the outer header copies.
 	var tos uint8
-	var df bool
+	df := false
 	innerProto := uint8(ProtoIPIP)
 	if p.Version == 6 {
 		tos = inner[0]<<4 | inner[1]>>4
 		innerProto = ProtoIPv6
 	} else {
 		tos = inner[1]
-		df = p.DF && e.CopyDF
+		df = p.DF && h.copyDF
 	}
 	if tos&ecnMask == ecnCE {
 		tos = tos&^ecnMask | ecnECT0
 	}
-	ip := grown[l3 : l3+n]
-	hl := ipv4MinHeaderLen
-	if outer6 {
-		hl = ipv6HeaderLen
-	}
-	hdr := ip[hl:] // the GUE or GRE header
+	hl := h.hl
 	total := n + len(inner)
 	next := innerProto
-	switch e.Type {
+	switch h.typ {
 	case EncapGUE:
 		next = ProtoUDP
-		u := hdr
-		binary.BigEndian.PutUint16(u[0:], e.SrcPort)
-		binary.BigEndian.PutUint16(u[2:], e.Port)
+		u := ip[hl:]
+		binary.BigEndian.PutUint16(u[0:], sport)
 		binary.BigEndian.PutUint16(u[4:], uint16(total-hl))
-		u[6], u[7] = 0, 0
-		g := u[udpHdrLen:]
-		g[0], g[1], g[2], g[3] = 0, innerProto, 0, 0
+		u[udpHdrLen+1] = innerProto
 		if remcsum {
+			g := u[udpHdrLen:]
 			g[0] = gueRemCsumLen / 4
 			binary.BigEndian.PutUint16(g[2:], gueFlagPriv)
 			binary.BigEndian.PutUint32(g[4:], guePFlagRemCsm)
@@ -226,49 +297,41 @@ func (p *Parsed) Encapsulate(room, frame []byte, e *Encap, partial bool) (out, l
 		}
 	case EncapGRE:
 		next = ProtoGRE
-		et := uint16(EtherTypeIPv4)
+		g := ip[hl:]
 		if p.Version == 6 {
-			et = EtherTypeIPv6
+			binary.BigEndian.PutUint16(g[2:], EtherTypeIPv6)
+		} else {
+			binary.BigEndian.PutUint16(g[2:], EtherTypeIPv4)
 		}
-		binary.BigEndian.PutUint16(hdr[0:], 0)
-		binary.BigEndian.PutUint16(hdr[2:], et)
-		if e.Csum {
-			binary.BigEndian.PutUint16(hdr[0:], greFlagCsum)
-			hdr[4], hdr[5], hdr[6], hdr[7] = 0, 0, 0, 0
-			c := ^fold(uint64(sum16(hdr[:greHdrLen+greCsumLen])) + uint64(sum16(inner)))
-			binary.BigEndian.PutUint16(hdr[4:], c)
+		if h.csum {
+			c := ^fold(uint64(sum16(g[:greHdrLen+greCsumLen])) + uint64(sum16(inner)))
+			binary.BigEndian.PutUint16(g[4:], c)
 		}
 	}
-	if outer6 {
+	if h.outer6 {
 		binary.BigEndian.PutUint32(ip[0:], 6<<28|uint32(tos)<<20)
 		binary.BigEndian.PutUint16(ip[4:], uint16(total-ipv6HeaderLen))
 		ip[6] = next
 		ip[7] = p.TTL
-		s, d := e.Src.As16(), e.Dst.As16()
-		copy(ip[8:24], s[:])
-		copy(ip[24:40], d[:])
 	} else {
-		ip[0] = 0x45
-		ip[1] = tos
-		binary.BigEndian.PutUint16(ip[2:], uint16(total))
-		binary.BigEndian.PutUint16(ip[4:], e.ID)
 		var frag uint16
 		if df {
 			frag = ipv4FlagDF
 		}
+		ip[1] = tos
+		binary.BigEndian.PutUint16(ip[2:], uint16(total))
+		binary.BigEndian.PutUint16(ip[4:], id)
 		binary.BigEndian.PutUint16(ip[6:], frag)
 		ip[8] = p.TTL
 		ip[9] = next
-		ip[10], ip[11] = 0, 0
-		s, d := e.Src.As4(), e.Dst.As4()
-		copy(ip[12:16], s[:])
-		copy(ip[16:20], d[:])
-		binary.BigEndian.PutUint16(ip[10:], Checksum(ip[:ipv4MinHeaderLen]))
+		c := ^fold(h.sum + uint64(tos) + uint64(total) + uint64(id) + uint64(frag) + uint64(p.TTL)<<8 + uint64(next))
+		binary.BigEndian.PutUint16(ip[10:], c)
 	}
-	if e.Type == EncapGUE && e.Csum {
-		u := hdr
-		seg := uint64(sum16(u[:n-hl])) + uint64(sum16(inner))
-		c := ^fold(seg + pseudoSum(ip, outer6, ProtoUDP, total-hl))
+	if h.typ == EncapGUE && h.csum {
+		u := ip[hl:]
+		l := total - hl
+		seg := uint64(sum16(u)) + uint64(sum16(inner))
+		c := ^fold(seg + h.pseudo + uint64(l>>16) + uint64(l&0xFFFF))
 		if c == 0 {
 			c = 0xFFFF // RFC 768: 0 means "no checksum"
 		}

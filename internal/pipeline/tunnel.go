@@ -85,25 +85,12 @@ func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, ic
 	if eth && dest.NextHop == ([6]byte{}) || !dest.Source.IsValid() {
 		return frame, room, ReasonNoNextHop
 	}
-	t := &dest.Tunnel
-	e := packet.Encap{
-		Src: dest.Source, Dst: dest.Addr.Addr(),
-		CopyDF: w.v.pmtuDisc,
-	}
-	switch t.Type {
-	case ipvs.GUE:
-		e.Type, e.Port = packet.EncapGUE, t.Port
-		e.Csum = t.Csum != ipvs.TunNoCsum
-		e.RemCsum = t.Csum == ipvs.TunRemCsum
-		e.SrcPort = packet.FlowPort(w.flowHash(p))
-	case ipvs.GRE:
-		e.Type, e.Csum = packet.EncapGRE, t.Csum == ipvs.TunCsum
-	}
+	h := w.v.tunnelHeader(dest)
 	n := p.End - p.L3Off
 	fragment := false
-	if mtu := dest.MTU - e.Len(false); dest.MTU > 0 && n > mtu {
+	if mtu := dest.MTU - h.Len(false); dest.MTU > 0 && n > mtu {
 		switch {
-		case mtu < packet.MinTunnelMTU(e.Dst):
+		case mtu < packet.MinTunnelMTU(dest.Addr.Addr()):
 			return frame, room, ReasonTunnelTooBig
 		case p.Version == 4 && (!p.DF || !w.v.pmtuDisc):
 			fragment = true
@@ -113,11 +100,15 @@ func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, ic
 			return w.tooBig(room, frame, p, mtu)
 		}
 	}
+	var id, sport uint16
 	if p.Version == 4 {
-		e.ID = w.tun.id4
+		id = w.tun.id4
 		w.tun.id4++
 	}
-	out, left, ok := p.Encapsulate(room, frame, &e, false)
+	if dest.Tunnel.Type == ipvs.GUE {
+		sport = packet.FlowPort(w.flowHash(p))
+	}
+	out, left, ok := p.EncapsulateHeader(room, frame, h, id, sport, false)
 	if !ok {
 		return frame, room, ReasonNoHeadroom
 	}
@@ -127,7 +118,7 @@ func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, ic
 	w.local.Tunnel.Encapsulated++
 	if fragment {
 		var r Reason
-		if out, left, r = w.fragmentOuter(left, out, p.L3Off, dest.MTU, e.Dst.Is6()); r != 0 {
+		if out, left, r = w.fragmentOuter(left, out, p.L3Off, dest.MTU, dest.Addr.Addr().Is6()); r != 0 {
 			return out, left, r
 		}
 	}
@@ -192,6 +183,50 @@ func (w *Worker) dropEmitted(start int) {
 	w.tun.used -= len(w.emit) - start
 	clear(w.emit[start:])
 	w.emit = w.emit[:start]
+}
+
+// tunnelHeader returns dest's prepared encapsulation (see newView).
+func (v *view) tunnelHeader(dest *ipvs.Dest) *packet.EncapHeader {
+	if s := dest.ID.Slot(); s < len(v.tunnels) && v.tunnels[s].dest == dest {
+		return &v.tunnels[s].h
+	}
+	return &noTunnel // not prepared: refused by EncapsulateHeader
+}
+
+var noTunnel packet.EncapHeader
+
+// tunnelHdr is a tunnelling destination's prepared encapsulation.
+type tunnelHdr struct {
+	dest *ipvs.Dest
+	h    packet.EncapHeader
+}
+
+// tunnelHeaders prepares the encapsulation of every tunnelling
+// destination of s whose egress is resolved, by destination slot.
+func tunnelHeaders(s *ipvs.Snapshot, pmtuDisc bool) []tunnelHdr {
+	var out []tunnelHdr
+	for _, svc := range s.Services() {
+		for _, d := range svc.Dests {
+			if d.Fwd != ipvs.Tunnel || !d.Source.IsValid() {
+				continue
+			}
+			e := packet.Encap{Src: d.Source, Dst: d.Addr.Addr(), CopyDF: pmtuDisc}
+			switch d.Tunnel.Type {
+			case ipvs.GUE:
+				e.Type, e.Port = packet.EncapGUE, d.Tunnel.Port
+				e.Csum = d.Tunnel.Csum != ipvs.TunNoCsum
+				e.RemCsum = d.Tunnel.Csum == ipvs.TunRemCsum
+			case ipvs.GRE:
+				e.Type, e.Csum = packet.EncapGRE, d.Tunnel.Csum == ipvs.TunCsum
+			}
+			slot := d.ID.Slot()
+			if slot >= len(out) {
+				out = append(out, make([]tunnelHdr, slot+1-len(out))...)
+			}
+			out[slot] = tunnelHdr{dest: d, h: e.Header()}
+		}
+	}
+	return out
 }
 
 // tooBig turns the frame into the ICMP error that tells the client the

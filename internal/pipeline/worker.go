@@ -158,8 +158,10 @@ type view struct {
 	lookKey ipvs.ServiceKey
 	lookSvc *ipvs.Service
 	lookOK  bool
-	// pmtuDisc is the pmtu_disc sysctl (tunnel.go).
+	// pmtuDisc is the pmtu_disc sysctl (tunnel.go); tunnels the
+	// tunnelling destinations' prepared encapsulations, by slot.
 	pmtuDisc bool
+	tunnels  []tunnelHdr
 }
 
 type engine struct {
@@ -279,6 +281,7 @@ func newView(s *ipvs.Snapshot) view {
 		return v
 	}
 	v.pmtuDisc = s.Sysctls.Get(ipvs.PMTUDisc) != 0
+	v.tunnels = tunnelHeaders(s, v.pmtuDisc)
 	for _, svc := range s.Services() {
 		v.vips[svc.Key.Addr] = struct{}{}
 		for _, d := range svc.Dests {
