@@ -189,6 +189,9 @@ type EncapHeader struct {
 	pseudo  uint64 // GUE checksum: the pseudo-header's addresses and protocol
 }
 
+// Outer6 reports whether the outer header is IPv6.
+func (h *EncapHeader) Outer6() bool { return h.outer6 }
+
 // Len returns how many octets EncapsulateHeader puts in front (see
 // Encap.Len).
 func (h *EncapHeader) Len(partial bool) int {
@@ -243,21 +246,39 @@ func (p *Parsed) EncapsulateHeader(room, frame []byte, h *EncapHeader, id, sport
 		p.Version == 0 || p.End > len(frame) || p.PPPoE || !linkRewritable(p.Link) {
 		return frame, room, false
 	}
-	remcsum := h.remcsum && partial && p.L4Off != 0 && (p.Proto == ProtoUDP || p.Proto == ProtoTCP)
 	n := h.n
-	if remcsum {
+	remcsum := false
+	if h.remcsum && partial && p.L4Off != 0 && (p.Proto == ProtoUDP || p.Proto == ProtoTCP) {
+		remcsum = true
 		n += gueRemCsumLen
 	}
-	inner := frame[p.L3Off:p.End]
-	grown, left, ok := Grow(room, frame[:p.End], n)
-	if !ok {
+	// Grow, inline: the frame must follow room in one buffer.
+	r := len(room)
+	if n > r || cap(room)-r < p.End || p.End == 0 || &room[:r+1][r] != &frame[0] {
 		return frame, room, false
 	}
+	grown, left := room[r-n:r+p.End:cap(room)], room[:r-n]
+	inner := grown[n+p.L3Off:]
 	l3 := p.L3Off
-	copy(grown[:l3], frame[:l3]) // the link header, n octets forward (memmove)
-	setLinkProto(grown, p.Link, l3, h.outer6)
+	if p.Link == LinkEthernet && l3 == ethHeaderLen {
+		// The common case, with fixed-size copies: the header moves at
+		// least 20 octets forward, so the two do not overlap.
+		*(*[ethHeaderLen]byte)(grown) = *(*[ethHeaderLen]byte)(frame)
+		et := uint16(EtherTypeIPv4)
+		if h.outer6 {
+			et = EtherTypeIPv6
+		}
+		binary.BigEndian.PutUint16(grown[12:], et)
+	} else {
+		copy(grown[:l3], frame[:l3]) // the link header, n octets forward (memmove)
+		setLinkProto(grown, p.Link, l3, h.outer6)
+	}
 	ip := grown[l3 : l3+n : l3+n]
-	copy(ip, h.b[:n])
+	if n == ipv4MinHeaderLen {
+		*(*[ipv4MinHeaderLen]byte)(ip) = *(*[ipv4MinHeaderLen]byte)(h.b[:])
+	} else {
+		copy(ip, h.b[:n])
+	}
 	// Inner fields the outer header copies.
 	var tos uint8
 	df := false

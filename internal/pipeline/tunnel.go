@@ -101,7 +101,7 @@ func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, ic
 		}
 	}
 	var id, sport uint16
-	if p.Version == 4 {
+	if !h.Outer6() {
 		id = w.tun.id4
 		w.tun.id4++
 	}
