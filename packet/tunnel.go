@@ -242,8 +242,9 @@ func (e *Encap) Header() EncapHeader {
 // port. It writes the prepared headers and the datagram's own fields
 // (lengths, TOS, TTL, DF, protocols, checksums) and allocates nothing.
 func (p *Parsed) EncapsulateHeader(room, frame []byte, h *EncapHeader, id, sport uint16, partial bool) (out, left []byte, ok bool) {
-	if !h.ok || (p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment && p.Reason != ReasonUnsupportedProto) ||
-		p.Version == 0 || p.End > len(frame) || p.PPPoE || !linkRewritable(p.Link) {
+	// Every link type that decodes is rewritable (setLinkProto).
+	if !h.ok || p.End > len(frame) || p.PPPoE ||
+		(p.Reason != ReasonOK && p.Reason != ReasonNonFirstFragment && p.Reason != ReasonUnsupportedProto) {
 		return frame, room, false
 	}
 	n := h.n

@@ -21,6 +21,7 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/packet"
@@ -82,13 +83,15 @@ type TunnelCounters struct {
 // is not resolved yet), no_headroom.
 func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, icmp bool) (out, left []byte, r Reason) {
 	eth := p.Link == packet.LinkEthernet
-	if eth && dest.NextHop == ([6]byte{}) || !dest.Source.IsValid() {
-		return frame, room, ReasonNoNextHop
+	t := w.v.tunnel(dest)
+	if eth && dest.NextHop == ([6]byte{}) || t == nil {
+		return frame, room, ReasonNoNextHop // not resolved: no MAC or no source address
 	}
-	h := w.v.tunnelHeader(dest)
+	h := &t.h
 	n := p.End - p.L3Off
 	fragment := false
-	if mtu := dest.MTU - h.Len(false); dest.MTU > 0 && n > mtu {
+	if n > t.maxInner {
+		mtu := t.maxInner
 		switch {
 		case mtu < packet.MinTunnelMTU(dest.Addr.Addr()):
 			return frame, room, ReasonTunnelTooBig
@@ -185,20 +188,22 @@ func (w *Worker) dropEmitted(start int) {
 	w.emit = w.emit[:start]
 }
 
-// tunnelHeader returns dest's prepared encapsulation (see newView).
-func (v *view) tunnelHeader(dest *ipvs.Dest) *packet.EncapHeader {
+// tunnel returns dest's prepared encapsulation (see newView), or nil when
+// its egress (source address) is not resolved.
+func (v *view) tunnel(dest *ipvs.Dest) *tunnelHdr {
 	if s := dest.ID.Slot(); s < len(v.tunnels) && v.tunnels[s].dest == dest {
-		return &v.tunnels[s].h
+		return &v.tunnels[s]
 	}
-	return &noTunnel // not prepared: refused by EncapsulateHeader
+	return nil
 }
-
-var noTunnel packet.EncapHeader
 
 // tunnelHdr is a tunnelling destination's prepared encapsulation.
 type tunnelHdr struct {
 	dest *ipvs.Dest
 	h    packet.EncapHeader
+	// maxInner is the largest datagram the tunnel carries: the path MTU
+	// less the encapsulation (unlimited for an unknown MTU).
+	maxInner int
 }
 
 // tunnelHeaders prepares the encapsulation of every tunnelling
@@ -223,7 +228,11 @@ func tunnelHeaders(s *ipvs.Snapshot, pmtuDisc bool) []tunnelHdr {
 			if slot >= len(out) {
 				out = append(out, make([]tunnelHdr, slot+1-len(out))...)
 			}
-			out[slot] = tunnelHdr{dest: d, h: e.Header()}
+			t := tunnelHdr{dest: d, h: e.Header(), maxInner: math.MaxInt}
+			if d.MTU > 0 {
+				t.maxInner = d.MTU - t.h.Len(false)
+			}
+			out[slot] = t
 		}
 	}
 	return out
