@@ -266,12 +266,11 @@ func (w *Worker) tooBig(room, frame []byte, p *packet.Parsed, mtu int) (out, lef
 // Every fragment of a datagram hashes alike.
 func (w *Worker) flowHash(p *packet.Parsed) uint32 {
 	s, d := p.Src.As16(), p.Dst.As16()
-	h := w.seed ^ binary.LittleEndian.Uint64(s[:8]) ^ binary.LittleEndian.Uint64(s[8:])*0x9e3779b97f4a7c15
-	h = (h ^ h>>29) * 0xbf58476d1ce4e5b9
-	h ^= binary.LittleEndian.Uint64(d[:8]) ^ binary.LittleEndian.Uint64(d[8:])*0x94d049bb133111eb
+	h := w.seed ^ binary.LittleEndian.Uint64(s[8:]) ^ binary.LittleEndian.Uint64(d[8:])<<1 ^
+		binary.LittleEndian.Uint64(s[:8])>>1 ^ binary.LittleEndian.Uint64(d[:8])<<3 ^ uint64(p.Proto)<<56
 	if !p.Fragmented {
 		h ^= uint64(p.SrcPort)<<32 | uint64(p.DstPort)<<16
 	}
-	h = (h ^ h>>32 ^ uint64(p.Proto)) * 0xff51afd7ed558ccd
-	return uint32(h ^ h>>32)
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h >> 32)
 }
