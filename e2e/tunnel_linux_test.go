@@ -10,6 +10,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/lab"
 	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // tunnelCells: each runs SIPp calls through one virtual service whose three
@@ -32,16 +33,12 @@ var tunnelCells = []struct {
 // decapsulate with the lab's XDP decapsulator (decap_linux_test.go) and
 // answer the client directly, as for direct routing.
 func TestRootTunnels(t *testing.T) {
-	need(t, lab.Available())
+	testenv.NeedLab(t)
 	_, err := sipp.Path()
-	need(t, err)
+	testenv.Require(t, err)
 	for _, c := range tunnelCells {
 		t.Run(c.name, func(t *testing.T) {
-			l, err := lab.New(lab.Spec{Clients: 1, RealServers: 3})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
+			l := testenv.Lab(t, lab.Spec{Clients: 1, RealServers: 3})
 			// Real servers as for direct routing: the VIPs on their
 			// loopback, replies straight to the client.
 			if err := l.UseDirectRouting(); err != nil {
@@ -55,7 +52,7 @@ func TestRootTunnels(t *testing.T) {
 				nss = append(nss, r.NS)
 			}
 			detach, err := attachDecap(l, nss)
-			need(t, err)
+			testenv.Require(t, err)
 			t.Cleanup(detach)
 
 			vip, client := l.VIP4, l.Clients[0].Addr4
