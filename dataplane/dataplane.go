@@ -23,8 +23,9 @@
 //
 // A Batch's frames belong to the backend until Receive returns, to the worker
 // between Receive and Transmit, and to the backend again from Transmit on:
-// Transmit sends the frames marked Send (with their current length; rewrites
-// happen in place) and recycles the others. A worker never keeps a frame, a
+// Transmit sends the frames marked Send (with their current length, from
+// wherever they start: rewrites happen in place, and a frame may have grown
+// into its Room) and recycles the others. A worker never keeps a frame, a
 // slice of one, or a Decision that aliases one, across Transmit.
 package dataplane
 

@@ -238,7 +238,9 @@ func (t *fragTable) freeSlot(i int32) {
 
 // Emitted returns the frames the worker produced besides its input during
 // the last batch: held copies of fragments whose datagram was decided, each
-// rewritten and to be sent on the queue the batch came from. They belong to
+// rewritten, and the outer fragments of tunnelled datagrams too large for
+// the egress MTU after the first (tunnel.go), each to be sent on the queue
+// the batch came from. They belong to
 // the worker and stay valid until the next BeginBatch (ProcessBatch calls
 // it); a backend copies them into its own memory (see
 // dataplane.CopyTransmitter). Most batches emit nothing.
