@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/xvs-lb/xvs/dataplane"
@@ -86,6 +87,58 @@ type SnapshotStatus struct {
 // returns its warnings; on error the running configuration is unchanged.
 type Reloader interface {
 	Reload(ctx context.Context) (warnings []string, err error)
+}
+
+// Director is the BGP announcer of `xvs run` (internal/bgp), reached by
+// xvsadm --drain-director, --undrain-director and -L --bgp, and by the
+// metrics. A daemon without BGP has none.
+type Director interface {
+	// DrainDirector withdraws every VIP (drain) while the data plane keeps
+	// forwarding what still arrives, or announces them again (undrain).
+	DrainDirector(drain bool) error
+	// BGPStatus describes the speaker, its peers and its routes.
+	BGPStatus() BGPStatus
+}
+
+// BGPStatus is the state of the embedded BGP speaker.
+type BGPStatus struct {
+	ASN      uint32
+	RouterID netip.Addr
+	// Drained is set by xvsadm --drain-director; Stopping after SIGTERM
+	// (routes withdrawn, forwarding until the drain period ends);
+	// Forwarding while the data plane is attached and its workers run.
+	Drained, Stopping, Forwarding bool
+	Peers                         []BGPPeer
+	// Routes lists every VIP of the configuration, announced or not.
+	Routes []BGPRoute
+	// Changes counts announcements and withdrawals of VIPs.
+	Announcements, Withdrawals uint64
+}
+
+// BGPPeer is one BGP neighbour's session.
+type BGPPeer struct {
+	Addr      netip.Addr
+	ASN       uint32
+	State     string    // idle, connect, active, opensent, openconfirm, established
+	Since     time.Time // last state change
+	LocalAddr netip.Addr
+	HoldTime  time.Duration // negotiated (0 before the session is up)
+	// UpdatesSent and UpdatesReceived count UPDATE messages (a withdrawal
+	// is one too); Advertised is the prefixes announced to the peer now.
+	UpdatesSent, UpdatesReceived, Advertised uint64
+}
+
+// BGPRoute is one VIP and why it is or is not announced.
+type BGPRoute struct {
+	Prefix    netip.Prefix
+	Announced bool
+	// Reason says why it is not: "no available real server", "director
+	// drained", "stopping", "data plane not forwarding"; "" when announced.
+	Reason      string
+	NextHop     netip.Addr // zero: the session's local address
+	MED         uint32
+	HasMED      bool
+	Communities []string
 }
 
 // CommandError is the error ApplyAll returns when one of its commands fails:
