@@ -120,6 +120,9 @@ type Daemon struct {
 	wg      sync.WaitGroup
 	runErr  chan error
 	closing atomic.Bool
+	// forwarding is set once every worker runs and cleared when one fails
+	// or Close begins: the BGP announcer withdraws the VIPs without it.
+	forwarding atomic.Bool
 }
 
 // ErrMode reports an unknown backend mode.
@@ -239,6 +242,7 @@ func (d *Daemon) start(onFail func(release func())) error {
 		go func() {
 			defer d.wg.Done()
 			if err := r.Run(); err != nil {
+				d.forwarding.Store(false)
 				d.runErr <- err
 			}
 		}()
@@ -263,6 +267,7 @@ func (d *Daemon) start(onFail func(release func())) error {
 			go d.snapshotLoop(interval)
 		}
 	}
+	d.forwarding.Store(true)
 	snap := d.snap.Load()
 	d.log.Info("data plane started", "mode", d.backend.Mode().String(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
 	return nil
@@ -677,6 +682,10 @@ func (d *Daemon) Conns(ctx context.Context) ([]table.ConnInfo, error) {
 	return out, err
 }
 
+// Forwarding reports whether the data plane is attached and every worker
+// runs: from the end of Start until a worker fails or Close begins.
+func (d *Daemon) Forwarding() bool { return d.forwarding.Load() }
+
 // Err returns a channel that receives a worker's fatal error.
 func (d *Daemon) Err() <-chan error { return d.runErr }
 
@@ -688,6 +697,7 @@ func (d *Daemon) Close() error {
 	if !d.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	d.forwarding.Store(false)
 	close(d.stopSave)
 	d.saveWG.Wait()
 	if d.snapshot != nil {

@@ -204,8 +204,14 @@ func TestTemplateSnapshotAcrossRestart(t *testing.T) {
 	for _, x := range tm {
 		before[string(x.PEData)] = d.Snapshot().Dest(ipvs.DestID(x.Dest)).Addr.String()
 	}
+	if !d.Forwarding() {
+		t.Fatal("a started daemon does not report forwarding (BGP would withdraw its VIPs)")
+	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if d.Forwarding() {
+		t.Fatal("a closed daemon reports forwarding")
 	}
 	if st, err := os.Stat(snap); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("snapshot file: %v %v", st, err)
