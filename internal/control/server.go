@@ -110,6 +110,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock of -L --health's "since" column; nil means time.Now.
 	Now func() time.Time
+	// Director is the BGP announcer (xvs run with --bgp-…): nil when BGP is
+	// off, and then --drain-director is refused and -L --bgp says so.
+	Director Director
 }
 
 // Server serves the control protocol over a unix socket.
@@ -481,6 +484,14 @@ func (s *Server) execute(ctx context.Context, req Request, stdin io.Reader, out 
 		if !cmd.Mutates() {
 			return listSysctls(s.target.Snapshot(), cmd.Sysctl)
 		}
+	case ipvsadm.DrainDirector, ipvsadm.UndrainDirector:
+		if s.opts.Director == nil {
+			return failed(ExitFailed, "%s: %v", cmd.Kind, ErrNoBGP)
+		}
+		if err := s.opts.Director.DrainDirector(cmd.Kind == ipvsadm.DrainDirector); err != nil {
+			return failed(ExitFailed, "%s: %v", cmd.Kind, err)
+		}
+		return Result{}
 	}
 	if !cmd.Mutates() {
 		return failed(ExitFailed, "%s: %v", cmd.Kind, rules.ErrNotConfig)
@@ -541,6 +552,9 @@ func (s *Server) zeroRates(cmd ipvsadm.Command) {
 // print only those; otherwise one service (-t/-u) or the whole table.
 func (s *Server) list(ctx context.Context, cmd ipvsadm.Command, w io.Writer) Result {
 	f := cmd.Format
+	if f.BGP {
+		return Result{Stdout: ipvsadm.AppendBGP(nil, s.bgpView())}
+	}
 	snap := s.target.Snapshot()
 	var out []byte
 	if f.Connections || f.Timeout || f.Daemon {
@@ -582,6 +596,46 @@ func (s *Server) list(ctx context.Context, cmd ipvsadm.Command, w io.Writer) Res
 	}
 	size := s.target.Status().ConnTable
 	return Result{Stdout: ipvsadm.AppendList(nil, ipvsadm.Table{ConnTableSize: size, Services: views}, f, s.opts.Names)}
+}
+
+// ErrNoBGP refuses --drain-director on a daemon without a BGP speaker.
+var ErrNoBGP = errors.New("xvs runs no BGP speaker (xvs run --bgp-asn … --bgp-peer …)")
+
+// bgpView renders the Director's status for -L --bgp.
+func (s *Server) bgpView() ipvsadm.BGPView {
+	if s.opts.Director == nil {
+		return ipvsadm.BGPView{}
+	}
+	st := s.opts.Director.BGPStatus()
+	now := s.opts.Now()
+	v := ipvsadm.BGPView{Configured: true, ASN: st.ASN, RouterID: st.RouterID, State: DirectorState(st)}
+	for _, p := range st.Peers {
+		pv := ipvsadm.BGPPeerView{Addr: p.Addr, ASN: p.ASN, State: p.State, HoldTime: p.HoldTime,
+			UpdatesSent: p.UpdatesSent, UpdatesReceived: p.UpdatesReceived, Announced: p.Advertised, LocalAddr: p.LocalAddr}
+		if !p.Since.IsZero() {
+			pv.Since = max(now.Sub(p.Since), 0)
+		}
+		v.Peers = append(v.Peers, pv)
+	}
+	for _, r := range st.Routes {
+		v.Routes = append(v.Routes, ipvsadm.BGPRouteView{Prefix: r.Prefix, Announced: r.Announced, Reason: r.Reason,
+			NextHop: r.NextHop, MED: r.MED, HasMED: r.HasMED, Communities: r.Communities})
+	}
+	return v
+}
+
+// DirectorState names the director's BGP state: "stopping", "not
+// forwarding", "drained" or "announcing" (first that applies).
+func DirectorState(st BGPStatus) string {
+	switch {
+	case st.Stopping:
+		return "stopping"
+	case !st.Forwarding:
+		return "not forwarding"
+	case st.Drained:
+		return "drained"
+	}
+	return "announcing"
 }
 
 // addHealth adds the health checker's view (when the Target has one) to

@@ -38,31 +38,37 @@ const (
 	Undrain        // --undrain virtual-service -r server-address
 	Reload         // --reload: re-read the configuration files that support it (keepalived.conf)
 	SysctlCmd      // --sysctl [NAME[=VALUE]]: list, show or set IPVS sysctls
+	// DrainDirector withdraws this director's BGP routes while it keeps
+	// forwarding; UndrainDirector announces them again.
+	DrainDirector   // --drain-director
+	UndrainDirector // --undrain-director
 )
 
 var kindNames = [...]string{
-	NoCommand:      "none",
-	AddService:     "add-service",
-	EditService:    "edit-service",
-	DeleteService:  "delete-service",
-	Clear:          "flush",
-	List:           "list",
-	AddServer:      "add-server",
-	DeleteServer:   "delete-server",
-	EditServer:     "edit-server",
-	SetTimeout:     "set",
-	StartDaemon:    "start-daemon",
-	StopDaemon:     "stop-daemon",
-	Restore:        "restore",
-	Save:           "save",
-	Zero:           "zero",
-	Help:           "help",
-	Version:        "version",
-	HealthCheckCmd: "health-check",
-	Drain:          "drain",
-	Undrain:        "undrain",
-	Reload:         "reload",
-	SysctlCmd:      "sysctl",
+	NoCommand:       "none",
+	AddService:      "add-service",
+	EditService:     "edit-service",
+	DeleteService:   "delete-service",
+	Clear:           "flush",
+	List:            "list",
+	AddServer:       "add-server",
+	DeleteServer:    "delete-server",
+	EditServer:      "edit-server",
+	SetTimeout:      "set",
+	StartDaemon:     "start-daemon",
+	StopDaemon:      "stop-daemon",
+	Restore:         "restore",
+	Save:            "save",
+	Zero:            "zero",
+	Help:            "help",
+	Version:         "version",
+	HealthCheckCmd:  "health-check",
+	Drain:           "drain",
+	Undrain:         "undrain",
+	Reload:          "reload",
+	SysctlCmd:       "sysctl",
+	DrainDirector:   "drain-director",
+	UndrainDirector: "undrain-director",
 }
 
 // String returns ipvsadm's name for the command, as used in its messages.
@@ -223,4 +229,5 @@ type Format struct {
 	Timeout        bool // --timeout (List only)
 	Daemon         bool // --daemon (List only)
 	Health         bool // --health (List only; xvs extension)
+	BGP            bool // --bgp (List only; xvs extension)
 }

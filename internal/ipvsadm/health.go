@@ -106,12 +106,13 @@ var xvsVOptions = func() (t [Zero][numOpts - OptCheck]byte) {
 		}
 	}
 	t[List-1][OptHealth-OptCheck] = ' '
+	t[List-1][OptBGP-OptCheck] = ' '
 	return t
 }()
 
 // xvsCommandVOptions are the rows of the extension's commands over every
 // option, with commands_v_options' letters.
-var xvsCommandVOptions = func() (t [SysctlCmd - HealthCheckCmd + 1][numOpts]byte) {
+var xvsCommandVOptions = func() (t [UndrainDirector - HealthCheckCmd + 1][numOpts]byte) {
 	for k := range t {
 		for j := range t[k] {
 			t[k][j] = 'x'
@@ -120,7 +121,9 @@ var xvsCommandVOptions = func() (t [SysctlCmd - HealthCheckCmd + 1][numOpts]byte
 			t[k][OptService] = '+'
 		}
 	}
-	t[SysctlCmd-HealthCheckCmd][OptService] = 'x' // --sysctl takes no option
+	for _, k := range []Kind{SysctlCmd, DrainDirector, UndrainDirector} { // no option at all
+		t[k-HealthCheckCmd][OptService] = 'x'
+	}
 	// Row 0 is HealthCheckCmd's.
 	hc := &t[0]
 	hc[OptCheck] = '+'

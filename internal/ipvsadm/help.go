@@ -40,6 +40,7 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"--drain|--undrain virtual-service -r server-address",
 		"--reload",
 		"--sysctl [name[=value]]",
+		"--drain-director|--undrain-director",
 		"-h",
 	} {
 		fmt.Fprintf(&b, "  %s %s\n", program, l)
@@ -66,6 +67,8 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --undrain                   end a drain, restoring the weight (xvs)\n" +
 		"  --reload                    re-read the keepalived.conf xvs runs (xvs)\n" +
 		"  --sysctl                    list, show or set the IPVS sysctls xvs honours (xvs)\n" +
+		"  --drain-director            withdraw this director's BGP routes, keep forwarding (xvs)\n" +
+		"  --undrain-director          announce this director's BGP routes again (xvs)\n" +
 		"  --help            -h        display this help message\n\n")
 	b.WriteString("virtual-service:\n" +
 		"  --tcp-service|-t  service-address   service-address is host[:port]\n" +
@@ -107,7 +110,8 @@ func Usage(program, version string, schedulers, engines []string) string {
 		"  --ops          -o                   one-packet scheduling\n"+
 		"  --numeric      -n                   numeric output of addresses and ports\n"+
 		"  --sched-flags  -b flags             scheduler flags (comma-separated)\n"+
-		"  --health                            output of health-check and drain state (xvs)\n",
+		"  --health                            output of health-check and drain state (xvs)\n"+
+		"  --bgp                               output of BGP peers and announced routes (xvs)\n",
 		strings.Join(schedulers, "|"), DefaultScheduler, strings.Join(engines, "|"))
 	b.WriteString("Daemon Options:\n" +
 		"  --syncid sid                        syncid for connection sync (default=0)\n" +

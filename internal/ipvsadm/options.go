@@ -58,6 +58,7 @@ const (
 	OptVirtualHost               // --virtualhost (xvs extension)
 	OptRetryInterval             // --retry-interval (xvs extension)
 	OptStartDown                 // --start-down (xvs extension)
+	OptBGP                       // --bgp (xvs extension)
 	numOpts
 )
 
@@ -70,7 +71,7 @@ var optNames = [numOpts]string{
 	"tun-info", "tun-type", "tun-port", "tun-nocsum", "tun-csum", "tun-remcsum",
 	"pe-strict", "check", "interval", "check-timeout", "fail", "rise", "check-port",
 	"codes", "on-fail", "health", "script", "script-user", "dynamic", "url", "digest",
-	"virtualhost", "retry-interval", "start-down",
+	"virtualhost", "retry-interval", "start-down", "bgp",
 }
 
 // String returns ipvsadm's name of the option.
@@ -214,6 +215,9 @@ const (
 	tagRetryInterval
 	tagStartDown
 	tagReload
+	tagDrainDirector
+	tagUndrainDirector
+	tagBGP
 )
 
 type optDef struct {
@@ -307,6 +311,9 @@ var poptTable = []optDef{
 	{"retry-interval", 0, argRequired, tagRetryInterval},
 	{"start-down", 0, argNone, tagStartDown},
 	{"reload", 0, argNone, tagReload},
+	{"drain-director", 0, argNone, tagDrainDirector},
+	{"undrain-director", 0, argNone, tagUndrainDirector},
+	{"bgp", 0, argNone, tagBGP},
 }
 
 func lookupLong(name string) (optDef, bool) {

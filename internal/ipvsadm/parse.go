@@ -202,6 +202,7 @@ var commandKinds = map[tag]Kind{
 	tagClear: Clear, tagList: List, tagZero: Zero, tagSet: SetTimeout, tagRestore: Restore, tagSave: Save,
 	tagHelp: Help, tagVersion: Version,
 	tagHealthCheck: HealthCheckCmd, tagDrain: Drain, tagUndrain: Undrain, tagReload: Reload,
+	tagDrainDirector: DrainDirector, tagUndrainDirector: UndrainDirector,
 }
 
 // command sets the command from the first option (ipvsadm: a command must
@@ -259,7 +260,7 @@ func (st *parseState) option(t tag, arg string, hasArg bool, tok string) *UsageE
 		tagTunType, tagTunPort, tagTunNoCsum, tagTunCsum, tagTunRemCsum:
 		return st.serverOption(t, arg)
 	case tagConnection, tagNumeric, tagTimeout, tagDaemon, tagStats, tagRate, tagThresholds, tagPersistentConn,
-		tagNoSort, tagSort, tagExact, tagTunInfo, tagHealth:
+		tagNoSort, tagSort, tagExact, tagTunInfo, tagHealth, tagBGP:
 		return st.listOption(t)
 	case tagMcastIface, tagSyncID, tagMcastGroup, tagMcastPort, tagMcastTTL, tagSyncMaxLen:
 		return st.daemonOption(t, arg)
@@ -477,11 +478,12 @@ var listFlags = map[tag]struct {
 	tagExact:          {OptExact, func(f *Format) *bool { return &f.Exact }},
 	tagTunInfo:        {OptTunInfo, func(f *Format) *bool { return &f.TunInfo }},
 	tagHealth:         {OptHealth, func(f *Format) *bool { return &f.Health }},
+	tagBGP:            {OptBGP, func(f *Format) *bool { return &f.BGP }},
 }
 
 // listOption parses a list option: -c, -n, --timeout, --daemon, --stats,
 // --rate, --thresholds, --persistent-conn, --nosort, --sort, --exact,
-// --tun-info and the extension's --health.
+// --tun-info and the extension's --health and --bgp.
 func (st *parseState) listOption(t tag) *UsageError {
 	if t == tagSort {
 		return nil // sorting is the default; a no-op kept for compatibility
@@ -620,6 +622,11 @@ func (st *parseState) check() *UsageError {
 		}
 		if o.Has(OptHealth) && (o.Has(OptConnection) || o.Has(OptTimeout) || o.Has(OptDaemon) || o.Has(OptStats) ||
 			o.Has(OptRate) || o.Has(OptThresholds) || o.Has(OptPersistentConn) || o.Has(OptTunInfo)) {
+			return failf("options conflicts in the list command")
+		}
+		if o.Has(OptBGP) && (o.Has(OptConnection) || o.Has(OptTimeout) || o.Has(OptDaemon) || o.Has(OptStats) ||
+			o.Has(OptRate) || o.Has(OptThresholds) || o.Has(OptPersistentConn) || o.Has(OptTunInfo) ||
+			o.Has(OptHealth) || o.Has(OptService) || o.Has(OptNoSort) || o.Has(OptExact)) {
 			return failf("options conflicts in the list command")
 		}
 	case HealthCheckCmd:

@@ -98,6 +98,14 @@ var (
 	snapErrors      = desc("snapshot_errors_total", "Failed saves of the template snapshot (directory gone or read-only, disk full, a worker not answering); the previous snapshot is kept.")
 	snapLastSuccess = desc("snapshot_last_success_timestamp_seconds", "Unix time of the last successful template snapshot save (0: none yet). Alert when it lags the save interval.")
 	snapSaved       = desc("snapshot_templates", "Templates written by the last successful snapshot save.")
+	bgpState        = desc("bgp_session_state", "1 for the BGP session's current state (idle, connect, active, opensent, openconfirm, established), 0 for the others.", "peer", "state")
+	bgpSent         = desc("bgp_updates_sent_total", "BGP UPDATE messages sent to the peer (announcements and withdrawals).", "peer")
+	bgpRcvd         = desc("bgp_updates_received_total", "BGP UPDATE messages received from the peer (all rejected: a director learns no routes).", "peer")
+	bgpAdv          = desc("bgp_peer_routes", "Routes announced to the peer now.", "peer")
+	bgpRoute        = desc("bgp_route_announced", "1 while the VIP's route is announced, 0 while it is withdrawn.", "prefix")
+	bgpAnnounced    = desc("bgp_routes_announced", "VIP routes announced now.")
+	bgpDrained      = desc("bgp_director_drained", "1 while the director is drained (xvsadm --drain-director).")
+	bgpChanges      = desc("bgp_route_changes_total", "VIP routes announced and withdrawn since start.", "change")
 	snapRestored    = desc("snapshot_restored_templates", "Records of the snapshot read at start, by outcome: restored, expired (downtime), no_service, no_server, duplicate, evicted (no room in the tables), invalid.", "result")
 	sysctlValue     = desc("sysctl", "Value of an IPVS sysctl xvs honours (net.ipv4.vs.NAME, xvsadm --sysctl); index numbers the values of a vector such as sync_threshold, empty for one value.", "name", "index")
 )
@@ -123,10 +131,44 @@ func init() {
 }
 
 // Collector is a prometheus.Collector over a Source.
-type Collector struct{ src Source }
+type Collector struct {
+	src Source
+	dir control.Director // nil without BGP
+}
 
 // NewCollector returns a collector reading src at every scrape.
 func NewCollector(src Source) *Collector { return &Collector{src: src} }
+
+// bgpStates are the session states of xvs_bgp_session_state.
+var bgpStates = []string{"idle", "connect", "active", "opensent", "openconfirm", "established"}
+
+// collectBGP exports the BGP speaker's peers and routes.
+func (c *Collector) collectBGP(ch chan<- prometheus.Metric) {
+	if c.dir == nil {
+		return
+	}
+	st := c.dir.BGPStatus()
+	for _, p := range st.Peers {
+		peer := p.Addr.String()
+		for _, s := range bgpStates {
+			gauge(ch, bgpState, b2f(p.State == s), peer, s)
+		}
+		counter(ch, bgpSent, p.UpdatesSent, peer)
+		counter(ch, bgpRcvd, p.UpdatesReceived, peer)
+		gauge(ch, bgpAdv, float64(p.Advertised), peer)
+	}
+	n := 0
+	for _, r := range st.Routes {
+		gauge(ch, bgpRoute, b2f(r.Announced), r.Prefix.String())
+		if r.Announced {
+			n++
+		}
+	}
+	gauge(ch, bgpAnnounced, float64(n))
+	gauge(ch, bgpDrained, b2f(st.Drained))
+	counter(ch, bgpChanges, st.Announcements, "announced")
+	counter(ch, bgpChanges, st.Withdrawals, "withdrawn")
+}
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -138,6 +180,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		tunnelPackets, tunnelFragments,
 		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
+		bgpState, bgpSent, bgpRcvd, bgpAdv, bgpRoute, bgpAnnounced, bgpDrained, bgpChanges,
 	} {
 		ch <- d
 	}
@@ -272,6 +315,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	c.collectBGP(ch)
 	for i, q := range st.Queues {
 		queue := strconv.Itoa(i)
 		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
@@ -310,6 +354,8 @@ type Options struct {
 	// AllowPublic permits a listen address that is not loopback
 	// (including an empty host, i.e. every interface).
 	AllowPublic bool
+	// Director adds the BGP speaker's metrics (nil: BGP off).
+	Director control.Director
 }
 
 // Server is a running metrics endpoint.
@@ -328,8 +374,15 @@ func (s *Server) Close() error { return s.srv.Close() }
 // collector, the Go runtime and process collectors, and /debug/pprof/ when
 // pprof is set.
 func Handler(src Source, pprofOn bool) http.Handler {
+	return handler(src, Options{Pprof: pprofOn})
+}
+
+func handler(src Source, o Options) http.Handler {
+	pprofOn := o.Pprof
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	col := NewCollector(src)
+	col.dir = o.Director
+	reg.MustRegister(col, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	if pprofOn {
@@ -357,7 +410,7 @@ func Serve(addr string, src Source, o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{ln: ln, srv: &http.Server{
-		Handler:           Handler(src, o.Pprof),
+		Handler:           handler(src, o),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      2 * time.Minute, // a 30 s CPU profile fits
 		IdleTimeout:       time.Minute,
