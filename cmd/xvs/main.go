@@ -28,6 +28,9 @@ func main() {
 			rulesCommand(),
 		},
 		HideHelpCommand: true,
+		// --bgp-peer ADDR:ASN,port=P,… carries commas: repeat the flag
+		// instead of separating values with them.
+		DisableSliceFlagSeparator: true,
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "xvs: %v\n", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xvs-lb/xvs/dataplane"
+	"github.com/xvs-lb/xvs/internal/bgp"
 	"github.com/xvs-lb/xvs/internal/daemon"
 	"github.com/xvs-lb/xvs/internal/metrics"
 )
@@ -22,7 +23,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "serve the virtual services of a rules file or a keepalived.conf on a network interface",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "iface", Usage: "network interface to serve on", Required: true},
 			&cli.StringSliceFlag{Name: "tunnel-source", Usage: "address tunnelled (-i) packets leave from, one per family (default: the kernel's source for the route to each real server)"},
 			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
@@ -44,7 +45,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error, or a number N for slog level -N (4 = debug; 9 also logs the SIP engine's events, IPVS's debug_level 9)"},
 			&cli.IntFlag{Name: "health-max-probes", Usage: "health probes in flight at most (0 = 64); checks are configured per service with xvsadm --health-check"},
 			&cli.BoolFlag{Name: "no-health", Usage: "run no health checks (configured checks are kept but not probed; servers stay up)"},
-		},
+		}, bgpFlags()...),
 		Action: runDaemon,
 	}
 }
@@ -87,6 +88,10 @@ func runDaemon(c *cli.Context) error {
 		seen[a.Is4()] = true
 		tunSrc = append(tunSrc, a)
 	}
+	bgpCfg, err := bgpConfig(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
 	d, err := daemon.Start(daemon.Options{
 		TunnelSources: tunSrc,
 		Iface:         c.String("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
@@ -99,12 +104,20 @@ func runDaemon(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	stopServices, err := startServices(c, d, log)
+	var ann *bgp.Announcer
+	if bgpCfg.Enabled() {
+		if ann, err = bgp.Start(bgpCfg, d, log); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	stopServices, err := startServices(c, d, ann, log)
 	if err != nil {
+		closeBGP(ann)
 		d.Close()
 		return err
 	}
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -126,8 +139,77 @@ wait:
 			break wait
 		}
 	}
+	if ann != nil {
+		// Withdraw, then keep forwarding for the drain period; a second
+		// signal cuts it short.
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case s := <-sig:
+				log.Warn("second signal: not waiting for the drain period", "signal", s.String())
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		ann.Stop(ctx)
+		cancel()
+	}
 	stopServices()
+	closeBGP(ann)
 	return errors.Join(runErr, d.Close())
+}
+
+func closeBGP(ann *bgp.Announcer) {
+	if ann != nil {
+		ann.Close()
+	}
+}
+
+// bgpFlags are xvs run's --bgp-NAME flags, one per bgp.Settings entry, and
+// --bgp-config.
+func bgpFlags() []cli.Flag {
+	fs := []cli.Flag{&cli.StringFlag{Name: "bgp-config", Category: "BGP", Usage: "read BGP settings from FILE: lines of NAME VALUE with the names of the --bgp-NAME flags (flags given too override or add)"}}
+	for _, s := range bgp.Settings {
+		name, usage := "bgp-"+s.Name, s.Arg+": "+s.Usage
+		if s.Repeatable {
+			fs = append(fs, &cli.StringSliceFlag{Name: name, Category: "BGP", Usage: usage})
+		} else {
+			fs = append(fs, &cli.StringFlag{Name: name, Category: "BGP", Usage: usage})
+		}
+	}
+	return fs
+}
+
+// bgpConfig builds the BGP configuration: the --bgp-config file, then the
+// flags. BGP stays off unless something configures it.
+func bgpConfig(c *cli.Context) (bgp.Config, error) {
+	cfg := bgp.NewConfig()
+	if f := c.String("bgp-config"); f != "" {
+		if err := cfg.LoadFile(f); err != nil {
+			return cfg, err
+		}
+	}
+	for _, s := range bgp.Settings {
+		name := "bgp-" + s.Name
+		if !c.IsSet(name) {
+			continue
+		}
+		vals := []string{c.String(name)}
+		if s.Repeatable {
+			vals = c.StringSlice(name)
+		}
+		for _, v := range vals {
+			if err := cfg.Set(s.Name, v); err != nil {
+				return cfg, fmt.Errorf("--%s: %w", name, err)
+			}
+		}
+	}
+	if cfg.Enabled() {
+		if err := cfg.Validate(); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {
