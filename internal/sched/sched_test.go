@@ -3,7 +3,9 @@ package sched
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -527,5 +529,30 @@ func BenchmarkMaglevBuild(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buildMaglev(ds)
+	}
+}
+
+// TestMaglevIndependentOfListOrder builds the table from 500 permutations
+// of the same weighted servers (down ones included) and finds the same
+// table every time: it depends on the set of (address, port, weight,
+// down), never on the order of the -a lines or the list index.
+func TestMaglevIndependentOfListOrder(t *testing.T) {
+	ds := maglevDests(9, func(i int) int { return i%3 + 1 })
+	ds[4].Down = true
+	ds[7].Weight = 0
+	want := byAddr(mustCompile(t, Spec{Name: "mh", Dests: ds}), ds)
+	rng := rand.New(rand.NewPCG(7, 11))
+	for p := range 500 {
+		perm := append([]Dest(nil), ds...)
+		rng.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		got := byAddr(mustCompile(t, Spec{Name: "mh", Dests: perm}), perm)
+		if !slices.Equal(got, want) {
+			t.Fatalf("permutation %d (%v) gives another table", p, perm)
+		}
+	}
+	for _, a := range want {
+		if a == ds[4].Addr || a == ds[7].Addr {
+			t.Fatalf("a down or weight-0 server (%v) has entries", a)
+		}
 	}
 }
