@@ -81,6 +81,9 @@ const (
 	// MaxHosts bounds clients and real servers (each): the address plan
 	// numbers them .10+i and .11+i in a /24.
 	MaxHosts = 200
+	// MaxDirectors bounds Spec.Directors: they are numbered .2+i, below
+	// the real servers' .11.
+	MaxDirectors = 8
 	// BasePrefix starts every lab's namespace names; New sweeps stale labs
 	// under it.
 	BasePrefix = "xvslab"
@@ -103,6 +106,13 @@ type Spec struct {
 	// Clients and RealServers count the client and real-server namespaces
 	// (0 = 1 client, DefaultRealServers real servers).
 	Clients, RealServers int
+	// Directors, when more than 1, builds the scale-out topology: that many
+	// balancers ("director0"…, 10.77.1.2+i, fd77:1::2+i) on the server LAN,
+	// and a router with no static VIP routes (its routing daemon learns
+	// them, e.g. BIRD with StartBIRD) and L4 ECMP hashing
+	// (fib_multipath_hash_policy=1 for IPv4 and IPv6). Balancer is
+	// director0. 0 or 1: the classic single balancer.
+	Directors int
 	// KeepOffloads leaves the veths' checksum and segmentation offloads on.
 	// By default they are switched off on every host interface: a frame a
 	// raw socket or AF_XDP receives must carry a complete checksum (with TX
@@ -128,10 +138,13 @@ type Lab struct {
 	Switch   string // namespace holding the bridges
 	Router   Host   // Iface/Addr*: its server-LAN side; its client side is "eth1", 10.77.0.1, fd77::1
 	Balancer Host
-	Clients  []Host
-	Reals    []Host
-	VIP4     netip.Addr
-	VIP6     netip.Addr
+	// Directors are the balancers of a scale-out lab (Spec.Directors > 1);
+	// nil otherwise.
+	Directors []Host
+	Clients   []Host
+	Reals     []Host
+	VIP4      netip.Addr
+	VIP6      netip.Addr
 
 	mu     sync.Mutex
 	nss    []string // created, in creation order
@@ -174,6 +187,9 @@ func New(spec Spec) (_ *Lab, err error) {
 	if spec.Clients < 0 || spec.Clients > MaxHosts || spec.RealServers < 0 || spec.RealServers > MaxHosts {
 		return nil, fmt.Errorf("lab: %d clients, %d real servers: each must be 1..%d", spec.Clients, spec.RealServers, MaxHosts)
 	}
+	if spec.Directors < 0 || spec.Directors > MaxDirectors {
+		return nil, fmt.Errorf("lab: %d directors: at most %d", spec.Directors, MaxDirectors)
+	}
 	base := spec.Prefix
 	if base == "" {
 		base = BasePrefix
@@ -210,6 +226,13 @@ func New(spec Spec) (_ *Lab, err error) {
 
 	l.Router = Host{Role: "router", Iface: "eth0", Port: "rts", Addr4: netip.MustParseAddr("10.77.1.1"), Addr6: netip.MustParseAddr("fd77:1::1")}
 	l.Balancer = Host{Role: "balancer", Iface: HostIface, Port: "lb", Addr4: netip.MustParseAddr("10.77.1.2"), Addr6: netip.MustParseAddr("fd77:1::2")}
+	if spec.Directors > 1 {
+		for i := range spec.Directors {
+			l.Directors = append(l.Directors, Host{Role: fmt.Sprintf("director%d", i), Iface: HostIface, Port: fmt.Sprintf("lb%d", i),
+				Addr4: netip.MustParseAddr(fmt.Sprintf("10.77.1.%d", 2+i)), Addr6: netip.MustParseAddr(fmt.Sprintf("fd77:1::%d", 2+i))})
+		}
+		l.Balancer = l.Directors[0]
+	}
 	for i := range spec.Clients {
 		l.Clients = append(l.Clients, Host{Role: fmt.Sprintf("client%d", i), Iface: HostIface, Port: fmt.Sprintf("c%d", i),
 			Addr4: netip.MustParseAddr(fmt.Sprintf("10.77.0.%d", 10+i)), Addr6: netip.MustParseAddr(fmt.Sprintf("fd77::%d", 10+i))})
@@ -230,25 +253,46 @@ func New(spec Spec) (_ *Lab, err error) {
 	if err := l.sysctls(l.Router.NS, map[string]string{"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}); err != nil {
 		return nil, err
 	}
-	for _, r := range [][]string{
-		{"route", "add", VIPNet4.String(), "via", l.Balancer.Addr4.String()},
-		{"-6", "route", "add", VIPNet6.String(), "via", l.Balancer.Addr6.String()},
-	} {
-		if err := l.ip(l.Router.NS, r...); err != nil {
+	if spec.Directors > 1 {
+		// Scale-out: the VIP routes come from BGP; ECMP hashes on L4.
+		if err := l.sysctls(l.Router.NS, map[string]string{"net/ipv4/fib_multipath_hash_policy": "1",
+			"net/ipv6/fib_multipath_hash_policy": "1"}); err != nil {
 			return nil, err
+		}
+	} else {
+		for _, r := range [][]string{
+			{"route", "add", VIPNet4.String(), "via", l.Balancer.Addr4.String()},
+			{"-6", "route", "add", VIPNet6.String(), "via", l.Balancer.Addr6.String()},
+		} {
+			if err := l.ip(l.Router.NS, r...); err != nil {
+				return nil, err
+			}
 		}
 	}
 
-	// The balancer: forwarding off, so that its kernel drops (rather than
-	// routes) what the data plane handles; default route to the router.
-	if err := l.host(&l.Balancer, "brs", 24, 64, spec.KeepOffloads); err != nil {
-		return nil, err
+	// The balancers: forwarding off, so that their kernel drops (rather
+	// than routes) what the data plane handles; default route to the
+	// router.
+	balancers := []*Host{&l.Balancer}
+	if len(l.Directors) > 0 {
+		balancers = balancers[:0]
+		for i := range l.Directors {
+			balancers = append(balancers, &l.Directors[i])
+		}
 	}
-	if err := l.sysctls(l.Balancer.NS, map[string]string{"net/ipv4/ip_forward": "0", "net/ipv6/conf/all/forwarding": "0"}); err != nil {
-		return nil, err
+	for _, b := range balancers {
+		if err := l.host(b, "brs", 24, 64, spec.KeepOffloads); err != nil {
+			return nil, err
+		}
+		if err := l.sysctls(b.NS, map[string]string{"net/ipv4/ip_forward": "0", "net/ipv6/conf/all/forwarding": "0"}); err != nil {
+			return nil, err
+		}
+		if err := l.defaultRoute(b.NS, l.Router.Addr4, l.Router.Addr6); err != nil {
+			return nil, err
+		}
 	}
-	if err := l.defaultRoute(l.Balancer.NS, l.Router.Addr4, l.Router.Addr6); err != nil {
-		return nil, err
+	if len(l.Directors) > 0 {
+		l.Balancer = l.Directors[0]
 	}
 
 	for i := range l.Clients {
@@ -282,7 +326,7 @@ func New(spec Spec) (_ *Lab, err error) {
 func (l *Lab) settle() error {
 	type probe struct{ from, to string }
 	var probes []probe
-	for _, h := range append([]Host{l.Balancer}, l.Clients...) {
+	for _, h := range append(append([]Host{l.Balancer}, l.Directors...), l.Clients...) {
 		probes = append(probes, probe{l.Router.NS, h.Addr4.String()}, probe{l.Router.NS, h.Addr6.String()})
 	}
 	for _, h := range append([]Host{l.Router}, l.Reals...) {

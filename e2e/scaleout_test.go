@@ -1,0 +1,534 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/control"
+	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
+)
+
+// The scale-out lab (docs/scale-out.md): a router running BIRD 2 with
+// ECMP and L4 hashing, three directors running `xvs run` on AF_XDP whose
+// embedded BGP speakers announce the VIPs to it, three SIPp UAS real
+// servers behind them (direct routing), and clients calling from many
+// source ports. Hold time 3 s (the lab's; production default 9 s), drain
+// period 2 s.
+
+const (
+	soRouterASN   = 65000
+	soDirectorASN = 65001
+	soHold        = 3 * time.Second
+	soDrain       = 2 * time.Second
+	soProbePort   = 5061 // a service nobody listens on: real servers count arrivals as UDP NoPorts
+	soProbeRate   = 1000 // probe datagrams per second, over soProbeFlows source ports
+	soProbeFlows  = 64
+)
+
+type soLab struct {
+	t     *testing.T
+	l     *lab.Lab
+	bird  *lab.BIRD
+	rules string
+	dirs  []*balancer
+	socks []string
+	uas   []*sipp.Server
+	vip   netip.AddrPort
+}
+
+func TestRootScaleOutBGP(t *testing.T) {
+	testenv.NeedLab(t)
+	_, err := sipp.Path()
+	testenv.Require(t, err)
+	l := testenv.Lab(t, lab.Spec{Clients: 2, RealServers: 3, Directors: 3})
+	if err := l.UseDirectRouting(); err != nil {
+		t.Fatal(err)
+	}
+	s := &soLab{t: t, l: l, vip: netip.AddrPortFrom(l.VIP4, 5060)}
+	var peers []lab.BIRDPeer
+	for i, d := range l.Directors {
+		peers = append(peers, lab.BIRDPeer{Name: fmt.Sprintf("d%dv4", i), Addr: d.Addr4, ASN: soDirectorASN},
+			lab.BIRDPeer{Name: fmt.Sprintf("d%dv6", i), Addr: d.Addr6, ASN: soDirectorASN})
+	}
+	s.bird, err = l.StartBIRD(lab.BIRDConfig(lab.BIRDSpec{ASN: soRouterASN, RouterID: l.Router.Addr4, Peers: peers,
+		HoldTime: soHold, Keepalive: time.Second}))
+	testenv.Require(t, err)
+	defer s.bird.Stop()
+
+	for _, r := range l.Reals {
+		u, err := sipp.UAS{NS: r.NS, Addr: s.vip, Dir: t.TempDir()}.Start(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.uas = append(s.uas, u)
+		defer u.Stop()
+	}
+	var rules strings.Builder
+	for _, svc := range []struct {
+		vip   string
+		reals func(lab.Host) netip.Addr
+		opts  string
+		port  int
+	}{
+		{l.VIP4.String(), func(h lab.Host) netip.Addr { return h.Addr4 }, "-p 60 -M 0.0.0.0 --pe sip -o", 5060},
+		{"[" + l.VIP6.String() + "]", func(h lab.Host) netip.Addr { return h.Addr6 }, "-p 60 --pe sip -o", 5060},
+		{l.VIP4.String(), func(h lab.Host) netip.Addr { return h.Addr4 }, "", soProbePort},
+	} {
+		fmt.Fprintf(&rules, "-A -u %s:%d -s mh %s\n", svc.vip, svc.port, svc.opts)
+		for _, r := range l.Reals {
+			a := svc.reals(r).String()
+			if svc.reals(r).Is6() {
+				a = "[" + a + "]"
+			}
+			fmt.Fprintf(&rules, "-a -u %s:%d -r %s:%d -g\n", svc.vip, svc.port, a, svc.port)
+		}
+	}
+	fmt.Fprintf(&rules, "--health-check -u %s --check sip-options --interval 0.3 --check-timeout 0.25 --fail 2 --rise 2\n", s.vip)
+	s.rules = rules.String()
+	s.socks = make([]string, len(l.Directors))
+	s.dirs = make([]*balancer, len(l.Directors))
+	for i := range l.Directors {
+		s.startDirector(i)
+	}
+	start := time.Now()
+	s.waitPaths(3, 20*time.Second)
+	t.Logf("router has 3 ECMP paths to the VIP %v after the directors started", time.Since(start).Round(10*time.Millisecond))
+	s.waitPaths6(3, 5*time.Second)
+	routes, _ := s.bird.Birdc("show", "route", "for", l.VIP4.String(), "all")
+	t.Logf("birdc show route for %v all:\n%s", l.VIP4, routes)
+	out := s.xvsadm(0, "-L", "--bgp")
+	if !strings.Contains(out, "established") || !strings.Contains(out, "10.77.2.1/32             announced") {
+		t.Fatalf("-L --bgp on director 0:\n%s", out)
+	}
+	t.Logf("xvsadm -L --bgp on director 0:\n%s", out)
+
+	t.Run("spread", s.spread)
+	t.Run("directorsLeaveAndJoin", s.leaveAndJoin)
+	t.Run("realServerFails", s.realServerFails)
+}
+
+// startDirector starts (or restarts) director i.
+func (s *soLab) startDirector(i int) {
+	t, l := s.t, s.l
+	d := l.Directors[i]
+	dir := t.TempDir()
+	rf := filepath.Join(dir, "rules")
+	if err := os.WriteFile(rf, []byte(s.rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.socks[i] = filepath.Join(dir, "xvs.sock")
+	args := []string{"run", "--iface", lab.HostIface, "--rules", rf, "--mode", "afxdp",
+		"--control", s.socks[i], "--metrics", "", "--templates", "65536", "--conns", "4096",
+		"--bgp-asn", strconv.Itoa(soDirectorASN), "--bgp-router-id", d.Addr4.String(),
+		"--bgp-peer", fmt.Sprintf("%s:%d", l.Router.Addr4, soRouterASN),
+		"--bgp-peer", fmt.Sprintf("[%s]:%d", l.Router.Addr6, soRouterASN),
+		"--bgp-hold-time", strconv.Itoa(int(soHold / time.Second)), "--bgp-drain-period", soDrain.String()}
+	b := &balancer{stderr: &testenv.Buffer{}, done: make(chan error, 1)}
+	b.cmd = lab.Command(context.Background(), d.NS, xvsBinary(t), args...)
+	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { b.done <- b.cmd.Wait() }()
+	t.Cleanup(func() {
+		if b.cmd.ProcessState == nil {
+			_ = b.cmd.Process.Signal(syscall.SIGCONT)
+			_ = b.cmd.Process.Kill()
+		}
+	})
+	deadline := time.After(15 * time.Second)
+	for !strings.Contains(b.stderr.String(), "bgp speaker started") {
+		select {
+		case err := <-b.done:
+			b.done <- err
+			out := b.stderr.String()
+			if strings.Contains(out, "AF_XDP") || strings.Contains(out, "not supported") {
+				testenv.Require(t, fmt.Errorf("%w: %s", errNoBackend, out))
+			}
+			t.Fatalf("director %d exited at start: %v\n%s", i, err, out)
+		case <-deadline:
+			t.Fatalf("director %d did not start its BGP speaker within 15s:\n%s", i, b.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s.dirs[i] = b
+}
+
+func (s *soLab) xvsadm(i int, argv ...string) string {
+	var out, errb strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, err := control.Call(ctx, s.socks[i], control.Request{Argv: argv}, &out, &errb)
+	if err != nil || code != 0 {
+		s.t.Fatalf("xvsadm %q on director %d: %v, exit %d: %s", argv, i, err, code, errb.String())
+	}
+	return out.String()
+}
+
+// paths counts the router's ECMP next hops towards addr.
+func (s *soLab) paths(addr netip.Addr) int {
+	args := []string{"route", "show", addr.String()}
+	if addr.Is6() {
+		args = append([]string{"-6"}, args...)
+	}
+	out, err := s.l.Output(s.l.Router.NS, "ip", args...)
+	if err != nil {
+		return -1
+	}
+	if n := strings.Count(out, "nexthop via"); n > 0 {
+		return n
+	}
+	if strings.Contains(out, " via ") {
+		return 1
+	}
+	return 0
+}
+
+func (s *soLab) waitPathsOf(addr netip.Addr, n int, within time.Duration) time.Duration {
+	start := time.Now()
+	for s.paths(addr) != n {
+		if time.Since(start) > within {
+			r, _ := s.l.Output(s.l.Router.NS, "ip", "route")
+			b, _ := s.bird.Birdc("show", "protocols")
+			s.t.Fatalf("router did not reach %d paths to %v within %v\n%s\n%s\n%s", n, addr, within, r, b, s.bird.Log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func (s *soLab) waitPaths(n int, within time.Duration) time.Duration {
+	return s.waitPathsOf(s.l.VIP4, n, within)
+}
+
+func (s *soLab) waitPaths6(n int, within time.Duration) time.Duration {
+	return s.waitPathsOf(s.l.VIP6, n, within)
+}
+
+// probe sends numbered UDP datagrams to VIP:soProbePort from soProbeFlows
+// source ports of a client at soProbeRate until stopped; the real servers
+// count what arrives (no socket listens there) as UDP NoPorts.
+type soProbe struct {
+	sent   atomic.Int64
+	stop   chan struct{}
+	done   chan struct{}
+	before int64
+}
+
+func (s *soLab) startProbe() *soProbe {
+	t := s.t
+	var conns []*net.UDPConn
+	err := s.l.Do(s.l.Clients[0].NS, func() error {
+		for range soProbeFlows {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: s.l.Clients[0].Addr4.AsSlice()})
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &soProbe{stop: make(chan struct{}), done: make(chan struct{}), before: s.noPorts()}
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.l.VIP4, soProbePort))
+	go func() {
+		defer close(p.done)
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		tick := time.NewTicker(time.Second / soProbeRate)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := conns[i%len(conns)].WriteToUDP([]byte("xvs-probe "+strconv.Itoa(i)), dst); err == nil {
+				p.sent.Add(1)
+			}
+		}
+	}()
+	return p
+}
+
+// finish stops the probe and returns datagrams sent and lost.
+func (s *soLab) finish(p *soProbe) (sent, lost int64) {
+	close(p.stop)
+	<-p.done
+	time.Sleep(200 * time.Millisecond) // in flight
+	got := s.noPorts() - p.before
+	return p.sent.Load(), p.sent.Load() - got
+}
+
+// noPorts sums the real servers' UDP NoPorts counters.
+func (s *soLab) noPorts() int64 {
+	var sum int64
+	for _, r := range s.l.Reals {
+		out, err := s.l.Output(r.NS, "cat", "/proc/net/snmp")
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var head []string
+		sc := bufio.NewScanner(strings.NewReader(out))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) == 0 || f[0] != "Udp:" {
+				continue
+			}
+			if head == nil {
+				head = f
+				continue
+			}
+			for i, h := range head {
+				if h == "NoPorts" && i < len(f) {
+					n, _ := strconv.ParseInt(f[i], 10, 64)
+					sum += n
+				}
+			}
+			break
+		}
+	}
+	return sum
+}
+
+// serviceConns returns a director's datagram count for the probe service.
+func (s *soLab) serviceConns(i int) int64 {
+	out := s.xvsadm(i, "-Ln", "--stats", "-u", fmt.Sprintf("%s:%d", s.l.VIP4, soProbePort))
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[0] == "UDP" {
+			n, _ := strconv.ParseInt(f[2], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// spread: ECMP spreads the probe flows over all three directors.
+func (s *soLab) spread(t *testing.T) {
+	before := make([]int64, 3)
+	for i := range before {
+		before[i] = s.serviceConns(i)
+	}
+	p := s.startProbe()
+	time.Sleep(2 * time.Second)
+	sent, lost := s.finish(p)
+	var per []string
+	for i := range before {
+		n := s.serviceConns(i) - before[i]
+		per = append(per, strconv.FormatInt(n, 10))
+		if n < sent/10 {
+			t.Errorf("director %d forwarded %d of %d probe datagrams: ECMP does not spread", i, n, sent)
+		}
+	}
+	t.Logf("spread: %d datagrams over %d flows, %d lost; per director: %s", sent, soProbeFlows, lost, strings.Join(per, " "))
+	if lost != 0 {
+		t.Errorf("%d probe datagrams lost in steady state", lost)
+	}
+}
+
+// calls runs SIPp UACs from every client, one socket per call, for about
+// d, and returns their results.
+func (s *soLab) calls(d time.Duration, rate int, pause time.Duration) func() []sipp.Result {
+	var wg sync.WaitGroup
+	res := make([]sipp.Result, len(s.l.Clients))
+	for i, c := range s.l.Clients {
+		wg.Go(func() {
+			r, err := sipp.UAC{NS: c.NS, Local: netip.AddrPortFrom(c.Addr4, 5060), Target: s.vip, SocketPerCall: true,
+				Calls: int(d.Seconds()) * rate, Rate: rate, Pause: pause, Dir: s.t.TempDir()}.Run(context.Background())
+			if err != nil {
+				s.t.Errorf("UAC on %s: %v", c.Role, err)
+			}
+			res[i] = r
+		})
+	}
+	return func() []sipp.Result { wg.Wait(); return res }
+}
+
+// callServers maps every Call-ID the UASes logged to the servers that saw it.
+func (s *soLab) callServers() map[string][]int {
+	m := map[string][]int{}
+	for i, u := range s.uas {
+		ids, err := u.CallIDs()
+		if err != nil {
+			continue // a killed UAS
+		}
+		for id := range ids {
+			m[id] = append(m[id], i)
+		}
+	}
+	return m
+}
+
+// leaveAndJoin: with mh, directors leaving gracefully (SIGTERM), abruptly
+// (kill -9: the kernel closes the session at once), freezing (SIGSTOP: the
+// hold timer expires) and rejoining mid-calls split no call and fail none.
+func (s *soLab) leaveAndJoin(t *testing.T) {
+	before := s.callServers()
+	wait := s.calls(24*time.Second, 10, 2*time.Second)
+	time.Sleep(2 * time.Second)
+
+	// Graceful: withdraw, drain, exit.
+	p := s.startProbe()
+	t0 := time.Now()
+	s.dirs[1].cmd.Process.Signal(syscall.SIGTERM)
+	dropped := s.waitPaths(2, 5*time.Second)
+	var exited time.Duration
+	select {
+	case err := <-s.dirs[1].done:
+		exited = time.Since(t0)
+		if err != nil {
+			t.Errorf("director 1 did not exit cleanly: %v\n%s", err, s.dirs[1].stderr.String())
+		}
+	case <-time.After(soDrain + 10*time.Second):
+		t.Fatalf("director 1 did not exit after SIGTERM:\n%s", s.dirs[1].stderr.String())
+	}
+	sent, lost := s.finish(p)
+	t.Logf("graceful leave (SIGTERM): router dropped the path after %v, director exited after %v (drain period %v); probe: %d sent, %d lost",
+		dropped.Round(time.Millisecond), exited.Round(time.Millisecond), soDrain, sent, lost)
+	if lost != 0 {
+		t.Errorf("graceful leave lost %d of %d probe datagrams", lost, sent)
+	}
+	if exited < soDrain {
+		t.Errorf("director exited %v after SIGTERM, before its %v drain period", exited, soDrain)
+	}
+	if log := s.dirs[1].stderr.String(); !strings.Contains(log, "bgp route withdrawn") || !strings.Contains(log, "draining") {
+		t.Errorf("director 1 did not log its withdrawal and drain:\n%s", log)
+	}
+
+	// Rejoin.
+	t0 = time.Now()
+	s.startDirector(1)
+	joined := s.waitPaths(3, 15*time.Second)
+	t.Logf("rejoin: path back %v after start (%v after the speaker started)", time.Since(t0).Round(time.Millisecond), joined.Round(time.Millisecond))
+
+	// Abrupt: kill -9.
+	p = s.startProbe()
+	time.Sleep(300 * time.Millisecond)
+	t0 = time.Now()
+	s.dirs[2].cmd.Process.Kill()
+	dropped = s.waitPaths(2, soHold+5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	sent, lost = s.finish(p)
+	t.Logf("abrupt leave (kill -9): router dropped the path after %v; probe: %d sent, %d lost", dropped.Round(time.Millisecond), sent, lost)
+	<-s.dirs[2].done
+	s.startDirector(2)
+	s.waitPaths(3, 15*time.Second)
+
+	// Frozen host: SIGSTOP, the hold timer expires.
+	p = s.startProbe()
+	time.Sleep(300 * time.Millisecond)
+	t0 = time.Now()
+	s.dirs[0].cmd.Process.Signal(syscall.SIGSTOP)
+	dropped = s.waitPaths(2, soHold+5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	sent, lost = s.finish(p)
+	t.Logf("frozen director (SIGSTOP, hold time %v): router dropped the path after %v; probe: %d sent, %d lost (%.0f ms of a third of %d/s)",
+		soHold, dropped.Round(time.Millisecond), sent, lost, float64(lost)/(soProbeRate/3.0)*1000, soProbeRate)
+	if dropped > soHold+time.Second {
+		t.Errorf("hold-timer expiry took %v (hold time %v)", dropped, soHold)
+	}
+	s.dirs[0].cmd.Process.Signal(syscall.SIGCONT)
+	back := s.waitPaths(3, 15*time.Second)
+	t.Logf("thawed director back in the ECMP group after %v", back.Round(time.Millisecond))
+
+	res := wait()
+	var ok, failed int
+	for _, r := range res {
+		ok += r.Successful
+		failed += r.Failed
+	}
+	split := 0
+	for id, srv := range s.callServers() {
+		if _, old := before[id]; !old && len(srv) > 1 {
+			split++
+		}
+	}
+	t.Logf("calls across the leaves and joins (mh): %d successful, %d failed, %d split", ok, failed, split)
+	if split != 0 {
+		t.Errorf("%d calls split over real servers", split)
+	}
+	if failed != 0 {
+		t.Errorf("%d calls failed:\n%s", failed, res[0].Output)
+	}
+}
+
+// realServerFails: a real server dies mid-calls; the health checks of every
+// director take it down; only its calls move, the others keep their
+// server.
+func (s *soLab) realServerFails(t *testing.T) {
+	before := s.callServers()
+	wait := s.calls(8*time.Second, 10, 2*time.Second)
+	time.Sleep(3 * time.Second)
+	out, err := s.l.Output(s.l.Reals[2].NS, "ip", "netns", "pids", s.l.Reals[2].NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range strings.FieldsSeq(out) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	t0 := time.Now()
+	for i := range s.dirs {
+		for !strings.Contains(s.xvsadm(i, "-Ln", "--health"), "down") {
+			if time.Since(t0) > 5*time.Second {
+				t.Fatalf("director %d did not take the dead server down:\n%s", i, s.xvsadm(i, "-Ln", "--health"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("real server 2 killed: down on every director after %v", time.Since(t0).Round(time.Millisecond))
+	res := wait()
+	var ok, failed int
+	for _, r := range res {
+		ok += r.Successful
+		failed += r.Failed
+	}
+	// real0 and real1's logs: a call in both was split between survivors.
+	m := map[string][]int{}
+	for i, u := range s.uas[:2] {
+		ids, err := u.CallIDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, n := range ids {
+			if _, old := before[id]; !old && n > 0 {
+				m[id] = append(m[id], i)
+			}
+		}
+	}
+	split := 0
+	for _, srv := range m {
+		if len(srv) > 1 {
+			split++
+		}
+	}
+	t.Logf("calls while real server 2 died: %d successful, %d failed (calls of the dead server); %d calls on the survivors, %d split between them",
+		ok, failed, len(m), split)
+	if split != 0 {
+		t.Errorf("%d calls of surviving servers changed server", split)
+	}
+	if ok == 0 {
+		t.Error("no call succeeded")
+	}
+}
