@@ -43,7 +43,7 @@ func BIRDConfig(s BIRDSpec) string {
 		fmt.Fprintf(&b, "protocol kernel k%s { %s { import none; export all; }; merge paths on; learn off; }\n", f, f)
 	}
 	fmt.Fprintf(&b, "template bgp director {\n  local as %d;\n  passive on;\n  hold time %d;\n  keepalive time %d;\n"+
-		"  connect retry time 1;\n  ipv4 { import all; export none; };\n  ipv6 { import all; export none; };\n}\n",
+		"  connect retry time 1;\n  error wait time 1, 5;\n  ipv4 { import all; export none; };\n  ipv6 { import all; export none; };\n}\n",
 		s.ASN, int(s.HoldTime/time.Second), int(s.Keepalive/time.Second))
 	for _, p := range s.Peers {
 		fmt.Fprintf(&b, "protocol bgp %s from director { neighbor %s as %d; }\n", p.Name, p.Addr, p.ASN)

@@ -106,10 +106,6 @@ type UAC struct {
 	Pause time.Duration
 	// Dir receives the scenario, statistics and logs (a test's TempDir).
 	Dir string
-	// SocketPerCall gives every call its own UDP socket (sipp -t un), so
-	// calls leave from many source ports: what an L4 ECMP hash needs to
-	// spread them over several directors. Local's port is then unused.
-	SocketPerCall bool
 }
 
 // Result is a UAC run's outcome.
@@ -149,12 +145,8 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	stats := filepath.Join(u.Dir, "uac_stats.csv")
-	transport := "u1"
-	if u.SocketPerCall {
-		transport = "un"
-	}
 	args := []string{hostPort(u.Target),
-		"-sf", sf, "-t", transport, "-nostdin",
+		"-sf", sf, "-t", "u1", "-nostdin",
 		"-i", u.Local.Addr().String(), "-p", strconv.Itoa(int(u.Local.Port())),
 		"-m", strconv.Itoa(u.Calls), "-r", strconv.Itoa(rate), "-rp", "1000",
 		"-d", strconv.Itoa(int(pause / time.Millisecond)),
