@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -319,6 +320,10 @@ func TestAvailable(t *testing.T) {
 	d.Weight, d.Fwd = 1, Tunnel
 	must(t, c.EditDest(vkey, d))
 	if c.Snapshot().Services()[0].Available() {
-		t.Fatal("a tunnel server (not forwarded) counts as available")
+		t.Fatal("a tunnel server without its outer source address counts as available")
+	}
+	must(t, c.SetEgress(vkey, rs1, mac, netip.MustParseAddr("10.0.0.254"), 1500))
+	if !c.Snapshot().Services()[0].Available() {
+		t.Fatal("a tunnel server with its egress resolved is not available")
 	}
 }

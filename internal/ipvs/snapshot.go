@@ -93,15 +93,15 @@ func (d *Dest) SchedWeight() int {
 
 // Available reports whether the real server can take new calls now:
 // scheduling weight (SchedWeight) > 0, not down (health check), not
-// draining, a forwarding method the data plane carries (NAT or direct
-// routing) and its next-hop MAC resolved (without it every packet is
-// dropped as no_next_hop). This is the one definition of "available": the
-// BGP announcer asks it of every server behind a VIP. Connection
-// thresholds (-x/-y) are not considered: an overloaded server is busy, not
-// gone.
+// draining, and its egress resolved: the next-hop MAC (without it every
+// packet is dropped as no_next_hop) and, for a tunnelling server, the
+// outer header's source address. This is the one definition of
+// "available": the BGP announcer asks it of every server behind a VIP.
+// Connection thresholds (-x/-y) are not considered: an overloaded server
+// is busy, not gone.
 func (d *Dest) Available() bool {
-	return d.SchedWeight() > 0 && !d.Down && !d.Draining &&
-		(d.Fwd == Masq || d.Fwd == Route) && d.NextHop != [6]byte{}
+	return d.SchedWeight() > 0 && !d.Down && !d.Draining && d.NextHop != [6]byte{} &&
+		(d.Fwd != Tunnel || d.Source.IsValid())
 }
 
 // Available reports whether the service has at least one available real
