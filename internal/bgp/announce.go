@@ -276,7 +276,7 @@ wait:
 // in its Adj-RIB-Out.
 func (a *Announcer) withdrawn() bool {
 	for _, p := range a.sp.Peers() {
-		if p.State == "established" && p.Advertised > 0 {
+		if p.State == control.BGPEstablished && p.Advertised > 0 {
 			return false
 		}
 	}

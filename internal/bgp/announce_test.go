@@ -36,7 +36,7 @@ func (f *fakeSpeaker) Announce(rs []Route) error {
 func (f *fakeSpeaker) Peers() []control.BGPPeer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return []control.BGPPeer{{Addr: netip.MustParseAddr("10.0.0.254"), State: "established", Advertised: uint64(len(f.routes))}}
+	return []control.BGPPeer{{Addr: netip.MustParseAddr("10.0.0.254"), State: control.BGPEstablished, Advertised: uint64(len(f.routes))}}
 }
 
 func (f *fakeSpeaker) Close() error { f.closed = true; return nil }

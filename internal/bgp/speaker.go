@@ -48,7 +48,7 @@ type Speaker struct {
 	mu     sync.Mutex
 	routes map[netip.Prefix]Route // originated now
 	since  map[netip.Addr]time.Time
-	state  map[netip.Addr]string
+	state  map[netip.Addr]control.BGPState
 	stop   context.CancelFunc
 	closed bool
 }
@@ -69,7 +69,7 @@ func StartSpeaker(cfg Config, log *slog.Logger) (*Speaker, error) {
 		lvl.Set(slog.LevelDebug)
 	}
 	s := &Speaker{cfg: cfg, log: log, routes: map[netip.Prefix]Route{},
-		since: map[netip.Addr]time.Time{}, state: map[netip.Addr]string{}}
+		since: map[netip.Addr]time.Time{}, state: map[netip.Addr]control.BGPState{}}
 	s.srv = server.NewBgpServer(server.LoggerOption(log.With("component", "gobgp"), lvl))
 	go s.srv.Serve()
 	if err := s.start(); err != nil {
@@ -106,7 +106,7 @@ func (s *Speaker) start() error {
 			return fmt.Errorf("bgp: peer %v: %w", p, err)
 		}
 		s.mu.Lock()
-		s.state[p.Addr], s.since[p.Addr] = "idle", time.Now()
+		s.state[p.Addr], s.since[p.Addr] = control.BGPIdle, time.Now()
 		s.mu.Unlock()
 	}
 	return nil
@@ -175,7 +175,7 @@ func (s *Speaker) peerEvent(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time
 		return
 	}
 	addr := ev.Peer.Conf.NeighborAddress.Unmap()
-	st := stateName(ev.Peer.State.SessionState)
+	st := fsmState(ev.Peer.State.SessionState)
 	s.mu.Lock()
 	old := s.state[addr]
 	changed := old != st
@@ -186,12 +186,12 @@ func (s *Speaker) peerEvent(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time
 	if !changed {
 		return
 	}
-	args := []any{"peer", addr.String(), "asn", ev.Peer.Conf.PeerASN, "state", st, "was", old}
-	if st == "established" {
+	args := []any{"peer", addr.String(), "asn", ev.Peer.Conf.PeerASN, "state", st.String(), "was", old.String()}
+	if st == control.BGPEstablished {
 		s.log.Info("bgp session established", args...)
 		return
 	}
-	if old == "established" {
+	if old == control.BGPEstablished {
 		args = append(args, "reason", ev.Peer.State.DisconnectReason.String())
 		if m := ev.Peer.State.DisconnectMessage; m != "" {
 			args = append(args, "message", m)
@@ -202,22 +202,21 @@ func (s *Speaker) peerEvent(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time
 	s.log.Debug("bgp session state", args...)
 }
 
-func stateName(st bgp.FSMState) string {
+// fsmState is GoBGP's FSM state in xvs's vocabulary.
+func fsmState(st bgp.FSMState) control.BGPState {
 	switch st {
-	case bgp.BGP_FSM_IDLE:
-		return "idle"
 	case bgp.BGP_FSM_CONNECT:
-		return "connect"
+		return control.BGPConnect
 	case bgp.BGP_FSM_ACTIVE:
-		return "active"
+		return control.BGPActive
 	case bgp.BGP_FSM_OPENSENT:
-		return "opensent"
+		return control.BGPOpenSent
 	case bgp.BGP_FSM_OPENCONFIRM:
-		return "openconfirm"
+		return control.BGPOpenConfirm
 	case bgp.BGP_FSM_ESTABLISHED:
-		return "established"
+		return control.BGPEstablished
 	}
-	return "unknown"
+	return control.BGPIdle
 }
 
 // Announce makes the originated routes exactly routes: new prefixes (or
@@ -363,22 +362,21 @@ func (s *Speaker) Peers() []control.BGPPeer {
 	return out
 }
 
-func sessionState(st api.PeerState_SessionState) string {
+// sessionState is GoBGP's API session state in xvs's vocabulary.
+func sessionState(st api.PeerState_SessionState) control.BGPState {
 	switch st {
-	case api.PeerState_SESSION_STATE_IDLE:
-		return "idle"
 	case api.PeerState_SESSION_STATE_CONNECT:
-		return "connect"
+		return control.BGPConnect
 	case api.PeerState_SESSION_STATE_ACTIVE:
-		return "active"
+		return control.BGPActive
 	case api.PeerState_SESSION_STATE_OPENSENT:
-		return "opensent"
+		return control.BGPOpenSent
 	case api.PeerState_SESSION_STATE_OPENCONFIRM:
-		return "openconfirm"
+		return control.BGPOpenConfirm
 	case api.PeerState_SESSION_STATE_ESTABLISHED:
-		return "established"
+		return control.BGPEstablished
 	}
-	return "unknown"
+	return control.BGPIdle
 }
 
 // Close withdraws nothing by itself: it sends every established peer a

@@ -14,6 +14,8 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/xvs-lb/xvs/internal/control"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -111,7 +113,7 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 
 func established(sp *Speaker) bool {
 	ps := sp.Peers()
-	return len(ps) == 1 && ps[0].State == "established"
+	return len(ps) == 1 && ps[0].State == control.BGPEstablished
 }
 
 // TestSpeakerAnnounceWithdraw runs the speaker against a GoBGP router on

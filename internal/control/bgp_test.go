@@ -19,9 +19,9 @@ func (f *fakeDirector) DrainDirector(drain bool) error { f.drained = drain; f.ca
 func (f *fakeDirector) BGPStatus() BGPStatus {
 	st := BGPStatus{ASN: 65001, RouterID: netip.MustParseAddr("10.77.1.2"), Drained: f.drained, Forwarding: true,
 		Peers: []BGPPeer{
-			{Addr: netip.MustParseAddr("10.77.1.1"), ASN: 65000, State: "established", Since: f.now.Add(-123 * time.Second),
+			{Addr: netip.MustParseAddr("10.77.1.1"), ASN: 65000, State: BGPEstablished, Since: f.now.Add(-123 * time.Second),
 				HoldTime: 3 * time.Second, UpdatesSent: 4, UpdatesReceived: 1, Advertised: 1, LocalAddr: netip.MustParseAddr("10.77.1.2")},
-			{Addr: netip.MustParseAddr("fd77:1::1"), ASN: 65000, State: "active", Since: f.now.Add(-5 * time.Second)},
+			{Addr: netip.MustParseAddr("fd77:1::1"), ASN: 65000, State: BGPActive, Since: f.now.Add(-5 * time.Second)},
 		},
 		Routes: []BGPRoute{
 			{Prefix: netip.MustParsePrefix("10.77.2.1/32"), Announced: !f.drained, MED: 10, HasMED: true, Communities: []string{"65001:100"}},

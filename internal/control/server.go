@@ -610,7 +610,7 @@ func (s *Server) bgpView() ipvsadm.BGPView {
 	now := s.opts.Now()
 	v := ipvsadm.BGPView{Configured: true, ASN: st.ASN, RouterID: st.RouterID, State: DirectorState(st)}
 	for _, p := range st.Peers {
-		pv := ipvsadm.BGPPeerView{Addr: p.Addr, ASN: p.ASN, State: p.State, HoldTime: p.HoldTime,
+		pv := ipvsadm.BGPPeerView{Addr: p.Addr, ASN: p.ASN, State: p.State.String(), HoldTime: p.HoldTime,
 			UpdatesSent: p.UpdatesSent, UpdatesReceived: p.UpdatesReceived, Announced: p.Advertised, LocalAddr: p.LocalAddr}
 		if !p.Since.IsZero() {
 			pv.Since = max(now.Sub(p.Since), 0)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/xvs-lb/xvs/dataplane"
@@ -119,13 +120,38 @@ type BGPStatus struct {
 type BGPPeer struct {
 	Addr      netip.Addr
 	ASN       uint32
-	State     string    // idle, connect, active, opensent, openconfirm, established
+	State     BGPState
 	Since     time.Time // last state change
 	LocalAddr netip.Addr
 	HoldTime  time.Duration // negotiated (0 before the session is up)
 	// UpdatesSent and UpdatesReceived count UPDATE messages (a withdrawal
 	// is one too); Advertised is the prefixes announced to the peer now.
 	UpdatesSent, UpdatesReceived, Advertised uint64
+}
+
+// BGPState is a BGP session's state (RFC 4271 section 8.2.2).
+type BGPState uint8
+
+// BGP session states, in the finite-state machine's order.
+const (
+	BGPIdle BGPState = iota
+	BGPConnect
+	BGPActive
+	BGPOpenSent
+	BGPOpenConfirm
+	BGPEstablished
+	NumBGPStates // the number of states
+)
+
+var bgpStateNames = [NumBGPStates]string{"idle", "connect", "active", "opensent", "openconfirm", "established"}
+
+// String returns the state's name as -L --bgp, the logs and the metrics
+// show it.
+func (s BGPState) String() string {
+	if s < NumBGPStates {
+		return bgpStateNames[s]
+	}
+	return "BGPState(" + strconv.Itoa(int(s)) + ")"
 }
 
 // BGPRoute is one VIP and why it is or is not announced.

@@ -15,7 +15,7 @@ func (d *director) BGPStatus() control.BGPStatus { return d.st }
 
 func TestScrapeBGP(t *testing.T) {
 	dir := &director{st: control.BGPStatus{Drained: true, Announcements: 3, Withdrawals: 2,
-		Peers: []control.BGPPeer{{Addr: netip.MustParseAddr("10.77.1.1"), State: "established", Since: time.Now(),
+		Peers: []control.BGPPeer{{Addr: netip.MustParseAddr("10.77.1.1"), State: control.BGPEstablished, Since: time.Now(),
 			UpdatesSent: 4, UpdatesReceived: 1, Advertised: 1}},
 		Routes: []control.BGPRoute{{Prefix: netip.MustParsePrefix("10.77.2.1/32"), Announced: true},
 			{Prefix: netip.MustParsePrefix("fd77:2::1/128")}}}}

@@ -139,9 +139,6 @@ type Collector struct {
 // NewCollector returns a collector reading src at every scrape.
 func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
-// bgpStates are the session states of xvs_bgp_session_state.
-var bgpStates = []string{"idle", "connect", "active", "opensent", "openconfirm", "established"}
-
 // collectBGP exports the BGP speaker's peers and routes.
 func (c *Collector) collectBGP(ch chan<- prometheus.Metric) {
 	if c.dir == nil {
@@ -150,8 +147,8 @@ func (c *Collector) collectBGP(ch chan<- prometheus.Metric) {
 	st := c.dir.BGPStatus()
 	for _, p := range st.Peers {
 		peer := p.Addr.String()
-		for _, s := range bgpStates {
-			gauge(ch, bgpState, b2f(p.State == s), peer, s)
+		for s := range control.NumBGPStates {
+			gauge(ch, bgpState, b2f(p.State == s), peer, s.String())
 		}
 		counter(ch, bgpSent, p.UpdatesSent, peer)
 		counter(ch, bgpRcvd, p.UpdatesReceived, peer)
