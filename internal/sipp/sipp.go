@@ -6,6 +6,13 @@
 // and logs the Call-ID of every request it receives, so a test can tell
 // which real server saw which call.
 //
+// Both act as RFC 3261 user agents do towards a lossy, reordering network:
+// requests are retransmitted from T1 = 500 ms and given up after 64*T1;
+// the UAS absorbs late copies of an INVITE and answers a BYE whose ACK was
+// lost; the UAC acknowledges a late 2xx again. (SIPp's stock behaviour
+// ends such calls as failed, which a real UA would not: a director that
+// resumes after a stall delivers the copies it queued.)
+//
 // The scenarios are in scenarios/ (embedded). Agents run in a network
 // namespace through `ip netns exec` when NS is set.
 package sipp
@@ -39,12 +46,21 @@ const (
 	DefaultPause = 200 * time.Millisecond
 	// DefaultTimeout is what a UAC run may take, when the caller gives
 	// no deadline, beyond the time its calls need to be placed and held
-	// (Calls/Rate plus one call's Pause): the last calls' answers, a
-	// retransmission or two (recv_timeout is 10 s) and sipp's exit.
+	// (Calls/Rate plus one call's Pause): the last calls' answers, their
+	// retransmissions (a request waits up to UAC.GiveUp, 32 s by default)
+	// and sipp's exit.
 	DefaultTimeout = 60 * time.Second
 	// stopGrace is how long a UAS gets to finish after SIGUSR1 before it
 	// is killed.
 	stopGrace = 3 * time.Second
+	// transactionTimeout is how long the UAC waits for an answer, as a
+	// real UA does: 64*T1, RFC 3261's timers B (INVITE) and F (BYE).
+	transactionTimeout = 64 * 500 * time.Millisecond
+	// maxNonInviteRetrans lets the BYE be retransmitted (every T2 = 4 s
+	// once the interval has doubled up to it) until timer F expires;
+	// SIPp's default of 7 gives up after 23.5 s. (The INVITE's default of
+	// 5 already reaches 31.5 s.)
+	maxNonInviteRetrans = 10
 )
 
 // ErrNotInstalled reports that the sipp binary is missing.
@@ -106,6 +122,11 @@ type UAC struct {
 	Pause time.Duration
 	// Dir receives the scenario, statistics and logs (a test's TempDir).
 	Dir string
+	// GiveUp is how long a request waits for its answer before its call
+	// fails (0 = transactionTimeout, a real UA's 32 s). Shorten it only
+	// where calls are expected to fail (their server died), so that the
+	// run does not wait for them.
+	GiveUp time.Duration
 }
 
 // Result is a UAC run's outcome.
@@ -135,6 +156,10 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 	if pause <= 0 {
 		pause = DefaultPause
 	}
+	giveUp := u.GiveUp
+	if giveUp <= 0 {
+		giveUp = transactionTimeout
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, u.timeout(rate, pause))
@@ -150,7 +175,8 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 		"-i", u.Local.Addr().String(), "-p", strconv.Itoa(int(u.Local.Port())),
 		"-m", strconv.Itoa(u.Calls), "-r", strconv.Itoa(rate), "-rp", "1000",
 		"-d", strconv.Itoa(int(pause / time.Millisecond)),
-		"-recv_timeout", "10000", "-timeout_error",
+		"-recv_timeout", strconv.Itoa(int(giveUp / time.Millisecond)), "-timeout_error",
+		"-max_non_invite_retrans", strconv.Itoa(maxNonInviteRetrans),
 		"-trace_stat", "-stf", stats, "-fd", "1",
 		"-trace_err", "-error_file", filepath.Join(u.Dir, "uac_errors.log"),
 	}
@@ -251,6 +277,7 @@ type UAS struct {
 type Server struct {
 	cmd  *exec.Cmd
 	log  string
+	errs string // -error_file
 	out  bytes.Buffer
 	done chan error
 }
@@ -264,10 +291,12 @@ func (u UAS) Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: filepath.Join(u.Dir, "uas_calls.log"), done: make(chan error, 1)}
+	s := &Server{log: filepath.Join(u.Dir, "uas_calls.log"), errs: filepath.Join(u.Dir, "uas_errors.log"), done: make(chan error, 1)}
 	args := []string{"-sf", sf, "-t", "u1", "-nostdin",
 		"-i", u.Addr.Addr().String(), "-p", strconv.Itoa(int(u.Addr.Port())), "-bind_local",
 		"-trace_logs", "-log_file", s.log,
+		"-default_behaviors", "all,-abortunexp",
+		"-trace_err", "-error_file", s.errs,
 	}
 	s.cmd, err = command(ctx, u.NS, args...)
 	if err != nil {
@@ -313,6 +342,34 @@ func (s *Server) Stop() error {
 	}
 	s.done <- nil // for a second Stop
 	return nil
+}
+
+// LateCopies returns how many late copies of its calls' INVITEs the UAS
+// has taken so far (see scenarios/uas.xml): those it absorbed after its
+// 200, and those that came while it was answering and that it ignored.
+func (s *Server) LateCopies() (int, error) {
+	f, err := os.Open(s.log)
+	if err != nil {
+		return 0, fmt.Errorf("sipp: UAS log: %w", err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "INVITE-copy ") {
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(s.errs)
+	switch {
+	case errors.Is(err, os.ErrNotExist): // sipp creates it at the first error
+	case err != nil:
+		return 0, fmt.Errorf("sipp: UAS errors: %w", err)
+	}
+	return n + bytes.Count(b, []byte("Continuing call on unexpected message")), nil
 }
 
 // CallIDs returns how many requests of each Call-ID the UAS has logged so
