@@ -154,3 +154,41 @@ community 10.77.2.1=65001:100
 }
 
 func newConfigPtr() *Config { c := NewConfig(); return &c }
+
+// FuzzConfigLoad: whatever a --bgp-config file holds, Load does not panic,
+// every error wraps ErrConfig and names the file, and every peer it
+// accepts renders (Peer.String) into a peer that parses back to the same
+// address and AS number.
+func FuzzConfigLoad(f *testing.F) {
+	for _, s := range []string{
+		"asn 65001\nrouter-id 10.77.1.2\npeer 10.77.1.1:65000\npeer [fd77:1::1]:65000,port=1179,hold-time=3\n",
+		"hold-time 9s # comment\ndrain-period 500ms\nlisten :179\nnext-hop fd00::2\n",
+		"community 10.77.2.1=65001:100\ncommunity no-export\nmed 10\nmed [::1]=5\n",
+		"peer 10.0.0.1:1,password=x,local-address=10.0.0.2\n--bgp-peer fd00::1:65000\n",
+		"asn 0\n", "asn\n", "peer [fd00::1]65000\n", "hold-time 1\n", "drain-period 2m\n", "unknown 1\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		c := NewConfig()
+		err := c.Load(strings.NewReader(text), "fuzz.conf")
+		if err != nil {
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "fuzz.conf") {
+				t.Fatalf("error without ErrConfig or the file's name: %v", err)
+			}
+			return
+		}
+		for _, p := range c.Peers {
+			q, err := ParsePeer(p.String())
+			if err != nil || q.Addr != p.Addr || q.ASN != p.ASN {
+				t.Fatalf("peer %+v renders as %q, which parses to %+v, %v", p, p.String(), q, err)
+			}
+		}
+		if c.HoldTime < MinHoldTime || c.HoldTime > MaxHoldTime || c.DrainPeriod < 0 || c.DrainPeriod > MaxDrainPeriod {
+			t.Fatalf("hold time %v, drain period %v out of range", c.HoldTime, c.DrainPeriod)
+		}
+		if c.Enabled() {
+			_ = c.Validate()
+		}
+	})
+}
