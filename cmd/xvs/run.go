@@ -139,9 +139,11 @@ wait:
 			break wait
 		}
 	}
-	if ann != nil {
+	if ann != nil && runErr == nil {
 		// Withdraw, then keep forwarding for the drain period; a second
-		// signal cuts it short.
+		// signal cuts it short. After a worker failure there is nothing
+		// left to drain through: closing the speaker (below) ends the
+		// sessions, and the routers drop the paths at once.
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
 			select {
