@@ -4,7 +4,9 @@
 // its own Call-ID but all from one source ip:port, so that every call shares
 // one UDP 5-tuple as between two SIP proxies; and a UAS that answers them
 // and logs the Call-ID of every request it receives, so a test can tell
-// which real server saw which call.
+// which real server saw which call (and reports the requests of calls it
+// never had: Strays). The UAS answers OPTIONS with 200, as a SIP server
+// does for a balancer's health check.
 //
 // Both act as RFC 3261 user agents do towards a lossy, reordering network:
 // requests are retransmitted from T1 = 500 ms and given up after 64*T1;
@@ -28,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -295,6 +298,7 @@ func (u UAS) Start(ctx context.Context) (*Server, error) {
 	args := []string{"-sf", sf, "-t", "u1", "-nostdin",
 		"-i", u.Addr.Addr().String(), "-p", strconv.Itoa(int(u.Addr.Port())), "-bind_local",
 		"-trace_logs", "-log_file", s.log,
+		"-aa", // answer OPTIONS (health checks), INFO, NOTIFY, UPDATE with 200
 		"-default_behaviors", "all,-abortunexp",
 		"-trace_err", "-error_file", s.errs,
 	}
@@ -344,6 +348,43 @@ func (s *Server) Stop() error {
 	return nil
 }
 
+// SIPp's -error_file events for a request the scenario did not expect
+// (sipp's call::process_unexpected; -default_behaviors keeps the call): a
+// BYE ("… unexpected BYE for call: ID", the next event's date follows
+// without a newline) and any other message ("… unexpected message for
+// Call-Id 'ID': while expecting 'M' (index N), received 'REQUEST…").
+var (
+	unexpectedBYE = regexp.MustCompile(`Continuing call on an unexpected BYE for call: (.+?)(?:\d{4}-\d\d-\d\d\t|\r?\n|$)`)
+	unexpectedMsg = regexp.MustCompile(`Continuing call on unexpected message for Call-Id '([^']*)': while expecting '[^']*' \(index (\d+)\), received '(\S+)`)
+)
+
+// unexpected reads the UAS's error file: the Call-IDs of the late INVITE
+// copies it ignored while answering, and of the in-dialog requests (ACK,
+// BYE) that came for calls it did not have.
+func (s *Server) unexpected() (copies, strays map[string]int, err error) {
+	copies, strays = map[string]int{}, map[string]int{}
+	b, err := os.ReadFile(s.errs)
+	switch {
+	case errors.Is(err, os.ErrNotExist): // sipp creates it at the first error
+		return copies, strays, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("sipp: UAS errors: %w", err)
+	}
+	for _, m := range unexpectedBYE.FindAllSubmatch(b, -1) {
+		strays[string(m[1])]++
+	}
+	for _, m := range unexpectedMsg.FindAllSubmatch(b, -1) {
+		id, index, method := string(m[1]), string(m[2]), string(m[3])
+		switch {
+		case method == "INVITE" && index != "0":
+			copies[id]++
+		case method != "INVITE" && index == "0":
+			strays[id]++
+		}
+	}
+	return copies, strays, nil
+}
+
 // LateCopies returns how many late copies of its calls' INVITEs the UAS
 // has taken so far (see scenarios/uas.xml): those it absorbed after its
 // 200, and those that came while it was answering and that it ignored.
@@ -363,13 +404,24 @@ func (s *Server) LateCopies() (int, error) {
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	b, err := os.ReadFile(s.errs)
-	switch {
-	case errors.Is(err, os.ErrNotExist): // sipp creates it at the first error
-	case err != nil:
-		return 0, fmt.Errorf("sipp: UAS errors: %w", err)
+	copies, _, err := s.unexpected()
+	if err != nil {
+		return 0, err
 	}
-	return n + bytes.Count(b, []byte("Continuing call on unexpected message")), nil
+	for _, k := range copies {
+		n += k
+	}
+	return n, nil
+}
+
+// Strays returns the Call-IDs of the in-dialog requests (ACK, BYE) that
+// reached the UAS for calls it never had, with how many of each: requests
+// of calls that another server set up, which a load balancer split. The
+// scenario cannot log them (they do not start it); SIPp reports them in
+// its error file.
+func (s *Server) Strays() (map[string]int, error) {
+	_, strays, err := s.unexpected()
+	return strays, err
 }
 
 // CallIDs returns how many requests of each Call-ID the UAS has logged so

@@ -2,6 +2,7 @@ package sipp
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -336,5 +337,56 @@ func TestUACAcksLateOK(t *testing.T) {
 	}
 	if n := <-acks; n != 2 {
 		t.Errorf("UAS received %d ACKs, want 2 (the late 2xx acknowledged again)\n%s", n, res.Output)
+	}
+}
+
+// TestUASReportsStrays: an ACK or a BYE of a call the UAS never had (its
+// INVITE went to another server: a split call) is reported by Strays with
+// its Call-ID, and not counted as a late copy.
+func TestUASReportsStrays(t *testing.T) {
+	_, err := Path()
+	testenv.Require(t, err)
+	c, port := loopback(t)
+	srv := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	u, err := UAS{Addr: srv, Dir: t.TempDir()}.Start(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Stop()
+	for _, b := range [][]byte{
+		request(c, srv, "BYE", 2, "stray-bye-1@10.77.0.10", true),
+		request(c, srv, "ACK", 1, "stray-ack-1@10.77.0.10", true),
+		request(c, srv, "BYE", 2, "stray-bye-2@10.77.0.10", true),
+	} {
+		if _, err := c.WriteToUDPAddrPort(b, srv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A call of its own, so that a known Call-ID is not reported.
+	id := "own-1@10.77.0.10"
+	c.WriteToUDPAddrPort(request(c, srv, "INVITE", 1, id, false), srv)
+	if !await(c, id, "1 INVITE", 3*time.Second) {
+		t.Fatal("no 200 to the INVITE")
+	}
+	c.WriteToUDPAddrPort(request(c, srv, "ACK", 1, id, true), srv)
+	c.WriteToUDPAddrPort(request(c, srv, "BYE", 2, id, true), srv)
+	if !await(c, id, "2 BYE", 3*time.Second) {
+		t.Fatal("no 200 to the BYE")
+	}
+	want := map[string]int{"stray-bye-1@10.77.0.10": 1, "stray-ack-1@10.77.0.10": 1, "stray-bye-2@10.77.0.10": 1}
+	var got map[string]int
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got, err = u.Strays(); err != nil {
+			t.Fatal(err)
+		}
+		if maps.Equal(got, want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("strays %v, want %v", got, want)
+	}
+	if n, err := u.LateCopies(); n != 0 || err != nil {
+		t.Errorf("%d late copies (%v), want 0", n, err)
 	}
 }
