@@ -30,6 +30,7 @@ const (
 	ReasonDrained       = "director drained"
 	ReasonStopping      = "stopping"
 	ReasonNotForwarding = "data plane not forwarding"
+	ReasonStarting      = "announce delay after start"
 )
 
 // Source is what the announcer follows: the daemon's running
@@ -58,6 +59,7 @@ type Announcer struct {
 	log *slog.Logger
 
 	mu        sync.Mutex // serialises evaluations and guards below
+	holdUntil time.Time  // the end of cfg.AnnounceDelay
 	drained   bool
 	stopping  bool
 	routes    []control.BGPRoute
@@ -82,7 +84,7 @@ func Start(cfg Config, src Source, log *slog.Logger) (*Announcer, error) {
 	a := NewAnnouncer(cfg, src, sp, log)
 	a.Run()
 	log.Info("bgp speaker started", "asn", cfg.ASN, "router_id", cfg.RouterID.String(), "peers", len(cfg.Peers),
-		"hold_time", cfg.HoldTime, "listen", listenString(cfg.Listen), "drain_period", cfg.DrainPeriod)
+		"hold_time", cfg.HoldTime, "listen", listenString(cfg.Listen), "drain_period", cfg.DrainPeriod, "announce_delay", cfg.AnnounceDelay)
 	return a, nil
 }
 
@@ -96,7 +98,7 @@ func listenString(ap netip.AddrPort) string {
 // NewAnnouncer returns an announcer driving sp; Run starts it.
 func NewAnnouncer(cfg Config, src Source, sp RouteSpeaker, log *slog.Logger) *Announcer {
 	return &Announcer{cfg: cfg, src: src, sp: sp, log: log, announced: map[netip.Prefix]bool{},
-		kick: make(chan struct{}, 1), quit: make(chan struct{})}
+		holdUntil: time.Now().Add(cfg.AnnounceDelay), kick: make(chan struct{}, 1), quit: make(chan struct{})}
 }
 
 // Run evaluates once and then follows the source in the background.
@@ -119,9 +121,10 @@ func (a *Announcer) Run() {
 
 // Plan returns every VIP of snap with whether it is to be announced and
 // why not: a VIP is announced when the director forwards, is neither
-// drained nor stopping, and one of the VIP's services has an available
-// real server. Routes are sorted by prefix.
-func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping bool) []control.BGPRoute {
+// drained nor stopping nor within its announce delay (starting), and one
+// of the VIP's services has an available real server. Routes are sorted
+// by prefix.
+func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping, starting bool) []control.BGPRoute {
 	avail := map[netip.Addr]bool{}
 	if snap != nil {
 		for _, svc := range snap.Services() {
@@ -138,6 +141,8 @@ func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping bool) 
 			r.Reason = ReasonNotForwarding
 		case drained:
 			r.Reason = ReasonDrained
+		case starting:
+			r.Reason = ReasonStarting
 		case !ok:
 			r.Reason = ReasonNoServer
 		default:
@@ -167,7 +172,7 @@ func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping bool) 
 func (a *Announcer) evaluate() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	plan := Plan(&a.cfg, a.src.Snapshot(), a.src.Forwarding(), a.drained, a.stopping)
+	plan := Plan(&a.cfg, a.src.Snapshot(), a.src.Forwarding(), a.drained, a.stopping, time.Now().Before(a.holdUntil))
 	var want []Route
 	for _, r := range plan {
 		if r.Announced {

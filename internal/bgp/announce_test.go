@@ -256,3 +256,30 @@ func TestAnnouncerStopDrains(t *testing.T) {
 	}
 	a3.Close()
 }
+
+// TestAnnouncerHoldsAtStart: with an announce delay nothing is announced
+// (reason: the delay) until it has passed; then the VIPs are, without an
+// explicit evaluation.
+func TestAnnouncerHoldsAtStart(t *testing.T) {
+	src := newSource(t)
+	sp := &fakeSpeaker{}
+	cfg := testConfig()
+	cfg.AnnounceDelay = 300 * time.Millisecond
+	start := time.Now()
+	a := NewAnnouncer(cfg, src, sp, quiet)
+	a.Run()
+	defer a.Close()
+	if got, st := sp.announced(), reasons(a.BGPStatus()); time.Since(start) < cfg.AnnounceDelay &&
+		(got != "" || !strings.Contains(st, "10.77.2.1/32 "+ReasonStarting)) {
+		t.Fatalf("within the delay: announced %q (%s)", got, st)
+	}
+	for sp.announced() != "10.77.2.1/32 fd77:2::1/128" {
+		if time.Since(start) > cfg.AnnounceDelay+2*time.Second {
+			t.Fatalf("not announced after the delay: %q (%s)", sp.announced(), reasons(a.BGPStatus()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if took := time.Since(start); took < cfg.AnnounceDelay {
+		t.Fatalf("announced after %v, within the %v delay", took, cfg.AnnounceDelay)
+	}
+}

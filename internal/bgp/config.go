@@ -40,6 +40,10 @@ const (
 	// MaxDrainPeriod bounds --bgp-drain-period: a stop must not hang for
 	// longer than a service manager waits (systemd's default is 90 s).
 	MaxDrainPeriod = time.Minute
+	// MaxAnnounceDelay bounds --bgp-announce-delay: sync_refresh_period
+	// is rarely more than a minute, and a director that waits longer to
+	// take traffic after a restart is a configuration mistake.
+	MaxAnnounceDelay = 5 * time.Minute
 	// MaxPeers bounds the peers of one director (ToR pairs, a few route
 	// servers; a longer list is a configuration mistake).
 	MaxPeers = 64
@@ -73,6 +77,12 @@ type Config struct {
 	// DrainPeriod is how long to keep forwarding after withdrawing on
 	// SIGTERM (0: exit at once).
 	DrainPeriod time.Duration
+	// AnnounceDelay holds the first announcement after start for this
+	// long (0: announce at once): with a scheduler that is not consistent
+	// and the sync daemons, one sync_refresh_period, so that a director
+	// that joins has learned the live calls from its peers before the
+	// routers send it their datagrams.
+	AnnounceDelay time.Duration
 	// Attrs are per-VIP path attributes; the entry for the zero Addr
 	// applies to every VIP.
 	Attrs map[netip.Addr]Attrs
@@ -143,6 +153,7 @@ var Settings = []Setting{
 	{"next-hop", "ADDR", "next hop of the VIPs of ADDR's family (default: the session's local address); once per family", true},
 	{"listen", "[ADDR]:PORT", "accept sessions on ADDR:PORT (default: do not listen; directors dial out)", false},
 	{"drain-period", "DURATION", "keep forwarding this long after withdrawing on SIGTERM (default 5s; 0 = none)", false},
+	{"announce-delay", "DURATION", "announce nothing for this long after start (default 0; with rr/wlc and the sync daemons: sync_refresh_period, to learn the live calls first)", false},
 	{"community", "[VIP=]ASN:VALUE", "BGP community on every VIP's route, or on VIP's only (repeatable)", true},
 	{"med", "[VIP=]N", "MULTI_EXIT_DISC of every VIP's route, or of VIP's only (repeatable)", true},
 }
@@ -210,6 +221,15 @@ func (c *Config) set(name, v string) error {
 			return fmt.Errorf("more than %v", MaxDrainPeriod)
 		}
 		c.DrainPeriod = d
+	case "announce-delay":
+		d, err := parseDuration(v)
+		if err != nil {
+			return err
+		}
+		if d > MaxAnnounceDelay {
+			return fmt.Errorf("more than %v", MaxAnnounceDelay)
+		}
+		c.AnnounceDelay = d
 	case "community":
 		vip, val, err := splitVIP(v)
 		if err != nil {

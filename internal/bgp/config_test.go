@@ -91,7 +91,7 @@ func TestConfigSetAndValidate(t *testing.T) {
 	}
 	c.Peers = c.Peers[:1]
 	for _, kv := range [][2]string{{"next-hop", "10.0.0.1"}, {"next-hop", "fd00::1"}, {"listen", ":1179"},
-		{"drain-period", "0"}, {"hold-time", "30"}} {
+		{"drain-period", "0"}, {"hold-time", "30"}, {"announce-delay", "10s"}} {
 		if err := c.Set(kv[0], kv[1]); err != nil {
 			t.Fatal(err)
 		}
@@ -100,10 +100,10 @@ func TestConfigSetAndValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.NextHop4.String() != "10.0.0.1" || c.NextHop6.String() != "fd00::1" || c.Listen.Port() != 1179 ||
-		c.DrainPeriod != 0 || c.HoldTime != 30*time.Second {
+		c.DrainPeriod != 0 || c.HoldTime != 30*time.Second || c.AnnounceDelay != 10*time.Second {
 		t.Fatalf("%+v", c)
 	}
-	for _, kv := range [][2]string{{"router-id", "fd00::1"}, {"hold-time", "1"}, {"drain-period", "2h"},
+	for _, kv := range [][2]string{{"router-id", "fd00::1"}, {"hold-time", "1"}, {"drain-period", "2h"}, {"announce-delay", "1h"},
 		{"listen", "10.0.0.1"}, {"next-hop", "::"}, {"nonsense", "1"}, {"asn", "0"}} {
 		if err := c.Set(kv[0], kv[1]); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s %s: %v", kv[0], kv[1], err)
