@@ -74,7 +74,7 @@ func TestRootScaleOutBGP(t *testing.T) {
 	defer s.bird.Stop()
 
 	for _, r := range l.Reals {
-		u, err := sipp.UAS{NS: r.NS, Addr: s.vip, Dir: dbgDir(r.Role, 0)}.Start(t.Context())
+		u, err := sipp.UAS{NS: r.NS, Addr: s.vip, Dir: t.TempDir()}.Start(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -427,7 +427,7 @@ func (s *soLab) calls(d time.Duration, rate int, pause, giveUp time.Duration) fu
 		for _, port := range soUACPorts {
 			wg.Go(func() {
 				r, err := sipp.UAC{NS: c.NS, Local: netip.AddrPortFrom(c.Addr4, port), Target: s.vip,
-					Calls: int(d.Seconds()) * rate, Rate: rate, Pause: pause, Dir: dbgDir(c.Role, port), GiveUp: giveUp}.Run(context.Background())
+					Calls: int(d.Seconds()) * rate, Rate: rate, Pause: pause, Dir: s.t.TempDir(), GiveUp: giveUp}.Run(context.Background())
 				if err != nil {
 					s.t.Errorf("UAC on %s:%d: %v", c.Role, port, err)
 				}
@@ -682,9 +682,6 @@ func (s *soLab) realServerFails(t *testing.T) {
 		ok += r.Successful
 		failed += r.Failed
 	}
-	for i := range s.dirs {
-		os.WriteFile(fmt.Sprintf("/tmp/i13-uac/dir%d-Lc.txt", i), []byte(s.xvsadm(i, "-Lcn", "--persistent-conn")+s.xvsadm(i, "-Ln", "--health")+s.xvsadm(i, "-Ln", "--stats")), 0o644)
-	}
 	// Calls of this phase by server; real2's log holds what it saw until
 	// it died.
 	m := s.callServers()
@@ -745,10 +742,4 @@ func (s *soLab) rrAloneSplits(t *testing.T) {
 	if splits == 0 {
 		t.Error("no call split with rr and no sync: the split count sees nothing")
 	}
-}
-
-func dbgDir(role string, port uint16) string {
-	d := fmt.Sprintf("/tmp/i13-uac/%s-%d-%d", role, port, time.Now().UnixNano())
-	os.MkdirAll(d, 0o755)
-	return d
 }
