@@ -39,8 +39,9 @@
 //     (TestTemplateMemoryPerEntry). IPv6 templates, with ArenaBytes at 32
 //     per template, take 144 bytes against 86 raw, 1.66
 //     (TestTemplateMemoryIPv6).
-//   - Connection: 96-byte entry + 9 bytes of links + 10⅔ bytes of index (two
-//     directions) = 116 bytes, IPv4 or IPv6.
+//   - Connection: 104-byte entry (96 bytes of connection, 8 of the sync
+//     state a master keeps) + 9 bytes of links + 10⅔ bytes of index (two
+//     directions) = 124 bytes, IPv4 or IPv6.
 //   - Shared: 48 bytes per key of capacity (24-byte slots, at most half full).
 //
 // # Lookup cost and prefetching
