@@ -43,6 +43,9 @@ type Conn struct {
 	// sends the name only with data, as the kernel does.
 	PEName []byte
 	PEData []byte
+	// Origin is xvs's origin option (OptOrigin): when the master queued
+	// the entry, Unix nanoseconds; 0 = not sent. Version 1 only.
+	Origin int64
 }
 
 // IPv6 reports whether c is an IPv6 entry.
