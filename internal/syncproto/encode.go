@@ -51,8 +51,8 @@ func ConnLen(c *Conn) int {
 			n += OptHeaderLen + len(c.PEName)
 		}
 	}
-	if c.Origin != 0 {
-		n += OptHeaderLen + OriginLen
+	if c.Times != (Times{}) {
+		n += OptHeaderLen + TimesLen
 	}
 	return n
 }
@@ -116,8 +116,8 @@ func (b *Builder) setSize() {
 //
 // Like the kernel, it clears FlagHashed, sends the sequence option when
 // Flags has FlagSeqMask bits and the pe name only after pe data; then xvs's
-// origin option when Origin is set. A version 0 message carries neither the
-// timeout, the fwmark, pe data nor the origin, and only the low 16 bits of
+// times option when Times is set. A version 0 message carries neither the
+// timeout, the fwmark, pe data nor the times, and only the low 16 bits of
 // the flags.
 func (b *Builder) Append(c *Conn) error {
 	v6 := c.CAddr.Is6()
@@ -193,10 +193,11 @@ func (b *Builder) Append(c *Conn) error {
 			o += OptHeaderLen + copy(p[o+2:], c.PEName)
 		}
 	}
-	if c.Origin != 0 {
-		p[o], p[o+1] = OptOrigin, OriginLen
-		binary.BigEndian.PutUint64(p[o+2:], uint64(c.Origin))
-		o += OptHeaderLen + OriginLen
+	if c.Times != (Times{}) {
+		p[o], p[o+1] = OptTimes, TimesLen
+		binary.BigEndian.PutUint64(p[o+2:], uint64(c.Times.Queued))
+		binary.BigEndian.PutUint64(p[o+10:], uint64(c.Times.Used))
+		o += OptHeaderLen + TimesLen
 	}
 	b.n += pad + o
 	b.count++

@@ -199,13 +199,13 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportMetric(float64(b.N)*float64(m.Count())/b.Elapsed().Seconds(), "entries/s")
 }
 
-// TestOriginOption: xvs's origin option rides after the pe options, is read
+// TestTimesOption: xvs's times option rides after the pe options, is read
 // back, is skipped by the kernel's rule for optional parameters (a receiver
 // that did not know it would decode the same entry without it), and is not
 // sent in version 0.
-func TestOriginOption(t *testing.T) {
+func TestTimesOption(t *testing.T) {
 	c := sipTemplate
-	c.Origin = 1_700_000_000_123_456_789
+	c.Times = Times{Queued: 1_700_000_000_123_456_789, Used: 1_700_000_000_000_000_001}
 	var b Builder
 	if err := b.Reset(make([]byte, BufferLen(1472)), 1, 7, 1472); err != nil {
 		t.Fatal(err)
@@ -214,21 +214,22 @@ func TestOriginOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := b.Bytes()
-	if len(msg) != HeaderLen+57+OptHeaderLen+OriginLen || ConnLen(&c) != 57+10 {
+	if len(msg) != HeaderLen+57+OptHeaderLen+TimesLen || ConnLen(&c) != 57+18 {
 		t.Fatalf("%d bytes: %x", len(msg), msg)
 	}
-	if tail := msg[len(msg)-10:]; tail[0] != 0x78 || tail[1] != 8 || binary.BigEndian.Uint64(tail[2:]) != uint64(c.Origin) {
+	if tail := msg[len(msg)-18:]; tail[0] != 0x78 || tail[1] != 16 || binary.BigEndian.Uint64(tail[2:]) != uint64(c.Times.Queued) ||
+		binary.BigEndian.Uint64(tail[10:]) != uint64(c.Times.Used) {
 		t.Errorf("option bytes %x", tail)
 	}
 	_, conns, reasons := decodeAll(t, msg)
-	if len(conns) != 1 || conns[0].Origin != c.Origin || string(conns[0].PEData) != string(c.PEData) {
+	if len(conns) != 1 || conns[0].Times != c.Times || string(conns[0].PEData) != string(c.PEData) {
 		t.Fatalf("decoded %+v %v", conns, reasons)
 	}
 	// Another optional parameter in its place is skipped: the entry is
 	// the same without the origin.
 	other := bytes.Clone(msg)
-	other[len(other)-10] = OptParamFlag | 0x3f
-	if _, conns, _ := decodeAll(t, other); len(conns) != 1 || conns[0].Origin != 0 || string(conns[0].PEName) != "sip" {
+	other[len(other)-18] = OptParamFlag | 0x3f
+	if _, conns, _ := decodeAll(t, other); len(conns) != 1 || conns[0].Times != (Times{}) || string(conns[0].PEName) != "sip" {
 		t.Errorf("skipped parameter: %+v", conns)
 	}
 	// Version 0 has no room for it.

@@ -58,11 +58,15 @@ type Record struct {
 	// master queued the entry (its origin option), on the backup's
 	// monotonic clock; 0 when the master did not say.
 	Queued int64
+	// Used is when the entry was last used (a template's expiry minus its
+	// timeout), on the same clock as Queued; 0 = unknown (the timeout then
+	// runs from when the entry arrives).
+	Used   int64
 	PEData [syncproto.MaxPEDataLen]byte
 }
 
 // RecordSize is the size of a Record in bytes.
-const RecordSize = 344
+const RecordSize = 352
 
 // SetAddrs sets the addresses and the family (from c; all three must have
 // the same family).
