@@ -10,9 +10,14 @@ import (
 	"time"
 )
 
-// flagSync marks an entry a backup created from a sync message (the
-// kernel's IP_VS_CONN_F_SYNC). Templates and Conns share the bit.
-const flagSync uint8 = 1 << 4
+// Entry flags of sync. flagSync marks an entry a backup created from a sync
+// message (the kernel's IP_VS_CONN_F_SYNC; Templates and Conns share the
+// bit); flagServed marks a template used (Touch) by this table's owner,
+// which makes a synced template the owner's to re-send (SyncView.Owned).
+const (
+	flagSync   uint8 = 1 << 4
+	flagServed uint8 = 1 << 5
+)
 
 // SyncResult is the outcome of entering a received entry (Templates.Sync,
 // Conns.Sync).
@@ -61,15 +66,16 @@ func (t *Templates) Mark(r Ref) (uint32, bool) {
 }
 
 // Sync enters a template received from a master: a new one pointing at
-// dest with the given timeout (its expiry now+timeout), marked as synced;
-// or, when a live template has the key, its timeout restarted with the
-// received one and its destination set to dest. The kernel's backup keeps
+// dest with the given timeout, expiring after remaining (the master's
+// expiry, or the timeout), marked as synced; or, when a live template has
+// the key, its timeout set to the received one, its expiry moved to
+// now+remaining if that is later, and its destination set to dest. The kernel's backup keeps
 // the destination a template had (ip_vs_proc_conn looks templates up
 // without the real server), so a call the master moved stays on the old
 // server on the backup; Sync follows the master instead (SyncMoved, with
 // the previous destination). A template that exists locally keeps its
 // origin: it is not marked as synced.
-func (t *Templates) Sync(k *TemplateKey, h uint64, dest DestID, timeout time.Duration, now int64) (Ref, DestID, SyncResult) {
+func (t *Templates) Sync(k *TemplateKey, h uint64, dest DestID, timeout, remaining time.Duration, now int64) (Ref, DestID, SyncResult) {
 	alen := k.addrLen()
 	if alen == 0 {
 		t.stats.Invalid++
@@ -79,7 +85,7 @@ func (t *Templates) Sync(k *TemplateKey, h uint64, dest DestID, timeout time.Dur
 		e := &t.ents[i]
 		old := e.dest
 		e.timeout = timeoutMillis(timeout)
-		e.expires = max(e.expires, now+int64(e.timeout)*int64(time.Millisecond))
+		e.expires = max(e.expires, now+int64(timeoutMillis(remaining))*int64(time.Millisecond))
 		e.flags |= flagUsed
 		if old != dest {
 			e.dest = dest
@@ -87,7 +93,7 @@ func (t *Templates) Sync(k *TemplateKey, h uint64, dest DestID, timeout time.Dur
 		}
 		return Ref{i, e.gen}, old, SyncRefreshed
 	}
-	ref, res := t.insert(k, h, dest, TemplateNone, timeout, timeout, now)
+	ref, res := t.insert(k, h, dest, TemplateNone, timeout, remaining, now)
 	switch res {
 	case Inserted:
 		t.ents[ref.slot].flags |= flagSync
@@ -96,6 +102,74 @@ func (t *Templates) Sync(k *TemplateKey, h uint64, dest DestID, timeout time.Dur
 		return Ref{}, 0, SyncOverflow
 	}
 	return Ref{}, 0, SyncInvalid
+}
+
+// SyncView is what a master's sync needs of a template.
+type SyncView struct {
+	Key     TemplateKey // PEData in the caller's buffer
+	Dest    DestID
+	State   TemplateState
+	Timeout time.Duration
+	Expires int64  // monotonic ns; its last use was Expires-Timeout
+	Mark    uint32 // see SwapMark
+	// Owned: this table's owner created the template, or has used it
+	// since a backup's Sync created it. A master re-sends owned templates
+	// only, so that two directors backing each other up do not keep each
+	// other's idle copies alive.
+	Owned bool
+}
+
+// SyncView describes the template r refers to, its pe data copied into
+// pe (which must hold MaxPEData bytes), or reports false for a stale Ref.
+func (t *Templates) SyncView(r Ref, pe []byte) (SyncView, bool) {
+	e := t.entry(r)
+	if e == nil || len(pe) < MaxPEData {
+		return SyncView{}, false
+	}
+	alen := e.alen()
+	b := e.key[:min(e.keyLen(), inlineKey)]
+	var c, v netip.Addr
+	if alen == 4 {
+		c, v = netip.AddrFrom4([4]byte(b[0:4])), netip.AddrFrom4([4]byte(b[4:8]))
+	} else {
+		c, v = netip.AddrFrom16([16]byte(b[0:16])), netip.AddrFrom16([16]byte(b[16:32]))
+	}
+	n := copy(pe, b[2*alen:])
+	n += copy(pe[n:], t.arena.mem[e.tail:e.tail+uint32(tailLen(e.keyLen()))])
+	st := TemplateNone
+	if e.flags&flagAssured != 0 {
+		st = TemplateAssured
+	}
+	return SyncView{
+		Key:     TemplateKey{Protocol: e.proto, Client: c, Virtual: netip.AddrPortFrom(v, e.vport), PE: e.pe, PEData: pe[:n]},
+		Dest:    e.dest,
+		State:   st,
+		Timeout: time.Duration(e.timeout) * time.Millisecond,
+		Expires: e.expires,
+		Mark:    e.mark,
+		Owned:   e.flags&flagSync == 0 || e.flags&flagServed != 0,
+	}, true
+}
+
+// Walk calls fn with each live template in up to n entry slots from slot
+// from, wrapping at the end of the table, and returns the slot to continue
+// from: a master's periodic re-send of idle templates walks the table a
+// slice per batch. fn may call SwapMark and read the template; it must not
+// insert or remove templates.
+func (t *Templates) Walk(from, n int, now int64, fn func(Ref)) int {
+	if len(t.ents) == 0 {
+		return 0
+	}
+	i := min(max(from, 0), len(t.ents)-1)
+	for range min(max(n, 0), len(t.ents)) {
+		if e := &t.ents[i]; e.flags&flagLive != 0 && (now < e.expires || e.control > 0) {
+			fn(Ref{uint32(i), e.gen})
+		}
+		if i++; i == len(t.ents) {
+			i = 0
+		}
+	}
+	return i
 }
 
 // ConnSync is a connection's sync state on a master (struct ip_vs_conn's

@@ -17,7 +17,7 @@ func TestTemplateSync(t *testing.T) {
 	k := TemplateKey{Protocol: 17, Client: netip.MustParseAddr("0.0.0.0"), Virtual: netip.MustParseAddrPort("10.0.0.1:5060"),
 		PE: 1, PEData: []byte("call-1@example.com")}
 	h := k.Hash(tt.Seed())
-	ref, _, res := tt.Sync(&k, h, 7, time.Minute, now)
+	ref, _, res := tt.Sync(&k, h, 7, time.Minute, time.Minute, now)
 	if res != SyncInserted {
 		t.Fatalf("first sync: %v", res)
 	}
@@ -28,14 +28,14 @@ func TestTemplateSync(t *testing.T) {
 	// A refresh restarts the timeout with the received one, never
 	// shortening the expiry.
 	now += int64(30 * time.Second)
-	if r, old, res := tt.Sync(&k, h, 7, 2*time.Minute, now); res != SyncRefreshed || old != 7 || r != ref {
+	if r, old, res := tt.Sync(&k, h, 7, 2*time.Minute, 2*time.Minute, now); res != SyncRefreshed || old != 7 || r != ref {
 		t.Fatalf("refresh: %v %v %v", r, old, res)
 	}
 	if info := tt.AppendInfo(nil, now); info[0].Remaining != 2*time.Minute || !info[0].Reused {
 		t.Errorf("after a refresh: %+v", info[0])
 	}
 	// The master moved the call.
-	if r, old, res := tt.Sync(&k, h, 8, 2*time.Minute, now); res != SyncMoved || old != 7 || r != ref {
+	if r, old, res := tt.Sync(&k, h, 8, 2*time.Minute, time.Second, now); res != SyncMoved || old != 7 || r != ref {
 		t.Fatalf("move: %v %v %v", r, old, res)
 	}
 	if d, _ := tt.Dest(ref); d != 8 {
@@ -46,7 +46,7 @@ func TestTemplateSync(t *testing.T) {
 	k2.PEData = []byte("call-2")
 	h2 := k2.Hash(tt.Seed())
 	tt.InsertHashed(&k2, h2, 9, time.Minute, now)
-	if _, _, res := tt.Sync(&k2, h2, 9, time.Minute, now); res != SyncRefreshed {
+	if _, _, res := tt.Sync(&k2, h2, 9, time.Minute, time.Minute, now); res != SyncRefreshed {
 		t.Errorf("local: %v", res)
 	}
 	for _, in := range tt.AppendInfo(nil, now) {
@@ -57,16 +57,33 @@ func TestTemplateSync(t *testing.T) {
 	// Full of live, used entries: a third one overflows.
 	k3 := k
 	k3.PEData = []byte("call-3")
-	if _, _, res := tt.Sync(&k3, k3.Hash(tt.Seed()), 1, time.Minute, now); res != SyncOverflow {
+	if _, _, res := tt.Sync(&k3, k3.Hash(tt.Seed()), 1, time.Minute, time.Minute, now); res != SyncOverflow {
 		t.Errorf("full: %v", res)
 	}
 	bad := k
 	bad.Client = netip.MustParseAddr("::")
-	if _, _, res := tt.Sync(&bad, 1, 1, time.Minute, now); res != SyncInvalid {
+	if _, _, res := tt.Sync(&bad, 1, 1, time.Minute, time.Minute, now); res != SyncInvalid {
 		t.Errorf("mixed families: %v", res)
 	}
 	if len(removed) != 0 {
 		t.Errorf("removed %v", removed)
+	}
+	// A remaining time shorter than the timeout is the master's expiry; a
+	// refresh never shortens a template's life.
+	k4 := k
+	k4.PEData = []byte("call-4")
+	tt.Invalidate(ref2(t, tt, &k2))
+	r4, _, _ := tt.Sync(&k4, k4.Hash(tt.Seed()), 1, time.Minute, 5*time.Second, now)
+	if v, _ := tt.SyncView(r4, make([]byte, MaxPEData)); v.Expires != now+int64(5*time.Second) || v.Timeout != time.Minute || v.Owned {
+		t.Errorf("remaining: %+v", v)
+	}
+	tt.Sync(&k4, k4.Hash(tt.Seed()), 1, time.Minute, time.Second, now)
+	if v, _ := tt.SyncView(r4, make([]byte, MaxPEData)); v.Expires != now+int64(5*time.Second) {
+		t.Errorf("a refresh shortened the expiry: %+v", v)
+	}
+	tt.Touch(r4, now)
+	if v, _ := tt.SyncView(r4, make([]byte, MaxPEData)); !v.Owned || string(v.Key.PEData) != "call-4" || v.Key.Virtual != k4.Virtual || v.Key.Client != k4.Client {
+		t.Errorf("used by the owner: %+v", v)
 	}
 	if m, ok := tt.Mark(ref); !ok || m != 0 {
 		t.Errorf("mark %d %v", m, ok)
@@ -140,13 +157,54 @@ func TestSyncNoAllocs(t *testing.T) {
 	k := TemplateKey{Protocol: 17, Client: netip.MustParseAddr("0.0.0.0"), Virtual: netip.MustParseAddrPort("10.0.0.1:5060"),
 		PE: 1, PEData: []byte("call-1@example.com")}
 	h := k.Hash(tt.Seed())
+	ref, _, _ := tt.Sync(&k, h, 1, time.Minute, time.Minute, now)
+	pe := make([]byte, MaxPEData)
+	seen := 0
+	walk := func(Ref) { seen++ }
 	ck := ConnKey{Protocol: 17, Client: netip.MustParseAddrPort("10.0.0.7:5060"), Virtual: netip.MustParseAddrPort("10.0.0.1:5060")}
 	real := netip.MustParseAddrPort("192.168.0.1:5060")
 	if n := testing.AllocsPerRun(100, func() {
-		tt.Sync(&k, h, 1, time.Minute, now)
+		tt.Sync(&k, h, 1, time.Minute, time.Minute, now)
+		tt.SyncView(ref, pe)
+		tt.Walk(0, 64, now, walk)
 		r, _, _ := c.Sync(&ck, real, 1, 0, time.Minute, now)
 		c.CountIn(r)
 	}); n != 0 {
 		t.Errorf("%v allocs", n)
+	}
+}
+
+func ref2(t *testing.T, tt *Templates, k *TemplateKey) Ref {
+	t.Helper()
+	r, _, ok := tt.Lookup(k, int64(time.Hour))
+	if !ok {
+		t.Fatalf("no template %s", k.PEData)
+	}
+	return r
+}
+
+func TestTemplateWalk(t *testing.T) {
+	tt, _ := NewTemplates(Config{Capacity: 8})
+	now := int64(time.Hour)
+	for i := range 5 {
+		k := TemplateKey{Protocol: 17, Client: netip.MustParseAddr("0.0.0.0"), Virtual: netip.MustParseAddrPort("10.0.0.1:5060"),
+			PE: 1, PEData: []byte{byte('a' + i)}}
+		tt.Insert(&k, DestID(i), time.Duration(i+1)*time.Second, now)
+	}
+	var seen []DestID
+	walk := func(r Ref) {
+		d, _ := tt.Dest(r)
+		seen = append(seen, d)
+	}
+	// 4 slots, then 4 more: every slot visited once, wrapping.
+	next := tt.Walk(0, 4, now, walk)
+	next = tt.Walk(next, 4, now, walk)
+	if next != 0 || len(seen) != 5 {
+		t.Fatalf("next %d, seen %v", next, seen)
+	}
+	seen = nil
+	tt.Walk(next, 8, now+int64(2500*time.Millisecond), walk) // two have expired
+	if len(seen) != 3 {
+		t.Errorf("seen %v", seen)
 	}
 }
