@@ -120,50 +120,56 @@ type SyncView struct {
 }
 
 // SyncView describes the template r refers to, its pe data copied into
-// pe (which must hold MaxPEData bytes), or reports false for a stale Ref.
+// pe (which must hold MaxPEData bytes; with a nil pe the key is left out),
+// or reports false for a stale Ref.
 func (t *Templates) SyncView(r Ref, pe []byte) (SyncView, bool) {
 	e := t.entry(r)
-	if e == nil || len(pe) < MaxPEData {
+	if e == nil || pe != nil && len(pe) < MaxPEData {
 		return SyncView{}, false
 	}
-	alen := e.alen()
-	b := e.key[:min(e.keyLen(), inlineKey)]
-	var c, v netip.Addr
-	if alen == 4 {
-		c, v = netip.AddrFrom4([4]byte(b[0:4])), netip.AddrFrom4([4]byte(b[4:8]))
-	} else {
-		c, v = netip.AddrFrom16([16]byte(b[0:16])), netip.AddrFrom16([16]byte(b[16:32]))
-	}
-	n := copy(pe, b[2*alen:])
-	n += copy(pe[n:], t.arena.mem[e.tail:e.tail+uint32(tailLen(e.keyLen()))])
 	st := TemplateNone
 	if e.flags&flagAssured != 0 {
 		st = TemplateAssured
 	}
-	return SyncView{
-		Key:     TemplateKey{Protocol: e.proto, Client: c, Virtual: netip.AddrPortFrom(v, e.vport), PE: e.pe, PEData: pe[:n]},
+	v := SyncView{
 		Dest:    e.dest,
 		State:   st,
 		Timeout: time.Duration(e.timeout) * time.Millisecond,
 		Expires: e.expires,
 		Mark:    e.mark,
 		Owned:   e.flags&flagSync == 0 || e.flags&flagServed != 0,
-	}, true
+	}
+	if pe == nil {
+		return v, true
+	}
+	alen := e.alen()
+	b := e.key[:min(e.keyLen(), inlineKey)]
+	var c, vip netip.Addr
+	if alen == 4 {
+		c, vip = netip.AddrFrom4([4]byte(b[0:4])), netip.AddrFrom4([4]byte(b[4:8]))
+	} else {
+		c, vip = netip.AddrFrom16([16]byte(b[0:16])), netip.AddrFrom16([16]byte(b[16:32]))
+	}
+	n := copy(pe, b[2*alen:])
+	n += copy(pe[n:], t.arena.mem[e.tail:e.tail+uint32(tailLen(e.keyLen()))])
+	v.Key = TemplateKey{Protocol: e.proto, Client: c, Virtual: netip.AddrPortFrom(vip, e.vport), PE: e.pe, PEData: pe[:n]}
+	return v, true
 }
 
 // Walk calls fn with each live template in up to n entry slots from slot
 // from, wrapping at the end of the table, and returns the slot to continue
 // from: a master's periodic re-send of idle templates walks the table a
-// slice per batch. fn may call SwapMark and read the template; it must not
-// insert or remove templates.
-func (t *Templates) Walk(from, n int, now int64, fn func(Ref)) int {
+// slice per batch. When fn returns false the walk stops there, and the
+// slot returned is that template's, to visit again. fn may call SwapMark
+// and read the template; it must not insert or remove templates.
+func (t *Templates) Walk(from, n int, now int64, fn func(Ref) bool) int {
 	if len(t.ents) == 0 {
 		return 0
 	}
 	i := min(max(from, 0), len(t.ents)-1)
 	for range min(max(n, 0), len(t.ents)) {
-		if e := &t.ents[i]; e.flags&flagLive != 0 && (now < e.expires || e.control > 0) {
-			fn(Ref{uint32(i), e.gen})
+		if e := &t.ents[i]; e.flags&flagLive != 0 && (now < e.expires || e.control > 0) && !fn(Ref{uint32(i), e.gen}) {
+			return i
 		}
 		if i++; i == len(t.ents) {
 			i = 0

@@ -160,7 +160,7 @@ func TestSyncNoAllocs(t *testing.T) {
 	ref, _, _ := tt.Sync(&k, h, 1, time.Minute, time.Minute, now)
 	pe := make([]byte, MaxPEData)
 	seen := 0
-	walk := func(Ref) { seen++ }
+	walk := func(Ref) bool { seen++; return true }
 	ck := ConnKey{Protocol: 17, Client: netip.MustParseAddrPort("10.0.0.7:5060"), Virtual: netip.MustParseAddrPort("10.0.0.1:5060")}
 	real := netip.MustParseAddrPort("192.168.0.1:5060")
 	if n := testing.AllocsPerRun(100, func() {
@@ -192,9 +192,10 @@ func TestTemplateWalk(t *testing.T) {
 		tt.Insert(&k, DestID(i), time.Duration(i+1)*time.Second, now)
 	}
 	var seen []DestID
-	walk := func(r Ref) {
+	walk := func(r Ref) bool {
 		d, _ := tt.Dest(r)
 		seen = append(seen, d)
+		return true
 	}
 	// 4 slots, then 4 more: every slot visited once, wrapping.
 	next := tt.Walk(0, 4, now, walk)
@@ -206,5 +207,12 @@ func TestTemplateWalk(t *testing.T) {
 	tt.Walk(next, 8, now+int64(2500*time.Millisecond), walk) // two have expired
 	if len(seen) != 3 {
 		t.Errorf("seen %v", seen)
+	}
+	// Stopped at a template: the walk resumes there.
+	seen = nil
+	stop := func(r Ref) bool { seen = append(seen, 0); return len(seen) < 2 }
+	at := tt.Walk(0, 8, now, stop)
+	if again := tt.Walk(at, 1, now, walk); len(seen) != 3 || again != at+1 {
+		t.Errorf("stopped at %d, seen %v", at, seen)
 	}
 }

@@ -395,3 +395,49 @@ func BenchmarkNeeded(b *testing.B) {
 		})
 	}
 }
+
+// TestDue: the walk re-sends a template not synced for a refresh period,
+// and not one synced (by a packet, or by the walk) within it.
+func TestDue(t *testing.T) {
+	p := compile(t, Defaults())
+	e := Entry{Template: true, Protocol: syncproto.ProtoUDP, Timeout: 60 * time.Second, Mark: InitialMark(t0)}
+	// A new template is synced by its first packet.
+	send, mark := p.Needed(&e, 1, t0)
+	if !send {
+		t.Fatal("new template not synced")
+	}
+	e.Mark = mark
+	for _, tc := range []struct {
+		at   float64
+		want bool
+	}{{1, false}, {9.9, false}, {10.1, true}} {
+		if send, _ := p.Due(&e, t0+int64(tc.at*float64(sec))); send != tc.want {
+			t.Errorf("Due after %vs: %v", tc.at, send)
+		}
+	}
+	send, mark = p.Due(&e, t0+11*sec)
+	e.Mark = mark
+	if !send || mark&3 != uint32(Defaults().Retries) {
+		t.Fatalf("walk: %v %x", send, mark)
+	}
+	if send, _ := p.Due(&e, t0+15*sec); send {
+		t.Error("due again 4 s after the walk sent it")
+	}
+	// Its retries are spent: a packet soon after does not re-send it.
+	if send, _ := p.Needed(&e, 0, t0+13*sec); send {
+		t.Error("a packet after the walk re-sent it")
+	}
+	if send, _ := p.Due(&e, t0+22*sec); !send {
+		t.Error("not due a refresh period after the walk")
+	}
+	k := compile(t, KernelDefaults())
+	if send, _ := k.Due(&e, t0+1000*sec); send || k.Refresh() != 0 || p.Refresh() < 9*time.Second || p.Refresh() > 10*time.Second {
+		t.Errorf("the kernel's defaults walk nothing; refresh %v / %v", k.Refresh(), p.Refresh())
+	}
+	z := Defaults()
+	z.Period, z.Threshold, z.RefreshPeriod = 0, 0, 0
+	zp := compile(t, z)
+	if !zp.CountsTemplates() || p.CountsTemplates() {
+		t.Error("CountsTemplates")
+	}
+}
