@@ -144,20 +144,27 @@ func (p *Policy) Refresh() time.Duration { return time.Duration(p.refresh) << Ti
 // template's count is never read and need not be kept.
 func (p *Policy) CountsTemplates() bool { return p.period == 0 && p.refresh == 0 }
 
+// WalkParts is how often per refresh period a caller of Due must visit
+// every live template: Due re-sends a template not synced for
+// (WalkParts-1)/WalkParts of the period, so that a template is re-sent at
+// most a refresh period after its last sync.
+const WalkParts = 4
+
 // Due is the decision of xvs's periodic walk over the live templates,
 // which the kernel does not have: with a refresh period, a template that
-// has not been synced for that long — an idle call, which sends no packet
-// to trigger Needed — is due, so that a backup that started (or restarted)
-// after its creation learns it within a refresh period. e.Mark is its mark;
-// when Due returns true the caller stores the returned mark (the entry
-// counts as synced at now, its retries spent) and queues the entry.
+// has not been synced for 3/4 of it — an idle call, which sends no packet
+// to trigger Needed — is due, so that with every template visited each
+// quarter period (WalkParts) a backup that started (or restarted) after a
+// template's creation learns it within a refresh period. e.Mark is its
+// mark; when Due returns true the caller stores the returned mark (the
+// entry counts as synced at now, its retries spent) and queues the entry.
 func (p *Policy) Due(e *Entry, now int64) (send bool, mark uint32) {
 	if p.refresh == 0 {
 		return false, e.Mark
 	}
 	t, to := Ticks(now), Ticks(int64(e.Timeout))
 	last := e.Mark&^3 - to // when it was last synced
-	if int32(t-last) < int32(p.refresh) {
+	if int32(t-last) < int32(p.refresh-p.refresh/WalkParts) {
 		return false, e.Mark
 	}
 	return true, p.Synced(e.Timeout, now)

@@ -396,8 +396,8 @@ func BenchmarkNeeded(b *testing.B) {
 	}
 }
 
-// TestDue: the walk re-sends a template not synced for a refresh period,
-// and not one synced (by a packet, or by the walk) within it.
+// TestDue: the walk re-sends a template not synced for 3/4 of a refresh
+// period, and not one synced (by a packet, or by the walk) within it.
 func TestDue(t *testing.T) {
 	p := compile(t, Defaults())
 	e := Entry{Template: true, Protocol: syncproto.ProtoUDP, Timeout: 60 * time.Second, Mark: InitialMark(t0)}
@@ -410,7 +410,7 @@ func TestDue(t *testing.T) {
 	for _, tc := range []struct {
 		at   float64
 		want bool
-	}{{1, false}, {9.9, false}, {10.1, true}} {
+	}{{1, false}, {7.4, false}, {7.6, true}} {
 		if send, _ := p.Due(&e, t0+int64(tc.at*float64(sec))); send != tc.want {
 			t.Errorf("Due after %vs: %v", tc.at, send)
 		}
@@ -420,15 +420,15 @@ func TestDue(t *testing.T) {
 	if !send || mark&3 != uint32(Defaults().Retries) {
 		t.Fatalf("walk: %v %x", send, mark)
 	}
-	if send, _ := p.Due(&e, t0+15*sec); send {
-		t.Error("due again 4 s after the walk sent it")
+	if send, _ := p.Due(&e, t0+18*sec); send {
+		t.Error("due again 7 s after the walk sent it")
 	}
 	// Its retries are spent: a packet soon after does not re-send it.
 	if send, _ := p.Needed(&e, 0, t0+13*sec); send {
 		t.Error("a packet after the walk re-sent it")
 	}
-	if send, _ := p.Due(&e, t0+22*sec); !send {
-		t.Error("not due a refresh period after the walk")
+	if send, _ := p.Due(&e, t0+19*sec); !send {
+		t.Error("not due 8 s after the walk")
 	}
 	k := compile(t, KernelDefaults())
 	if send, _ := k.Due(&e, t0+1000*sec); send || k.Refresh() != 0 || p.Refresh() < 9*time.Second || p.Refresh() > 10*time.Second {

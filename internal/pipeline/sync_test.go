@@ -1,0 +1,379 @@
+package pipeline
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/syncproto"
+	"github.com/xvs-lb/xvs/internal/syncring"
+	"github.com/xvs-lb/xvs/internal/sysctl"
+	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
+)
+
+// drain returns the records queued in r, copied.
+func drain(r *syncring.Ring) []syncring.Record {
+	var out []syncring.Record
+	r.Drain(0, func(rec *syncring.Record) { out = append(out, *rec) })
+	return out
+}
+
+// masterLab is a lab whose workers run with a master's rings.
+func masterLab(t *testing.T, nworkers int, rules string) (*lab, []*syncring.Ring) {
+	l := newLab(t, nworkers, rules)
+	var rings []*syncring.Ring
+	for _, w := range l.workers {
+		r := syncring.New(64)
+		w.SetSyncMaster(r)
+		rings = append(rings, r)
+	}
+	return l, rings
+}
+
+// A master syncs a SIP template when the call starts, not again while the
+// call goes on within the refresh period, again after it: the kernel's rules
+// with xvs's sync_refresh_period 10. One-packet scheduling creates no
+// connection, so nothing else is synced.
+func TestSyncMasterTemplate(t *testing.T) {
+	l, rings := masterLab(t, 1, `
+-A -u 10.4.3.192:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o
+-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -g
+`)
+	d, _ := l.send(0, sip("10.4.3.7:5062", vip, craft.SIPInvite("call-1@proxy")))
+	if d.Reason != ReasonScheduled {
+		t.Fatal(d.Reason)
+	}
+	recs := drain(rings[0])
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	c, v, dst := r.Addrs()
+	want := syncproto.FlagTemplate | syncproto.FlagDRoute | syncproto.FlagNoOutput | syncproto.FlagInactive
+	if r.Flags != want || r.Protocol != 17 || c != netip.MustParseAddr("0.0.0.0") || v != netip.MustParseAddr("10.4.3.192") ||
+		dst != netip.MustParseAddr("192.168.1.10") || r.CPort != 0 || r.VPort != 5060 || r.DPort != 5060 || r.Timeout != 60 ||
+		string(r.PEData[:r.PEDataLen]) != "call-1@proxy" || r.Queued != l.now || r.Used != l.now {
+		t.Fatalf("record %+v", r)
+	}
+	if _, id, ok := pe.Lookup("sip"); !ok || r.PE != id {
+		t.Fatalf("pe %d", r.PE)
+	}
+	// 1 s in: nothing; 5 s: the one retry (sync_retries 1, at least
+	// refresh/8 later); 10 s: nothing, the expiry has moved by less than
+	// the refresh period since the first sync and the retry is spent.
+	for i, at := range []time.Duration{time.Second, 4 * time.Second, 5 * time.Second} {
+		l.advance(at)
+		l.send(0, sip("10.4.3.7:5062", vip, craft.SIPBye("call-1@proxy")))
+		if n := len(drain(rings[0])); n != map[int]int{1: 1}[i] {
+			t.Fatalf("%d records at +%v", n, at)
+		}
+	}
+	// The retry moved the mark as a sync does: the next refresh is 10 s
+	// after it.
+	l.advance(6 * time.Second) // 16 s
+	l.send(0, sip("10.4.3.7:5062", vip, craft.SIPBye("call-1@proxy")))
+	if recs := drain(rings[0]); len(recs) != 1 || recs[0].Used != l.now {
+		t.Fatalf("refresh: %+v", recs)
+	}
+	if c := l.workers[0].Counters(); c.Sync.Queued != 3 {
+		t.Errorf("queued %d", c.Sync.Queued)
+	}
+
+	// The kernel's defaults: every use of a template is synced.
+	setSysctl(t, l, "sync_refresh_period=0")
+	setSysctl(t, l, "sync_retries=0")
+	for range 3 {
+		l.advance(time.Millisecond)
+		l.send(0, sip("10.4.3.7:5062", vip, craft.SIPBye("call-1@proxy")))
+	}
+	if n := len(drain(rings[0])); n != 3 {
+		t.Errorf("kernel defaults: %d records for 3 datagrams", n)
+	}
+
+	// No master: nothing is queued.
+	l.workers[0].SetSyncMaster(nil)
+	l.send(0, sip("10.4.3.7:5062", vip, craft.SIPInvite("call-2@proxy")))
+	if n := rings[0].Len(); n != 0 {
+		t.Errorf("%d records without a master", n)
+	}
+}
+
+// Connections: a UDP connection is synced at its third packet and every 50
+// after (sync_threshold 3 50); a TCP one when it becomes ESTABLISHED; NAT
+// connections carry their real server's port; a persistent service's
+// template goes with them.
+func TestSyncMasterConnections(t *testing.T) {
+	l, rings := masterLab(t, 1, `
+-A -u 10.0.0.1:53 -s rr
+-a -u 10.0.0.1:53 -r 192.168.0.2:5353 -m
+-A -t 10.0.0.1:80 -s rr -p 300
+-a -t 10.0.0.1:80 -r 192.168.0.3:8080 -m
+`)
+	for i := 1; i <= 54; i++ {
+		l.advance(300 * time.Millisecond) // the 53rd is 15 s after the 3rd: past the refresh period
+		l.send(0, craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Src: netip.MustParseAddrPort("198.51.100.7:4000"),
+			Dst: netip.MustParseAddrPort("10.0.0.1:53"), Payload: []byte("q")}.Build())
+		n := len(drain(rings[0]))
+		if want := i == 3 || i == 53; (n == 1) != want || n > 1 {
+			t.Fatalf("UDP packet %d: %d records", i, n)
+		}
+	}
+	tcp := func(flags uint8) []syncring.Record {
+		l.advance(time.Millisecond)
+		d, _ := l.send(0, craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Proto: 6, TCPFlags: flags,
+			Src: netip.MustParseAddrPort("198.51.100.8:40000"), Dst: netip.MustParseAddrPort("10.0.0.1:80")}.Build())
+		if d.Verdict() != Forward {
+			t.Fatalf("tcp %x: %v", flags, d.Reason)
+		}
+		return drain(rings[0])
+	}
+	recs := tcp(tcpSYN) // SYN_RECV: not synced; the new template is
+	if len(recs) != 1 || recs[0].Flags&syncproto.FlagTemplate == 0 || recs[0].Timeout != 300 || recs[0].DPort != 8080 {
+		t.Fatalf("SYN: %+v", recs)
+	}
+	if recs := tcp(tcpACK); len(recs) != 0 { // ESTABLISHED, its second packet
+		t.Fatalf("ESTABLISHED at the second packet: %+v", recs)
+	}
+	recs = tcp(tcpACK) // the third (sync_threshold 3)
+	if len(recs) != 1 || recs[0].Flags != syncproto.FlagMasq || recs[0].State != syncproto.TCPEstablished ||
+		recs[0].CPort != 40000 || recs[0].VPort != 80 || recs[0].DPort != 8080 || recs[0].Timeout != 900 {
+		t.Fatalf("ESTABLISHED: %+v", recs)
+	}
+	if recs := tcp(tcpACK); len(recs) != 0 {
+		t.Fatalf("established again: %+v", recs)
+	}
+	recs = tcp(tcpFIN | tcpACK) // FIN_WAIT: a state change worth syncing at once
+	if len(recs) != 1 || recs[0].State != syncproto.TCPFinWait || recs[0].Flags&syncproto.FlagInactive == 0 {
+		t.Fatalf("FIN: %+v", recs)
+	}
+}
+
+// The walk: a live call that sends nothing is re-sent once per refresh
+// period, with the time of its last use, so that a backup that started
+// after the call learns it; a template that came from sync is not the
+// worker's to re-send.
+func TestSyncMasterWalk(t *testing.T) {
+	l, rings := masterLab(t, 1, `
+-A -u 10.4.3.192:5060 -s rr -p 120 -M 0.0.0.0 --pe sip -o
+-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -g
+`)
+	w := l.workers[0]
+	l.send(0, sip("10.4.3.7:5062", vip, craft.SIPInvite("idle@proxy")))
+	used := l.now
+	drain(rings[0])
+	// A synced template (from another director) in the same table.
+	dest := l.ptr.Load().Services()[0].Dests[0]
+	in := syncring.New(8)
+	w.SetSyncBackup(in)
+	rec := in.Reserve()
+	*rec = syncring.Record{Flags: syncproto.FlagTemplate | syncproto.FlagDRoute, Protocol: 17, VPort: 5060, DPort: 5060,
+		Timeout: 120, Dest: uint32(dest.ID), PE: sipID(t)}
+	rec.SetAddrs(netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("10.4.3.192"), netip.MustParseAddr("192.168.1.10"))
+	rec.SetPEData([]byte("theirs@proxy"))
+	in.Commit()
+	idle := func(d time.Duration) []syncring.Record {
+		var out []syncring.Record
+		for end := l.now + int64(d); l.now < end; {
+			l.advance(50 * time.Millisecond) // idle batches, as the runner's poll timeout makes them
+			w.BeginBatch(l.now)
+			w.EndBatch()
+			out = append(out, drain(rings[0])...)
+		}
+		return out
+	}
+	// Re-sent 7.5..10 s after its last sync (the whole table is visited
+	// every 2.5 s), and only its.
+	if recs := idle(7 * time.Second); len(recs) != 0 {
+		t.Fatalf("walk within 3/4 of the refresh period: %+v", recs)
+	}
+	recs := idle(3 * time.Second)
+	if len(recs) != 1 || string(recs[0].PEData[:recs[0].PEDataLen]) != "idle@proxy" || recs[0].Used != used || recs[0].Queued == used {
+		t.Fatalf("walk: %+v", recs)
+	}
+	first := recs[0].Queued
+	recs = idle(10 * time.Second)
+	if len(recs) != 1 || recs[0].Queued-first < int64(7500*time.Millisecond) || recs[0].Queued-first > int64(10*time.Second) {
+		t.Fatalf("second period: %+v", recs)
+	}
+	if c := w.Counters(); c.Sync.Walked != 2 || c.Sync.Applied[table.SyncInserted] != 1 {
+		t.Errorf("counters %+v", c.Sync)
+	}
+}
+
+func setSysctl(t *testing.T, l *lab, setting string) {
+	t.Helper()
+	id, v, err := sysctl.Parse(setting)
+	if err == nil {
+		err = l.cfg.SetSysctl(id, v)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.publish()
+}
+
+func sipID(t *testing.T) pe.ID {
+	_, id, ok := pe.Lookup("sip")
+	if !ok {
+		t.Fatal("no sip engine")
+	}
+	return id
+}
+
+// backupRecord is a received SIP template as the receiver hands it over.
+func backupRecord(t *testing.T, dest *ipvs.Dest, callID string, timeout uint32) syncring.Record {
+	r := syncring.Record{Flags: syncproto.FlagTemplate | syncproto.FlagDRoute, Protocol: 17, VPort: 5060,
+		DPort: dest.Addr.Port(), Timeout: timeout, Dest: uint32(dest.ID), PE: sipID(t)}
+	r.SetAddrs(netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("10.4.3.192"), dest.Addr.Addr())
+	r.SetPEData([]byte(callID))
+	return r
+}
+
+// A backup enters received templates so that the call's next datagram, on
+// whichever worker, goes to the master's real server — not the one its own
+// scheduler would pick — and the template shows as synced, counts in its
+// server's PersistConn, and measures the lag.
+func TestSyncBackupTemplates(t *testing.T) {
+	l := newLab(t, 2, sipRules)
+	dests := l.ptr.Load().Services()[0].Dests
+	var rings []*syncring.Ring
+	for _, w := range l.workers {
+		r := syncring.New(16)
+		w.SetSyncBackup(r)
+		rings = append(rings, r)
+	}
+	// rr would send a first call to the first server of its list; the
+	// master chose the last.
+	target := dests[len(dests)-1]
+	rec := backupRecord(t, target, "synced@proxy", 60)
+	rec.Queued = l.now - int64(30*time.Millisecond)
+	rings[0].Push(&rec)
+	l.workers[0].BeginBatch(l.now)
+	l.workers[0].EndBatch()
+	for w := range 2 { // worker 1 finds it through the shared index
+		d, _ := l.send(w, sip("10.4.3.7:5062", vip, craft.SIPBye("synced@proxy")))
+		if d.Dest != target {
+			t.Fatalf("worker %d: %v to %v, want %v", w, d.Reason, d.Dest.Addr, target.Addr)
+		}
+	}
+	info := l.workers[0].Templates().AppendInfo(nil, l.now)
+	if len(info) != 1 || !info[0].Synced || info[0].Timeout != time.Minute {
+		t.Fatalf("templates %+v", info)
+	}
+	if p := target.Stats.Read().PersistConns; p != 2 { // worker 0's synced one, worker 1's own
+		t.Errorf("PersistConn %d", p)
+	}
+	c := l.workers[0].Counters()
+	if c.Sync.Applied[table.SyncInserted] != 1 || c.Sync.Lag.Count() != 1 || c.Sync.Lag.Max != 30*time.Millisecond {
+		t.Errorf("counters %+v", c.Sync)
+	}
+	// The master moved the call: the backup follows.
+	moved := backupRecord(t, dests[0], "synced@proxy", 60)
+	rings[0].Push(&moved)
+	l.advance(time.Second)
+	if d, _ := l.send(0, sip("10.4.3.7:5062", vip, craft.SIPBye("synced@proxy"))); d.Dest != dests[0] {
+		t.Errorf("after the move: %v", d.Dest.Addr)
+	}
+	if target.Stats.Read().PersistConns != 1 || dests[0].Stats.Read().PersistConns != 1 {
+		t.Errorf("PersistConn %d %d", target.Stats.Read().PersistConns, dests[0].Stats.Read().PersistConns)
+	}
+	// An entry the master last used 50 s ago expires with the master's copy.
+	old := backupRecord(t, target, "old@proxy", 60)
+	old.Used = l.now - int64(50*time.Second)
+	gone := backupRecord(t, target, "gone@proxy", 60)
+	gone.Used = l.now - int64(61*time.Second)
+	rings[0].Push(&old)
+	rings[0].Push(&gone)
+	l.workers[0].BeginBatch(l.now)
+	l.workers[0].EndBatch()
+	for _, in := range l.workers[0].Templates().AppendInfo(nil, l.now) {
+		if string(in.PEData) == "old@proxy" && in.Remaining != 10*time.Second {
+			t.Errorf("old: %v left", in.Remaining)
+		}
+		if string(in.PEData) == "gone@proxy" {
+			t.Error("an expired entry was entered")
+		}
+	}
+	if c := l.workers[0].Counters(); c.Sync.Expired != 1 {
+		t.Errorf("expired %d", c.Sync.Expired)
+	}
+	// A destination deleted since the receiver resolved it.
+	stale := backupRecord(t, target, "stale@proxy", 60)
+	l.apply("-d -u 10.4.3.192:5060 -r " + target.Addr.String() + "\n")
+	rings[1].Push(&stale)
+	l.workers[1].BeginBatch(l.now)
+	l.workers[1].EndBatch()
+	if c := l.workers[1].Counters(); c.Sync.StaleDest != 1 {
+		t.Errorf("stale %d", c.Sync.StaleDest)
+	}
+}
+
+// A backup's connections: a TCP connection synced ESTABLISHED takes the
+// next segment (an ACK, no SYN) to its real server after a failover.
+func TestSyncBackupConnection(t *testing.T) {
+	l := newLab(t, 1, `
+-A -t 10.0.0.1:80 -s rr
+-a -t 10.0.0.1:80 -r 192.168.0.2:80 -m
+-a -t 10.0.0.1:80 -r 192.168.0.3:80 -m
+`)
+	dests := l.ptr.Load().Services()[0].Dests
+	in := syncring.New(8)
+	l.workers[0].SetSyncBackup(in)
+	target := dests[len(dests)-1]
+	r := syncring.Record{Flags: syncproto.FlagMasq, Protocol: 6, State: syncproto.TCPEstablished, CPort: 40000, VPort: 80,
+		DPort: 80, Timeout: 900, Dest: uint32(target.ID)}
+	r.SetAddrs(netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("10.0.0.1"), target.Addr.Addr())
+	in.Push(&r)
+	d, _ := l.send(0, craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Proto: 6, TCPFlags: tcpACK,
+		Src: netip.MustParseAddrPort("198.51.100.7:40000"), Dst: netip.MustParseAddrPort("10.0.0.1:80")}.Build())
+	if d.Reason != ReasonConnHit || d.Dest != target {
+		t.Fatalf("%v to %v", d.Reason, d.Dest)
+	}
+	conns := l.workers[0].Conns().AppendInfo(nil, l.now)
+	if len(conns) != 1 || !conns[0].Synced || conns[0].State != tcpEstablished {
+		t.Fatalf("%+v", conns)
+	}
+	if st := target.Stats.Read(); st.ActiveConns != 1 {
+		t.Errorf("ActiveConn %d", st.ActiveConns)
+	}
+}
+
+// Syncing costs the data path no allocation, on the master (a full ring
+// included) and on the backup.
+func TestSyncNoAllocations(t *testing.T) {
+	l, rings := masterLab(t, 1, `
+-A -u 10.4.3.192:5060 -s rr -p 60 -M 0.0.0.0 --pe sip -o
+-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -g
+-a -u 10.4.3.192:5060 -r 192.168.1.11:5060 -g
+`)
+	frames := make([][]byte, 64)
+	for i := range frames {
+		frames[i] = sip("10.4.3.7:5062", vip, craft.SIPInvite(fmt.Sprintf("alloc-%d@proxy", i)))
+	}
+	out := make([]Decision, len(frames))
+	w := l.workers[0]
+	in := syncring.New(64)
+	w.SetSyncBackup(in)
+	dest := l.ptr.Load().Services()[0].Dests[0]
+	n := 0
+	if a := testing.AllocsPerRun(50, func() {
+		l.advance(11 * time.Second) // every template due again
+		for range 8 {
+			rec := backupRecord(t, dest, "b", 60)
+			rec.PEData[0] = byte(n)
+			n++
+			in.Push(&rec)
+		}
+		w.ProcessBatch(frames, packet.LinkEthernet, l.now, out)
+	}); a != 0 {
+		t.Errorf("%v allocs per batch", a)
+	}
+	if rings[0].Stats().Dropped == 0 {
+		t.Error("the full ring was not exercised")
+	}
+}
