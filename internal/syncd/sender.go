@@ -347,3 +347,20 @@ func (s *Sender) Close() error {
 	}
 	return nil
 }
+
+// NewSenderFunc returns a master that hands each message to write (with
+// its sync_ports port index) instead of sending it on a socket: for
+// benchmarks and in-process peers. The configuration is resolved for an
+// interface of DefaultMTU.
+func NewSenderFunc(sc SenderConfig, write func(port int, msg []byte) error) (*Sender, error) {
+	c, err := sc.Config.Resolve(Master, DefaultMTU)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSender(sc, c)
+	if err != nil {
+		return nil, err
+	}
+	s.write = write
+	return s, nil
+}
