@@ -85,6 +85,10 @@ type Options struct {
 	// (configured checks are then never run and servers stay up).
 	MaxProbes int
 	NoHealth  bool
+	// SyncDaemons are sync daemons to start once the workers run (xvs run
+	// --start-daemon, with ipvsadm's options); an empty McastIface is
+	// Iface.
+	SyncDaemons []ipvsadm.Daemon
 }
 
 // Daemon is a running balancer.
@@ -115,6 +119,8 @@ type Daemon struct {
 	stopProber context.CancelFunc
 
 	ka *kaSource // the keepalived.conf served, if any
+
+	sync syncDaemons // the connection sync daemons (sync.go)
 
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -243,6 +249,15 @@ func (d *Daemon) start(onFail func(release func())) error {
 			}
 		}()
 	}
+	for _, sd := range o.SyncDaemons {
+		if err := d.StartSync(context.Background(), sd); err != nil {
+			d.stopSync()
+			d.backend.Close() // the workers return
+			d.wg.Wait()
+			d.backend = nil
+			return fmt.Errorf("--start-daemon %s: %w", sd.State, err)
+		}
+	}
 	d.wg.Add(1)
 	go d.resolveLoop()
 	if !o.NoHealth {
@@ -327,6 +342,7 @@ func (d *Daemon) commit(next *ipvs.Config, wait time.Duration) error {
 	next.Commit()
 	d.cfg = next
 	d.snap.Store(s)
+	d.syncSwitches(s)
 	return nil
 }
 
@@ -704,6 +720,7 @@ func (d *Daemon) Close() error {
 	if d.stopProber != nil {
 		d.stopProber()
 	}
+	d.stopSync() // the master sends what the workers queued
 	close(d.stop)
 	err := d.backend.Close()
 	d.wg.Wait()
