@@ -409,7 +409,7 @@ func (w *Worker) applyRecord(r *syncring.Record) {
 	}
 	remaining := timeout
 	if r.Used != 0 {
-		remaining = time.Duration(r.Used+int64(timeout)-w.now) // the master's expiry
+		remaining = time.Duration(r.Used + int64(timeout) - w.now) // the master's expiry
 		if remaining <= 0 {
 			w.local.Sync.Expired++
 			return
