@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/xvs-lb/xvs/dataplane"
@@ -123,12 +124,20 @@ type MasterStatus struct {
 type BackupStatus struct {
 	Config ipvsadm.Daemon
 	Stats  syncd.ReceiverStats
-	Peers  []syncd.Peer
+	Peers  []SyncPeer
 	// Rejected counts the accepted entries the backup could not use, by
 	// reason: no_service and no_dest (no such virtual service or real
 	// server here: configure the same on both directors), ring_full (a
 	// worker did not keep up).
 	Rejected map[string]uint64
+}
+
+// SyncPeer is a master a backup has heard from.
+type SyncPeer struct {
+	Addr      netip.Addr
+	SyncID    uint8         // of its last message
+	Datagrams uint64        // received from it
+	Age       time.Duration // since its last datagram
 }
 
 // CommandError is the error ApplyAll returns when one of its commands fails:

@@ -238,8 +238,13 @@ func (d *Daemon) SyncStatus() control.SyncStatus {
 		st.Master = &control.MasterStatus{Config: m.cfg, Stats: m.snd.Stats()}
 	}
 	if b := d.sync.backup; b != nil {
-		st.Backup = &control.BackupStatus{Config: b.cfg, Stats: b.rcv.Stats(), Peers: b.rcv.Peers(),
+		st.Backup = &control.BackupStatus{Config: b.cfg, Stats: b.rcv.Stats(),
 			Rejected: map[string]uint64{"no_service": b.noService.Load(), "no_dest": b.noDest.Load(), "ring_full": b.ringFull.Load()}}
+		now := Monotonic()
+		for _, p := range b.rcv.Peers() {
+			st.Backup.Peers = append(st.Backup.Peers, control.SyncPeer{Addr: p.Addr, SyncID: p.SyncID, Datagrams: p.Datagrams,
+				Age: time.Duration(max(now-p.Last, 0))})
+		}
 	}
 	return st
 }
