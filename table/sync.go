@@ -10,14 +10,9 @@ import (
 	"time"
 )
 
-// Entry flags of sync. flagSync marks an entry a backup created from a sync
-// message (the kernel's IP_VS_CONN_F_SYNC; Templates and Conns share the
-// bit); flagServed marks a template used (Touch) by this table's owner,
-// which makes a synced template the owner's to re-send (SyncView.Owned).
-const (
-	flagSync   uint8 = 1 << 4
-	flagServed uint8 = 1 << 5
-)
+// flagSync marks an entry a backup created from a sync message (the
+// kernel's IP_VS_CONN_F_SYNC). Templates and Conns share the bit.
+const flagSync uint8 = 1 << 4
 
 // SyncResult is the outcome of entering a received entry (Templates.Sync,
 // Conns.Sync).
@@ -112,11 +107,6 @@ type SyncView struct {
 	Timeout time.Duration
 	Expires int64  // monotonic ns; its last use was Expires-Timeout
 	Mark    uint32 // see SwapMark
-	// Owned: this table's owner created the template, or has used it
-	// since a backup's Sync created it. A master re-sends owned templates
-	// only, so that two directors backing each other up do not keep each
-	// other's idle copies alive.
-	Owned bool
 }
 
 // SyncView describes the template r refers to, its pe data copied into
@@ -137,7 +127,6 @@ func (t *Templates) SyncView(r Ref, pe []byte) (SyncView, bool) {
 		Timeout: time.Duration(e.timeout) * time.Millisecond,
 		Expires: e.expires,
 		Mark:    e.mark,
-		Owned:   e.flags&flagSync == 0 || e.flags&flagServed != 0,
 	}
 	if pe == nil {
 		return v, true

@@ -467,7 +467,7 @@ func (t *Templates) Touch(r Ref, now int64) bool {
 		return false
 	}
 	e.expires = now + int64(e.timeout)*int64(time.Millisecond)
-	e.flags |= flagUsed | flagServed
+	e.flags |= flagUsed
 	return true
 }
 

@@ -11,11 +11,17 @@ package pipeline
 // the last sync), and fills a record in place in its ring: no lock, no
 // allocation, no system call; a full ring drops the record and counts it.
 // With a refresh period it also walks its template table a slice per batch,
-// the whole table every quarter period, and re-sends the templates it owns
-// that nothing has synced for 3/4 of a period (an idle live call;
+// the whole table every quarter period, and re-sends the templates that
+// nothing has synced for 3/4 of a period (an idle live call;
 // syncpolicy.Policy.Due), at most walkRate a second, so that a backup that
 // starts late learns every live template, not only new ones, within a
-// refresh period.
+// refresh period. That includes the templates the worker received from
+// another director: after a failover the new active director has every
+// call, its own and the ones it received, and a director that comes back
+// must learn them all before it takes the traffic back. Each template
+// carries the time of its last use (syncproto.Times), and a backup gives
+// it the expiry that implies, so that two xvs directors re-sending each
+// other's idle templates never extend their lives.
 //
 // Backup: while a backup daemon runs the worker has a ring from the
 // receiver (SetSyncBackup), which has already resolved each entry's
@@ -353,7 +359,7 @@ func (w *Worker) syncWalk() {
 // to stop the walk there.
 func (w *Worker) walkTemplate(ref table.Ref) bool {
 	v, ok := w.tmpl.SyncView(ref, nil)
-	if !ok || !v.Owned {
+	if !ok {
 		return true
 	}
 	e := syncpolicy.Entry{Template: true, Timeout: v.Timeout, Mark: v.Mark}
@@ -424,7 +430,6 @@ func (w *Worker) applyRecord(r *syncring.Record) {
 	switch res {
 	case table.SyncInserted:
 		dest.Stats.Worker(w.id).AddPersist(1)
-		w.tmpl.SwapMark(ref, syncpolicy.InitialMark(w.now))
 	case table.SyncMoved:
 		if st := w.v.snap.DestStats(ipvs.DestID(old)); st != nil {
 			st.Worker(w.id).AddPersist(-1)
@@ -433,6 +438,12 @@ func (w *Worker) applyRecord(r *syncring.Record) {
 	case table.SyncRefreshed:
 	default:
 		return
+	}
+	// Its master just synced it: neither the walk nor a packet re-sends it
+	// within the refresh period (after a failover, the next refresh comes
+	// from this worker).
+	if !w.v.syncCount {
+		w.tmpl.SwapMark(ref, w.v.syncPol.Synced(timeout, w.now))
 	}
 	w.setShared(h, id, remaining)
 	if r.Queued != 0 {

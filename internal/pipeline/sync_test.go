@@ -155,8 +155,8 @@ func TestSyncMasterConnections(t *testing.T) {
 
 // The walk: a live call that sends nothing is re-sent once per refresh
 // period, with the time of its last use, so that a backup that started
-// after the call learns it; a template that came from sync is not the
-// worker's to re-send.
+// after the call learns it; so is one that came from another director, with
+// the time of its last use there.
 func TestSyncMasterWalk(t *testing.T) {
 	l, rings := masterLab(t, 1, `
 -A -u 10.4.3.192:5060 -s rr -p 120 -M 0.0.0.0 --pe sip -o
@@ -171,8 +171,9 @@ func TestSyncMasterWalk(t *testing.T) {
 	in := syncring.New(8)
 	w.SetSyncBackup(in)
 	rec := in.Reserve()
+	theirs := l.now - int64(time.Second)
 	*rec = syncring.Record{Flags: syncproto.FlagTemplate | syncproto.FlagDRoute, Protocol: 17, VPort: 5060, DPort: 5060,
-		Timeout: 120, Dest: uint32(dest.ID), PE: sipID(t)}
+		Timeout: 120, Dest: uint32(dest.ID), PE: sipID(t), Used: theirs}
 	rec.SetAddrs(netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("10.4.3.192"), netip.MustParseAddr("192.168.1.10"))
 	rec.SetPEData([]byte("theirs@proxy"))
 	in.Commit()
@@ -187,20 +188,27 @@ func TestSyncMasterWalk(t *testing.T) {
 		return out
 	}
 	// Re-sent 7.5..10 s after its last sync (the whole table is visited
-	// every 2.5 s), and only its.
+	// every 2.5 s): ours since its creation, theirs since it arrived.
 	if recs := idle(7 * time.Second); len(recs) != 0 {
 		t.Fatalf("walk within 3/4 of the refresh period: %+v", recs)
 	}
 	recs := idle(3 * time.Second)
-	if len(recs) != 1 || string(recs[0].PEData[:recs[0].PEDataLen]) != "idle@proxy" || recs[0].Used != used || recs[0].Queued == used {
+	byID := map[string]syncring.Record{}
+	for _, r := range recs {
+		byID[string(r.PEData[:r.PEDataLen])] = r
+	}
+	if r, ok := byID["idle@proxy"]; len(recs) != 2 || !ok || r.Used != used || r.Queued == used {
 		t.Fatalf("walk: %+v", recs)
 	}
-	first := recs[0].Queued
+	if r, ok := byID["theirs@proxy"]; !ok || r.Used != theirs {
+		t.Fatalf("walk of a received template: %+v", recs)
+	}
+	first := byID["idle@proxy"].Queued
 	recs = idle(10 * time.Second)
-	if len(recs) != 1 || recs[0].Queued-first < int64(7500*time.Millisecond) || recs[0].Queued-first > int64(10*time.Second) {
+	if len(recs) != 2 || recs[0].Queued-first < int64(7500*time.Millisecond) || recs[0].Queued-first > int64(10*time.Second) {
 		t.Fatalf("second period: %+v", recs)
 	}
-	if c := w.Counters(); c.Sync.Walked != 2 || c.Sync.Applied[table.SyncInserted] != 1 {
+	if c := w.Counters(); c.Sync.Walked != 4 || c.Sync.Applied[table.SyncInserted] != 1 {
 		t.Errorf("counters %+v", c.Sync)
 	}
 }
