@@ -250,3 +250,67 @@ func templates(t *testing.T, d *Daemon) []table.TemplateInfo {
 	}
 	return ts
 }
+
+// The sync daemons over IPv6 multicast (--mcast-group ff02::81): a master
+// on one director, a backup on another; the backup learns the calls.
+func TestRootSyncIPv6(t *testing.T) {
+	if err := lab.Available(); err != nil {
+		if errors.Is(err, lab.ErrNotRoot) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	l, err := lab.New(lab.Spec{RealServers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	rulesFile := filepath.Join(t.TempDir(), "r.rules")
+	os.WriteFile(rulesFile, []byte(testRules), 0o600)
+	group := netip.MustParseAddr("ff02::81")
+	var ds []*Daemon
+	var backends []*memBackend
+	for _, h := range []struct {
+		ns    string
+		state ipvsadm.DaemonState
+	}{{l.Balancer.NS, ipvsadm.Master}, {l.Reals[0].NS, ipvsadm.Backup}} {
+		var d *Daemon
+		if err := l.Do(h.ns, func() (err error) {
+			d, err = Start(Options{Iface: lab.HostIface, Rules: rulesFile, Mode: "memtest", Templates: 1024, Conns: 1024,
+				LockDir: t.TempDir(), NoHealth: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				SyncDaemons: []ipvsadm.Daemon{{State: h.state, McastGroup: group, McastPort: 8849}}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		ds, backends = append(ds, d), append(backends, lastBackend)
+	}
+	if got, want := string(ipvsadm.AppendDaemon(nil, ds[1].SyncDaemons())),
+		"backup sync daemon (mcast=eth0, syncid=0, maxlen=1452, group=ff02::81, port=8849, ttl=1)\n"; got != want {
+		t.Errorf("-L --daemon: %q, want %q", got, want)
+	}
+	const calls = 10
+	for i := range calls {
+		backends[0].queues[0].Inject(invite("10.9.0.1:5060", fmt.Sprintf("v6-%d@x", i)))
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n := 0
+		for _, tpl := range templates(t, ds[1]) {
+			if tpl.Synced {
+				n++
+			}
+		}
+		if n == calls {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d templates synced over IPv6; backup %+v", n, calls, ds[1].SyncStatus().Backup)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := ds[1].SyncStatus().Backup.Peers; len(p) != 1 || !p[0].Addr.Is6() {
+		t.Errorf("peers %+v", p)
+	}
+}
