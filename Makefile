@@ -18,9 +18,10 @@ FUZZTIME  ?= 20s
 # //lint: directives in internal/ipvs/errors.go and internal/control/protocol.go.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # CI fuzzes the per-packet parsers, the whole decision, the template
-# snapshot reader, the sync backup's receiver and the capture reader for a
-# bounded time on every run (the committed corpora also run as ordinary tests).
-FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive ./internal/capture:FuzzReader
+# snapshot reader, the sync backup's receiver and its workers' entry of what
+# it receives, and the capture reader for a bounded time on every run (the
+# committed corpora also run as ordinary tests).
+FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive ./internal/pipeline:FuzzSyncApply ./internal/capture:FuzzReader
 FUZZTIME_CI ?= 15s
 BENCHTIME ?= 1s
 SHARED    ?= $(abspath ../shared)

@@ -1,8 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -384,4 +387,89 @@ func TestSyncNoAllocations(t *testing.T) {
 	if rings[0].Stats().Dropped == 0 {
 		t.Error("the full ring was not exercised")
 	}
+}
+
+// FuzzSyncApply: whatever a receiver hands a backup's worker — any flags,
+// protocol, state, ports, addresses, destination id, timeout, times and pe
+// data — the worker neither crashes nor corrupts its tables: a datagram of
+// every received call still gets a valid decision, and the gauges never go
+// negative.
+func FuzzSyncApply(f *testing.F) {
+	f.Add([]byte("\x00\x00\x10\x03\x11\x00\x13\xc4\x13\xc4\x00\x00\x00\x3c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x0a\x04\x03\xc0\xc0\xa8\x01\x0a\x00\x00\x0ecall-1@proxy"))
+	f.Add([]byte("\x00\x00\x00\x00\x06\x01\x9c\x40\x00\x50\x00\x50\x00\x00\x03\x84\x00\x00\x00\x00\x00\x00\xc6\x33\x64\x07\x0a\x04\x03\xc4\xc0\xa8\x01\x0b\x00\x01\x00"))
+	f.Add(bytes.Repeat([]byte{0xff}, 80))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l := newLab(t, 2, fuzzRules)
+		snap := l.ptr.Load()
+		var dests []*ipvs.Dest
+		for _, svc := range snap.Services() {
+			dests = append(dests, svc.Dests...)
+		}
+		in := syncring.New(16)
+		l.workers[0].SetSyncBackup(in)
+		var ids []string
+		for len(data) >= 36 && in.Len() < in.Cap() {
+			var r syncring.Record
+			r.Flags = syncproto.Flags(binary.BigEndian.Uint32(data[0:]))
+			r.Protocol, r.IPv6 = data[4], data[5]&1 != 0
+			r.CPort, r.VPort, r.DPort = binary.BigEndian.Uint16(data[6:]), binary.BigEndian.Uint16(data[8:]), binary.BigEndian.Uint16(data[10:])
+			r.Timeout = binary.BigEndian.Uint32(data[12:])
+			r.State = binary.BigEndian.Uint16(data[16:])
+			// A destination of the configuration most of the time, else any id.
+			if i := int(data[18]); i < len(dests) {
+				r.Dest = uint32(dests[i].ID)
+			} else {
+				r.Dest = binary.BigEndian.Uint32(data[18:])
+			}
+			if data[22]&1 != 0 {
+				r.Used = l.now - int64(binary.BigEndian.Uint16(data[22:]))*int64(time.Millisecond)*100
+			}
+			var c, v, d netip.Addr
+			if r.IPv6 {
+				c, v, d = netip.MustParseAddr("2001:db8:99::7"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8:1::10")
+			} else {
+				c = netip.AddrFrom4([4]byte(data[24:28]))
+				v = netip.AddrFrom4([4]byte(data[28:32]))
+				d = netip.AddrFrom4([4]byte(data[32:36]))
+			}
+			r.SetAddrs(c, v, d)
+			data = data[36:]
+			if len(data) > 0 {
+				n := min(int(data[0]), len(data)-1)
+				r.SetPEData(data[1 : 1+n])
+				if n > 0 {
+					r.PE = sipID(t)
+					ids = append(ids, string(data[1:1+n]))
+				}
+				data = data[1+n:]
+			}
+			in.Push(&r)
+		}
+		l.workers[0].BeginBatch(l.now)
+		l.workers[0].EndBatch()
+		for w := range 2 {
+			for _, id := range append(ids, "other@x") {
+				if strings.ContainsAny(id, "\r\n") {
+					continue
+				}
+				d, _ := l.send(w, sip("10.4.3.7:5060", "10.4.3.192:5060", craft.SIPBye(id)))
+				if d.Verdict() == Drop && d.Reason != ReasonNoDest && d.Reason != ReasonPEStrict && d.Reason != ReasonMalformed {
+					t.Fatalf("call %q on worker %d: %v", id, w, d.Reason)
+				}
+			}
+		}
+		for _, svc := range l.ptr.Load().Services() {
+			for _, d := range svc.Dests {
+				if st := d.Stats.Read(); st.PersistConns < 0 || st.ActiveConns < 0 || st.InactConns < 0 {
+					t.Fatalf("%v: gauges %+v", d.Addr, st)
+				}
+			}
+		}
+		l.advance(time.Hour) // everything expires; the sweep must cope
+		for range 200 {
+			l.workers[0].BeginBatch(l.now)
+			l.workers[0].EndBatch()
+		}
+	})
 }
