@@ -35,7 +35,7 @@ DESTDIR    ?=
 
 export XVS_SHARED := $(SHARED)
 
-.PHONY: all build test test-short bench bench-report bench-e2e fuzz lint demo install uninstall clean help
+.PHONY: all build test test-short bench bench-report bench-e2e fuzz lint demo demo-ha install uninstall clean help
 
 all: build ## the default: build
 
@@ -88,6 +88,9 @@ lint: ## gofmt, go vet and staticcheck
 
 demo: build ## as root: a SIP farm in network namespaces, xvs on AF_XDP, SIPp calls; else the offline replay
 	./scripts/demo.sh
+
+demo-ha: build ## as root: two directors (xvs + keepalived + sync daemons), long SIP calls, the active director's xvs killed mid-calls
+	./bin/xvslab demo --ha
 
 install: build ## install xvs and xvsadm, a systemd unit and an example rules file (PREFIX, DESTDIR; docs/running.md)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/xvs $(DESTDIR)$(SYSCONFDIR)/default

@@ -154,13 +154,7 @@ func runFailover(t *testing.T, f *ha.Farm, kill, restart func() error) {
 	}
 	// At the real servers: each call's requests on one server, which got
 	// them all.
-	calls := f.Counter.Calls("")
-	batch := ha.Calls{}
-	for id, on := range calls {
-		if !strings.HasPrefix(id, "lag-") && !seen[id] {
-			batch[id] = on
-		}
-	}
+	batch := f.Counter.Settled(func(id string) bool { return !strings.HasPrefix(id, "lag-") && !seen[id] }, 3*time.Second)
 	split, incomplete := batch.Split()
 	if len(batch) != haCalls || len(split) != 0 || len(incomplete) != 0 {
 		t.Errorf("%d calls at the real servers (want %d); %d split: %v; %d incomplete: %v", len(batch), haCalls, len(split),
@@ -176,7 +170,7 @@ func runFailover(t *testing.T, f *ha.Farm, kill, restart func() error) {
 	t.Logf("%d calls (≥ %d live at the failover), %v; %d retransmissions; B master %v after the kill; failover: last datagram through A → first through B %v; A master again %v after its restart; failback interruption %v; 0 split, 0 failed",
 		r.res.Successful, haCalls, elapsed.Round(time.Millisecond), r.res.Retransmissions, tookOver.Round(time.Millisecond),
 		over.Interrupt.Round(time.Millisecond), back.Round(time.Millisecond), backSw.Interrupt.Round(time.Millisecond))
-	markSeen(calls)
+	markSeen(batch)
 }
 
 // seen remembers the Call-IDs of earlier batches (SIPp's Call-IDs do not

@@ -214,6 +214,26 @@ func (cs Calls) Split() (split, incomplete []string) {
 	return split, incomplete
 }
 
+// Settled returns the counts of the Call-IDs keep accepts once every such
+// call has all its requests counted, or after limit: the last requests of
+// a batch may still wait in a counter's socket when SIPp has its answers.
+func (c *Counter) Settled(keep func(id string) bool, limit time.Duration) Calls {
+	deadline := time.Now().Add(limit)
+	for {
+		all := c.Calls("")
+		out := Calls{}
+		for id, on := range all {
+			if keep(id) {
+				out[id] = on
+			}
+		}
+		if _, incomplete := out.Split(); len(incomplete) == 0 || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Probes returns the probe datagrams received so far, in time order.
 func (c *Counter) Probes() []Probe {
 	c.mu.Lock()
