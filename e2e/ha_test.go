@@ -9,6 +9,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/ha"
 	"github.com/xvs-lb/xvs/internal/sipp"
+	"github.com/xvs-lb/xvs/internal/testenv"
 )
 
 // HA test parameters: batches of long calls, each with an INFO after
@@ -34,12 +35,12 @@ const (
 // that got its INVITE (counted at the real servers), and the failover times
 // and the sync lag at 1000 new calls a second are reported.
 func TestRootFailover(t *testing.T) {
-	need(t, ha.Check())
+	testenv.Require(t, ha.Check())
 	dir := t.TempDir()
 	f, err := ha.New(t.Context(), ha.Options{XVS: xvsBinary(t), XVSAdm: xvsadmBinary(t), Dir: dir})
 	if err != nil {
 		if strings.Contains(err.Error(), "not supported") {
-			need(t, fmt.Errorf("%w: %v", errNoBackend, err))
+			testenv.Require(t, fmt.Errorf("%w: %v", errNoBackend, err))
 		}
 		t.Fatal(err)
 	}

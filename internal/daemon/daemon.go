@@ -186,7 +186,8 @@ func (d *Daemon) start(onFail func(release func())) error {
 		return err // b may be a typed nil: it must not be closed
 	}
 	d.backend = b
-	onFail(func() { b.Close() })
+	closeBackend := sync.OnceFunc(func() { b.Close() })
+	onFail(closeBackend)
 	queues := d.backend.Queues()
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
 		return fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)
@@ -249,12 +250,13 @@ func (d *Daemon) start(onFail func(release func())) error {
 			}
 		}()
 	}
+	onFail(func() {
+		d.stopSync()
+		closeBackend() // the workers return
+		d.wg.Wait()
+	})
 	for _, sd := range o.SyncDaemons {
 		if err := d.StartSync(context.Background(), sd); err != nil {
-			d.stopSync()
-			d.backend.Close() // the workers return
-			d.wg.Wait()
-			d.backend = nil
 			return fmt.Errorf("--start-daemon %s: %w", sd.State, err)
 		}
 	}

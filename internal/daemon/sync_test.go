@@ -314,3 +314,21 @@ func TestRootSyncIPv6(t *testing.T) {
 		t.Errorf("peers %+v", p)
 	}
 }
+
+// A sync daemon that cannot start fails the start, and the start releases
+// what it took (the interface lock: a second start works).
+func TestStartSyncDaemonFails(t *testing.T) {
+	lockDir := t.TempDir()
+	o := Options{Iface: "lo", Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: lockDir, NoHealth: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SyncDaemons: []ipvsadm.Daemon{{State: ipvsadm.Master, McastIface: "nosuch0"}}}
+	if _, err := Start(o); !errors.Is(err, syncd.ErrInterface) || !strings.Contains(err.Error(), "--start-daemon master") {
+		t.Fatalf("start: %v", err)
+	}
+	o.SyncDaemons = nil
+	d, err := Start(o)
+	if err != nil {
+		t.Fatalf("start after a failed one: %v", err)
+	}
+	d.Close()
+}

@@ -140,9 +140,9 @@ type Lab struct {
 	// asks for two.
 	Balancers []Host
 	Clients   []Host
-	Reals    []Host
-	VIP4     netip.Addr
-	VIP6     netip.Addr
+	Reals     []Host
+	VIP4      netip.Addr
+	VIP6      netip.Addr
 
 	mu     sync.Mutex
 	nss    []string // created, in creation order

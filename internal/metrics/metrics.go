@@ -123,7 +123,7 @@ var (
 	syncLag           = desc("sync_lag_seconds", "Sync lag of the templates a backup entered: from the master queueing them (xvs masters say when) to their entry in a worker's table.")
 	syncLagMax        = desc("sync_lag_max_seconds", "Longest sync lag measured on this backup.")
 
-	sysctlValue     = desc("sysctl", "Value of an IPVS sysctl xvs honours (net.ipv4.vs.NAME, xvsadm --sysctl); index numbers the values of a vector such as sync_threshold, empty for one value.", "name", "index")
+	sysctlValue = desc("sysctl", "Value of an IPVS sysctl xvs honours (net.ipv4.vs.NAME, xvsadm --sysctl); index numbers the values of a vector such as sync_threshold, empty for one value.", "name", "index")
 )
 
 // queueFields are the dataplane.QueueStats counters, in metric-name form.
