@@ -320,7 +320,7 @@ func TestRootSyncIPv6(t *testing.T) {
 func TestStartSyncDaemonFails(t *testing.T) {
 	lockDir := t.TempDir()
 	o := Options{Iface: "lo", Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: lockDir, NoHealth: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		SyncDaemons: []ipvsadm.Daemon{{State: ipvsadm.Master, McastIface: "nosuch0"}}}
 	if _, err := Start(o); !errors.Is(err, syncd.ErrInterface) || !strings.Contains(err.Error(), "--start-daemon master") {
 		t.Fatalf("start: %v", err)
