@@ -21,6 +21,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/syncd"
 	"github.com/xvs-lb/xvs/internal/syncproto"
 	"github.com/xvs-lb/xvs/internal/syncring"
+	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/pe"
 	"github.com/xvs-lb/xvs/table"
 )
@@ -114,17 +115,7 @@ func applyLine(cfg *ipvs.Config, line string) error {
 // master's live templates from the walk within a refresh period; -L
 // --daemon and the metrics' status describe the daemons.
 func TestRootSyncBetweenDaemons(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	l, err := lab.New(lab.Spec{RealServers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := testenv.Lab(t, lab.Spec{RealServers: 1})
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "r.rules")
 	os.WriteFile(rulesFile, []byte(testRules), 0o600)
@@ -254,17 +245,7 @@ func templates(t *testing.T, d *Daemon) []table.TemplateInfo {
 // The sync daemons over IPv6 multicast (--mcast-group ff02::81): a master
 // on one director, a backup on another; the backup learns the calls.
 func TestRootSyncIPv6(t *testing.T) {
-	if err := lab.Available(); err != nil {
-		if errors.Is(err, lab.ErrNotRoot) {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	l, err := lab.New(lab.Spec{RealServers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := testenv.Lab(t, lab.Spec{RealServers: 1})
 	rulesFile := filepath.Join(t.TempDir(), "r.rules")
 	os.WriteFile(rulesFile, []byte(testRules), 0o600)
 	group := netip.MustParseAddr("ff02::81")
