@@ -53,8 +53,10 @@ func warmLab(b *testing.B, fwd string, n int) (*lab, benchFrame) {
 
 // warmLabSpread is warmLab with the clock advanced by spread over the
 // warm-up, so that the calls' last uses are spread over it, and, with a
-// ring, a sync master on during the warm-up (its records discarded), so
-// that the templates' syncs are spread too.
+// ring, a sync master on during the warm-up (its records discarded) and a
+// second datagram of each call half the spread after its first, so that the
+// templates' syncs and their one retry (sync_retries 1) are spread too: the
+// steady state.
 func warmLabSpread(b *testing.B, fwd string, n int, spread time.Duration, ring *syncring.Ring) (*lab, benchFrame) {
 	l := newLabSized(b, 1, fmt.Sprintf(`
 -A -u 10.4.3.192:5060 -s mh -p 3600 -M 0.0.0.0 --pe sip -o
@@ -76,15 +78,30 @@ func warmLabSpread(b *testing.B, fwd string, n int, spread time.Duration, ring *
 		defer w.SetSyncMaster(nil)
 	}
 	discard := func(*syncring.Record) {}
+	// With a ring, call i's second datagram comes half the spread after its
+	// first (step i+n/2): with a spread of a refresh period, past the
+	// retry's delay and before the refresh.
+	steps, second := n, n
+	if ring != nil {
+		steps, second = n+n/2, n/2
+	}
 	w.BeginBatch(l.now)
-	for i := range n {
-		warm.setCall(uint64(i))
-		copy(warm.frame[:bf.idOff], orig[:bf.idOff])
-		w.ProcessRoom(room, warm.frame, packet.LinkEthernet, &d)
-		if d.Reason != ReasonScheduled {
-			b.Fatalf("warm-up call %d: %v", i, d.Reason)
+	for k := range steps {
+		for _, c := range []struct {
+			call int
+			want Reason
+		}{{k, ReasonScheduled}, {k - second, ReasonTemplateHit}} {
+			if c.call < 0 || c.call >= n || c.want == ReasonTemplateHit && ring == nil {
+				continue
+			}
+			warm.setCall(uint64(c.call))
+			copy(warm.frame[:bf.idOff], orig[:bf.idOff])
+			w.ProcessRoom(room, warm.frame, packet.LinkEthernet, &d)
+			if d.Reason != c.want {
+				b.Fatalf("warm-up call %d: %v, want %v", c.call, d.Reason, c.want)
+			}
 		}
-		if i%64 == 63 {
+		if k%64 == 63 {
 			w.EndBatch()
 			if ring != nil {
 				ring.Drain(0, discard)
@@ -330,8 +347,9 @@ func BenchmarkPipelineTunnel(b *testing.B) {
 // advances 16 µs per 64-packet batch, 4 Mpps of simulated time, and the
 // warm-up spread the million calls' syncs over one refresh period, so that
 // the run is in the steady state: each call gets a packet every 0.25 s and
-// is re-synced every 10 s. (With sync off the clock stands still, so that
-// the calls do not all fall due while the master is off.)
+// is re-synced every 10 s, with one retry 1.25 s after each: about one
+// record per 20 packets. (With sync off the clock stands still, so that the
+// calls do not all fall due while the master is off.)
 func BenchmarkPipelineSync(b *testing.B) {
 	if testing.Short() {
 		b.Skip("warm-table benchmark fills a million templates")
