@@ -92,6 +92,7 @@ func (t *Templates) Sync(k *TemplateKey, h uint64, dest DestID, timeout, remaini
 	switch res {
 	case Inserted:
 		t.ents[ref.slot].flags |= flagSync
+		t.stats.Synced++
 		return ref, 0, SyncInserted
 	case InsertOverflow:
 		return Ref{}, 0, SyncOverflow

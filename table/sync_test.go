@@ -25,6 +25,9 @@ func TestTemplateSync(t *testing.T) {
 	if len(info) != 1 || !info[0].Synced || info[0].Dest != 7 || info[0].Remaining != time.Minute || info[0].Timeout != time.Minute {
 		t.Fatalf("synced template: %+v", info)
 	}
+	if st := tt.Stats(); st.Synced != 1 || st.Live != 1 {
+		t.Fatalf("stats %+v", st)
+	}
 	// A refresh restarts the timeout with the received one, never
 	// shortening the expiry.
 	now += int64(30 * time.Second)
@@ -68,6 +71,7 @@ func TestTemplateSync(t *testing.T) {
 	if len(removed) != 0 {
 		t.Errorf("removed %v", removed)
 	}
+
 	// A remaining time shorter than the timeout is the master's expiry; a
 	// refresh never shortens a template's life.
 	k4 := k
@@ -90,6 +94,13 @@ func TestTemplateSync(t *testing.T) {
 	tt.SwapMark(ref, 42)
 	if m, _ := tt.Mark(ref); m != 42 {
 		t.Errorf("mark %d", m)
+	}
+	if st := tt.Stats(); st.Synced != 2 || st.Live != 2 { // call-1, call-4 (call-2 is gone, local)
+		t.Errorf("stats %+v", st)
+	}
+	tt.Invalidate(r4)
+	if st := tt.Stats(); st.Synced != 1 {
+		t.Errorf("after a removal: %+v", st)
 	}
 }
 

@@ -198,6 +198,7 @@ type TemplateStats struct {
 	ArenaFull        uint64 // of Overflow: refused for want of an arena slot
 	Invalid          uint64 // inserts with a malformed key
 	Live             uint64
+	Synced           uint64 // of Live: created by Sync (a backup's entries from a master)
 	Capacity         uint64
 }
 
@@ -678,6 +679,9 @@ func (t *Templates) drop(i uint32, reason RemoveReason) {
 	gen := e.gen + 1
 	if gen == 0 {
 		gen = 1
+	}
+	if e.flags&flagSync != 0 {
+		t.stats.Synced--
 	}
 	*e = tmpl{gen: gen}
 	t.stats.Live--

@@ -85,6 +85,7 @@ var (
 	tunnelFragments = desc("tunnel_fragments_total", "Outer fragments of tunnelled datagrams sent beyond the first.", "worker")
 
 	tmplLive      = desc("templates", "Live persistence templates in the worker's table.", "worker")
+	tmplSynced    = desc("templates_synced", "Of the live templates: those a backup sync daemon received from a master (marked SYNC in xvsadm -Lc).", "worker")
 	tmplCapacity  = desc("templates_capacity", "Capacity of the worker's template table.", "worker")
 	tmplCreated   = desc("templates_created_total", "Templates inserted into the worker's table.", "worker")
 	tmplExpired   = desc("templates_expired_total", "Templates removed at the end of their timeout.", "worker")
@@ -188,7 +189,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
 		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
 		tunnelPackets, tunnelFragments,
-		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
+		tmplLive, tmplSynced, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
 		syncInfo, syncMasterLagSum, syncMasterLagN, syncMasterLagMax, syncBackupMsgs, syncBackupDropped, syncBackupReject,
 		syncPeerDatagrams, syncPeerSyncID, syncPeerAge, syncQueued, syncWalked, syncApplied, syncStale, syncExpired, syncLag, syncLagMax,
@@ -331,6 +332,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, t := range st.Templates {
 		worker := strconv.Itoa(i)
 		gauge(ch, tmplLive, float64(t.Live), worker)
+		gauge(ch, tmplSynced, float64(t.Synced), worker)
 		gauge(ch, tmplCapacity, float64(t.Capacity), worker)
 		counter(ch, tmplCreated, t.Inserts, worker)
 		counter(ch, tmplExpired, t.Expired, worker)

@@ -32,6 +32,7 @@ func TestSyncMetrics(t *testing.T) {
 	w := &src.status.Workers[0]
 	w.Sync.Queued, w.Sync.Walked, w.Sync.StaleDest = 10, 4, 1
 	w.Sync.Applied[table.SyncInserted] = 7
+	src.status.Templates[0].Synced = 5
 	for _, d := range []time.Duration{3 * time.Millisecond, 40 * time.Millisecond, 2 * time.Second} {
 		w.Sync.Lag.Counts[bucketOf(d)]++
 		w.Sync.Lag.Sum += d
@@ -75,6 +76,7 @@ func TestSyncMetrics(t *testing.T) {
 		{"xvs_sync_applied_total", map[string]string{"worker": "0", "result": "inserted"}, 7},
 		{"xvs_sync_stale_total", map[string]string{"worker": "0"}, 1},
 		{"xvs_sync_lag_max_seconds", nil, 2},
+		{"xvs_templates_synced", map[string]string{"worker": "0"}, 5},
 	} {
 		if got := value(t, fams, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

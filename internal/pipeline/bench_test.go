@@ -349,7 +349,9 @@ func BenchmarkPipelineTunnel(b *testing.B) {
 // the run is in the steady state: each call gets a packet every 0.25 s and
 // is re-synced every 10 s, with one retry 1.25 s after each: about one
 // record per 20 packets. (With sync off the clock stands still, so that the
-// calls do not all fall due while the master is off.)
+// calls do not all fall due while the master is off.) A third case,
+// sync-on-record-per-packet, runs with the kernel's defaults (every use of
+// a template synced), the upper bound of the data path's cost.
 func BenchmarkPipelineSync(b *testing.B) {
 	if testing.Short() {
 		b.Skip("warm-table benchmark fills a million templates")
@@ -374,13 +376,27 @@ func BenchmarkPipelineSync(b *testing.B) {
 	}
 	out := make([]Decision, MaxBatch)
 	n := 0
-	run := func(b *testing.B, on bool) {
-		if on {
+	discard := func(*syncring.Record) {}
+	// every: the kernel's defaults (no refresh period), a record for every
+	// packet, the ring drained in the loop (no sender): the upper bound of
+	// the data path's cost.
+	run := func(b *testing.B, on, every bool) {
+		if on && !every {
 			w.SetSyncMaster(ring)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { snd.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done; w.SetSyncMaster(nil) }()
+		}
+		if every {
+			setSysctl(b, l, "sync_refresh_period=0")
+			setSysctl(b, l, "sync_retries=0")
+			w.SetSyncMaster(ring)
+			defer func() {
+				w.SetSyncMaster(nil)
+				setSysctl(b, l, "sync_refresh_period=10")
+				setSysctl(b, l, "sync_retries=1")
+			}()
 		}
 		b.ReportAllocs()
 		b.SetBytes(int64(len(bf.frame) * MaxBatch))
@@ -395,6 +411,9 @@ func BenchmarkPipelineSync(b *testing.B) {
 				l.advance(batchTime)
 			}
 			w.ProcessBatch(frames, packet.LinkEthernet, l.now, out)
+			if every {
+				ring.Drain(0, discard)
+			}
 		}
 		if out[0].Reason != ReasonTemplateHit {
 			b.Fatalf("first packet of the last batch: %v", out[0].Reason)
@@ -409,8 +428,9 @@ func BenchmarkPipelineSync(b *testing.B) {
 		}
 	}
 	for range syncRounds {
-		b.Run("sync-off", func(b *testing.B) { run(b, false) })
-		b.Run("sync-on", func(b *testing.B) { run(b, true) })
+		b.Run("sync-off", func(b *testing.B) { run(b, false, false) })
+		b.Run("sync-on", func(b *testing.B) { run(b, true, false) })
+		b.Run("sync-on-record-per-packet", func(b *testing.B) { run(b, true, true) })
 	}
 }
 

@@ -216,7 +216,7 @@ func TestSyncMasterWalk(t *testing.T) {
 	}
 }
 
-func setSysctl(t *testing.T, l *lab, setting string) {
+func setSysctl(t testing.TB, l *lab, setting string) {
 	t.Helper()
 	id, v, err := sysctl.Parse(setting)
 	if err == nil {
