@@ -30,11 +30,17 @@ func CheckHA() error {
 
 // RunHA runs the failover demo: two directors (xvs with both sync daemons,
 // keepalived), long SIP calls, the active director's xvs killed mid-calls,
-// the backup taking over with every call, the first director back.
-func RunHA(ctx context.Context, o HAOptions) error {
+// the backup taking over with every call, the first director back. When
+// ctx ends first it tears everything down and returns ErrInterrupted.
+func RunHA(ctx context.Context, o HAOptions) (err error) {
 	if err := CheckHA(); err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ErrInterrupted, context.Cause(ctx))
+		}
+	}()
 	if o.Calls == 0 {
 		o.Calls = 120
 	}
