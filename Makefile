@@ -15,7 +15,8 @@ FUZZTIME  ?= 20s
 # staticcheck, pinned: `go run` fetches this version through the module
 # proxy on first use and caches the build (no go.mod requirement, nothing to
 # install). ipvsadm's capitalised messages are the one documented exclusion:
-# //lint: directives in internal/ipvs/errors.go and internal/control/protocol.go.
+# //lint: directives in internal/ipvs/errors.go, internal/control/protocol.go and
+# internal/syncd/config.go.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # CI fuzzes the per-packet parsers, the whole decision, the template
 # snapshot reader, the sync backup's receiver and its workers' entry of what
