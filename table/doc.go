@@ -17,6 +17,11 @@
 // controlling template Ref; it is indexed from the reply direction too (real
 // addr:port → client addr:port) for NAT.
 //
+// For connection synchronisation (sync.go) an entry keeps the sync state
+// a master needs (a template's mark, a connection's mark, packet count and
+// state at the last sync), and a backup enters received entries with
+// Templates.Sync and Conns.Sync, which mark them as synced.
+//
 // A Ref (slot and generation) names an entry stably: once the entry is gone
 // the generation has moved on and every method reports the stale Ref instead
 // of touching the slot's next occupant.

@@ -21,7 +21,8 @@
 // template, scheduling, rewrite), reply.go (from real servers: NAT replies
 // and their own requests), shared.go (the cross-worker template index),
 // frag.go and icmp.go (fragments, path-MTU errors), conn.go (connection
-// states), decision.go and counters.go (what is returned and counted).
+// states), sync.go (the sync daemons' part: a master's records, a backup's
+// entries), decision.go and counters.go (what is returned and counted).
 package pipeline
 
 import (
