@@ -242,8 +242,10 @@ func templates(t *testing.T, d *Daemon) []table.TemplateInfo {
 	return ts
 }
 
-// The sync daemons over IPv6 multicast (--mcast-group ff02::81): a master
-// on one director, a backup on another; the backup learns the calls.
+// The sync daemons over IPv6 multicast (--mcast-group ff02::81) and two
+// ports (sync_ports 2: two sockets, and two receiving goroutines handing
+// entries to the workers): a master on one director, a backup on another;
+// the backup learns the calls.
 func TestRootSyncIPv6(t *testing.T) {
 	l := testenv.Lab(t, lab.Spec{RealServers: 1})
 	rulesFile := filepath.Join(t.TempDir(), "r.rules")
@@ -258,8 +260,8 @@ func TestRootSyncIPv6(t *testing.T) {
 		var d *Daemon
 		if err := l.Do(h.ns, func() (err error) {
 			d, err = Start(Options{Iface: lab.HostIface, Rules: rulesFile, Mode: "memtest", Templates: 1024, Conns: 1024,
-				LockDir: t.TempDir(), NoHealth: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				SyncDaemons: []ipvsadm.Daemon{{State: h.state, McastGroup: group, McastPort: 8849}}})
+				LockDir: t.TempDir(), NoHealth: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Queues: 2,
+				Sysctls: []string{"sync_ports=2"}, SyncDaemons: []ipvsadm.Daemon{{State: h.state, McastGroup: group, McastPort: 8849}}})
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -271,9 +273,9 @@ func TestRootSyncIPv6(t *testing.T) {
 		"backup sync daemon (mcast=eth0, syncid=0, maxlen=1452, group=ff02::81, port=8849, ttl=1)\n"; got != want {
 		t.Errorf("-L --daemon: %q, want %q", got, want)
 	}
-	const calls = 10
+	const calls = 40
 	for i := range calls {
-		backends[0].queues[0].Inject(invite("10.9.0.1:5060", fmt.Sprintf("v6-%d@x", i)))
+		backends[0].queues[i%2].Inject(invite("10.9.0.1:5060", fmt.Sprintf("v6-%d@x", i)))
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -291,8 +293,12 @@ func TestRootSyncIPv6(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if p := ds[1].SyncStatus().Backup.Peers; len(p) != 1 || !p[0].Addr.Is6() {
+	st := ds[1].SyncStatus().Backup
+	if p := st.Peers; len(p) != 1 || !p[0].Addr.Is6() {
 		t.Errorf("peers %+v", p)
+	}
+	if m := ds[0].SyncStatus().Master; m == nil || m.Stats.Messages < 2 {
+		t.Errorf("master %+v: want messages on both ports", m)
 	}
 }
 
