@@ -337,6 +337,7 @@ func BenchmarkPipelineTunnel(b *testing.B) {
 		})
 	}
 }
+
 // BenchmarkPipelineSync is the batched warm decision (invite-dr-1M-batch64)
 // with the sync master off and on, alternating in syncRounds rounds of the
 // same run, so that their ratio is the cost of sync on a shared machine: on,
