@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,8 @@ const (
 	metricsAddr = "127.0.0.1:9469"
 	// startLimit bounds a process's start.
 	startLimit = 20 * time.Second
+	// killLimit bounds the wait for killed processes to die.
+	killLimit = 5 * time.Second
 )
 
 // Timers are the VRRP and sync timers of the farm.
@@ -527,6 +530,13 @@ func (d *Director) StartXVS() error {
 func (d *Director) StartKeepalived() error {
 	run := filepath.Join(d.dir, "run")
 	os.MkdirAll(run, 0o700)
+	// The pid files of a keepalived that was killed: keepalived refuses to
+	// start ("daemon is already running") while a pid in them names a
+	// process, which a killed child not yet reaped, or a reused pid, does.
+	// The run directory is this director's alone.
+	for _, f := range []string{"keepalived.pid", "vrrp.pid", "checkers.pid"} {
+		os.Remove(filepath.Join(run, f))
+	}
 	p, err := start(d.Host.NS, "keepalived", "--vrrp", "--dont-fork", "--log-console", "--log-detail", "--no-syslog",
 		"--use-file", d.kaConf, "--pid", filepath.Join(run, "keepalived.pid"), "--vrrp_pid", filepath.Join(run, "vrrp.pid"),
 		"--checkers_pid", filepath.Join(run, "checkers.pid"))
@@ -555,9 +565,18 @@ func (d *Director) KillAll() error {
 	if err != nil {
 		return fmt.Errorf("ha: ip netns pids %s: %w", d.Host.NS, err)
 	}
+	var killed []int
 	for _, s := range strings.Fields(string(pids)) {
 		if pid, err := strconv.Atoi(s); err == nil && pid != os.Getpid() {
 			syscall.Kill(pid, syscall.SIGKILL)
+			killed = append(killed, pid)
+		}
+	}
+	// Wait for them all to be dead, keepalived's VRRP child (not ours to
+	// wait for) included, before anything is restarted.
+	for deadline := time.Now().Add(killLimit); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !slices.ContainsFunc(killed, alive) {
+			break
 		}
 	}
 	d.mu.Lock()
@@ -570,6 +589,17 @@ func (d *Director) KillAll() error {
 		}
 	}
 	return nil
+}
+
+// alive reports whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
 func (d *Director) stopAll() {
