@@ -14,6 +14,12 @@
 //	VIPs:   10.77.2.0/24 and fd77:2::/64, routed by the router to the balancer
 //	        (VIP4 10.77.2.1, VIP6 fd77:2::1)
 //
+// With Spec.Balancers 2 a second balancer, balancer2 (10.77.1.3,
+// fd77:1::3), sits on the server LAN beside the first, set up the same way,
+// for high-availability tests: the router still routes the VIPs to the
+// first until [Lab.RouteVIPsVia] points them at another next hop (a VRRP
+// address that moves between the two).
+//
 // This is the classic IPVS layout: the virtual addresses are routed to the
 // balancer, which does not own them (so in raw-socket mode its kernel drops
 // those packets instead of answering them: forwarding is off in the
@@ -113,6 +119,8 @@ type Spec struct {
 	// (fib_multipath_hash_policy=1 for IPv4 and IPv6). Balancer is
 	// director0. 0 or 1: the classic single balancer.
 	Directors int
+	// Balancers is 1 (0 means 1) or 2: a second balancer, Lab.Balancers[1].
+	Balancers int
 	// KeepOffloads leaves the veths' checksum and segmentation offloads on.
 	// By default they are switched off on every host interface: a frame a
 	// raw socket or AF_XDP receives must carry a complete checksum (with TX
@@ -138,9 +146,12 @@ type Lab struct {
 	Switch   string // namespace holding the bridges
 	Router   Host   // Iface/Addr*: its server-LAN side; its client side is "eth1", 10.77.0.1, fd77::1
 	Balancer Host
-	// Directors are the balancers of a scale-out lab (Spec.Directors > 1);
-	// nil otherwise.
+	// Directors are the balancers of a scale-out lab (Spec.Directors > 1;
+	// Balancers holds the same hosts); nil otherwise.
 	Directors []Host
+	// Balancers are the balancers: Balancer, then balancer2 when the Spec
+	// asks for two.
+	Balancers []Host
 	Clients   []Host
 	Reals     []Host
 	VIP4      netip.Addr
@@ -189,6 +200,15 @@ func New(spec Spec) (_ *Lab, err error) {
 	}
 	if spec.Directors < 0 || spec.Directors > MaxDirectors {
 		return nil, fmt.Errorf("lab: %d directors: at most %d", spec.Directors, MaxDirectors)
+	}
+	if spec.Directors > 1 && spec.Balancers > 1 {
+		return nil, fmt.Errorf("lab: %d directors and %d balancers: one or the other", spec.Directors, spec.Balancers)
+	}
+	if spec.Balancers == 0 {
+		spec.Balancers = 1
+	}
+	if spec.Balancers < 1 || spec.Balancers > 2 {
+		return nil, fmt.Errorf("lab: %d balancers: 1 or 2", spec.Balancers)
 	}
 	base := spec.Prefix
 	if base == "" {
@@ -271,16 +291,17 @@ func New(spec Spec) (_ *Lab, err error) {
 	}
 
 	// The balancers: forwarding off, so that their kernel drops (rather
-	// than routes) what the data plane handles; default route to the
-	// router.
-	balancers := []*Host{&l.Balancer}
-	if len(l.Directors) > 0 {
-		balancers = balancers[:0]
-		for i := range l.Directors {
-			balancers = append(balancers, &l.Directors[i])
-		}
+	// than routes) what the data plane handles; default route to the router.
+	l.Balancers = []Host{l.Balancer}
+	if spec.Balancers == 2 {
+		l.Balancers = append(l.Balancers, Host{Role: "balancer2", Iface: HostIface, Port: "lb2",
+			Addr4: netip.MustParseAddr("10.77.1.3"), Addr6: netip.MustParseAddr("fd77:1::3")})
 	}
-	for _, b := range balancers {
+	if len(l.Directors) > 0 {
+		l.Balancers = l.Directors // the same hosts
+	}
+	for i := range l.Balancers {
+		b := &l.Balancers[i]
 		if err := l.host(b, "brs", 24, 64, spec.KeepOffloads); err != nil {
 			return nil, err
 		}
@@ -291,9 +312,7 @@ func New(spec Spec) (_ *Lab, err error) {
 			return nil, err
 		}
 	}
-	if len(l.Directors) > 0 {
-		l.Balancer = l.Directors[0]
-	}
+	l.Balancer = l.Balancers[0]
 
 	for i := range l.Clients {
 		c := &l.Clients[i]
@@ -326,7 +345,7 @@ func New(spec Spec) (_ *Lab, err error) {
 func (l *Lab) settle() error {
 	type probe struct{ from, to string }
 	var probes []probe
-	for _, h := range append(append([]Host{l.Balancer}, l.Directors...), l.Clients...) {
+	for _, h := range append(append([]Host(nil), l.Balancers...), l.Clients...) {
 		probes = append(probes, probe{l.Router.NS, h.Addr4.String()}, probe{l.Router.NS, h.Addr6.String()})
 	}
 	for _, h := range append([]Host{l.Router}, l.Reals...) {
@@ -439,6 +458,21 @@ func (l *Lab) defaultRoute(ns string, gw4, gw6 netip.Addr) error {
 		return err
 	}
 	return l.ip(ns, "-6", "route", "replace", "default", "via", gw6.String())
+}
+
+// RouteVIPsVia makes the router send the VIPs to another next hop on the
+// server LAN: a VRRP address that keepalived moves between two balancers.
+// An invalid address leaves that family's route as it is.
+func (l *Lab) RouteVIPsVia(via4, via6 netip.Addr) error {
+	if via4.IsValid() {
+		if err := l.ip(l.Router.NS, "route", "replace", VIPNet4.String(), "via", via4.String()); err != nil {
+			return err
+		}
+	}
+	if via6.IsValid() {
+		return l.ip(l.Router.NS, "-6", "route", "replace", VIPNet6.String(), "via", via6.String())
+	}
+	return nil
 }
 
 // UseNAT sets the real servers up for masquerading (-m): their default route

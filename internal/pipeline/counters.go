@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
@@ -19,6 +20,7 @@ type Counters struct {
 	SharedFull uint64               // new keys the shared index had no room for (cross-worker persistence not guaranteed for them)
 	Frag       FragCounters
 	Tunnel     TunnelCounters
+	Sync       SyncCounters // connection synchronisation (sync.go)
 }
 
 // FragCounters count what happens to fragmented datagrams beyond each
@@ -49,6 +51,45 @@ type counterCells struct {
 	sharedFull atomic.Uint64
 	frag       atomicFrag
 	tunnel     [4]atomic.Uint64 // TunnelCounters, in field order
+	sync       atomicSync
+}
+
+// atomicSync publishes SyncCounters.
+type atomicSync struct {
+	queued, walked, staleDest, expired, lagSum, lagMax atomic.Uint64
+	applied                                            [NumSyncResults]atomic.Uint64
+	lag                                                [len(LagBuckets) + 1]atomic.Uint64
+}
+
+func (a *atomicSync) store(c *SyncCounters) {
+	a.queued.Store(c.Queued)
+	a.walked.Store(c.Walked)
+	a.staleDest.Store(c.StaleDest)
+	a.expired.Store(c.Expired)
+	a.lagSum.Store(uint64(c.Lag.Sum))
+	a.lagMax.Store(uint64(c.Lag.Max))
+	for i := range a.applied {
+		a.applied[i].Store(c.Applied[i])
+	}
+	for i := range a.lag {
+		a.lag[i].Store(c.Lag.Counts[i])
+	}
+}
+
+func (a *atomicSync) load() (c SyncCounters) {
+	c.Queued = a.queued.Load()
+	c.Walked = a.walked.Load()
+	c.StaleDest = a.staleDest.Load()
+	c.Expired = a.expired.Load()
+	c.Lag.Sum = time.Duration(a.lagSum.Load())
+	c.Lag.Max = time.Duration(a.lagMax.Load())
+	for i := range a.applied {
+		c.Applied[i] = a.applied[i].Load()
+	}
+	for i := range a.lag {
+		c.Lag.Counts[i] = a.lag[i].Load()
+	}
+	return c
 }
 
 type atomicFrag struct {
@@ -117,6 +158,7 @@ func (w *Worker) publish() {
 	for i, v := range [...]uint64{t.Encapsulated, t.Fragmented, t.Fragments, t.NoBuffer} {
 		c.tunnel[i].Store(v)
 	}
+	c.sync.store(&l.Sync)
 }
 
 // Counters returns the worker's counts as of its last completed batch. Any
@@ -138,6 +180,7 @@ func (w *Worker) Counters() Counters {
 	out.SharedFull = c.sharedFull.Load()
 	out.Frag = c.frag.load()
 	out.Tunnel = TunnelCounters{c.tunnel[0].Load(), c.tunnel[1].Load(), c.tunnel[2].Load(), c.tunnel[3].Load()}
+	out.Sync = c.sync.load()
 	return out
 }
 
@@ -160,4 +203,5 @@ func (c *Counters) Add(b *Counters) {
 	c.Tunnel.Fragmented += b.Tunnel.Fragmented
 	c.Tunnel.Fragments += b.Tunnel.Fragments
 	c.Tunnel.NoBuffer += b.Tunnel.NoBuffer
+	c.Sync.add(&b.Sync)
 }
