@@ -175,6 +175,12 @@ func TestRootLabTwoBalancers(t *testing.T) {
 	if _, err := New(Spec{Balancers: 3}); err == nil {
 		t.Error("three balancers accepted")
 	}
+	if _, err := New(Spec{Balancers: 2, Directors: 3}); err == nil {
+		t.Error("two balancers and three scale-out directors accepted")
+	}
+	if _, err := New(Spec{Directors: MaxDirectors + 1}); err == nil {
+		t.Errorf("%d directors accepted", MaxDirectors+1)
+	}
 	// The default lab keeps one balancer.
 	if one := newLab(t, Spec{RealServers: 1}); len(one.Balancers) != 1 {
 		t.Errorf("default lab: %d balancers", len(one.Balancers))
