@@ -58,8 +58,8 @@ func TestRouting(t *testing.T) {
 		ifindex int
 		hop     string
 	}{
-		{"172.16.0.2", Resolved, 11, "172.16.0.2"}, // the server leg, on-link
-		{"10.0.0.2", Resolved, 10, "10.0.0.2"},     // the client leg, on-link
+		{"172.16.0.2", Resolved, 11, "172.16.0.2"},  // the server leg, on-link
+		{"10.0.0.2", Resolved, 10, "10.0.0.2"},      // the client leg, on-link
 		{"203.0.113.7", Resolved, 10, "10.0.0.254"}, // default route: the gateway
 		{"192.168.9.9", Unserved, 12, ""},
 		{"198.51.100.1", NoRoute, 0, ""},
