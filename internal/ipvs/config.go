@@ -21,7 +21,26 @@ type Options struct {
 	PEExists func(name string) bool
 	// Now is the clock for the destination trash; nil means time.Now.
 	Now func() time.Time
+	// AddrKind says what an address is to the director, for the checks of
+	// a real server's address (ipvsadm -a and -e) and for Local forwarding;
+	// nil treats every address as another host's (offline tools, tests).
+	AddrKind func(netip.Addr) AddrKind
 }
+
+// AddrKind is what an address is to the director. The kernel's
+// ip_vs_new_dest accepts a real server whose address is unicast (another
+// host) or local (an address of the director: Local forwarding, IPVS's
+// LOCALNODE); xvs refuses the others at configuration time.
+type AddrKind uint8
+
+// Address kinds.
+const (
+	AddrUnicast   AddrKind = iota // another host
+	AddrLocal                     // an address of this host (127.0.0.1, a VIP on its interface…)
+	AddrBroadcast                 // 255.255.255.255, or a directed broadcast of one of its links
+	AddrMulticast
+	AddrUnusable // unspecified, or an IPv6 link-local address of another host
+)
 
 type svcEntry struct {
 	cfg      ServiceConfig
@@ -204,6 +223,62 @@ func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
 		return fail(fmt.Errorf("persistence engine %q not found: %w", s.PE, ErrNotFound))
 	}
 	return s, nil
+}
+
+// Refusals of a real server's address (wrapping ErrInvalid, ipvsadm's
+// message for the kernel's EINVAL).
+var (
+	ErrBroadcastDest = fmt.Errorf("a broadcast address cannot be a real server: %w", ErrInvalid)
+	ErrMulticastDest = fmt.Errorf("a multicast address cannot be a real server: %w", ErrInvalid)
+	ErrUnusableDest  = fmt.Errorf("not a unicast address of a host: %w", ErrInvalid)
+	ErrVIPNotLocal   = fmt.Errorf("the virtual address is not an address of this director, so it cannot be its own real server (frames to it would come straight back): %w", ErrInvalid)
+	ErrLocalPort     = fmt.Errorf("a real server on this director (Local forwarding) gets packets to the virtual port unchanged: its port must be the service's (the local server's replies could not be translated back): %w", ErrInvalid)
+)
+
+// addrKind classifies a with the configured classifier.
+func (c *Config) addrKind(a netip.Addr) AddrKind {
+	if c.opts.AddrKind == nil {
+		return AddrUnicast
+	}
+	return c.opts.AddrKind(a)
+}
+
+// normDest validates d for service s and fills its port.
+func (c *Config) normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
+	d, err := normDest(s, d)
+	if err != nil || c.opts.AddrKind == nil {
+		return d, err // without a classifier nothing is known of the director's addresses
+	}
+	fail := func(err error) (DestConfig, error) {
+		return DestConfig{}, fmt.Errorf("%v -> %v: %w", s.Key(), d.Addr, err)
+	}
+	a := d.Addr.Addr()
+	kind := c.addrKind(a)
+	switch {
+	case kind == AddrBroadcast:
+		return fail(ErrBroadcastDest)
+	case kind == AddrMulticast:
+		return fail(ErrMulticastDest)
+	case kind == AddrUnusable:
+		return fail(ErrUnusableDest)
+	case a == s.Key().Addr && kind != AddrLocal:
+		return fail(ErrVIPNotLocal)
+	case kind == AddrLocal && s.Addr.Port() != 0 && d.Addr.Port() != s.Addr.Port():
+		return fail(ErrLocalPort)
+	}
+	return d, nil
+}
+
+// Reclassify marks every service for recompilation, so that the next
+// snapshot classifies every real server's address again (the director's
+// own addresses changed: a real server became Local, or stopped being).
+func (c *Config) Reclassify() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.services {
+		e.compiled = nil
+	}
+	c.changed()
 }
 
 // normDest validates d for service s and fills its port.
@@ -402,7 +477,7 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 	if err != nil {
 		return err
 	}
-	if d, err = normDest(e.cfg, d); err != nil {
+	if d, err = c.normDest(e.cfg, d); err != nil {
 		return err
 	}
 	if e.dest(d.Addr) >= 0 {
@@ -449,7 +524,7 @@ func (c *Config) EditDest(k ServiceKey, d DestConfig) error {
 	if err != nil {
 		return err
 	}
-	if d, err = normDest(e.cfg, d); err != nil {
+	if d, err = c.normDest(e.cfg, d); err != nil {
 		return err
 	}
 	i := e.dest(d.Addr)
