@@ -311,7 +311,7 @@ func (w *Watcher) sync() error {
 		return err
 	}
 	var routes []nexthop.Route
-	var local []netip.Addr
+	var local, bcast []netip.Addr
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 		if err != nil {
@@ -322,15 +322,23 @@ func (w *Watcher) sync() error {
 				routes = append(routes, nr)
 			}
 		}
-		// Local routes (the kernel's "local" table): addresses, and
-		// ranges delivered locally (ip route add local 10.9.0.0/16 dev lo).
-		ls, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_LOCAL, Type: unix.RTN_LOCAL}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
+		// The kernel's "local" table: local routes (addresses, and ranges
+		// delivered locally: ip route add local 10.9.0.0/16 dev lo), and
+		// the links' broadcast addresses.
+		ls, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
 		if err != nil {
 			return fmt.Errorf("local routes: %w", err)
 		}
 		for _, r := range ls {
-			if nr, ok := route(fam, r); ok {
-				routes = append(routes, nr)
+			switch r.Type {
+			case unix.RTN_LOCAL:
+				if nr, ok := route(fam, r); ok {
+					routes = append(routes, nr)
+				}
+			case unix.RTN_BROADCAST:
+				if nr, ok := route(fam, r); ok && nr.Dst.IsSingleIP() {
+					bcast = append(bcast, nr.Dst.Addr())
+				}
 			}
 		}
 		addrs, err := netlink.AddrList(nil, fam)
@@ -345,6 +353,7 @@ func (w *Watcher) sync() error {
 	}
 	w.tbl.SetRoutes(routes)
 	w.tbl.SetLocal(local)
+	w.tbl.SetBroadcast(bcast)
 	woke := false
 	for _, p := range w.Ports() {
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
@@ -434,56 +443,4 @@ func (w *Watcher) Prepare(addrs []netip.Addr) {
 			}
 		}
 	}
-}
-
-// Kind is what an address is to this host, as the kernel's routing says
-// (inet_addr_type; IPv6 by its scope and the host's addresses).
-type Kind uint8
-
-// Address kinds.
-const (
-	KindUnicast Kind = iota
-	KindLocal
-	KindBroadcast
-	KindMulticast
-	KindUnspecified
-	KindLinkLocal // an IPv6 link-local address that is not the host's (it names no interface)
-	KindOther     // anycast, blackhole, unreachable…: the kernel's other route types
-)
-
-// Classify says what a is to this host: the real-server check of ipvsadm
-// -a (the kernel accepts a local or unicast address only).
-func Classify(a netip.Addr) Kind {
-	a = a.Unmap()
-	switch {
-	case !a.IsValid() || a.IsUnspecified():
-		return KindUnspecified
-	case a.IsMulticast():
-		return KindMulticast
-	case a.IsLoopback():
-		return KindLocal
-	case a.Is4() && a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return KindBroadcast
-	}
-	rs, err := netlink.RouteGet(net.IP(a.AsSlice()))
-	if err != nil || len(rs) == 0 {
-		if a.Is6() && a.IsLinkLocalUnicast() {
-			return KindLinkLocal
-		}
-		return KindUnicast // no route now: the kernel's inet_addr_type says unicast
-	}
-	switch rs[0].Type {
-	case unix.RTN_LOCAL:
-		return KindLocal
-	case unix.RTN_BROADCAST:
-		return KindBroadcast
-	case unix.RTN_MULTICAST:
-		return KindMulticast
-	case unix.RTN_UNICAST:
-		if a.Is6() && a.IsLinkLocalUnicast() {
-			return KindLinkLocal
-		}
-		return KindUnicast
-	}
-	return KindOther
 }

@@ -155,13 +155,15 @@ func watcherChild(t *testing.T) {
 	if _, st, took := waitFor(netip.MustParseAddr("10.67.0.2"), nexthop.Resolved, 2*time.Second); st != nexthop.Resolved {
 		t.Errorf("after a flush: %v after %v", st, took)
 	}
-	// The classifier behind ipvsadm -a's checks.
-	for a, want := range map[string]Kind{
-		"10.67.0.2": KindUnicast, "10.67.0.1": KindLocal, "127.0.0.1": KindLocal, "10.67.0.255": KindBroadcast,
-		"255.255.255.255": KindBroadcast, "224.0.0.5": KindMulticast, "0.0.0.0": KindUnspecified,
-		"ff02::1": KindMulticast, "fd67::1": KindLocal, "fe80::99": KindLinkLocal, "198.51.100.7": KindLocal,
+	// The classifier behind ipvsadm -a's checks, from what the watcher
+	// read (the links' broadcast addresses come from the local table).
+	for a, want := range map[string]nexthop.Kind{
+		"10.67.0.2": nexthop.KindUnicast, "10.67.0.1": nexthop.KindLocal, "127.0.0.1": nexthop.KindLocal,
+		"10.67.0.255": nexthop.KindBroadcast, "10.66.0.255": nexthop.KindBroadcast, "255.255.255.255": nexthop.KindBroadcast,
+		"224.0.0.5": nexthop.KindMulticast, "0.0.0.0": nexthop.KindUnusable, "ff02::1": nexthop.KindMulticast,
+		"fd67::1": nexthop.KindLocal, "fe80::99": nexthop.KindUnusable, "198.51.100.7": nexthop.KindLocal,
 	} {
-		if got := Classify(netip.MustParseAddr(a)); got != want {
+		if got := tbl.Classify(netip.MustParseAddr(a)); got != want {
 			t.Errorf("Classify(%s) = %d, want %d", a, got, want)
 		}
 	}

@@ -68,7 +68,7 @@ func (c *Cache) Lookup(dst netip.Addr, now int64) (Egress, Status) {
 			// A next hop the table has no slot for yet (a client seen
 			// for the first time): ask for it, do not remember it.
 			c.askNew(Request{Port: port, Addr: hop}, now)
-			return Egress{}, Incomplete
+			return Egress{Hop: hashAddr(hop) ^ uint64(port)}, Incomplete
 		}
 		*e = cacheEnt{addr: dst, val: val, port: port, slot: true, valid: true}
 	}
@@ -81,7 +81,7 @@ func (c *Cache) Lookup(dst netip.Addr, now int64) (Egress, Status) {
 		// The slot was given to another neighbour since this view: the
 		// view that says so is about to be published.
 		e.valid = false
-		return Egress{}, Incomplete
+		return Egress{Hop: uint64(e.val) | 1<<63}, Incomplete
 	}
 	switch wordState(w) {
 	case NeighReachable:
@@ -91,7 +91,7 @@ func (c *Cache) Lookup(dst netip.Addr, now int64) (Egress, Status) {
 		return Egress{}, Failed
 	}
 	c.ask(s, e.val>>8, now)
-	return Egress{}, Incomplete
+	return Egress{Hop: uint64(e.val) | 1<<63}, Incomplete
 }
 
 // ask posts a resolution request for slot i unless one was posted in the

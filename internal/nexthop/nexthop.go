@@ -99,10 +99,13 @@ func (s Status) String() string {
 }
 
 // Egress is where a frame leaves: the port, the port's own MAC (the frame's
-// new source) and the next hop's MAC (its new destination).
+// new source) and the next hop's MAC (its new destination). For an
+// Incomplete lookup only Hop is set: the next hop's identity, so that the
+// frames held for one neighbour can be bounded together.
 type Egress struct {
 	Port     Port
 	Src, Dst [6]byte
+	Hop      uint64
 }
 
 // PortInfo describes a served interface.
@@ -174,6 +177,7 @@ type Table struct {
 	ports  []PortInfo
 	routes []Route
 	local  []netip.Addr
+	bcast  []netip.Addr
 	neigh  map[neighKey]uint32 // → slot index
 	keys   []neighKey          // slot index → its neighbour (for requests naming a slot)
 	free   []uint32
@@ -274,6 +278,55 @@ func (t *Table) SetLocal(as []netip.Addr) {
 	defer t.mu.Unlock()
 	t.local = append([]netip.Addr(nil), as...)
 	t.dirty = true
+}
+
+// SetBroadcast replaces the host's IPv4 broadcast addresses (its links'
+// directed broadcasts; 255.255.255.255 is one whether listed or not).
+func (t *Table) SetBroadcast(as []netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.bcast = append([]netip.Addr(nil), as...)
+	t.dirty = true
+}
+
+// Kind is what an address is to this host.
+type Kind uint8
+
+// Address kinds (Classify).
+const (
+	KindUnicast   Kind = iota // another host
+	KindLocal                 // an address of this host (or a range it delivers locally)
+	KindBroadcast             // 255.255.255.255, or a directed broadcast of one of its links
+	KindMulticast
+	KindUnusable // unspecified, or an IPv6 link-local address of another host (it names no link)
+)
+
+// Classify says what a is to this host, from the published view (no system
+// call): the real-server check of ipvsadm -a (the kernel's ip_vs_new_dest
+// accepts only a local or unicast address).
+func (t *Table) Classify(a netip.Addr) Kind {
+	a = a.Unmap()
+	v := t.view.Load()
+	switch {
+	case !a.IsValid() || a.IsUnspecified():
+		return KindUnusable
+	case a.IsMulticast():
+		return KindMulticast
+	case v.isLocal(a):
+		return KindLocal
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return KindBroadcast
+	}
+	if _, ok := v.bcast[a]; ok {
+		return KindBroadcast
+	}
+	if st, _, _, _ := v.route(a); st == Local {
+		return KindLocal
+	}
+	if a.Is6() && a.IsLinkLocalUnicast() {
+		return KindUnusable
+	}
+	return KindUnicast
 }
 
 // portOf returns the port of an interface index.

@@ -79,6 +79,18 @@ func TestRouting(t *testing.T) {
 	if !tb.IsLocal(a("10.0.0.1")) || tb.IsLocal(a("10.0.0.2")) {
 		t.Error("IsLocal")
 	}
+	tb.SetBroadcast([]netip.Addr{a("10.0.0.255")})
+	tb.Flush(false)
+	for s, want := range map[string]Kind{
+		"172.16.0.2": KindUnicast, "203.0.113.1": KindUnicast, "10.0.0.1": KindLocal, "127.0.0.1": KindLocal,
+		"207.175.44.110": KindLocal, "10.0.0.255": KindBroadcast, "255.255.255.255": KindBroadcast,
+		"224.0.0.5": KindMulticast, "ff02::1": KindMulticast, "0.0.0.0": KindUnusable, "::": KindUnusable,
+		"fe80::9": KindUnusable, "fd00:1::5": KindUnicast,
+	} {
+		if got := tb.Classify(a(s)); got != want {
+			t.Errorf("Classify(%s) = %d, want %d", s, got, want)
+		}
+	}
 }
 
 // TestNoRoutes: an empty table routes nothing.

@@ -17,6 +17,7 @@ type view struct {
 	v4    lpm4
 	v6    lpm6
 	local map[netip.Addr]struct{}
+	bcast map[netip.Addr]struct{}
 	neigh map[neighKey]uint32 // slot<<8 | generation
 }
 
@@ -100,6 +101,10 @@ func (t *Table) buildView() *view {
 		neigh: make(map[neighKey]uint32, len(t.neigh))}
 	for _, a := range t.local {
 		v.local[a.Unmap()] = struct{}{}
+	}
+	v.bcast = make(map[netip.Addr]struct{}, len(t.bcast))
+	for _, a := range t.bcast {
+		v.bcast[a.Unmap()] = struct{}{}
 	}
 	for k, i := range t.neigh {
 		v.neigh[k] = i<<8 | uint32(wordGen(t.hops[i].word.Load()))
