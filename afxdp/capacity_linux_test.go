@@ -74,7 +74,7 @@ func mapLen(t *testing.T, b *Backend) int {
 	var k key4
 	var v uint32
 	n := 0
-	it := b.prog.match4.Iterate()
+	it := b.ifs[0].prog.match4.Iterate()
 	for it.Next(&k, &v) {
 		n++
 	}

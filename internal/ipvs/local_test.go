@@ -52,7 +52,7 @@ func TestRealServerAddressChecks(t *testing.T) {
 		{vkey, "10.0.0.99:5070", Masq, ErrLocalPort},
 		{vkey, "127.0.0.1:5060", Masq, nil}, // Local, same port
 		{vkey, "10.0.0.99:5060", Route, nil},
-		{vkey, "10.0.0.7:5080", Masq, nil}, // an ordinary NAT real server
+		{vkey, "10.0.0.7:5080", Masq, nil},   // an ordinary NAT real server
 		{owned, "10.0.0.99:5060", Masq, nil}, // the VIP the director owns
 	} {
 		d := DestConfig{Addr: netip.MustParseAddrPort(tc.dest), Fwd: tc.fwd, Weight: 1}

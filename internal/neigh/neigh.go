@@ -444,3 +444,41 @@ func (w *Watcher) Prepare(addrs []netip.Addr) {
 		}
 	}
 }
+
+// Source is what the kernel would send from towards a destination: the
+// outer header of a tunnel to it (ip_vs_tunnel_xmit takes the route's).
+// Which interface and MACs the frame takes is the next-hop table's
+// business, as for every frame; Source gives only what the table does not
+// keep.
+type Source struct {
+	// Addr is the route's preferred source, or the address the kernel
+	// selects for it (ip route get's src). Invalid when there is none.
+	Addr netip.Addr
+	// MTU is the path MTU: the route's mtu attribute, else its
+	// interface's.
+	MTU int
+	// Ifindex is the interface the route leaves by.
+	Ifindex int
+}
+
+// SourceFor asks the kernel for its route towards dst (ip route get).
+func SourceFor(dst netip.Addr) (Source, error) {
+	routes, err := netlink.RouteGet(net.IP(dst.AsSlice()))
+	if err != nil {
+		return Source{}, fmt.Errorf("route to %v: %w", dst, err)
+	}
+	if len(routes) == 0 {
+		return Source{}, fmt.Errorf("route to %v: %w", dst, unix.ENETUNREACH)
+	}
+	rt := routes[0]
+	out := Source{MTU: rt.MTU, Ifindex: rt.LinkIndex}
+	if src, ok := netip.AddrFromSlice(rt.Src); ok && src.IsValid() && !src.IsUnspecified() {
+		out.Addr = src.Unmap()
+	}
+	if out.MTU == 0 {
+		if l, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
+			out.MTU = l.Attrs().MTU
+		}
+	}
+	return out, nil
+}
