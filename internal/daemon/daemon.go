@@ -725,7 +725,3 @@ func (d *Daemon) Close() error {
 	d.log.Info("data plane stopped", "mode", d.backend.Mode().String())
 	return err
 }
-
-func fmtMAC(m [6]byte) string {
-	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
-}

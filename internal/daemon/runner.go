@@ -43,7 +43,6 @@ type Runner struct {
 
 	requests chan request
 	local    [][]byte // this batch's frames for the host's stack
-	copies   [][]byte // a run of emitted frames for one port
 }
 
 type request struct {

@@ -212,7 +212,6 @@ func wordMAC(w uint64) [6]byte {
 	return [6]byte{byte(w >> 40), byte(w >> 32), byte(w >> 24), byte(w >> 16), byte(w >> 8), byte(w)}
 }
 func wordState(w uint64) NeighState { return NeighState(w >> 48 & 0xf) }
-func wordPort(w uint64) Port        { return Port(w >> 52 & 0xf) }
 func wordGen(w uint64) uint8        { return uint8(w >> 56) }
 
 // New returns an empty table: no ports, no routes (every lookup is NoRoute
