@@ -152,11 +152,11 @@ type Lab struct {
 	ClientLeg Host
 	// Ifaces are the balancer's interfaces xvs serves: HostIface, and the
 	// client leg's with two legs.
-	Ifaces []string
-	Clients  []Host
-	Reals    []Host
-	VIP4     netip.Addr
-	VIP6     netip.Addr
+	Ifaces  []string
+	Clients []Host
+	Reals   []Host
+	VIP4    netip.Addr
+	VIP6    netip.Addr
 
 	mu     sync.Mutex
 	nss    []string // created, in creation order
