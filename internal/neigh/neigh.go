@@ -291,11 +291,14 @@ func (w *Watcher) neighbour(u netlink.NeighUpdate) bool {
 
 // state maps a kernel neighbour state to the table's.
 func state(n netlink.Neigh) (nexthop.NeighState, [6]byte) {
-	const usable = unix.NUD_REACHABLE | unix.NUD_STALE | unix.NUD_DELAY | unix.NUD_PROBE | unix.NUD_PERMANENT | unix.NUD_NOARP
+	const usable = unix.NUD_REACHABLE | unix.NUD_DELAY | unix.NUD_PROBE | unix.NUD_PERMANENT | unix.NUD_NOARP
 	var mac [6]byte
 	switch {
 	case n.State&unix.NUD_FAILED != 0:
 		return nexthop.NeighFailed, mac
+	case n.State&unix.NUD_STALE != 0 && len(n.HardwareAddr) == 6:
+		copy(mac[:], n.HardwareAddr)
+		return nexthop.NeighStale, mac
 	case n.State&usable != 0 && len(n.HardwareAddr) == 6:
 		copy(mac[:], n.HardwareAddr)
 		return nexthop.NeighReachable, mac

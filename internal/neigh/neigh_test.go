@@ -57,8 +57,10 @@ func TestRootWatcher(t *testing.T) {
 		run(t, "ip", "-n", peer, "link", "set", "eth0", "up")
 	}
 	run(t, "ip", "-n", d, "link", "set", "lo", "up")
-	// Fail resolution on the server leg fast: one probe of 100 ms.
-	run(t, "ip", "netns", "exec", d, "sysctl", "-qw", "net.ipv4.neigh.eth1.mcast_solicit=1", "net.ipv4.neigh.eth1.retrans_time_ms=100")
+	// Fail resolution on the server leg fast (one probe of 100 ms), and
+	// confirm a used stale entry at once.
+	run(t, "ip", "netns", "exec", d, "sysctl", "-qw", "net.ipv4.neigh.eth1.mcast_solicit=1", "net.ipv4.neigh.eth1.retrans_time_ms=100",
+		"net.ipv4.neigh.eth1.delay_first_probe_time=0")
 	run(t, "ip", "-n", d, "route", "add", "default", "via", "10.66.0.2")
 	time.Sleep(200 * time.Millisecond) // link-local addresses configured
 	exe, err := os.Executable()
@@ -149,6 +151,35 @@ func watcherChild(t *testing.T) {
 	// A neighbour that does not exist fails (one 100 ms probe).
 	if _, st, took := waitFor(netip.MustParseAddr("10.67.0.99"), nexthop.Failed, 3*time.Second); st != nexthop.Failed {
 		t.Errorf("missing neighbour: %v after %v", st, took)
+	}
+	// A stale neighbour is used, and its use makes the kernel confirm it
+	// (the workers' traffic is invisible to the kernel): it becomes
+	// reachable again.
+	srv := netip.MustParseAddr("10.67.0.2")
+	mac := peerMAC(os.Getenv(childEnv))
+	exec.Command("ip", "neigh", "change", srv.String(), "dev", "eth1", "lladdr", fmt.Sprintf("%x:%x:%x:%x:%x:%x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]), "nud", "stale").Run()
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if st, _, _ := tbl.Neighbour(ports[1].Ifindex, srv); st == nexthop.NeighStale {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st, _, _ := tbl.Neighbour(ports[1].Ifindex, srv); st != nexthop.NeighStale {
+		t.Errorf("marked stale: %v", st)
+	}
+	confirmed := false
+	for deadline = time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !confirmed; {
+		now += 2e9 // past the retry interval: every lookup may ask
+		if _, st := c.Lookup(srv, now); st != nexthop.Resolved {
+			t.Errorf("stale neighbour not used: %v", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+		st, _, _ := tbl.Neighbour(ports[1].Ifindex, srv)
+		confirmed = st == nexthop.NeighReachable
+	}
+	if !confirmed {
+		t.Error("a used stale neighbour was not confirmed by the kernel")
 	}
 	// A flushed neighbour is forgotten, and resolved again on demand.
 	exec.Command("ip", "neigh", "flush", "dev", "eth1").Run()

@@ -86,6 +86,9 @@ func (c *Cache) Lookup(dst netip.Addr, now int64) (Egress, Status) {
 	switch wordState(w) {
 	case NeighReachable:
 		return Egress{Port: e.port, Src: v.ports[e.port].MAC, Dst: wordMAC(w)}, Resolved
+	case NeighStale:
+		c.ask(s, e.val>>8, now) // used: the kernel confirms it
+		return Egress{Port: e.port, Src: v.ports[e.port].MAC, Dst: wordMAC(w)}, Resolved
 	case NeighFailed:
 		c.ask(s, e.val>>8, now)
 		return Egress{}, Failed
@@ -186,7 +189,7 @@ func (t *Table) Resolve(dst netip.Addr) (e Egress, st Status, ifindex int) {
 		return Egress{Port: port}, Incomplete, ifindex
 	}
 	switch wordState(w) {
-	case NeighReachable:
+	case NeighReachable, NeighStale:
 		return Egress{Port: port, Src: v.ports[port].MAC, Dst: wordMAC(w)}, Resolved, ifindex
 	case NeighFailed:
 		return Egress{Port: port}, Failed, ifindex

@@ -143,15 +143,24 @@ type Path struct {
 // NeighState is a neighbour slot's state.
 type NeighState uint8
 
-// Neighbour states. The kernel's REACHABLE, STALE, DELAY, PROBE, PERMANENT
-// and NOARP all mean "the MAC is usable" (Reachable): the kernel keeps
-// using a STALE address until proven wrong, and so does xvs.
+// Neighbour states. The kernel's REACHABLE, DELAY, PROBE, PERMANENT and
+// NOARP mean "the MAC is usable" (Reachable); STALE is usable too, but the
+// kernel wants it confirmed: it keeps using a STALE address until proven
+// wrong, and confirms it when it is used (DELAY, then a unicast probe). The
+// kernel does not see the workers use an entry, so a lookup that meets a
+// Stale one asks the control plane to mark it used (at most once per
+// RetryInterval), which starts the kernel's confirmation: a MAC that
+// changed is found again as it would be for the kernel's own traffic.
 const (
 	NeighNone       NeighState = iota // not known yet
 	NeighIncomplete                   // being resolved
 	NeighReachable                    // MAC usable
 	NeighFailed                       // resolution failed
+	NeighStale                        // MAC usable, to be confirmed
 )
+
+// usable reports whether a state's MAC may be used.
+func (s NeighState) usable() bool { return s == NeighReachable || s == NeighStale }
 
 // ErrFull reports that every neighbour slot is taken.
 var ErrFull = errors.New("next-hop table full")
@@ -366,11 +375,11 @@ func (t *Table) SetNeighbour(ifindex int, addr netip.Addr, mac [6]byte, st Neigh
 		t.hops[i].word.Store(packWord([6]byte{}, NeighNone, p, wordGen(t.hops[i].word.Load())+1))
 	}
 	old := t.hops[i].word.Load()
-	if st != NeighReachable {
+	if !st.usable() {
 		mac = wordMAC(old) // keep the last MAC for logs; it is not used
 	}
 	t.hops[i].word.Store(packWord(mac, st, p, wordGen(old)))
-	return st == NeighReachable && wordState(old) != NeighReachable, nil
+	return st.usable() && !wordState(old).usable(), nil
 }
 
 // DeleteNeighbour frees the slot of a neighbour the kernel removed.

@@ -181,10 +181,23 @@ func TestLookupResolvesAndAsks(t *testing.T) {
 		t.Fatalf("via gateway: %+v %v", e, st)
 	}
 
+	// Stale: still used, and the kernel asked to confirm it, once per
+	// RetryInterval (the workers' use is invisible to it).
+	drain(tb)
+	tb.SetNeighbour(11, rs, macRS, NeighStale)
+	for i := range 3 {
+		if e, st := c.Lookup(rs, now+10*RetryInterval+int64(i)); st != Resolved || e.Dst != macRS {
+			t.Fatalf("stale: %+v %v", e, st)
+		}
+	}
+	if got := drain(tb); len(got) != 1 || got[0] != (req{11, rs}) {
+		t.Fatalf("stale neighbour's confirmation requests %v, want one", got)
+	}
+
 	// Failure: Failed, asked again (the kernel re-probes).
 	drain(tb)
 	tb.SetNeighbour(11, rs, macRS, NeighFailed)
-	if _, st := c.Lookup(rs, now+5*RetryInterval); st != Failed {
+	if _, st := c.Lookup(rs, now+15*RetryInterval); st != Failed {
 		t.Fatalf("failed: %v", st)
 	}
 	if got := drain(tb); len(got) != 1 {
@@ -196,7 +209,7 @@ func TestLookupResolvesAndAsks(t *testing.T) {
 	tb.DeleteNeighbour(11, rs)
 	tb.SetNeighbour(10, a("10.0.0.2"), macCL, NeighReachable)
 	// (not flushed yet: the cache still has the old view)
-	if e, st := c.Lookup(rs, now+6*RetryInterval); st == Resolved {
+	if e, st := c.Lookup(rs, now+16*RetryInterval); st == Resolved {
 		t.Fatalf("reused slot: %+v", e)
 	}
 	tb.Flush(false)
