@@ -72,6 +72,10 @@ func TestIdleConnectionsDoNotDelayCommands(t *testing.T) {
 	if took := time.Since(start); code != ExitFailed || errs != "xvs: "+ErrBusy.Error()+"\n" || took > time.Second {
 		t.Fatalf("-Ln beyond %d connections: exit %d %q after %v", DefaultMaxConns, code, errs, took)
 	}
+	// The refusal is logged after the answer is written: wait for it.
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(logs.String(), "control: connections refused") && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if !strings.Contains(logs.String(), "control: connections refused") {
 		t.Errorf("refusal not logged:\n%s", logs.String())
 	}

@@ -129,8 +129,14 @@ var kernelErrors = []error{
 
 // KernelMessage returns the message ipvsadm prints for a failed command:
 // the bare ipvs_strerror text ("Service already exists") when err wraps one
-// of the model's sentinels, else err's own text.
+// of the model's sentinels (with xvs's reason after it for a refused real
+// server address: "Invalid argument: a broadcast address cannot be a real
+// server"), else err's own text.
 func KernelMessage(err error) string {
+	var ae *ipvs.AddrError
+	if errors.As(err, &ae) {
+		return ae.Error()
+	}
 	for _, k := range kernelErrors {
 		if errors.Is(err, k) {
 			return k.Error()

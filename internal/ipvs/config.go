@@ -225,14 +225,22 @@ func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
 	return s, nil
 }
 
-// Refusals of a real server's address (wrapping ErrInvalid, ipvsadm's
-// message for the kernel's EINVAL).
+// AddrError refuses a real server's address: the kernel's EINVAL (ipvsadm
+// prints "Invalid argument"), with why. It wraps ErrInvalid.
+type AddrError struct{ Why string }
+
+func (e *AddrError) Error() string { return ErrInvalid.Error() + ": " + e.Why }
+
+// Unwrap returns ErrInvalid.
+func (e *AddrError) Unwrap() error { return ErrInvalid }
+
+// Refusals of a real server's address.
 var (
-	ErrBroadcastDest = fmt.Errorf("a broadcast address cannot be a real server: %w", ErrInvalid)
-	ErrMulticastDest = fmt.Errorf("a multicast address cannot be a real server: %w", ErrInvalid)
-	ErrUnusableDest  = fmt.Errorf("not a unicast address of a host: %w", ErrInvalid)
-	ErrVIPNotLocal   = fmt.Errorf("the virtual address is not an address of this director, so it cannot be its own real server (frames to it would come straight back): %w", ErrInvalid)
-	ErrLocalPort     = fmt.Errorf("a real server on this director (Local forwarding) gets packets to the virtual port unchanged: its port must be the service's (the local server's replies could not be translated back): %w", ErrInvalid)
+	ErrBroadcastDest = &AddrError{"a broadcast address cannot be a real server"}
+	ErrMulticastDest = &AddrError{"a multicast address cannot be a real server"}
+	ErrUnusableDest  = &AddrError{"not a unicast address of a host"}
+	ErrVIPNotLocal   = &AddrError{"the virtual address is not an address of this director, so it cannot be its own real server (its packets would come straight back)"}
+	ErrLocalPort     = &AddrError{"a real server on this director (Local forwarding) gets the packets to the virtual port unchanged: give it the service's port (its replies could not be translated back)"}
 )
 
 // addrKind classifies a with the configured classifier.
