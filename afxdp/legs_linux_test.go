@@ -7,9 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/packet"
@@ -139,6 +142,114 @@ func nat(q dataplane.Queue, vip netip.Addr, server netip.AddrPort, mac, peer [2]
 				packet.SetSrcMAC(f, mac[out])
 				packet.SetDstMAC(f, peer[out])
 				b.Port[i] = out
+			}
+			q.Transmit(b)
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// BenchmarkLegs measures SIP datagrams per second through a two-legged
+// director, in one run: the worker NATs each datagram to the VIP to a real
+// server either on the client's leg (same-leg: out of va again, to B's
+// 10.77.0.3) or on the other leg (cross-leg: out of vc to C, from the same
+// UMEM: shared across the two devices), and the sink counts what arrives.
+// Both directions of a frame's life are in the kernel's copy-mode AF_XDP
+// on veth, so the ratio cross-leg / same-leg is what crossing costs.
+//
+//	go test -run '^$' -bench Legs -benchtime 200000x -count 5 ./afxdp
+func BenchmarkLegs(b *testing.B) {
+	for _, mode := range []dataplane.XDPMode{dataplane.XDPNative, dataplane.XDPGeneric} {
+		for _, cross := range []bool{false, true} {
+			name := map[bool]string{false: "same-leg", true: "cross-leg"}[cross] + "/" + mode.String()
+			b.Run(name, func(b *testing.B) {
+				l := newLab(b)
+				nsC := fmt.Sprintf("xvsafxC%d-%d", os.Getpid(), labSeq.Add(1))
+				run(b, "ip", "netns", "add", nsC)
+				b.Cleanup(func() { exec.Command("ip", "netns", "del", nsC).Run() })
+				cMAC, dMAC := net.HardwareAddr{0x02, 0x78, 0, 0, 0, 0x01}, net.HardwareAddr{0x02, 0x78, 0, 0, 0, 0x02}
+				run(b, "ip", "-n", l.nsA, "link", "add", "vc", "address", cMAC.String(), "type", "veth", "peer", "name", "vd", "address", dMAC.String(), "netns", nsC)
+				run(b, "ip", "-n", l.nsA, "addr", "add", "10.78.0.1/24", "dev", "vc")
+				run(b, "ip", "-n", nsC, "addr", "add", "10.78.0.2/24", "dev", "vd")
+				run(b, "ip", "-n", l.nsA, "link", "set", "vc", "up")
+				run(b, "ip", "-n", nsC, "link", "set", "vd", "up")
+				run(b, "ip", "netns", "exec", nsC, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.vd.rp_filter=0")
+				if _, err := exec.LookPath("ethtool"); err == nil {
+					run(b, "ip", "netns", "exec", l.nsA, "ethtool", "-K", "vc", "tx", "off", "txvlan", "off")
+				}
+				var be *Backend
+				var err error
+				l.in(l.nsA, func() { be, err = Open(dataplane.Options{Ifaces: []string{l.a, "vc"}, XDPMode: mode}) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { be.Close() })
+				if err := be.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: 17, Addr: l.vip, Port: 5060}}}); err != nil {
+					b.Fatal(err)
+				}
+				var aMAC [6]byte
+				copy(aMAC[:], l.aMAC)
+				server := netip.AddrPortFrom(l.rs1, 5060)
+				var sinkConn *net.UDPConn
+				port := uint8(0)
+				mac, peer := aMAC, [6]byte(l.bMAC)
+				if cross {
+					server, port, mac, peer = netip.MustParseAddrPort("10.78.0.2:5060"), 1, [6]byte(cMAC), [6]byte(dMAC)
+					sinkConn = l.udp(nsC, server)
+				} else {
+					sinkConn = l.udp(l.nsB, server)
+				}
+				var cpu time.Duration
+				stop := forward(be.Queues()[0], l.vip, server, port, mac, peer, &cpu)
+				c := l.udp(l.nsB, netip.AddrPortFrom(l.bIP, 5060))
+				var s sink
+				s.start(sinkConn)
+				measure(b, &s, func(n int) { blast(b, c, netip.AddrPortFrom(l.vip, 5060), n) })
+				stop()
+				q := be.AFXDPQueues()[0]
+				if q.Stats().CrossPortCopies != 0 {
+					b.Errorf("%d frames copied across legs", q.Stats().CrossPortCopies)
+				}
+				// The worker thread's CPU time per frame it forwarded: its
+				// own work and the kernel's copy-mode transmission, which
+				// runs in its sendto.
+				if tx := q.Stats().TxFrames; tx > 0 {
+					b.ReportMetric(float64(cpu.Nanoseconds())/float64(tx), "worker-ns/pkt")
+				}
+			})
+		}
+	}
+}
+
+// forward runs a worker loop that NATs frames to the VIP to server and sends
+// them out of port with the given MACs; stop stores the loop's thread CPU
+// time in cpu.
+func forward(q dataplane.Queue, vip netip.Addr, server netip.AddrPort, port uint8, mac, peer [6]byte, cpu *time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var r0, r1 unix.Rusage
+		unix.Getrusage(unix.RUSAGE_THREAD, &r0)
+		defer func() {
+			unix.Getrusage(unix.RUSAGE_THREAD, &r1)
+			*cpu = time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+		}()
+		b := dataplane.NewBatch(0)
+		var p packet.Parsed
+		for ctx.Err() == nil {
+			if err := q.Receive(b, 5*time.Millisecond); err != nil {
+				return
+			}
+			for i := range b.N {
+				f := b.Frames[i]
+				b.Send[i] = p.Decode(f, packet.LinkEthernet) == packet.ReasonOK && p.Dst == vip && p.SetDst(f, server.Addr(), server.Port())
+				packet.SetSrcMAC(f, mac)
+				packet.SetDstMAC(f, peer)
+				b.Port[i] = port
 			}
 			q.Transmit(b)
 		}

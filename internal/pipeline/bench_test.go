@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -295,6 +296,110 @@ func BenchmarkPipelineTunnel(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/pkt")
 			l.workers = nil
 			runtime.GC()
+		})
+	}
+}
+
+// BenchmarkPipelineLegs measures the NAT decision for INVITEs of 65 536 live
+// calls in 64-frame batches on a director with two legs, in one run:
+//
+//	static:            no next-hop table (the real servers' MACs in their
+//	                   Dests, frames leave where they came in): the
+//	                   egress cost before the table;
+//	same-leg:          the next-hop table, real servers on the client's leg;
+//	cross-leg:         the next-hop table, real servers on the other leg;
+//	cross-leg-no-csum: cross-leg without the partial-checksum check, to
+//	                   show its cost on frames with full checksums;
+//	cross-leg-partial: cross-leg, every frame with a partial checksum to
+//	                   complete.
+//
+// Each batch first restores its frames (NAT rewrites them in place), in
+// every variant alike.
+//
+//	go test -run '^$' -bench PipelineLegs -benchtime 20000x -count 5 ./internal/pipeline
+func BenchmarkPipelineLegs(b *testing.B) {
+	const calls = 1 << 16
+	rulesText := `
+-A -u 10.4.3.192:5060 -s mh -p 3600 -M 0.0.0.0 --pe sip -o
+-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -m
+-a -u 10.4.3.192:5060 -r 192.168.1.11:5060 -m
+-a -u 10.4.3.192:5060 -r 192.168.1.12:5060 -m
+`
+	order := callOrder(calls, 1<<16)
+	for _, v := range []struct {
+		name          string
+		leg           int // -1: no table; else the real servers' port
+		noCsum, parts bool
+	}{
+		{"static", -1, false, false},
+		{"same-leg", 0, false, false},
+		{"cross-leg", 1, false, false},
+		{"cross-leg-no-csum", 1, true, false},
+		{"cross-leg-partial", 1, false, true},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			l := newLabSized(b, 1, rulesText, calls+calls/4)
+			w := l.workers[0]
+			if v.leg >= 0 {
+				tb := twoLegTable(b)
+				if v.leg == 0 {
+					tb.SetRoutes([]nexthop.Route{
+						{Dst: netip.MustParsePrefix("10.4.3.0/24"), Paths: []nexthop.Path{{Ifindex: 1}}},
+						{Dst: netip.MustParsePrefix("192.168.1.0/24"), Paths: []nexthop.Path{{Ifindex: 1}}},
+					})
+				}
+				for i := range 3 {
+					tb.SetNeighbour(1+v.leg, netip.AddrFrom4([4]byte{192, 168, 1, byte(10 + i)}), [6]byte{2, 0xaa, 0, 0, 0, byte(i)}, nexthop.NeighReachable)
+				}
+				tb.Flush(false)
+				useHops(l, tb)
+			}
+			w.skipCsum = v.noCsum
+			bf := newBenchFrame("10.4.3.7:5060", vip)
+			if v.parts {
+				s := craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Src: netip.MustParseAddrPort("10.4.3.7:5060"), Dst: netip.MustParseAddrPort(vip),
+					Payload: craft.SIPInvite("0000000000000000@bench.xvs.example"), PartialChecksum: true}
+				bf.frame = s.Build()
+			}
+			// Warm the table: every call scheduled once.
+			orig := append([]byte(nil), bf.frame...)
+			var d Decision
+			w.BeginBatch(l.now)
+			for i := range calls {
+				copy(bf.frame, orig)
+				bf.setCall(uint64(i))
+				w.Process(bf.frame, packet.LinkEthernet, &d)
+				if d.Verdict() != Forward {
+					b.Fatalf("warm-up call %d: %v", i, d.Reason)
+				}
+				if i%64 == 63 {
+					w.EndBatch()
+					w.BeginBatch(l.now)
+				}
+			}
+			w.EndBatch()
+			frames := make([][]byte, MaxBatch)
+			for i := range frames {
+				frames[i] = make([]byte, len(orig))
+			}
+			out := make([]Decision, MaxBatch)
+			n := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				for _, f := range frames {
+					copy(f, orig)
+					fb := benchFrame{frame: f, idOff: bf.idOff}
+					fb.setCall(uint64(order[n&(len(order)-1)]))
+					n++
+				}
+				w.ProcessBatch(frames, packet.LinkEthernet, l.now, out)
+			}
+			if out[0].Reason != ReasonTemplateHit || (v.leg >= 0 && out[0].Out != (Out{Port: nexthop.Port(v.leg), Routed: true})) {
+				b.Fatalf("first packet of the last batch: %v %+v", out[0].Reason, out[0].Out)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "pkts/s")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/pkt")
 		})
 	}
 }

@@ -107,7 +107,7 @@ func (w *Worker) setL2(frame []byte, e *egress, o *Out) {
 // (see packet.Parsed.CompletePartialChecksum), before the frame is
 // rewritten, and counts it.
 func (w *Worker) completeChecksum(frame []byte, p *packet.Parsed) {
-	if p.CompletePartialChecksum(frame) {
+	if !w.skipCsum && p.CompletePartialChecksum(frame) {
 		w.local.ChecksumCompleted++
 	}
 }

@@ -155,6 +155,7 @@ type Worker struct {
 	neigh       neighHold // frames waiting for a neighbour (egress.go)
 	heldEmitted []int32   // neighbour slots emitted this batch, freed at the next BeginBatch
 	crefr       []uint64  // shared connection refresh filter (conn.go)
+	skipCsum    bool      // benchmarks only: no partial-checksum check
 }
 
 // view is what a worker derives from one snapshot: lookups the snapshot does
