@@ -23,7 +23,7 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "serve the virtual services of a rules file or a keepalived.conf on a network interface",
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "iface", Usage: "network interface to serve on; repeat it for each leg of a director with several (`IF`: --iface eth0 --iface eth1): frames leave by the interface the kernel routes them to", Required: true},
+			&cli.StringSliceFlag{Name: "iface", Usage: "network interface to serve on; for each leg of a director with several, repeat it or list them (`IF`: --iface eth0 --iface eth1, --iface eth0,eth1): frames leave by the interface the kernel routes them to", Required: true},
 			&cli.StringSliceFlag{Name: "tunnel-source", Usage: "address tunnelled (-i) packets leave from, one per family (default: the kernel's source for the route to each real server)"},
 			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
 			&cli.StringFlag{Name: "keepalived-conf", Usage: "keepalived.conf whose virtual servers xvs serves (beside --rules; SIGHUP or xvsadm --reload re-reads it)"},
