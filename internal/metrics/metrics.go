@@ -122,6 +122,7 @@ var queueFields = []struct{ name, help string }{
 	{"rx_ring_full", "Times the receive ring was full (AF_XDP)."},
 	{"fill_ring_empty", "Times the fill ring was empty (AF_XDP)."},
 	{"tx_ring_empty", "Times the transmit ring was empty (AF_XDP)."},
+	{"cross_port_copies", "Frames sent on another interface than they arrived on by copying them (AF_XDP sockets that could not share one UMEM)."},
 }
 
 func init() {
@@ -301,7 +302,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, q := range st.Queues {
 		queue := strconv.Itoa(i)
 		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
-			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty} {
+			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.CrossPortCopies} {
 			counter(ch, queueCounters[queueFields[j].name], v, queue)
 		}
 	}

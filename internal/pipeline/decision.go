@@ -60,7 +60,7 @@ const (
 	ReasonPEStrict              // strict persistence engine found no key (IPVS kernel behaviour)
 	ReasonDestGone              // connection's real server was removed (expire_nodest_conn semantics)
 	ReasonUnsupportedForwarding // a forwarding method the data plane does not implement (none is: kept for safety; the configuration refuses what cannot be forwarded)
-	ReasonNoNextHop             // an Ethernet frame whose next hop has no MAC: its neighbour failed to resolve (the kernel's FAILED; asked again), or, without a next-hop table, its real server has none
+	ReasonNoNextHop             // an Ethernet frame whose next hop has no MAC: its neighbour failed to resolve (the kernel's FAILED; asked again), or, without a next-hop table, its real server has none; or a tunnel without a source address yet
 
 	ReasonFragmentFollowed  // a non-first fragment sent where its datagram's first fragment went (see frag.go)
 	ReasonFragmentHeld      // the frame is recycled but a copy waits for its datagram's decision (emitted later, see Worker.Emitted)
