@@ -223,7 +223,9 @@ func TestRootLocalRealServer(t *testing.T) {
 	if v, n := m.sum("xvs_server_next_hop", map[string]string{"server": "127.0.0.1:5070", "status": "local"}); n != 1 || v != 1 {
 		t.Errorf("xvs_server_next_hop for the Local server: %v (%d series)", v, n)
 	}
-	logged := func() int { return strings.Count(b.stderr.String(), "real server is not reachable through a served interface") }
+	logged := func() int {
+		return strings.Count(b.stderr.String(), "real server is not reachable through a served interface")
+	}
 	for deadline := time.Now().Add(ctlLimit); logged() == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 	}
 	time.Sleep(2500 * time.Millisecond) // two more checks: logged once, not every second
