@@ -75,11 +75,12 @@ func (d *Daemon) NextHops() map[netip.Addr]control.NextHop {
 	if s == nil {
 		return out
 	}
+	ports := d.hops.Ports()
 	for _, svc := range s.Services() {
 		for _, dst := range svc.Dests {
 			a := dst.Addr.Addr()
 			if _, ok := out[a]; !ok {
-				out[a] = d.nextHop(a)
+				out[a] = d.nextHop(a, ports)
 			}
 		}
 	}
@@ -88,19 +89,19 @@ func (d *Daemon) NextHops() map[netip.Addr]control.NextHop {
 
 var _ control.NextHopReporter = (*Daemon)(nil)
 
-// nextHop is one real server's report.
-func (d *Daemon) nextHop(a netip.Addr) control.NextHop {
+// nextHop is one real server's report (ports: the served interfaces).
+func (d *Daemon) nextHop(a netip.Addr, ports []nexthop.PortInfo) control.NextHop {
 	_, st, ifindex := d.hops.Resolve(a)
 	nh := control.NextHop{Status: st.String()}
 	if ifindex != 0 {
-		nh.Iface = d.ifaceName(ifindex)
+		nh.Iface = ifaceName(ifindex, ports)
 	}
 	return nh
 }
 
 // ifaceName names an interface index (served or not).
-func (d *Daemon) ifaceName(ifindex int) string {
-	for _, p := range d.hops.Ports() {
+func ifaceName(ifindex int, ports []nexthop.PortInfo) string {
+	for _, p := range ports {
 		if p.Ifindex == ifindex {
 			return p.Name
 		}
@@ -175,6 +176,7 @@ func (d *Daemon) checkReach(now time.Time) {
 		d.reach.servers = map[netip.Addr]*reachState{}
 	}
 	seen := map[netip.Addr]bool{}
+	ports := d.hops.Ports()
 	for _, svc := range s.Services() {
 		for _, dst := range svc.Dests {
 			a := dst.Addr.Addr()
@@ -182,8 +184,11 @@ func (d *Daemon) checkReach(now time.Time) {
 				continue
 			}
 			seen[a] = true
-			nh := d.nextHop(a)
-			_, st, _ := d.hops.Resolve(a)
+			_, st, ifindex := d.hops.Resolve(a)
+			nh := control.NextHop{Status: st.String()}
+			if ifindex != 0 && st != nexthop.Resolved {
+				nh.Iface = ifaceName(ifindex, ports)
+			}
 			r := d.reach.servers[a]
 			if r == nil {
 				r = &reachState{status: st, since: now}
