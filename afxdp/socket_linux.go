@@ -463,8 +463,14 @@ func (q *Queue) wait(timeout time.Duration) {
 
 var _ dataplane.Waker = (*Queue)(nil)
 
-// Wake implements dataplane.Waker.
+// Wake implements dataplane.Waker. It does nothing once the queue is
+// closed (its eventfd is closed with it).
 func (q *Queue) Wake() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.wakeFD < 0 || q.closed.Load() {
+		return
+	}
 	var one = [8]byte{1}
 	unix.Write(q.wakeFD, one[:])
 }

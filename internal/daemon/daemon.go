@@ -715,9 +715,9 @@ func (d *Daemon) Close() error {
 		d.stopProber()
 	}
 	close(d.stop)
+	d.watcher.Close() // before the backend: it wakes the queues
 	err := d.backend.Close()
 	d.wg.Wait()
-	d.watcher.Close()
 	for _, r := range d.runners {
 		r.Local.Close()
 	}

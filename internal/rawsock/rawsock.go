@@ -325,8 +325,14 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 var _ dataplane.Waker = (*queue)(nil)
 
-// Wake implements dataplane.Waker.
+// Wake implements dataplane.Waker. It does nothing once the queue is
+// closed (its eventfd is closed with it).
 func (q *queue) Wake() {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	if q.efd < 0 || q.closed.Load() {
+		return
+	}
 	one := [8]byte{1}
 	_, _ = unix.Write(q.efd, one[:])
 }
