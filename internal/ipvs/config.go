@@ -299,9 +299,10 @@ func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 		return fail(ErrInvalid)
 	}
 	if d.Fwd == Local {
-		// The kernel picks local-node forwarding itself for an address of
-		// its own; no command sends it (ipvsadm has -g, -i, -m), and the
-		// data plane has nothing to forward it with.
+		// Local forwarding is not a method one configures: as the kernel
+		// does, xvs picks it for a real server whose address is the
+		// director's own, whatever its method (Dest.Local, shown as Local
+		// by -L); no command sends it (ipvsadm has -g, -i, -m).
 		return fail(fmt.Errorf("local-node forwarding is not configurable: %w", ErrInvalid))
 	}
 	if a.Is4() != s.Addr.Addr().Is4() && d.Fwd != Tunnel {

@@ -373,3 +373,68 @@ func TestEgressNoAllocations(t *testing.T) {
 		t.Errorf("%v allocations per frame", a)
 	}
 }
+
+// TestTunnelCrossLeg: a tunnel's encapsulated frames take the next-hop
+// table's egress like every other frame: the first datagram to a server
+// whose MAC is unknown waits and leaves encapsulated by the server leg once
+// it resolves (its partial checksum completed first, so the inner datagram
+// is whole); the next leaves at once; a too-large datagram's ICMP error
+// goes back to the client through the client leg's gateway, and the outer
+// fragments of one without DF all leave by the server leg.
+func TestTunnelCrossLeg(t *testing.T) {
+	l := newLab(t, 1, "-A -u 10.4.3.192:5060 -s rr -p 60 --pe sip -o\n-a -u 10.4.3.192:5060 -r 192.168.1.10 -i --tun-type ipip\n")
+	tb := twoLegTable(t)
+	useHops(l, tb)
+	w := l.workers[0]
+	leg1 := Out{Port: 1, Routed: true}
+	encapsulated := func(what string, out []byte, inner craft.Spec) {
+		t.Helper()
+		var p packet.Parsed
+		r := p.Decode(out, packet.LinkEthernet) // IPIP: the outer header decodes; its payload is no L4 it knows
+		if p.Dst != rsAddr10 || p.Proto != 4 ||
+			[6]byte(out[0:6]) != rsMAC10 || [6]byte(out[6:12]) != legMAC1 {
+			t.Fatalf("%s: %v %v→%v proto %d MACs % x", what, r, p.Src, p.Dst, p.Proto, out[:12])
+		}
+		inner.PartialChecksum = false
+		want := inner.Build()[14:]
+		if !bytes.Equal(out[len(out)-len(want):], want) {
+			t.Fatalf("%s: inner datagram is not the original with its checksum completed", what)
+		}
+	}
+
+	inv := craft.Spec{SrcMAC: gwMAC, DstMAC: legMAC0, Src: netip.MustParseAddrPort("198.51.100.7:5060"), Dst: netip.MustParseAddrPort(vip),
+		Payload: craft.SIPInvite("tun-leg"), PartialChecksum: true}
+	if d, _ := l.sendRoom(0, inv.Build()); d.Reason != ReasonNeighbourHeld {
+		t.Fatalf("first datagram: %v", d.Reason)
+	}
+	setNeigh(t, tb, 2, "192.168.1.10", rsMAC10, nexthop.NeighReachable)
+	w.BeginBatch(l.now)
+	em, outs := w.Emitted(), w.EmittedOut()
+	if len(em) != 1 || outs[0] != leg1 {
+		t.Fatalf("released: %d frames %v", len(em), outs)
+	}
+	encapsulated("released", em[0], inv)
+	w.EndBatch()
+	if c := w.Counters(); c.Neigh.Sent != 1 || c.ChecksumCompleted != 1 || c.Tunnel.Encapsulated != 1 {
+		t.Fatalf("counters: %+v completed %d encapsulated %d", c.Neigh, c.ChecksumCompleted, c.Tunnel.Encapsulated)
+	}
+
+	ack := inv
+	ack.Payload = craft.SIPAck("tun-leg")
+	d, out := l.sendRoom(0, ack.Build())
+	if d.Reason != ReasonTemplateHit || d.Out != leg1 {
+		t.Fatalf("second datagram: %v %+v", d.Reason, d.Out)
+	}
+	encapsulated("second datagram", out, ack)
+
+	setNeigh(t, tb, 1, "10.4.3.1", gwMAC, nexthop.NeighReachable)
+	d, out = l.sendRoom(0, bigSIP("198.51.100.7:5060", vip, 1460, true))
+	if d.Reason != ReasonTunnelICMPTooBig || d.Out != (Out{Port: 0, Routed: true}) || [6]byte(out[0:6]) != gwMAC || [6]byte(out[6:12]) != legMAC0 {
+		t.Fatalf("ICMP too big: %v %+v MACs % x", d.Reason, d.Out, out[:12])
+	}
+	d, out = l.sendRoom(0, bigSIP("198.51.100.7:5060", vip, 1460, false))
+	if d.Verdict() != Forward || d.Out != leg1 || [6]byte(out[0:6]) != rsMAC10 || len(w.Emitted()) != 1 || w.EmittedOut()[0] != leg1 ||
+		[6]byte(w.Emitted()[0][0:6]) != rsMAC10 || [6]byte(w.Emitted()[0][6:12]) != legMAC1 {
+		t.Fatalf("outer fragments: %v %+v, emitted %d %v", d.Reason, d.Out, len(w.Emitted()), w.EmittedOut())
+	}
+}
