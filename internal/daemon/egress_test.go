@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +96,39 @@ func BenchmarkLocalSender(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 	})
+}
+
+// TestTunnelEgress: a tunnelling real server's outer source and MTU come
+// from the kernel's route to it when the configuration is committed (the
+// route's source, the interface's MTU), and xvs run --tunnel-source wins
+// over the route's source for its family. The route to 127.0.0.2 (local,
+// by lo, from 127.0.0.1) is the same on every host.
+func TestTunnelEgress(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skip(err)
+	}
+	rules := filepath.Join(t.TempDir(), "r.rules")
+	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 127.0.0.2:5060 -i --tun-type gue --tun-port 6080\n"), 0o600)
+	for _, c := range []struct {
+		name    string
+		sources []netip.Addr
+		want    netip.Addr
+	}{
+		{"route", nil, netip.MustParseAddr("127.0.0.1")},
+		{"tunnel-source", []netip.Addr{netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.9")}, netip.MustParseAddr("127.0.0.9")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(),
+				TunnelSources: c.sources, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			dst := d.Snapshot().Services()[0].Dests[0]
+			if dst.Source != c.want || dst.MTU != lo.MTU {
+				t.Fatalf("outer source %v MTU %d, want %v and lo's %d", dst.Source, dst.MTU, c.want, lo.MTU)
+			}
+		})
+	}
 }
