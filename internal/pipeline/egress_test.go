@@ -438,3 +438,32 @@ func TestTunnelCrossLeg(t *testing.T) {
 		t.Fatalf("outer fragments: %v %+v, emitted %d %v", d.Reason, d.Out, len(w.Emitted()), w.EmittedOut())
 	}
 }
+
+// TestTunnelFragmentsHeld: a tunnelled datagram too large for the tunnel,
+// fragmented outside, to a server whose MAC is not known yet: every outer
+// fragment waits, none is emitted, and all leave by the server leg once it
+// resolves.
+func TestTunnelFragmentsHeld(t *testing.T) {
+	l := newLab(t, 1, "-A -u 10.4.3.192:5060 -s rr -p 60 --pe sip -o\n-a -u 10.4.3.192:5060 -r 192.168.1.10 -i --tun-type gre\n")
+	tb := twoLegTable(t)
+	useHops(l, tb)
+	w := l.workers[0]
+	d, _ := l.sendRoom(0, bigSIP("198.51.100.7:5060", vip, 1460, false))
+	if d.Reason != ReasonNeighbourHeld || len(w.Emitted()) != 0 || len(w.EmittedOut()) != 0 || w.Counters().Tunnel.Fragmented != 1 {
+		t.Fatalf("held: %v, %d emitted, %d egresses, %+v", d.Reason, len(w.Emitted()), len(w.EmittedOut()), w.Counters().Tunnel)
+	}
+	setNeigh(t, tb, 2, "192.168.1.10", rsMAC10, nexthop.NeighReachable)
+	w.BeginBatch(l.now)
+	defer w.EndBatch()
+	em, outs := w.Emitted(), w.EmittedOut()
+	if len(em) != 2 || len(outs) != 2 {
+		t.Fatalf("released %d frames, %d egresses", len(em), len(outs))
+	}
+	for i, f := range em {
+		var p packet.Parsed
+		p.Decode(f, packet.LinkEthernet)
+		if outs[i] != (Out{Port: 1, Routed: true}) || [6]byte(f[0:6]) != rsMAC10 || [6]byte(f[6:12]) != legMAC1 || p.Dst != rsAddr10 || !p.Fragmented {
+			t.Fatalf("fragment %d: %+v MACs % x to %v fragmented %v", i, outs[i], f[:12], p.Dst, p.Fragmented)
+		}
+	}
+}
