@@ -15,12 +15,14 @@ FUZZTIME  ?= 20s
 # staticcheck, pinned: `go run` fetches this version through the module
 # proxy on first use and caches the build (no go.mod requirement, nothing to
 # install). ipvsadm's capitalised messages are the one documented exclusion:
-# //lint: directives in internal/ipvs/errors.go and internal/control/protocol.go.
+# //lint: directives in internal/ipvs/errors.go, internal/control/protocol.go and
+# internal/syncd/config.go.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # CI fuzzes the per-packet parsers, the whole decision, the template
-# snapshot reader, the sync backup's receiver and the capture reader for a
-# bounded time on every run (the committed corpora also run as ordinary tests).
-FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive ./internal/capture:FuzzReader
+# snapshot reader, the sync backup's receiver and its workers' entry of what
+# it receives, and the capture reader for a bounded time on every run (the
+# committed corpora also run as ordinary tests).
+FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive ./internal/pipeline:FuzzSyncApply ./internal/capture:FuzzReader
 FUZZTIME_CI ?= 15s
 BENCHTIME ?= 1s
 SHARED    ?= $(abspath ../shared)
@@ -34,7 +36,7 @@ DESTDIR    ?=
 
 export XVS_SHARED := $(SHARED)
 
-.PHONY: all build test test-short bench bench-report bench-e2e fuzz lint demo install uninstall clean help
+.PHONY: all build test test-short bench bench-report bench-e2e fuzz lint demo demo-ha install uninstall clean help
 
 all: build ## the default: build
 
@@ -87,6 +89,9 @@ lint: ## gofmt, go vet and staticcheck
 
 demo: build ## as root: a SIP farm in network namespaces, xvs on AF_XDP, SIPp calls; else the offline replay
 	./scripts/demo.sh
+
+demo-ha: build ## as root: two directors (xvs + keepalived + sync daemons), long SIP calls, the active director's xvs killed mid-calls
+	./bin/xvslab demo --ha
 
 install: build ## install xvs and xvsadm, a systemd unit and an example rules file (PREFIX, DESTDIR; docs/running.md)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/xvs $(DESTDIR)$(SYSCONFDIR)/default

@@ -279,6 +279,11 @@ func TestRootKeepalivedVRRPAndXVS(t *testing.T) {
 		}
 		return string(out)
 	}
+	// The notify script started xvs's master sync daemon (and stopped the
+	// backup it had started while lb1 was BACKUP).
+	if got, want := admin("-L", "--daemon"), "master sync daemon (mcast=eth0, syncid=51, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"; got != want {
+		t.Errorf("-L --daemon while MASTER: %q, want %q", got, want)
+	}
 	rulesOut, err := exec.Command(xvs, "rules", "--from-keepalived", conf, "--config-id", "lb1").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +313,9 @@ func TestRootKeepalivedVRRPAndXVS(t *testing.T) {
 		c := readCalls()
 		return len(c) >= 2 && c[len(c)-2] == "--stop-daemon master" && c[len(c)-1] == "--stop-daemon backup"
 	})
+	if got := admin("-L", "--daemon"); got != "" {
+		t.Errorf("-L --daemon after STOP: %q", got)
+	}
 	t.Logf("xvsadm calls from keepalived's notify script: %q; calls per server %v", readCalls(), perServer)
 	select {
 	case err := <-b.done:

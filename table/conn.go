@@ -30,6 +30,9 @@ type ConnInfo struct {
 	Template  Ref   // controlling template, or the zero Ref
 	Timeout   time.Duration
 	Remaining time.Duration // only set by AppendInfo
+	// Synced: a backup created the connection from a sync message
+	// (Conns.Sync).
+	Synced bool
 }
 
 // ConnConfig sizes a Conns table.
@@ -63,7 +66,8 @@ const MaxConnCapacity = maxIndexRefs / 2
 const flagRealV6 = flagAssured // conns have no ASSURED state; reuse the bit
 
 // conn is one connection, indexed from both directions. Pointer-free,
-// 96 bytes.
+// 104 bytes: 96 for the connection, 8 (and a spare byte) for the sync
+// state a master keeps (sync.go).
 type conn struct {
 	caddr, vaddr, daddr [16]byte
 	expires             int64
@@ -72,9 +76,11 @@ type conn struct {
 	timeout             uint32 // milliseconds
 	dest                DestID
 	gen                 uint32
+	syncMark, inPkts    uint32 // ConnSync
 	cport, vport, dport uint16
 	proto, state        uint8
 	cflags, flags       uint8
+	oldState            uint8 // ConnSync
 }
 
 // ConnStats are a Conns table's counters.
@@ -365,6 +371,7 @@ func (c *Conns) info(e *conn) ConnInfo {
 		Flags:    e.cflags,
 		Template: e.tmpl,
 		Timeout:  time.Duration(e.timeout) * time.Millisecond,
+		Synced:   e.flags&flagSync != 0,
 	}
 }
 

@@ -123,7 +123,7 @@ func TestConnsNoAllocsAndEviction(t *testing.T) {
 	if c.Stats().EvictedProbation == 0 {
 		t.Error("eviction not exercised")
 	}
-	if sizeofConn != 96 {
-		t.Errorf("conn entry is %d bytes, documented as 96", sizeofConn)
+	if sizeofConn != 104 {
+		t.Errorf("conn entry is %d bytes, documented as 104", sizeofConn)
 	}
 }

@@ -17,6 +17,11 @@
 // controlling template Ref; it is indexed from the reply direction too (real
 // addr:port → client addr:port) for NAT.
 //
+// For connection synchronisation (sync.go) an entry keeps the sync state
+// a master needs (a template's mark, a connection's mark, packet count and
+// state at the last sync), and a backup enters received entries with
+// Templates.Sync and Conns.Sync, which mark them as synced.
+//
 // A Ref (slot and generation) names an entry stably: once the entry is gone
 // the generation has moved on and every method reports the stale Ref instead
 // of touching the slot's next occupant.
@@ -39,8 +44,9 @@
 //     (TestTemplateMemoryPerEntry). IPv6 templates, with ArenaBytes at 32
 //     per template, take 144 bytes against 86 raw, 1.66
 //     (TestTemplateMemoryIPv6).
-//   - Connection: 96-byte entry + 9 bytes of links + 10⅔ bytes of index (two
-//     directions) = 116 bytes, IPv4 or IPv6.
+//   - Connection: 104-byte entry (96 bytes of connection, 8 of the sync
+//     state a master keeps) + 9 bytes of links + 10⅔ bytes of index (two
+//     directions) = 124 bytes, IPv4 or IPv6.
 //   - Shared: 48 bytes per key of capacity (24-byte slots, at most half full).
 //
 // # Lookup cost and prefetching

@@ -88,6 +88,9 @@ type TemplateInfo struct {
 	Reused bool
 	PE     uint8
 	PEData []byte // a copy, owned by the caller
+	// Synced: a backup created the template from a sync message
+	// (Templates.Sync).
+	Synced bool
 }
 
 // Config sizes a Templates table. Memory is allocated once by NewTemplates
@@ -134,6 +137,7 @@ const (
 	flagV6
 	flagAssured
 	flagUsed
+	// flagSync (sync.go) is the next bit.
 )
 
 // tmpl is one template. It holds no pointers, so the garbage collector
@@ -149,7 +153,7 @@ type tmpl struct {
 	gen     uint32
 	timeout uint32 // milliseconds
 	control uint32 // connections held (IPVS n_control)
-	mark    uint32 // the caller's value (SwapMark)
+	mark    uint32 // the caller's value (SwapMark, Mark)
 	tail    uint32 // arena offset of key[inlineKey:], if the key is longer
 	vport   uint16
 	peLen   uint8
@@ -194,6 +198,7 @@ type TemplateStats struct {
 	ArenaFull        uint64 // of Overflow: refused for want of an arena slot
 	Invalid          uint64 // inserts with a malformed key
 	Live             uint64
+	Synced           uint64 // of Live: created by Sync (a backup's entries from a master)
 	Capacity         uint64
 }
 
@@ -468,8 +473,8 @@ func (t *Templates) Touch(r Ref, now int64) bool {
 }
 
 // SwapMark stores v as the template's mark and returns the previous one
-// (0 after Insert or Restore). The mark belongs to the caller: the pipeline
-// keeps the epoch in which it last refreshed the template's Shared expiry.
+// (0 after Insert, Restore or Sync). The mark belongs to the caller: the
+// pipeline keeps the template's sync state in it (syncpolicy's Mark).
 // It reports false for a stale Ref.
 func (t *Templates) SwapMark(r Ref, v uint32) (old uint32, ok bool) {
 	e := t.entry(r)
@@ -628,6 +633,7 @@ func (t *Templates) AppendInfoFrom(dst []TemplateInfo, from, n int, now int64) (
 			Reused:    e.flags&flagUsed != 0 || t.lists.seg[i] == segProtected,
 			PE:        e.pe,
 			PEData:    append(bytes.Clone(b[2*alen:]), t.arena.mem[e.tail:e.tail+uint32(tailLen(e.keyLen()))]...),
+			Synced:    e.flags&flagSync != 0,
 		})
 	}
 	return dst, end
@@ -673,6 +679,9 @@ func (t *Templates) drop(i uint32, reason RemoveReason) {
 	gen := e.gen + 1
 	if gen == 0 {
 		gen = 1
+	}
+	if e.flags&flagSync != 0 {
+		t.stats.Synced--
 	}
 	*e = tmpl{gen: gen}
 	t.stats.Live--

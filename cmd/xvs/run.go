@@ -15,6 +15,7 @@ import (
 
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/daemon"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/metrics"
 )
 
@@ -44,6 +45,13 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn, error, or a number N for slog level -N (4 = debug; 9 also logs the SIP engine's events, IPVS's debug_level 9)"},
 			&cli.IntFlag{Name: "health-max-probes", Usage: "health probes in flight at most (0 = 64); checks are configured per service with xvsadm --health-check"},
 			&cli.BoolFlag{Name: "no-health", Usage: "run no health checks (configured checks are kept but not probed; servers stay up)"},
+			&cli.StringSliceFlag{Name: "start-daemon", Usage: "start a connection sync daemon, `master` or backup (repeatable: both run at once), as xvsadm --start-daemon does with the options below", Category: "sync daemon"},
+			&cli.StringFlag{Name: "mcast-interface", Usage: "multicast interface of the sync daemons (default: the first --iface)", Category: "sync daemon"},
+			&cli.StringFlag{Name: "syncid", Usage: "syncid of the sync daemons (0..255; a backup with 0 accepts every syncid)", Category: "sync daemon"},
+			&cli.StringFlag{Name: "sync-maxlen", Usage: "largest sync message, bytes of UDP payload (default: 1472 for a master, the interface's MTU for a backup)", Category: "sync daemon"},
+			&cli.StringFlag{Name: "mcast-group", Usage: "IPv4 or IPv6 multicast group (default 224.0.0.81; IPv6 has none)", Category: "sync daemon"},
+			&cli.StringFlag{Name: "mcast-port", Usage: "UDP port (default 8848)", Category: "sync daemon"},
+			&cli.StringFlag{Name: "mcast-ttl", Usage: "multicast TTL / hop limit (default 1)", Category: "sync daemon"},
 		},
 		Action: runDaemon,
 	}
@@ -87,6 +95,10 @@ func runDaemon(c *cli.Context) error {
 		seen[a.Is4()] = true
 		tunSrc = append(tunSrc, a)
 	}
+	syncDaemons, err := syncDaemons(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
 	d, err := daemon.Start(daemon.Options{
 		TunnelSources: tunSrc,
 		Ifaces:        c.StringSlice("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
@@ -94,7 +106,7 @@ func runDaemon(c *cli.Context) error {
 		XDPMode: xdpMode, ZeroCopy: zeroCopy, Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
 		SnapshotInterval: interval, Logger: log,
-		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"),
+		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"), SyncDaemons: syncDaemons,
 	})
 	if err != nil {
 		return err
@@ -128,6 +140,37 @@ wait:
 	}
 	stopServices()
 	return errors.Join(runErr, d.Close())
+}
+
+// syncDaemons reads --start-daemon and its options through ipvsadm's own
+// parser, so that they take the values and give the messages xvsadm
+// --start-daemon does.
+func syncDaemons(c *cli.Context) ([]ipvsadm.Daemon, error) {
+	var out []ipvsadm.Daemon
+	for _, state := range c.StringSlice("start-daemon") {
+		argv := []string{"--start-daemon", state}
+		iface := c.String("mcast-interface")
+		if ifs := c.StringSlice("iface"); iface == "" && len(ifs) > 0 {
+			iface = ifs[0] // the first leg
+		}
+		argv = append(argv, "--mcast-interface", iface)
+		for _, o := range []string{"syncid", "sync-maxlen", "mcast-group", "mcast-port", "mcast-ttl"} {
+			if c.IsSet(o) {
+				argv = append(argv, "--"+o, c.String(o))
+			}
+		}
+		cmd, err := ipvsadm.Parse(argv)
+		if err != nil {
+			return nil, fmt.Errorf("--start-daemon %s: %w", state, err)
+		}
+		for _, d := range out {
+			if d.State == cmd.Daemon.State {
+				return nil, fmt.Errorf("--start-daemon %s given twice", state)
+			}
+		}
+		out = append(out, cmd.Daemon)
+	}
+	return out, nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {

@@ -32,18 +32,32 @@ func main() {
 				&cli.StringFlag{Name: "mode", Value: "auto", Usage: "xvs run --mode"},
 				&cli.IntFlag{Name: "calls", Value: 120, Usage: "calls to place"},
 				&cli.BoolFlag{Name: "check", Usage: "only report whether the live demo can run here"},
+				&cli.BoolFlag{Name: "ha", Usage: "the failover demo: two directors with keepalived and the sync daemons, the active one's xvs killed mid-calls"},
 			},
 			Action: func(c *cli.Context) error {
+				check, run := demo.Check, func(ctx context.Context) error {
+					return demo.Run(ctx, demo.Options{XVS: c.String("xvs"), XVSAdm: c.String("xvsadm"), Mode: c.String("mode"),
+						Calls: c.Int("calls"), Out: os.Stdout})
+				}
+				if c.Bool("ha") {
+					check, run = demo.CheckHA, func(ctx context.Context) error {
+						mode := c.String("mode")
+						if mode == "auto" {
+							mode = "" // ha: AF_XDP, generic on the lab's veths
+						}
+						return demo.RunHA(ctx, demo.HAOptions{XVS: c.String("xvs"), XVSAdm: c.String("xvsadm"), Mode: mode,
+							Calls: c.Int("calls"), Out: os.Stdout})
+					}
+				}
 				if c.Bool("check") {
-					if err := demo.Check(); err != nil {
+					if err := check(); err != nil {
 						return cli.Exit(err.Error(), 3)
 					}
 					return nil
 				}
 				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
-				err := demo.Run(ctx, demo.Options{XVS: c.String("xvs"), XVSAdm: c.String("xvsadm"), Mode: c.String("mode"),
-					Calls: c.Int("calls"), Out: os.Stdout})
+				err := run(ctx)
 				if errors.Is(err, demo.ErrCannotRun) {
 					return cli.Exit(err.Error(), 3)
 				}

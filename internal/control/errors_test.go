@@ -29,7 +29,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"-Z", "-t", "10.9.9.9:80"}, "No such service\n", 255},
 		{[]string{"-L", "-t", "10.9.9.9:80"}, "No such service\n", 1},
 		{[]string{"-Lc", "--stats"}, "options conflicts in the list command\n", 2},
-		{[]string{"--start-daemon", "master"}, "Operation not supported (xvs has no connection synchronisation daemon)\n", 255},
+		{[]string{"--start-daemon", "master"}, "Operation not supported (no connection synchronisation daemon here)\n", 255},
 	} {
 		t.Run(strings.Join(tc.argv, " "), func(t *testing.T) {
 			r := run(t, s, tc.argv...)

@@ -474,7 +474,7 @@ func (s *Server) execute(ctx context.Context, req Request, stdin io.Reader, out 
 	case ipvsadm.Restore:
 		return s.restore(ctx, stdin)
 	case ipvsadm.StartDaemon, ipvsadm.StopDaemon:
-		return failed(ExitFailed, "Operation not supported (xvs has no connection synchronisation daemon)")
+		return s.daemon(ctx, cmd)
 	case ipvsadm.Reload:
 		return s.reload(ctx)
 	case ipvsadm.SysctlCmd:
@@ -493,6 +493,29 @@ func (s *Server) execute(ctx context.Context, req Request, stdin io.Reader, out 
 	}
 	if cmd.Kind == ipvsadm.Zero {
 		s.zeroRates(cmd)
+	}
+	return Result{}
+}
+
+// daemon runs --start-daemon and --stop-daemon, with ipvsadm's messages
+// when the daemon of that role runs already ("Daemon has already run") or
+// does not run ("No daemon is running").
+func (s *Server) daemon(ctx context.Context, cmd ipvsadm.Command) Result {
+	sc, ok := s.target.(SyncController)
+	if !ok {
+		return failed(ExitFailed, "Operation not supported (no connection synchronisation daemon here)")
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	var err error
+	if cmd.Kind == ipvsadm.StartDaemon {
+		err = sc.StartSync(ctx, cmd.Daemon)
+	} else {
+		err = sc.StopSync(ctx, cmd.Daemon.State)
+	}
+	if err != nil {
+		s.opts.Log.Info("control: sync daemon command refused", "command", cmd.Kind.String(), "state", cmd.Daemon.State.String(), "err", err)
+		return failed(ExitFailed, "%s", KernelMessage(err))
 	}
 	return Result{}
 }
@@ -556,8 +579,11 @@ func (s *Server) list(ctx context.Context, cmd ipvsadm.Command, w io.Writer) Res
 			}
 			out = ipvsadm.AppendTimeout(out, ipvsadm.Timeouts{TCP: t.TCP, TCPFin: t.TCPFin, UDP: t.UDP})
 		}
-		// --daemon: xvs runs no sync daemon, so there is nothing to list
-		// (ipvsadm prints nothing when none runs).
+		if f.Daemon {
+			if sc, ok := s.target.(SyncController); ok {
+				out = ipvsadm.AppendDaemon(out, sc.SyncDaemons())
+			}
+		}
 		return Result{Stdout: out}
 	}
 	rates := s.est.Rates

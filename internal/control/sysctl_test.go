@@ -20,7 +20,15 @@ func TestSysctlThroughServer(t *testing.T) {
 		"net.ipv4.vs.expire_quiescent_template = 0\n" +
 		"net.ipv4.vs.pmtu_disc = 1\n" +
 		"net.ipv4.vs.run_estimation = 1\n" +
-		"net.ipv4.vs.sloppy_tcp = 0\n"
+		"net.ipv4.vs.sloppy_tcp = 0\n" +
+		"net.ipv4.vs.sync_persist_mode = 0\n" +
+		"net.ipv4.vs.sync_ports = 1\n" +
+		"net.ipv4.vs.sync_qlen_max = 1024\n" +
+		"net.ipv4.vs.sync_refresh_period = 10\n" +
+		"net.ipv4.vs.sync_retries = 1\n" +
+		"net.ipv4.vs.sync_sock_size = 0\n" +
+		"net.ipv4.vs.sync_threshold = 3\t50\n" +
+		"net.ipv4.vs.sync_version = 1\n"
 	if all != want {
 		t.Fatalf("--sysctl:\n%s\nwant\n%s", all, want)
 	}
@@ -38,7 +46,9 @@ func TestSysctlThroughServer(t *testing.T) {
 		code   int
 	}{
 		{[]string{"--sysctl", "drop_entry=1"}, "sysctl net.ipv4.vs.drop_entry is not supported by xvs\n", 255},
-		{[]string{"--sysctl", "sync_version"}, "sysctl net.ipv4.vs.sync_version is not supported by xvs\n", 255},
+		{[]string{"--sysctl", "am_droprate"}, "sysctl net.ipv4.vs.am_droprate is not supported by xvs\n", 255},
+		{[]string{"--sysctl", "sync_threshold=50,50"}, "sync_threshold [50 50]: invalid value (need threshold < period, or period 0)\n", 255},
+		{[]string{"--sysctl", "sync_ports=3"}, "sync_ports [3]: invalid value (must be a power of 2)\n", 255},
 		{[]string{"--sysctl", "expire_nodest=1"}, "no such IPVS sysctl: net.ipv4.vs.expire_nodest\n", 255},
 		{[]string{"--sysctl", "sloppy_tcp=2"}, "sloppy_tcp 2 out of range 0..1: invalid value\n", 255},
 		{[]string{"--sysctl", "sloppy_tcp=yes"}, "sloppy_tcp: \"yes\" is not a number: invalid value\n", 255},

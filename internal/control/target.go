@@ -12,6 +12,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/internal/syncd"
 	"github.com/xvs-lb/xvs/table"
 )
 
@@ -107,6 +108,56 @@ type Reloader interface {
 	Reload(ctx context.Context) (warnings []string, err error)
 }
 
+// SyncController is implemented by Targets that run IPVS connection sync
+// daemons (the daemon): xvsadm --start-daemon, --stop-daemon and
+// -L --daemon.
+type SyncController interface {
+	// StartSync starts the master or backup daemon d.State with ipvsadm's
+	// options (zero fields: the kernel's defaults). An error wrapping
+	// syncd.ErrRunning when one of that role runs.
+	StartSync(ctx context.Context, d ipvsadm.Daemon) error
+	// StopSync stops one: an error wrapping syncd.ErrNotRunning when none
+	// runs.
+	StopSync(ctx context.Context, state ipvsadm.DaemonState) error
+	// SyncDaemons lists the running daemons with the parameters they run
+	// with, master first.
+	SyncDaemons() []ipvsadm.Daemon
+	// SyncStatus describes them for the metrics.
+	SyncStatus() SyncStatus
+}
+
+// SyncStatus describes the running sync daemons (nil: not running).
+type SyncStatus struct {
+	Master *MasterStatus
+	Backup *BackupStatus
+}
+
+// MasterStatus is a running master sync daemon.
+type MasterStatus struct {
+	Config ipvsadm.Daemon
+	Stats  syncd.SenderStats
+}
+
+// BackupStatus is a running backup sync daemon.
+type BackupStatus struct {
+	Config ipvsadm.Daemon
+	Stats  syncd.ReceiverStats
+	Peers  []SyncPeer
+	// Rejected counts the accepted entries the backup could not use, by
+	// reason: no_service and no_dest (no such virtual service or real
+	// server here: configure the same on both directors), ring_full (a
+	// worker did not keep up).
+	Rejected map[string]uint64
+}
+
+// SyncPeer is a master a backup has heard from.
+type SyncPeer struct {
+	Addr      netip.Addr
+	SyncID    uint8         // of its last message
+	Datagrams uint64        // received from it
+	Age       time.Duration // since its last datagram
+}
+
 // CommandError is the error ApplyAll returns when one of its commands fails:
 // Index is the command's position in the slice (0-based), Err the model's
 // error (an ipvs sentinel such as ipvs.ErrServiceExists, possibly wrapped).
@@ -125,13 +176,25 @@ func (e *CommandError) Unwrap() error { return e.Err }
 var kernelErrors = []error{
 	ipvs.ErrServiceExists, ipvs.ErrNoService, ipvs.ErrDestExists, ipvs.ErrNoDest,
 	ipvs.ErrNotFound, ipvs.ErrInvalid, ipvs.ErrRange, ipvs.ErrZeroPort, ipvs.ErrOnePacketUDP,
+	syncd.ErrRunning, syncd.ErrNotRunning,
+}
+
+// errnoErrors are errors for which ipvsadm prints strerror(errno): the
+// kernel's errno for them.
+var errnoErrors = []struct {
+	err error
+	msg string
+}{
+	{syncd.ErrInterface, "No such device"}, // ENODEV
+	{syncd.ErrGroup, "Invalid argument"},   // EINVAL
 }
 
 // KernelMessage returns the message ipvsadm prints for a failed command:
 // the bare ipvs_strerror text ("Service already exists") when err wraps one
 // of the model's sentinels (with xvs's reason after it for a refused real
 // server address: "Invalid argument: a broadcast address cannot be a real
-// server"), else err's own text.
+// server"), or the strerror text of the kernel's errno, else err's own
+// text.
 func KernelMessage(err error) string {
 	var ae *ipvs.AddrError
 	if errors.As(err, &ae) {
@@ -140,6 +203,11 @@ func KernelMessage(err error) string {
 	for _, k := range kernelErrors {
 		if errors.Is(err, k) {
 			return k.Error()
+		}
+	}
+	for _, e := range errnoErrors {
+		if errors.Is(err, e.err) {
+			return e.msg
 		}
 	}
 	return err.Error()

@@ -183,6 +183,7 @@ func appendTemplateViews(out []ipvsadm.ConnView, s *ipvs.Snapshot, ts []table.Te
 			Virtual:  t.Virtual,
 			State:    t.State.String(),
 			Expires:  seconds(t.Remaining),
+			Synced:   t.Synced,
 		}
 		v.Dest = destAddr(s, t.Virtual.Addr(), ipvs.DestID(t.Dest))
 		if t.PE != 0 {
@@ -207,6 +208,7 @@ func appendConnViews(out []ipvsadm.ConnView, cs []table.ConnInfo) []ipvsadm.Conn
 			Dest:     c.Real,
 			State:    pipeline.StateName(c.State),
 			Expires:  seconds(c.Remaining),
+			Synced:   c.Synced,
 		})
 	}
 	return out

@@ -83,6 +83,10 @@ type Options struct {
 	// (configured checks are then never run and servers stay up).
 	MaxProbes int
 	NoHealth  bool
+	// SyncDaemons are sync daemons to start once the workers run (xvs run
+	// --start-daemon, with ipvsadm's options); an empty McastIface is
+	// Iface.
+	SyncDaemons []ipvsadm.Daemon
 }
 
 // Daemon is a running balancer.
@@ -116,6 +120,8 @@ type Daemon struct {
 	stopProber context.CancelFunc
 
 	ka *kaSource // the keepalived.conf served, if any
+
+	sync syncDaemons // the connection sync daemons (sync.go)
 
 	stop    chan struct{}
 	prepare chan struct{} // a commit asks the reachability loop to resolve new real servers
@@ -203,7 +209,8 @@ func (d *Daemon) start(onFail func(release func())) error {
 		return err // b may be a typed nil: it must not be closed
 	}
 	d.backend = b
-	onFail(func() { b.Close() })
+	closeBackend := sync.OnceFunc(func() { b.Close() })
+	onFail(closeBackend)
 	queues := d.backend.Queues()
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
 		return fmt.Errorf("%s: %d queues (want 1..%d)", strings.Join(d.ifaces, ","), len(queues), ipvs.MaxWorkers)
@@ -277,6 +284,16 @@ func (d *Daemon) start(onFail func(release func())) error {
 				d.runErr <- err
 			}
 		}()
+	}
+	onFail(func() {
+		d.stopSync()
+		closeBackend() // the workers return
+		d.wg.Wait()
+	})
+	for _, sd := range o.SyncDaemons {
+		if err := d.StartSync(context.Background(), sd); err != nil {
+			return fmt.Errorf("--start-daemon %s: %w", sd.State, err)
+		}
 	}
 	d.wg.Add(1)
 	go d.reachLoop()
@@ -379,6 +396,7 @@ func (d *Daemon) commit(next *ipvs.Config) error {
 	case d.prepare <- struct{}{}: // the reachability loop resolves new real servers
 	default:
 	}
+	d.syncSwitches(s)
 	return nil
 }
 
@@ -714,6 +732,7 @@ func (d *Daemon) Close() error {
 	if d.stopProber != nil {
 		d.stopProber()
 	}
+	d.stopSync() // the master sends what the workers queued
 	close(d.stop)
 	d.watcher.Close() // before the backend: it wakes the queues
 	err := d.backend.Close()

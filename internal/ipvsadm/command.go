@@ -175,9 +175,19 @@ const (
 	Backup DaemonState = 2
 )
 
-// Daemon is the sync-daemon part of --start-daemon/--stop-daemon. xvs
-// parses it so that ipvsadm command lines are understood; whether a daemon
-// exists is the caller's business.
+// String is the state's name on ipvsadm's command line.
+func (s DaemonState) String() string {
+	switch s {
+	case Master:
+		return "master"
+	case Backup:
+		return "backup"
+	}
+	return "none"
+}
+
+// Daemon is the sync-daemon part of --start-daemon/--stop-daemon, and a
+// line of -L --daemon.
 type Daemon struct {
 	State      DaemonState
 	McastIface string     // --mcast-interface; "eth0" by default for --start-daemon

@@ -406,10 +406,18 @@ func AppendConnRows(b []byte, conns []ConnView, f Format, n Names) []byte {
 		} else {
 			b = append(b, dname...)
 		}
+		if c.Synced {
+			b = append(b, SyncedMark...)
+		}
 		b = append(b, '\n')
 	}
 	return b
 }
+
+// SyncedMark ends the -Lc row of an entry a backup received from a master
+// (xvs extension): the kernel's name for its origin in
+// /proc/net/ip_vs_conn_sync. Rows of local entries are ipvsadm's.
+const SyncedMark = " SYNC"
 
 // AppendPEData appends persistence-engine data for display: printable
 // ASCII bytes as they are, every other byte, the space and the backslash

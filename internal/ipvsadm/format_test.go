@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
@@ -237,4 +238,25 @@ func TestNtop(t *testing.T) {
 
 func rates(cps, inPPS, outPPS, inBPS, outBPS uint64) ipvs.Rates {
 	return ipvs.Rates{CPS: cps, InPPS: inPPS, OutPPS: outPPS, InBPS: inBPS, OutBPS: outBPS}
+}
+
+// Entries a backup received end their -Lc row with SYNC; the others are
+// ipvsadm's rows byte for byte.
+func TestConnRowsSynced(t *testing.T) {
+	tpl := ConnView{Protocol: ipvs.UDP, Client: netip.MustParseAddrPort("0.0.0.0:0"), Virtual: netip.MustParseAddrPort("10.4.3.192:5060"),
+		Dest: netip.MustParseAddrPort("192.168.1.10:5060"), State: "NONE", Expires: 38, PEName: "sip", PEData: []byte("193373839")}
+	conn := ConnView{Protocol: ipvs.UDP, Client: netip.MustParseAddrPort("10.4.3.7:5062"), Virtual: netip.MustParseAddrPort("10.4.3.192:5060"),
+		Dest: netip.MustParseAddrPort("192.168.1.10:5060"), State: "UDP", Expires: 299}
+	f := Format{Numeric: true, PersistentConn: true}
+	local := string(AppendConnRows(nil, []ConnView{tpl, conn}, f, Names{}))
+	want := "UDP 00:38  NONE        0.0.0.0:0          10.4.3.192:5060    192.168.1.10:5060 sip                193373839\n" +
+		"UDP 04:59  UDP         10.4.3.7:5062      10.4.3.192:5060    192.168.1.10:5060\n"
+	if local != want {
+		t.Fatalf("local rows\n%q\nwant\n%q", local, want)
+	}
+	tpl.Synced, conn.Synced = true, true
+	synced := string(AppendConnRows(nil, []ConnView{tpl, conn}, f, Names{}))
+	if synced != strings.ReplaceAll(want, "\n", " SYNC\n") {
+		t.Errorf("synced rows\n%q", synced)
+	}
 }

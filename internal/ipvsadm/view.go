@@ -80,6 +80,9 @@ type ConnView struct {
 	Expires  uint32 // seconds left
 	PEName   string // persistence engine of a template; "" if none
 	PEData   []byte // its key (the SIP Call-ID); shown escaped, see package doc
+	// Synced: a backup received the entry from a master's sync daemon; the
+	// row ends with SyncedMark (xvs extension).
+	Synced bool
 }
 
 // Table is the whole virtual-server table as -L and -S list it.

@@ -82,6 +82,17 @@ func TestSyncNotifyScript(t *testing.T) {
 			}
 		}
 	}
+	// --both: the two daemons in every state but STOP; a daemon that runs
+	// already is not a failure.
+	for _, st := range []string{"MASTER", "BACKUP", "FAULT"} {
+		calls, code := runNotify(t, false, append([]string{"--both", "--syncid", "51", "INSTANCE", "VI_1"}, st, "100")...)
+		if want := []string{"--start-daemon master --syncid 51", "--start-daemon backup --syncid 51"}; code != 0 || !slices.Equal(calls, want) {
+			t.Errorf("--both %s: exit %d, calls %q", st, code, calls)
+		}
+	}
+	if calls, code := runNotify(t, false, "--both", "STOP"); code != 0 || !slices.Equal(calls, []string{"--stop-daemon master", "--stop-daemon backup"}) {
+		t.Errorf("--both STOP: exit %d, calls %q", code, calls)
+	}
 	// A failed start is reported; bad arguments issue nothing.
 	if calls, code := runNotify(t, true, "--syncid", "5", "MASTER"); code != 1 || len(calls) != 2 {
 		t.Errorf("failed start: exit %d, calls %q", code, calls)

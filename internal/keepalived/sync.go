@@ -39,8 +39,8 @@ func (sd *SyncDaemon) Mapping() string {
 	const remove = "; remove lvs_sync_daemon from the file keepalived reads (keepalived --vrrp would program the kernel's IPVS sync daemon; 2.2.7 crashes without IPVS)"
 	if sd.Instance == "" {
 		return "lvs_sync_daemon " + sd.Iface + " without a VRRP instance: keepalived runs the master and the backup sync daemon at once; " +
-			"with xvs run `xvsadm " + strings.Join(sd.StartArgs("master"), " ") + "` and `xvsadm " +
-			strings.Join(sd.StartArgs("backup"), " ") + "` after xvs starts" + remove
+			"with xvs start both with xvs run: `--start-daemon master --start-daemon backup " + strings.Join(sd.StartArgs("x")[2:], " ") +
+			"` (see docs/ha.md)" + remove
 	}
 	return "lvs_sync_daemon " + sd.Iface + " follows VRRP instance " + sd.Instance +
 		": keepalived runs the master sync daemon while " + sd.Instance + " is MASTER and the backup one otherwise; " +

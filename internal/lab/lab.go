@@ -28,6 +28,12 @@
 //	client1 ─┘       └─ balancer eth1 │  real0…
 //	                    10.77.0.2      └─
 //
+// With Spec.Balancers 2 a second balancer, balancer2 (10.77.1.3,
+// fd77:1::3), sits on the server LAN beside the first, set up the same way,
+// for high-availability tests: the router still routes the VIPs to the
+// first until [Lab.RouteVIPsVia] points them at another next hop (a VRRP
+// address that moves between the two).
+//
 // This is the classic IPVS layout: the virtual addresses are routed to the
 // balancer, which does not own them (so in raw-socket mode its kernel drops
 // those packets instead of answering them: forwarding is off in the
@@ -117,6 +123,8 @@ type Spec struct {
 	// Clients and RealServers count the client and real-server namespaces
 	// (0 = 1 client, DefaultRealServers real servers).
 	Clients, RealServers int
+	// Balancers is 1 (0 means 1) or 2: a second balancer, Lab.Balancers[1].
+	Balancers int
 	// KeepOffloads leaves the veths' checksum and segmentation offloads on
 	// (the kernel's defaults: senders leave UDP/TCP checksums to the
 	// offload, which xvs completes). By default they are switched off on
@@ -152,11 +160,14 @@ type Lab struct {
 	ClientLeg Host
 	// Ifaces are the balancer's interfaces xvs serves: HostIface, and the
 	// client leg's with two legs.
-	Ifaces  []string
-	Clients []Host
-	Reals   []Host
-	VIP4    netip.Addr
-	VIP6    netip.Addr
+	Ifaces []string
+	// Balancers are the balancers: Balancer, then balancer2 when the Spec
+	// asks for two.
+	Balancers []Host
+	Clients   []Host
+	Reals     []Host
+	VIP4      netip.Addr
+	VIP6      netip.Addr
 
 	mu     sync.Mutex
 	nss    []string // created, in creation order
@@ -204,6 +215,12 @@ func New(spec Spec) (_ *Lab, err error) {
 	}
 	if spec.Legs != 1 && spec.Legs != 2 {
 		return nil, fmt.Errorf("lab: %d legs: the balancer has 1 or 2", spec.Legs)
+	}
+	if spec.Balancers == 0 {
+		spec.Balancers = 1
+	}
+	if spec.Balancers < 1 || spec.Balancers > 2 {
+		return nil, fmt.Errorf("lab: %d balancers: 1 or 2", spec.Balancers)
 	}
 	base := spec.Prefix
 	if base == "" {
@@ -278,33 +295,42 @@ func New(spec Spec) (_ *Lab, err error) {
 		}
 	}
 
-	// The balancer: forwarding off, so that its kernel drops (rather than
-	// routes) what the data plane handles; default route to the router.
-	if err := l.host(&l.Balancer, "brs", 24, 64, spec.KeepOffloads); err != nil {
-		return nil, err
+	// The balancers: forwarding off, so that their kernel drops (rather
+	// than routes) what the data plane handles; default route to the router.
+	l.Balancers = []Host{l.Balancer}
+	if spec.Balancers == 2 {
+		l.Balancers = append(l.Balancers, Host{Role: "balancer2", Iface: HostIface, Port: "lb2",
+			Addr4: netip.MustParseAddr("10.77.1.3"), Addr6: netip.MustParseAddr("fd77:1::3")})
 	}
-	if err := l.sysctls(l.Balancer.NS, map[string]string{"net/ipv4/ip_forward": "0", "net/ipv6/conf/all/forwarding": "0"}); err != nil {
-		return nil, err
-	}
-	gw4, gw6 := l.Router.Addr4, l.Router.Addr6
-	if spec.Legs == 2 {
-		l.ClientLeg.NS = l.Balancer.NS
-		if err := l.plug(l.ClientLeg, "brc", 24, 64, spec.KeepOffloads); err != nil {
+	for i := range l.Balancers {
+		b := &l.Balancers[i]
+		if err := l.host(b, "brs", 24, 64, spec.KeepOffloads); err != nil {
 			return nil, err
 		}
-		l.Ifaces = append(l.Ifaces, l.ClientLeg.Iface)
-		// A client's packets arrive on one leg and its host's answers
-		// (ping, the host check) leave by the other: no reverse-path
-		// filter.
-		if err := l.sysctls(l.Balancer.NS, map[string]string{"net/ipv4/conf/all/rp_filter": "0",
-			"net/ipv4/conf/" + HostIface + "/rp_filter": "0", "net/ipv4/conf/eth1/rp_filter": "0"}); err != nil {
+		if err := l.sysctls(b.NS, map[string]string{"net/ipv4/ip_forward": "0", "net/ipv6/conf/all/forwarding": "0"}); err != nil {
 			return nil, err
 		}
-		gw4, gw6 = rc.Addr4, rc.Addr6
+		gw4, gw6 := l.Router.Addr4, l.Router.Addr6
+		if i == 0 && spec.Legs == 2 {
+			l.ClientLeg.NS = b.NS
+			if err := l.plug(l.ClientLeg, "brc", 24, 64, spec.KeepOffloads); err != nil {
+				return nil, err
+			}
+			l.Ifaces = append(l.Ifaces, l.ClientLeg.Iface)
+			// A client's packets arrive on one leg and its host's answers
+			// (ping, the host check) leave by the other: no reverse-path
+			// filter.
+			if err := l.sysctls(b.NS, map[string]string{"net/ipv4/conf/all/rp_filter": "0",
+				"net/ipv4/conf/" + HostIface + "/rp_filter": "0", "net/ipv4/conf/eth1/rp_filter": "0"}); err != nil {
+				return nil, err
+			}
+			gw4, gw6 = rc.Addr4, rc.Addr6
+		}
+		if err := l.defaultRoute(b.NS, gw4, gw6); err != nil {
+			return nil, err
+		}
 	}
-	if err := l.defaultRoute(l.Balancer.NS, gw4, gw6); err != nil {
-		return nil, err
-	}
+	l.Balancer = l.Balancers[0]
 
 	for i := range l.Clients {
 		c := &l.Clients[i]
@@ -349,7 +375,7 @@ func New(spec Spec) (_ *Lab, err error) {
 func (l *Lab) settle() error {
 	type probe struct{ from, to string }
 	var probes []probe
-	hosts := append([]Host{l.Balancer}, l.Clients...)
+	hosts := append(append([]Host(nil), l.Balancers...), l.Clients...)
 	if l.ClientLeg.NS != "" {
 		hosts = append(hosts, l.ClientLeg)
 	}
@@ -466,6 +492,21 @@ func (l *Lab) defaultRoute(ns string, gw4, gw6 netip.Addr) error {
 		return err
 	}
 	return l.ip(ns, "-6", "route", "replace", "default", "via", gw6.String())
+}
+
+// RouteVIPsVia makes the router send the VIPs to another next hop on the
+// server LAN: a VRRP address that keepalived moves between two balancers.
+// An invalid address leaves that family's route as it is.
+func (l *Lab) RouteVIPsVia(via4, via6 netip.Addr) error {
+	if via4.IsValid() {
+		if err := l.ip(l.Router.NS, "route", "replace", VIPNet4.String(), "via", via4.String()); err != nil {
+			return err
+		}
+	}
+	if via6.IsValid() {
+		return l.ip(l.Router.NS, "-6", "route", "replace", VIPNet6.String(), "via", via6.String())
+	}
+	return nil
 }
 
 // UseNAT sets the real servers up for masquerading (-m): their default route

@@ -182,3 +182,31 @@ func TestRootTwoLegs(t *testing.T) {
 		t.Fatalf("CheckHost: %v", err)
 	}
 }
+
+// A second balancer for high-availability tests: on the server LAN beside
+// the first, reachable, with its own address; the router sends the VIPs
+// wherever RouteVIPsVia says.
+func TestRootLabTwoBalancers(t *testing.T) {
+	l := newLab(t, Spec{Balancers: 2, RealServers: 1})
+	if len(l.Balancers) != 2 || l.Balancers[0] != l.Balancer || l.Balancers[1].Addr4.String() != "10.77.1.3" {
+		t.Fatalf("balancers %+v", l.Balancers)
+	}
+	b2 := l.Balancers[1]
+	if out, err := l.Output(b2.NS, "ping", "-c1", "-W2", l.Reals[0].Addr4.String()); err != nil {
+		t.Fatalf("balancer2 → real0: %v\n%s", err, out)
+	}
+	if err := l.RouteVIPsVia(b2.Addr4, b2.Addr6); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Output(l.Router.NS, "ip", "route", "get", l.VIP4.String())
+	if err != nil || !strings.Contains(out, "via "+b2.Addr4.String()) {
+		t.Fatalf("route to the VIP: %v %s", err, out)
+	}
+	if _, err := New(Spec{Balancers: 3}); err == nil {
+		t.Error("three balancers accepted")
+	}
+	// The default lab keeps one balancer.
+	if one := newLab(t, Spec{RealServers: 1}); len(one.Balancers) != 1 {
+		t.Errorf("default lab: %d balancers", len(one.Balancers))
+	}
+}

@@ -27,10 +27,13 @@ import (
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/internal/syncproto"
 	"github.com/xvs-lb/xvs/internal/sysctl"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
+	"github.com/xvs-lb/xvs/table"
 )
 
 // Source is what the collector reads; control.Target satisfies it.
@@ -90,6 +93,7 @@ var (
 	tunnelFragments = desc("tunnel_fragments_total", "Outer fragments of tunnelled datagrams sent beyond the first.", "worker")
 
 	tmplLive      = desc("templates", "Live persistence templates in the worker's table.", "worker")
+	tmplSynced    = desc("templates_synced", "Of the live templates: those a backup sync daemon received from a master (marked SYNC in xvsadm -Lc).", "worker")
 	tmplCapacity  = desc("templates_capacity", "Capacity of the worker's template table.", "worker")
 	tmplCreated   = desc("templates_created_total", "Templates inserted into the worker's table.", "worker")
 	tmplExpired   = desc("templates_expired_total", "Templates removed at the end of their timeout.", "worker")
@@ -107,7 +111,28 @@ var (
 	snapLastSuccess = desc("snapshot_last_success_timestamp_seconds", "Unix time of the last successful template snapshot save (0: none yet). Alert when it lags the save interval.")
 	snapSaved       = desc("snapshot_templates", "Templates written by the last successful snapshot save.")
 	snapRestored    = desc("snapshot_restored_templates", "Records of the snapshot read at start, by outcome: restored, expired (downtime), no_service, no_server, duplicate, evicted (no room in the tables), invalid.", "result")
-	sysctlValue     = desc("sysctl", "Value of an IPVS sysctl xvs honours (net.ipv4.vs.NAME, xvsadm --sysctl); index numbers the values of a vector such as sync_threshold, empty for one value.", "name", "index")
+
+	syncInfo          = desc("sync_daemon_info", "A running connection sync daemon (xvsadm -L --daemon), always 1.", "state", "mcast_interface", "syncid", "group", "port", "maxlen")
+	syncMasterCount   = map[string]*prometheus.Desc{}
+	syncMasterLagSum  = desc("sync_master_send_lag_seconds_sum", "Sum over the entries sent of the time from a worker queueing the entry to its message being written.")
+	syncMasterLagN    = desc("sync_master_send_lag_seconds_count", "Entries the send lag sum covers.")
+	syncMasterLagMax  = desc("sync_master_send_lag_max_seconds", "Longest time an entry waited from its worker to its message being written.")
+	syncBackupCount   = map[string]*prometheus.Desc{}
+	syncBackupMsgs    = desc("sync_backup_messages_total", "Sync messages whose header a backup accepted, by protocol version.", "version")
+	syncBackupDropped = desc("sync_backup_dropped_total", "Sync messages and entries a backup dropped, by the kernel's rule (see docs/sync.md).", "reason")
+	syncBackupReject  = desc("sync_backup_rejected_total", "Accepted sync entries the backup could not use: no_service, no_dest (configure the same services and real servers on both directors), ring_full (a worker did not keep up).", "reason")
+	syncPeerDatagrams = desc("sync_peer_datagrams_total", "Sync datagrams a backup received from a master.", "peer")
+	syncPeerSyncID    = desc("sync_peer_syncid", "The syncid of a master's last message.", "peer")
+	syncPeerAge       = desc("sync_peer_last_heard_seconds", "Seconds since a backup last heard from a master.", "peer")
+	syncQueued        = desc("sync_queued_total", "Sync records a worker queued for the master daemon (templates and connections).", "worker")
+	syncWalked        = desc("sync_walked_total", "Of sync_queued_total: idle live templates the periodic walk re-sent.", "worker")
+	syncApplied       = desc("sync_applied_total", "Received sync entries a worker entered in its tables, by result (inserted, refreshed, moved, overflow, invalid).", "worker", "result")
+	syncStale         = desc("sync_stale_total", "Received sync entries dropped by a worker because their real server left the configuration meanwhile.", "worker")
+	syncExpired       = desc("sync_expired_total", "Received sync entries dropped by a worker because their master's copy had expired.", "worker")
+	syncLag           = desc("sync_lag_seconds", "Sync lag of the templates a backup entered: from the master queueing them (xvs masters say when) to their entry in a worker's table.")
+	syncLagMax        = desc("sync_lag_max_seconds", "Longest sync lag measured on this backup.")
+
+	sysctlValue = desc("sysctl", "Value of an IPVS sysctl xvs honours (net.ipv4.vs.NAME, xvsadm --sysctl); index numbers the values of a vector such as sync_threshold, empty for one value.", "name", "index")
 )
 
 // queueFields are the dataplane.QueueStats counters, in metric-name form.
@@ -125,9 +150,37 @@ var queueFields = []struct{ name, help string }{
 	{"cross_port_copies", "Frames sent on another interface than they arrived on by copying them (AF_XDP sockets that could not share one UMEM)."},
 }
 
+// syncMasterFields and syncBackupFields are the sync daemons' counters, in
+// metric-name form.
+var (
+	syncMasterFields = []struct{ name, help string }{
+		{"records", "Sync records the master drained from the workers' rings."},
+		{"entries", "Sync entries the master put into messages."},
+		{"unencodable", "Sync records no message can carry (IPv6 with sync_version 0, an unknown engine)."},
+		{"messages", "Sync messages the master sent."},
+		{"bytes", "Bytes of sync messages (UDP payload) the master sent."},
+		{"send_errors", "Sync messages the socket refused."},
+		{"queue_drops", "Sync messages dropped because sync_qlen_max were waiting."},
+		{"ring_drops", "Sync records the workers dropped because their ring to the master was full."},
+	}
+	syncBackupFields = []struct{ name, help string }{
+		{"datagrams", "Datagrams the backup received on its sync sockets."},
+		{"bytes", "Bytes the backup received on its sync sockets."},
+		{"entries", "Sync entries the backup accepted and handed to the workers."},
+		{"read_errors", "Failed reads on the backup's sync sockets."},
+		{"peers_overflow", "Datagrams from masters beyond the peers a backup remembers."},
+	}
+)
+
 func init() {
 	for _, f := range queueFields {
 		queueCounters[f.name] = desc("queue_"+f.name+"_total", f.help, "queue")
+	}
+	for _, f := range syncMasterFields {
+		syncMasterCount[f.name] = desc("sync_master_"+f.name+"_total", f.help)
+	}
+	for _, f := range syncBackupFields {
+		syncBackupCount[f.name] = desc("sync_backup_"+f.name+"_total", f.help)
 	}
 }
 
@@ -146,13 +199,21 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
 		tunnelPackets, tunnelFragments,
 		neighHeld, unsent, csumCompleted, localDelivered, sharedConnHits, sharedConnFull, destNextHop,
-		tmplLive, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
+		tmplLive, tmplSynced, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
+		syncInfo, syncMasterLagSum, syncMasterLagN, syncMasterLagMax, syncBackupMsgs, syncBackupDropped, syncBackupReject,
+		syncPeerDatagrams, syncPeerSyncID, syncPeerAge, syncQueued, syncWalked, syncApplied, syncStale, syncExpired, syncLag, syncLagMax,
 	} {
 		ch <- d
 	}
 	for _, f := range queueFields {
 		ch <- queueCounters[f.name]
+	}
+	for _, f := range syncMasterFields {
+		ch <- syncMasterCount[f.name]
+	}
+	for _, f := range syncBackupFields {
+		ch <- syncBackupCount[f.name]
 	}
 }
 
@@ -271,9 +332,34 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, tunnelPackets, tc.NoBuffer, worker, "no_buffer")
 		counter(ch, tunnelFragments, tc.Fragments, worker)
 	}
+	var lag pipeline.LagHistogram
+	for i, w := range st.Workers {
+		worker := strconv.Itoa(i)
+		sc := &w.Sync
+		counter(ch, syncQueued, sc.Queued, worker)
+		counter(ch, syncWalked, sc.Walked, worker)
+		for r := range sc.Applied {
+			counter(ch, syncApplied, sc.Applied[r], worker, table.SyncResult(r).String())
+		}
+		counter(ch, syncStale, sc.StaleDest, worker)
+		counter(ch, syncExpired, sc.Expired, worker)
+		lag.Add(&sc.Lag)
+	}
+	buckets := make(map[float64]uint64, len(pipeline.LagBuckets))
+	var cum uint64
+	for i, b := range pipeline.LagBuckets {
+		cum += lag.Counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(syncLag, lag.Count(), lag.Sum.Seconds(), buckets)
+	gauge(ch, syncLagMax, lag.Max.Seconds())
+	if sc, ok := c.src.(control.SyncController); ok {
+		collectSync(ch, sc.SyncStatus())
+	}
 	for i, t := range st.Templates {
 		worker := strconv.Itoa(i)
 		gauge(ch, tmplLive, float64(t.Live), worker)
+		gauge(ch, tmplSynced, float64(t.Synced), worker)
 		gauge(ch, tmplCapacity, float64(t.Capacity), worker)
 		counter(ch, tmplCreated, t.Inserts, worker)
 		counter(ch, tmplExpired, t.Expired, worker)
@@ -304,6 +390,48 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
 			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.CrossPortCopies} {
 			counter(ch, queueCounters[queueFields[j].name], v, queue)
+		}
+	}
+}
+
+// collectSync exports the running sync daemons.
+func collectSync(ch chan<- prometheus.Metric, st control.SyncStatus) {
+	info := func(state string, d ipvsadm.Daemon) {
+		gauge(ch, syncInfo, 1, state, d.McastIface, strconv.Itoa(int(d.SyncID)), d.McastGroup.String(),
+			strconv.Itoa(int(d.McastPort)), strconv.Itoa(int(d.SyncMaxLen)))
+	}
+	if m := st.Master; m != nil {
+		info("master", m.Config)
+		s := &m.Stats
+		for i, v := range []uint64{s.Records, s.Entries, s.Unencodable, s.Messages, s.Bytes, s.SendErrors, s.QueueDrops, s.RingDrops} {
+			counter(ch, syncMasterCount[syncMasterFields[i].name], v)
+		}
+		ch <- prometheus.MustNewConstMetric(syncMasterLagSum, prometheus.CounterValue, float64(s.LagSum)/1e9)
+		counter(ch, syncMasterLagN, s.LagCount)
+		gauge(ch, syncMasterLagMax, float64(s.LagMax)/1e9)
+	}
+	if b := st.Backup; b != nil {
+		info("backup", b.Config)
+		s := &b.Stats
+		for i, v := range []uint64{s.Datagrams, s.Bytes, s.Entries, s.ReadErrors, s.PeersOverflow} {
+			counter(ch, syncBackupCount[syncBackupFields[i].name], v)
+		}
+		for v, n := range s.Messages {
+			counter(ch, syncBackupMsgs, n, strconv.Itoa(v))
+		}
+		for r := syncproto.Reason(0); r < syncproto.NumReasons; r++ {
+			if r != syncproto.OK && r != syncproto.Done {
+				counter(ch, syncBackupDropped, s.Dropped[r], r.String())
+			}
+		}
+		for reason, n := range b.Rejected {
+			counter(ch, syncBackupReject, n, reason)
+		}
+		for _, p := range b.Peers {
+			peer := p.Addr.String()
+			counter(ch, syncPeerDatagrams, p.Datagrams, peer)
+			gauge(ch, syncPeerSyncID, float64(p.SyncID), peer)
+			gauge(ch, syncPeerAge, p.Age.Seconds(), peer)
 		}
 	}
 }

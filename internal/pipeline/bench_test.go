@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -10,6 +11,9 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/nexthop"
+	"github.com/xvs-lb/xvs/internal/syncd"
+	"github.com/xvs-lb/xvs/internal/syncpolicy"
+	"github.com/xvs-lb/xvs/internal/syncring"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -45,6 +49,16 @@ func (b *benchFrame) setCall(n uint64) {
 
 // warmLab builds a one-worker balancer and fills its table with n live calls.
 func warmLab(b *testing.B, fwd string, n int) (*lab, benchFrame) {
+	return warmLabSpread(b, fwd, n, 0, nil)
+}
+
+// warmLabSpread is warmLab with the clock advanced by spread over the
+// warm-up, so that the calls' last uses are spread over it, and, with a
+// ring, a sync master on during the warm-up (its records discarded) and a
+// second datagram of each call half the spread after its first, so that the
+// templates' syncs and their one retry (sync_retries 1) are spread too: the
+// steady state.
+func warmLabSpread(b *testing.B, fwd string, n int, spread time.Duration, ring *syncring.Ring) (*lab, benchFrame) {
 	l := newLabSized(b, 1, fmt.Sprintf(`
 -A -u 10.4.3.192:5060 -s mh -p 3600 -M 0.0.0.0 --pe sip -o
 -a -u 10.4.3.192:5060 -r 192.168.1.10:5060 %[1]s
@@ -60,16 +74,40 @@ func warmLab(b *testing.B, fwd string, n int) (*lab, benchFrame) {
 	// their own: direct routing and NAT do not need it).
 	room := make([]byte, 128, 128+len(bf.frame))
 	warm := benchFrame{frame: append(room, bf.frame...)[128:], idOff: bf.idOff}
+	if ring != nil {
+		w.SetSyncMaster(ring)
+		defer w.SetSyncMaster(nil)
+	}
+	discard := func(*syncring.Record) {}
+	// With a ring, call i's second datagram comes half the spread after its
+	// first (step i+n/2): with a spread of a refresh period, past the
+	// retry's delay and before the refresh.
+	steps, second := n, n
+	if ring != nil {
+		steps, second = n+n/2, n/2
+	}
 	w.BeginBatch(l.now)
-	for i := range n {
-		warm.setCall(uint64(i))
-		copy(warm.frame[:bf.idOff], orig[:bf.idOff])
-		w.ProcessRoom(room, warm.frame, packet.LinkEthernet, &d)
-		if d.Reason != ReasonScheduled {
-			b.Fatalf("warm-up call %d: %v", i, d.Reason)
+	for k := range steps {
+		for _, c := range []struct {
+			call int
+			want Reason
+		}{{k, ReasonScheduled}, {k - second, ReasonTemplateHit}} {
+			if c.call < 0 || c.call >= n || c.want == ReasonTemplateHit && ring == nil {
+				continue
+			}
+			warm.setCall(uint64(c.call))
+			copy(warm.frame[:bf.idOff], orig[:bf.idOff])
+			w.ProcessRoom(room, warm.frame, packet.LinkEthernet, &d)
+			if d.Reason != c.want {
+				b.Fatalf("warm-up call %d: %v, want %v", c.call, d.Reason, c.want)
+			}
 		}
-		if i%64 == 63 {
+		if k%64 == 63 {
 			w.EndBatch()
+			if ring != nil {
+				ring.Drain(0, discard)
+			}
+			l.advance(spread * 64 / time.Duration(n))
 			w.BeginBatch(l.now)
 		}
 	}
@@ -425,3 +463,104 @@ func BenchmarkPipelineLegs(b *testing.B) {
 	b.ReportMetric(per["cross-leg"]/per["cross-leg-no-csum"], "csum-check/none")
 	b.ReportMetric(per["same-leg"]/per["static"], "table/static")
 }
+
+// BenchmarkPipelineSync is the batched warm decision (invite-dr-1M-batch64)
+// with the sync master off and on, alternating in syncRounds rounds of the
+// same run, so that their ratio is the cost of sync on a shared machine: on,
+// the worker checks every packet's template against the sync policy (xvs's
+// defaults: sync_refresh_period 10, sync_retries 1) and queues the due ones
+// in its ring, and its walk visits the table; a real sender drains the ring
+// every 5 ms into messages (written nowhere). With sync on the clock
+// advances 16 µs per 64-packet batch, 4 Mpps of simulated time, and the
+// warm-up spread the million calls' syncs over one refresh period, so that
+// the run is in the steady state: each call gets a packet every 0.25 s and
+// is re-synced every 10 s, with one retry 1.25 s after each: about one
+// record per 20 packets. (With sync off the clock stands still, so that the
+// calls do not all fall due while the master is off.) A third case,
+// sync-on-record-per-packet, runs with the kernel's defaults (every use of
+// a template synced), the upper bound of the data path's cost.
+func BenchmarkPipelineSync(b *testing.B) {
+	if testing.Short() {
+		b.Skip("warm-table benchmark fills a million templates")
+	}
+	const batchTime = 16 * time.Microsecond
+	ring := syncring.New(0)
+	var sent, bytesOut int
+	snd, err := syncd.NewSenderFunc(syncd.SenderConfig{Switches: syncpolicy.Defaults(), Rings: []*syncring.Ring{ring}},
+		func(_ int, msg []byte) error { sent++; bytesOut += len(msg); return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, bf := warmLabSpread(b, "-g", benchTemplates, 10*time.Second, ring)
+	ring.Drain(0, func(*syncring.Record) {})
+	w := l.workers[0]
+	order := callOrder(benchTemplates, 1<<16)
+	batch := make([]benchFrame, MaxBatch)
+	frames := make([][]byte, MaxBatch)
+	for i := range batch {
+		batch[i] = benchFrame{frame: append([]byte(nil), bf.frame...), idOff: bf.idOff}
+		frames[i] = batch[i].frame
+	}
+	out := make([]Decision, MaxBatch)
+	n := 0
+	discard := func(*syncring.Record) {}
+	// every: the kernel's defaults (no refresh period), a record for every
+	// packet, the ring drained in the loop (no sender): the upper bound of
+	// the data path's cost.
+	run := func(b *testing.B, on, every bool) {
+		if on && !every {
+			w.SetSyncMaster(ring)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { snd.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done; w.SetSyncMaster(nil) }()
+		}
+		if every {
+			setSysctl(b, l, "sync_refresh_period=0")
+			setSysctl(b, l, "sync_retries=0")
+			w.SetSyncMaster(ring)
+			defer func() {
+				w.SetSyncMaster(nil)
+				setSysctl(b, l, "sync_refresh_period=10")
+				setSysctl(b, l, "sync_retries=1")
+			}()
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(bf.frame) * MaxBatch))
+		q0, d0 := w.Counters().Sync.Queued, ring.Stats().Dropped
+		start := n
+		for b.Loop() {
+			for i := range batch {
+				batch[i].setCall(uint64(order[n&(len(order)-1)]))
+				n++
+			}
+			if on {
+				l.advance(batchTime)
+			}
+			w.ProcessBatch(frames, packet.LinkEthernet, l.now, out)
+			if every {
+				ring.Drain(0, discard)
+			}
+		}
+		if out[0].Reason != ReasonTemplateHit {
+			b.Fatalf("first packet of the last batch: %v", out[0].Reason)
+		}
+		pkts := n - start
+		b.ReportMetric(float64(pkts)/b.Elapsed().Seconds(), "pkts/s")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(pkts), "ns/pkt")
+		if on {
+			q, d := w.Counters().Sync.Queued-q0, ring.Stats().Dropped-d0
+			b.ReportMetric(float64(q)/float64(pkts), "records/pkt")
+			b.ReportMetric(float64(d), "ring-drops")
+		}
+	}
+	for range syncRounds {
+		b.Run("sync-off", func(b *testing.B) { run(b, false, false) })
+		b.Run("sync-on", func(b *testing.B) { run(b, true, false) })
+		b.Run("sync-on-record-per-packet", func(b *testing.B) { run(b, true, true) })
+	}
+}
+
+// syncRounds is how many times BenchmarkPipelineSync alternates its two
+// cases (go test's -count repeats each sub-benchmark in a row instead).
+const syncRounds = 3

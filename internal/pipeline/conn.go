@@ -126,19 +126,19 @@ func tcpTransition(s, flags uint8, inbound bool) uint8 {
 
 // connUsed refreshes a connection for a packet in either direction (with
 // TCP flags flags), moving it between the active and inactive gauges on a
-// TCP state change.
-func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, flags uint8, inbound bool) {
+// TCP state change, and returns its state after the packet.
+func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, flags uint8, inbound bool) uint8 {
 	if w.sconns != nil && dest.Fwd == ipvs.Masq {
 		w.refreshConn(table.ReplyHash(w.seed, info.Key.Protocol, info.Real, info.Key.Client), info.Timeout)
 	}
 	if info.Key.Protocol != protoTCP {
 		w.conns.Touch(ref, w.now)
-		return
+		return info.State
 	}
 	ns := tcpTransition(info.State, flags, inbound)
 	if ns == info.State {
 		w.conns.Touch(ref, w.now)
-		return
+		return ns
 	}
 	w.conns.SetState(ref, ns, info.Flags, w.timeout(ns), w.now)
 	if (info.State == tcpEstablished) != (ns == tcpEstablished) {
@@ -151,6 +151,7 @@ func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, 
 			c.AddInactive(1)
 		}
 	}
+	return ns
 }
 
 // connRemoved keeps the ActiveConn/InActConn gauges as connections leave.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
@@ -33,6 +34,7 @@ type Counters struct {
 	Frag   FragCounters
 	Neigh  NeighCounters
 	Tunnel TunnelCounters
+	Sync   SyncCounters // connection synchronisation (sync.go)
 }
 
 // FragCounters count what happens to fragmented datagrams beyond each
@@ -70,6 +72,45 @@ type counterCells struct {
 	nSent      atomic.Uint64
 	nFailed    atomic.Uint64
 	nTimeout   atomic.Uint64
+	sync       atomicSync
+}
+
+// atomicSync publishes SyncCounters.
+type atomicSync struct {
+	queued, walked, staleDest, expired, lagSum, lagMax atomic.Uint64
+	applied                                            [NumSyncResults]atomic.Uint64
+	lag                                                [len(LagBuckets) + 1]atomic.Uint64
+}
+
+func (a *atomicSync) store(c *SyncCounters) {
+	a.queued.Store(c.Queued)
+	a.walked.Store(c.Walked)
+	a.staleDest.Store(c.StaleDest)
+	a.expired.Store(c.Expired)
+	a.lagSum.Store(uint64(c.Lag.Sum))
+	a.lagMax.Store(uint64(c.Lag.Max))
+	for i := range a.applied {
+		a.applied[i].Store(c.Applied[i])
+	}
+	for i := range a.lag {
+		a.lag[i].Store(c.Lag.Counts[i])
+	}
+}
+
+func (a *atomicSync) load() (c SyncCounters) {
+	c.Queued = a.queued.Load()
+	c.Walked = a.walked.Load()
+	c.StaleDest = a.staleDest.Load()
+	c.Expired = a.expired.Load()
+	c.Lag.Sum = time.Duration(a.lagSum.Load())
+	c.Lag.Max = time.Duration(a.lagMax.Load())
+	for i := range a.applied {
+		c.Applied[i] = a.applied[i].Load()
+	}
+	for i := range a.lag {
+		c.Lag.Counts[i] = a.lag[i].Load()
+	}
+	return c
 }
 
 type atomicFrag struct {
@@ -143,6 +184,7 @@ func (w *Worker) publish() {
 	c.nSent.Store(l.Neigh.Sent)
 	c.nFailed.Store(l.Neigh.Failed)
 	c.nTimeout.Store(l.Neigh.Timeout)
+	c.sync.store(&l.Sync)
 }
 
 // Counters returns the worker's counts as of its last completed batch. Any
@@ -170,6 +212,7 @@ func (w *Worker) Counters() Counters {
 	out.Frag = c.frag.load()
 	out.Tunnel = TunnelCounters{c.tunnel[0].Load(), c.tunnel[1].Load(), c.tunnel[2].Load(), c.tunnel[3].Load()}
 	out.Neigh = NeighCounters{Sent: c.nSent.Load(), Failed: c.nFailed.Load(), Timeout: c.nTimeout.Load()}
+	out.Sync = c.sync.load()
 	return out
 }
 
@@ -200,4 +243,5 @@ func (c *Counters) Add(b *Counters) {
 	c.Neigh.Sent += b.Neigh.Sent
 	c.Neigh.Failed += b.Neigh.Failed
 	c.Neigh.Timeout += b.Neigh.Timeout
+	c.Sync.add(&b.Sync)
 }

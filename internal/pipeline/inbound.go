@@ -44,7 +44,10 @@ func (w *Worker) inbound(frame []byte, s *slot, d *Decision) Reason {
 				}
 				w.conns.Remove(ref)
 			default:
-				w.connUsed(ref, &info, dest, p.TCPFlags, true)
+				state := w.connUsed(ref, &info, dest, p.TCPFlags, true)
+				if w.sync.out != nil {
+					w.syncConn(ref, &info.Key, info.Real, dest, state, info.Template)
+				}
 				return w.forward(frame, s, dest, info.Real, ReasonConnHit, d)
 			}
 		}
@@ -82,7 +85,7 @@ func (w *Worker) inbound(frame []byte, s *slot, d *Decision) Reason {
 		if !tref.IsZero() {
 			w.tmpl.Hold(tref)
 		}
-		_, res := w.conns.Insert(&w.ck, real, table.DestID(dest.ID), state, timeout, tref, w.now)
+		cref, res := w.conns.Insert(&w.ck, real, table.DestID(dest.ID), state, timeout, tref, w.now)
 		switch res {
 		case table.Inserted:
 			if dest.Fwd == ipvs.Masq {
@@ -92,6 +95,9 @@ func (w *Worker) inbound(frame []byte, s *slot, d *Decision) Reason {
 				c.AddActive(1)
 			} else {
 				c.AddInactive(1)
+			}
+			if w.sync.out != nil {
+				w.syncConn(cref, &w.ck, real, dest, state, table.Ref{}) // persist synced the template
 			}
 		default:
 			// Overflow: forwarded without a connection entry (counted by the
@@ -197,6 +203,9 @@ func (w *Worker) persist(frame []byte, s *slot, d *Decision) (*ipvs.Dest, table.
 		if dest := w.v.snap.TemplateDest(ipvs.DestID(id)); dest != nil {
 			w.tmpl.Touch(ref, w.now)
 			w.refreshShared(s.h, table.DestID(dest.ID), timeout)
+			if w.sync.out != nil {
+				w.syncTemplate(ref, dest, timeout, false)
+			}
 			return dest, ref, ReasonTemplateHit
 		}
 		w.tmpl.Invalidate(ref) // ip_vs_check_template failed: schedule afresh
@@ -223,8 +232,16 @@ func (w *Worker) persist(frame []byte, s *slot, d *Decision) (*ipvs.Dest, table.
 		return nil, table.Ref{}, ReasonNoDest
 	}
 	ref = w.newTemplate(s, dest, timeout)
-	if ref.IsZero() && reason == ReasonScheduled {
-		reason = ReasonTemplateOverflow
+	switch {
+	case ref.IsZero():
+		if reason == ReasonScheduled {
+			reason = ReasonTemplateOverflow
+		}
+	case w.sync.out == nil:
+	case reason == ReasonSharedHit:
+		w.adoptTemplate(ref, timeout) // the worker that created it synced it
+	default:
+		w.syncTemplate(ref, dest, timeout, true)
 	}
 	return dest, ref, reason
 }

@@ -97,6 +97,9 @@ func (w *Worker) serverOut(frame []byte, s *slot, svc *ipvs.Service, d *Decision
 		ref = w.newTemplate(s, dest, timeout)
 		w.setShared(s.h, id, timeout)
 	}
+	if w.sync.out != nil && !ref.IsZero() {
+		w.syncTemplate(ref, dest, timeout, !found)
+	}
 	c := dest.Stats.Worker(w.id)
 	c.Conn()
 	svc.Stats.Worker(w.id).Conn()
@@ -108,9 +111,12 @@ func (w *Worker) serverOut(frame []byte, s *slot, svc *ipvs.Service, d *Decision
 		if !ref.IsZero() {
 			w.tmpl.Hold(ref)
 		}
-		if _, res := w.conns.Insert(&w.ck, d.Src, id, state, ctimeout, ref, w.now); res == table.Inserted {
+		if cref, res := w.conns.Insert(&w.ck, d.Src, id, state, ctimeout, ref, w.now); res == table.Inserted {
 			w.publishConn(p.Proto, d.Src, d.Dst, svc.Addr, dest, ctimeout)
 			c.AddInactive(1)
+			if w.sync.out != nil {
+				w.syncConn(cref, &w.ck, d.Src, dest, state, table.Ref{})
+			}
 		} else if !ref.IsZero() {
 			w.tmpl.Release(ref)
 		}

@@ -21,7 +21,8 @@
 // template, scheduling, rewrite), reply.go (from real servers: NAT replies
 // and their own requests), shared.go (the cross-worker template index),
 // frag.go and icmp.go (fragments, path-MTU errors), conn.go (connection
-// states), decision.go and counters.go (what is returned and counted).
+// states), sync.go (the sync daemons' part: a master's records, a backup's
+// entries), decision.go and counters.go (what is returned and counted).
 package pipeline
 
 import (
@@ -34,6 +35,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/sched"
+	"github.com/xvs-lb/xvs/internal/syncpolicy"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
 	"github.com/xvs-lb/xvs/table"
@@ -152,10 +154,11 @@ type Worker struct {
 	// frames; emittedOut says where each leaves (egress.go).
 	emitted     [][]byte
 	emittedOut  []Out
-	neigh       neighHold // frames waiting for a neighbour (egress.go)
-	heldEmitted []int32   // neighbour slots emitted this batch, freed at the next BeginBatch
-	crefr       []uint64  // shared connection refresh filter (conn.go)
-	skipCsum    bool      // benchmarks only: no partial-checksum check
+	neigh       neighHold  // frames waiting for a neighbour (egress.go)
+	heldEmitted []int32    // neighbour slots emitted this batch, freed at the next BeginBatch
+	crefr       []uint64   // shared connection refresh filter (conn.go)
+	skipCsum    bool       // benchmarks only: no partial-checksum check
+	sync        syncWorker // connection synchronisation (sync.go)
 }
 
 // view is what a worker derives from one snapshot: lookups the snapshot does
@@ -185,6 +188,11 @@ type view struct {
 	// tunnelling destinations' prepared encapsulations, by slot.
 	pmtuDisc bool
 	tunnels  []tunnelHdr
+	// The sync switches, compiled (sync.go).
+	syncPol       syncpolicy.Policy
+	syncCount     bool          // syncPol.CountsTemplates
+	syncRefresh   time.Duration // sync_refresh_period: the walk's period
+	syncThreshold int           // sync_threshold's threshold
 }
 
 type engine struct {
@@ -298,6 +306,9 @@ func (w *Worker) BeginBatch(now int64) {
 	if s := w.cfg.Load(); s != w.v.snap {
 		w.v = newView(s)
 	}
+	if w.sync.in != nil {
+		w.applySync()
+	}
 }
 
 // EndBatch sweeps a bounded part of the tables and publishes the batch's
@@ -306,6 +317,9 @@ func (w *Worker) EndBatch() {
 	w.tmpl.Sweep(w.now, w.budget)
 	w.conns.Sweep(w.now, w.budget)
 	w.fragSweep()
+	if w.sync.out != nil {
+		w.syncWalk()
+	}
 	w.publish()
 }
 
@@ -322,6 +336,11 @@ func newView(s *ipvs.Snapshot) view {
 	}
 	v.pmtuDisc = s.Sysctls.Get(ipvs.PMTUDisc) != 0
 	v.tunnels = tunnelHeaders(s, v.pmtuDisc)
+	sw := syncpolicy.FromValues(s.Sysctls)
+	v.syncPol = sw.Compile()
+	v.syncCount = v.syncPol.CountsTemplates()
+	v.syncRefresh = v.syncPol.Refresh()
+	v.syncThreshold = sw.Threshold
 	for _, svc := range s.Services() {
 		v.vips[svc.Key.Addr] = struct{}{}
 		for _, d := range svc.Dests {

@@ -1,7 +1,8 @@
 // Package sipp drives real SIP user agents, SIPp (Debian package
 // sip-tester, binary sipp), for end-to-end tests and demos: a UAC that
-// places calls (INVITE → 100/180/200 → ACK → pause → BYE → 200), each with
-// its own Call-ID but all from one source ip:port, so that every call shares
+// places calls (INVITE → 100/180/200 → ACK → pause → BYE → 200; with Dialog,
+// an in-dialog INFO → 200 and a second pause before the BYE), each with its
+// own Call-ID but all from one source ip:port, so that every call shares
 // one UDP 5-tuple as between two SIP proxies; and a UAS that answers them
 // and logs the Call-ID of every request it receives, so a test can tell
 // which real server saw which call.
@@ -102,8 +103,12 @@ type UAC struct {
 	// Rate is calls per second (0 = DefaultRate); Concurrency bounds
 	// simultaneous calls (0 = no bound).
 	Rate, Concurrency int
-	// Pause is each call's length between ACK and BYE (0 = DefaultPause).
+	// Pause is each call's length between ACK and BYE (0 = DefaultPause);
+	// with Dialog, between ACK and INFO and again between INFO and BYE.
 	Pause time.Duration
+	// Dialog sends an in-dialog INFO halfway through each call (the UAS
+	// must be a Dialog one too).
+	Dialog bool
 	// Dir receives the scenario, statistics and logs (a test's TempDir).
 	Dir string
 }
@@ -140,7 +145,11 @@ func (u UAC) Run(ctx context.Context) (Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, u.timeout(rate, pause))
 		defer cancel()
 	}
-	sf, err := writeScenario(u.Dir, "uac.xml")
+	name := "uac.xml"
+	if u.Dialog {
+		name = "uac_dialog.xml"
+	}
+	sf, err := writeScenario(u.Dir, name)
 	if err != nil {
 		return Result{}, err
 	}
@@ -245,6 +254,8 @@ type UAS struct {
 	Addr netip.AddrPort
 	// Dir receives the scenario and the Call-ID log.
 	Dir string
+	// Dialog answers the Dialog UAC's in-dialog INFO.
+	Dialog bool
 }
 
 // Server is a running UAS.
@@ -260,7 +271,11 @@ func (u UAS) Start(ctx context.Context) (*Server, error) {
 	if !u.Addr.IsValid() || u.Dir == "" {
 		return nil, fmt.Errorf("sipp: UAS needs Addr and Dir")
 	}
-	sf, err := writeScenario(u.Dir, "uas.xml")
+	name := "uas.xml"
+	if u.Dialog {
+		name = "uas_dialog.xml"
+	}
+	sf, err := writeScenario(u.Dir, name)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +343,7 @@ func (s *Server) CallIDs() (map[string]int, error) {
 	for sc.Scan() {
 		// "INVITE <call-id>" (sipp may prefix nothing else).
 		method, id, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
-		if !ok || (method != "INVITE" && method != "ACK" && method != "BYE") {
+		if !ok || (method != "INVITE" && method != "ACK" && method != "INFO" && method != "BYE") {
 			continue
 		}
 		ids[id]++

@@ -47,20 +47,21 @@ func TestRootSIPpCalls(t *testing.T) {
 	if err := waitIPv6(l, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for _, v6 := range []bool{false, true} {
+	for _, tc := range []struct{ v6, dialog bool }{{false, false}, {true, false}, {false, true}} {
+		v6 := tc.v6
 		client, real := l.Clients[0].Addr4, l.Reals[0].Addr4
 		if v6 {
 			client, real = l.Clients[0].Addr6, l.Reals[0].Addr6
 		}
 		dir := t.TempDir()
-		srv, err := UAS{NS: l.Reals[0].NS, Addr: netip.AddrPortFrom(real, 5060), Dir: dir}.Start(t.Context())
+		srv, err := UAS{NS: l.Reals[0].NS, Addr: netip.AddrPortFrom(real, 5060), Dir: dir, Dialog: tc.dialog}.Start(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
 		const calls = 5
 		res, err := UAC{NS: l.Clients[0].NS, Local: netip.AddrPortFrom(client, 5060), Target: netip.AddrPortFrom(real, 5060),
-			Calls: calls, Rate: 100, Pause: 50 * time.Millisecond, Dir: dir}.Run(t.Context())
-		t.Logf("v6=%v: %d successful, %d retransmissions", v6, res.Successful, res.Retransmissions)
+			Calls: calls, Rate: 100, Pause: 50 * time.Millisecond, Dir: dir, Dialog: tc.dialog}.Run(t.Context())
+		t.Logf("v6=%v dialog=%v: %d successful, %d retransmissions", v6, tc.dialog, res.Successful, res.Retransmissions)
 		srv.Stop()
 		if err != nil || res.ExitCode != 0 || res.Successful != calls || res.Failed != 0 {
 			lg, _ := os.ReadFile(srv.log)
@@ -73,9 +74,13 @@ func TestRootSIPpCalls(t *testing.T) {
 		if len(ids) != calls {
 			t.Fatalf("v6=%v: UAS logged %d Call-IDs %v, want %d", v6, len(ids), ids, calls)
 		}
+		want := 3 // INVITE, ACK, BYE
+		if tc.dialog {
+			want = 4 // and INFO
+		}
 		for id, n := range ids {
-			if n < 3 {
-				t.Errorf("%s: %d requests logged, want INVITE, ACK and BYE", id, n)
+			if n < want {
+				t.Errorf("%s: %d requests logged, want %d", id, n, want)
 			}
 		}
 	}

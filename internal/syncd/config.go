@@ -61,6 +61,14 @@ var (
 	// ErrGroup reports a --mcast-group that is not a multicast address
 	// (EINVAL).
 	ErrGroup = errors.New("mcast group is not a multicast address")
+	// ErrRunning reports --start-daemon of a daemon that runs (EEXIST),
+	// with ipvsadm's message.
+	//lint:ignore ST1005 ipvsadm's message (ipvs_strerror), byte for byte
+	ErrRunning = errors.New("Daemon has already run")
+	// ErrNotRunning reports --stop-daemon of a daemon that does not run
+	// (ESRCH), with ipvsadm's message.
+	//lint:ignore ST1005 ipvsadm's message (ipvs_strerror), byte for byte
+	ErrNotRunning = errors.New("No daemon is running")
 )
 
 // Config is one sync daemon's parameters: ipvsadm's --start-daemon

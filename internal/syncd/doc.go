@@ -27,6 +27,9 @@
 // entry has waited [DefaultFlushDelay]. At most sync_qlen_max complete
 // messages wait to be written; more are dropped and counted. The sender
 // never blocks a worker: a full ring drops the record and counts it.
+// [Sender.SetSwitches] changes sync_version and sync_qlen_max of a running
+// master; with SenderConfig.Times its templates carry xvs's times option
+// (syncproto.Times). [NewSenderFunc] is a master without sockets.
 //
 // # Backup
 //

@@ -50,6 +50,11 @@ type SenderConfig struct {
 	Clock func() int64
 	// PEName names an engine id. nil means the pe registry.
 	PEName func(pe.ID) string
+	// Times sends xvs's times option (syncproto.Times) with every
+	// template of a version 1 message: when its record was queued and
+	// when the template was last used (Record.Queued, Record.Used, on
+	// Clock's scale, sent as Unix times). Backups that are not xvs skip it.
+	Times bool
 }
 
 // SenderStats are a master's counters.
@@ -84,8 +89,11 @@ type Sender struct {
 	peNames  [256][]byte
 	seed     maphash.Seed
 	drain    func(*syncring.Record) // s.add, bound once
+	times    bool
+	next     atomic.Pointer[syncpolicy.Switches] // SetSwitches, applied by Poll
 
 	now     int64
+	wallOff int64 // Unix ns minus the clock's, at the last Poll
 	ports   []pending
 	queue   []pending // complete messages waiting to be written
 	free    [][]byte
@@ -153,6 +161,7 @@ func newSender(sc SenderConfig, c Config) (*Sender, error) {
 		bufLen:   syncproto.BufferLen(c.MaxLen),
 		ports:    make([]pending, sc.Switches.Ports),
 		stopped:  make(chan struct{}),
+		times:    sc.Times,
 	}
 	if s.poll <= 0 {
 		s.poll = DefaultPollInterval
@@ -222,6 +231,12 @@ func (s *Sender) Run(ctx context.Context) error {
 // queue. Run calls it; it must not run concurrently with itself.
 func (s *Sender) Poll(now int64, flushAll bool) {
 	s.now = now
+	if s.times {
+		s.wallOff = time.Now().UnixNano() - now
+	}
+	if sw := s.next.Swap(nil); sw != nil {
+		s.apply(sw)
+	}
 	for _, r := range s.rings {
 		r.Drain(0, s.drain)
 	}
@@ -252,6 +267,33 @@ func (s *Sender) Poll(now int64, flushAll bool) {
 	s.queue = s.queue[:0]
 }
 
+// SetSwitches changes the switches a running master reads as it sends, as
+// the kernel reads them: sync_version (from the next message: the messages
+// being filled are sent first) and sync_qlen_max. sync_ports and
+// sync_sock_size apply when a master starts. An invalid set is ignored.
+func (s *Sender) SetSwitches(sw syncpolicy.Switches) {
+	if sw.Validate() == nil {
+		s.next.Store(&sw)
+	}
+}
+
+// apply takes new switches (Poll's goroutine).
+func (s *Sender) apply(sw *syncpolicy.Switches) {
+	s.queueMax = sw.QueueMax
+	if sw.Version == s.version {
+		return
+	}
+	for i := range s.ports {
+		if s.ports[i].b.Count() > 0 {
+			s.finish(&s.ports[i])
+		}
+	}
+	s.version = sw.Version
+	for i := range s.ports {
+		_ = s.reset(&s.ports[i])
+	}
+}
+
 // add packs one record (the rings' drain callback).
 func (s *Sender) add(r *syncring.Record) {
 	s.stats.records.Add(1)
@@ -262,6 +304,12 @@ func (s *Sender) add(r *syncring.Record) {
 	}
 	var c syncproto.Conn
 	r.Conn(&c, name)
+	if s.times && s.version == 1 && r.Flags&syncproto.FlagTemplate != 0 && r.Queued != 0 {
+		c.Times.Queued = r.Queued + s.wallOff
+		if r.Used != 0 {
+			c.Times.Used = r.Used + s.wallOff
+		}
+	}
 	p := &s.ports[s.portOf(r)]
 	err := p.b.Append(&c)
 	if errors.Is(err, syncproto.ErrFull) {
@@ -346,4 +394,21 @@ func (s *Sender) Close() error {
 		return fmt.Errorf("close master sockets: %w", err)
 	}
 	return nil
+}
+
+// NewSenderFunc returns a master that hands each message to write (with
+// its sync_ports port index) instead of sending it on a socket: for
+// benchmarks and in-process peers. The configuration is resolved for an
+// interface of DefaultMTU.
+func NewSenderFunc(sc SenderConfig, write func(port int, msg []byte) error) (*Sender, error) {
+	c, err := sc.Config.Resolve(Master, DefaultMTU)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSender(sc, c)
+	if err != nil {
+		return nil, err
+	}
+	s.write = write
+	return s, nil
 }

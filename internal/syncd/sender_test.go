@@ -263,3 +263,61 @@ func BenchmarkSender(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "records/s")
 }
+
+// Switches changed while a master runs: sync_version from the next message
+// (the one being filled goes out as it was), sync_qlen_max at once.
+func TestSenderSetSwitches(t *testing.T) {
+	r := syncring.New(64)
+	s, out := testSender(t, syncpolicy.Defaults(), r)
+	rec := template(1)
+	r.Push(&rec)
+	s.Poll(0, false)
+	sw := syncpolicy.Defaults()
+	sw.Version = 0
+	sw.QueueMax = 7
+	s.SetSwitches(sw)
+	r.Push(&rec)
+	s.Poll(time.Second.Nanoseconds(), true)
+	if len(*out) != 2 || decodeMsgs(t, (*out)[:1], 1472, 1) == nil || decodeMsgs(t, (*out)[1:], 1472, 0) == nil || s.queueMax != 7 {
+		t.Fatalf("%d messages, queue max %d", len(*out), s.queueMax)
+	}
+	bad := sw
+	bad.Ports = 3
+	s.SetSwitches(bad)
+	s.Poll(2*time.Second.Nanoseconds(), true)
+	if s.queueMax != 7 {
+		t.Error("an invalid set was applied")
+	}
+}
+
+// The times option: templates of a version 1 master that sets Times carry
+// their records' queue and last-use times as Unix times; connections do not.
+func TestSenderTimes(t *testing.T) {
+	r := syncring.New(64)
+	c, _ := Config{SyncID: 7}.Resolve(Master, 1500)
+	var msgs [][]byte
+	s, err := NewSenderFunc(SenderConfig{Config: c, Switches: syncpolicy.Defaults(), Rings: []*syncring.Ring{r}, PEName: peNames,
+		Times: true, Clock: func() int64 { return 0 }}, func(_ int, m []byte) error { msgs = append(msgs, slices.Clone(m)); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := template(1)
+	tpl.Queued, tpl.Used = 5*ms, 2*ms
+	conn := template(2)
+	conn.Flags, conn.PE, conn.PEDataLen, conn.Queued = syncproto.FlagDRoute, 0, 0, 5*ms
+	r.Push(&tpl)
+	r.Push(&conn)
+	before := time.Now().UnixNano()
+	s.Poll(10*ms, true)
+	after := time.Now().UnixNano()
+	var d syncproto.Decoder
+	d.Reset(msgs[0])
+	var e syncproto.Conn
+	if d.Next(&e) != syncproto.OK || e.Times.Queued-e.Times.Used != 3*ms ||
+		e.Times.Queued < before-5*ms || e.Times.Queued > after-5*ms {
+		t.Errorf("template times %+v (now %d)", e.Times, before)
+	}
+	if d.Next(&e) != syncproto.OK || e.Times != (syncproto.Times{}) {
+		t.Errorf("connection times %+v", e.Times)
+	}
+}

@@ -1,8 +1,10 @@
 // Package syncpolicy decides when a connection or persistence template is
 // synchronised to the backups, as the kernel's ip_vs_sync_conn_needed does,
-// and holds the IPVS synchronisation switches (the sync_* sysctls) with the
-// kernel's names, defaults, ranges and meaning ([Table]), for a registry of
-// switches to present.
+// and holds the IPVS synchronisation switches (the sync_* sysctls): it
+// registers them with the registry of IPVS switches (package sysctl) with
+// the kernel's names, ranges and meaning and xvs's defaults
+// ([VersionSwitch] …), and reads them from a configuration's values
+// ([FromValues]) into [Switches].
 //
 // # The decision
 //
@@ -12,6 +14,10 @@
 // batch's monotonic clock). It costs a few comparisons, reads no clock,
 // takes no lock and never allocates, so a worker can call it for every
 // packet.
+//
+// [Policy.Due] is xvs's own periodic decision, which the kernel lacks: a
+// live template nothing has synced for 3/4 of the refresh period is re-sent
+// by the worker's walk, so that a backup that starts late learns it.
 //
 // # Per-entry state the data path keeps
 //

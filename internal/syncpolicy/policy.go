@@ -134,3 +134,45 @@ func (p *Policy) Needed(e *Entry, pkts uint32, now int64) (send bool, mark uint3
 	// always wins.
 	return true, n
 }
+
+// Refresh returns sync_refresh_period as a duration (0: no time check).
+func (p *Policy) Refresh() time.Duration { return time.Duration(p.refresh) << TickShift }
+
+// CountsTemplates reports whether Needed reads a template's packet count:
+// only with sync_threshold's period and sync_refresh_period both 0 (then a
+// template is synced once, at its threshold-th packet). Otherwise a
+// template's count is never read and need not be kept.
+func (p *Policy) CountsTemplates() bool { return p.period == 0 && p.refresh == 0 }
+
+// WalkParts is how often per refresh period a caller of Due must visit
+// every live template: Due re-sends a template not synced for
+// (WalkParts-1)/WalkParts of the period, so that a template is re-sent at
+// most a refresh period after its last sync.
+const WalkParts = 4
+
+// Due is the decision of xvs's periodic walk over the live templates,
+// which the kernel does not have: with a refresh period, a template that
+// has not been synced for 3/4 of it — an idle call, which sends no packet
+// to trigger Needed — is due, so that with every template visited each
+// quarter period (WalkParts) a backup that started (or restarted) after a
+// template's creation learns it within a refresh period. e.Mark is its
+// mark; when Due returns true the caller stores the returned mark (the
+// entry counts as synced at now, its retries spent) and queues the entry.
+func (p *Policy) Due(e *Entry, now int64) (send bool, mark uint32) {
+	if p.refresh == 0 {
+		return false, e.Mark
+	}
+	t, to := Ticks(now), Ticks(int64(e.Timeout))
+	last := e.Mark&^3 - to // when it was last synced
+	if int32(t-last) < int32(p.refresh-p.refresh/WalkParts) {
+		return false, e.Mark
+	}
+	return true, p.Synced(e.Timeout, now)
+}
+
+// Synced returns the mark of an entry counted as synced at now with its
+// retries spent: for a template a worker adopts from another worker's (the
+// other one synced it), and for what Due sends.
+func (p *Policy) Synced(timeout time.Duration, now int64) uint32 {
+	return (Ticks(now)+Ticks(int64(timeout)))&^3 | p.retries
+}

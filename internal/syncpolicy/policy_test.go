@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/syncproto"
+	"github.com/xvs-lb/xvs/internal/sysctl"
 )
 
 const sec = int64(time.Second)
@@ -266,62 +267,79 @@ func TestSwitches(t *testing.T) {
 	if err := Defaults().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s := Defaults()
-	for _, sw := range Table {
-		v, ok := s.Get(sw.Name)
-		if !ok || v != sw.Default {
-			t.Errorf("%s: Get %q, %v; table default %q", sw.Name, v, ok, sw.Default)
-		}
-		if sw.Kernel == "" || sw.Range == "" || sw.Meaning == "" {
-			t.Errorf("%s: incomplete table row", sw.Name)
-		}
+	// The registry's defaults are xvs's, and name the kernel's where they
+	// differ.
+	var zero sysctl.Values
+	if got := FromValues(zero); got != Defaults() {
+		t.Errorf("registry defaults %+v, want %+v", got, Defaults())
 	}
 	k := KernelDefaults()
-	for _, sw := range Table {
-		if v, _ := k.Get(sw.Name); v != sw.Kernel && sw.Name != "sync_qlen_max" {
-			t.Errorf("%s: kernel default %q, table %q", sw.Name, v, sw.Kernel)
+	kv, err := k.Values(zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		sw := f.id.Switch()
+		if sw.Meaning == "" {
+			t.Errorf("%s: no meaning", sw.Name)
+		}
+		if differs := !zero.IsDefault(f.id) || !kv.IsDefault(f.id); differs != (sw.Kernel != "") && sw.Name != "sync_qlen_max" {
+			t.Errorf("%s: kernel default %q, xvs's %s", sw.Name, sw.Kernel, zero.Format(f.id))
+		}
+		if sw.Kernel != "" && sw.Name != "sync_qlen_max" && kv.Format(f.id) != sw.Kernel {
+			t.Errorf("%s: KernelDefaults %s, registry says %q", sw.Name, kv.Format(f.id), sw.Kernel)
 		}
 	}
+	if FromValues(kv) != k {
+		t.Errorf("round trip %+v", FromValues(kv))
+	}
 	for _, tc := range []struct {
-		name, value string
-		ok          bool
+		setting string
+		ok      bool
 	}{
-		{"sync_threshold", "0 0", true},
-		{"sync_threshold", "5\t10", true},
-		{"sync_threshold", "10 10", false},
-		{"sync_threshold", "11 10", false},
-		{"sync_threshold", "5 0", true},
-		{"sync_threshold", "-1 50", false},
-		{"sync_threshold", "3", false},
-		{"sync_version", "0", true},
-		{"sync_version", "2", false},
-		{"sync_retries", "3", true},
-		{"sync_retries", "4", false},
-		{"sync_ports", "8", true},
-		{"sync_ports", "6", false},
-		{"sync_ports", "128", false},
-		{"sync_ports", "0", false},
-		{"sync_refresh_period", "0", true},
-		{"sync_refresh_period", "-1", false},
-		{"sync_refresh_period", "x", false},
-		{"sync_persist_mode", "1", true},
-		{"sync_qlen_max", "0", false},
-		{"sync_sock_size", "65536", true},
-		{"sync_nothing", "1", false},
+		{"sync_threshold=0 0", true},
+		{"sync_threshold=5\t10", true},
+		{"sync_threshold=10 10", false},
+		{"sync_threshold=11 10", false},
+		{"sync_threshold=5 0", true},
+		{"sync_threshold=-1 50", false},
+		{"sync_threshold=3", false},
+		{"sync_version=0", true},
+		{"sync_version=2", false},
+		{"sync_retries=3", true},
+		{"sync_retries=4", false},
+		{"sync_ports=8", true},
+		{"sync_ports=6", false},
+		{"sync_ports=128", false},
+		{"sync_ports=0", false},
+		{"sync_refresh_period=0", true},
+		{"sync_refresh_period=-1", false},
+		{"sync_refresh_period=x", false},
+		{"sync_persist_mode=1", true},
+		{"sync_qlen_max=0", false},
+		{"sync_sock_size=65536", true},
+		{"sync_nothing=1", false},
 	} {
-		s := Defaults()
-		err := s.Set(tc.name, tc.value)
+		id, v, err := sysctl.Parse(tc.setting)
 		if (err == nil) != tc.ok {
-			t.Errorf("Set %s=%q: %v", tc.name, tc.value, err)
+			t.Errorf("Parse %q: %v", tc.setting, err)
+			continue
 		}
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Errorf("Set %s=%q: %v does not wrap ErrInvalid", tc.name, tc.value, err)
-			}
-			if s != Defaults() {
-				t.Errorf("a refused Set %s=%q changed the switches", tc.name, tc.value)
-			}
+			continue
 		}
+		vals, err := zero.With(id, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := FromValues(vals).Validate(); err != nil {
+			t.Errorf("%q: parsed, but %v", tc.setting, err)
+		}
+	}
+	bad := Defaults()
+	bad.Ports = 3
+	if err := bad.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("sync_ports 3: %v", err)
 	}
 }
 
@@ -375,5 +393,51 @@ func BenchmarkNeeded(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 		})
+	}
+}
+
+// TestDue: the walk re-sends a template not synced for 3/4 of a refresh
+// period, and not one synced (by a packet, or by the walk) within it.
+func TestDue(t *testing.T) {
+	p := compile(t, Defaults())
+	e := Entry{Template: true, Protocol: syncproto.ProtoUDP, Timeout: 60 * time.Second, Mark: InitialMark(t0)}
+	// A new template is synced by its first packet.
+	send, mark := p.Needed(&e, 1, t0)
+	if !send {
+		t.Fatal("new template not synced")
+	}
+	e.Mark = mark
+	for _, tc := range []struct {
+		at   float64
+		want bool
+	}{{1, false}, {7.4, false}, {7.6, true}} {
+		if send, _ := p.Due(&e, t0+int64(tc.at*float64(sec))); send != tc.want {
+			t.Errorf("Due after %vs: %v", tc.at, send)
+		}
+	}
+	send, mark = p.Due(&e, t0+11*sec)
+	e.Mark = mark
+	if !send || mark&3 != uint32(Defaults().Retries) {
+		t.Fatalf("walk: %v %x", send, mark)
+	}
+	if send, _ := p.Due(&e, t0+18*sec); send {
+		t.Error("due again 7 s after the walk sent it")
+	}
+	// Its retries are spent: a packet soon after does not re-send it.
+	if send, _ := p.Needed(&e, 0, t0+13*sec); send {
+		t.Error("a packet after the walk re-sent it")
+	}
+	if send, _ := p.Due(&e, t0+19*sec); !send {
+		t.Error("not due 8 s after the walk")
+	}
+	k := compile(t, KernelDefaults())
+	if send, _ := k.Due(&e, t0+1000*sec); send || k.Refresh() != 0 || p.Refresh() < 9*time.Second || p.Refresh() > 10*time.Second {
+		t.Errorf("the kernel's defaults walk nothing; refresh %v / %v", k.Refresh(), p.Refresh())
+	}
+	z := Defaults()
+	z.Period, z.Threshold, z.RefreshPeriod = 0, 0, 0
+	zp := compile(t, z)
+	if !zp.CountsTemplates() || p.CountsTemplates() {
+		t.Error("CountsTemplates")
 	}
 }

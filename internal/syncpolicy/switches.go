@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"math/bits"
 	"strconv"
-	"strings"
+
+	"github.com/xvs-lb/xvs/internal/sysctl"
 )
 
 // Switches are the IPVS synchronisation sysctls (/proc/sys/net/ipv4/vs/),
-// with the kernel's names, units and meaning.
+// with the kernel's names, units and meaning. They are registered with the
+// registry of IPVS switches (package sysctl: VersionSwitch and the other
+// *Switch IDs), so xvs run --sysctl and xvsadm --sysctl set them, and a
+// configuration snapshot carries their values (FromValues).
 type Switches struct {
 	// Version is sync_version: the protocol version a master sends, 1 or
 	// 0 (IPv4 only, no timeouts, no pe data). Receivers take both.
@@ -59,6 +63,8 @@ const (
 	// 1.5 KB is 1.5 MB, minutes of sync traffic at 1000 new calls/s, while
 	// the data path's rings absorb bursts in front of it.
 	DefaultQueueMax = 1024
+	// maxInt bounds the switches the kernel keeps as an int.
+	maxInt = 1<<31 - 1
 )
 
 // KernelDefaults returns the kernel's defaults (DEFAULT_SYNC_* in
@@ -86,9 +92,9 @@ func KernelDefaults() Switches {
 // backup's copy never expires more than 10 s before the master's; new
 // templates are still sent at once, because their expiry moves by the whole
 // timeout (except, as in the kernel, a template with a timeout under 10 s,
-// which waits until its expiry has moved by 10 s). One retry, 1.25 s later at the earliest, covers a lost first
-// message, which would otherwise leave the backup without the call for the
-// next 10 s.
+// which waits until its expiry has moved by 10 s). One retry, 1.25 s later
+// at the earliest, covers a lost first message, which would otherwise leave
+// the backup without the call for the next 10 s.
 func Defaults() Switches {
 	s := KernelDefaults()
 	s.RefreshPeriod = 10
@@ -100,138 +106,131 @@ func Defaults() Switches {
 // such a write with EINVAL.
 var ErrInvalid = errors.New("invalid argument")
 
-// Validate checks every switch against its range.
-func (s Switches) Validate() error {
-	for _, sw := range Table {
-		if err := sw.check(&s); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Switch describes one sysctl: plain data for a registry of switches.
-type Switch struct {
-	Name    string // under net/ipv4/vs/, as sysctl(8) names it
-	Kernel  string // the kernel's default, as sysctl prints it
-	Default string // xvs's default
-	Range   string // accepted values
-	Meaning string
-	get     func(*Switches) string
-	set     func(*Switches, string) error
-	check   func(*Switches) error
-}
-
-// Table lists the synchronisation switches in the kernel's order.
-var Table = []Switch{
-	{Name: "sync_version", Kernel: "1", Default: "1", Range: "0..1",
-		Meaning: "protocol version the master sends: 1 (IPv6, timeouts, fwmarks, pe data) or 0 (the original IPv4-only format)",
-		get:     func(s *Switches) string { return strconv.Itoa(s.Version) },
-		set:     intSetter(func(s *Switches) *int { return &s.Version }),
-		check:   func(s *Switches) error { return inRange("sync_version", s.Version, 0, 1) }},
-	{Name: "sync_ports", Kernel: "1", Default: "1", Range: "power of 2, 1..64",
-		Meaning: "UDP ports (and threads) master and backup use, from the multicast port up",
-		get:     func(s *Switches) string { return strconv.Itoa(s.Ports) },
-		set:     intSetter(func(s *Switches) *int { return &s.Ports }),
-		check: func(s *Switches) error {
-			if s.Ports < 1 || s.Ports > MaxPorts || bits.OnesCount(uint(s.Ports)) != 1 {
-				return fmt.Errorf("sync_ports %d: must be a power of 2 from 1 to %d: %w", s.Ports, MaxPorts, ErrInvalid)
+// The synchronisation switches in the registry of IPVS switches, in the
+// kernel's order. Each keeps the kernel's name, range and meaning; the
+// registry's default is xvs's (Defaults), with the kernel's noted where it
+// differs.
+var (
+	VersionSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_version", Default: []int64{1}, Min: 0, Max: 1,
+		Meaning: "Protocol version the master sync daemon sends: 1 (IPv6, timeouts, fwmarks, the persistence " +
+			"engine's name and data, i.e. the SIP Call-ID) or 0 (the original IPv4-only format, which loses the " +
+			"Call-ID). Backups receive both. Takes effect at the next message.",
+	})
+	PortsSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_ports", Default: []int64{1}, Min: 1, Max: MaxPorts,
+		Check: func(v []int64) error {
+			if bits.OnesCount64(uint64(v[0])) != 1 {
+				return errors.New("must be a power of 2")
 			}
-			return nil
-		}},
-	{Name: "sync_persist_mode", Kernel: "0", Default: "0", Range: "0..1",
-		Meaning: "1: for persistent services sync only the templates, not their connections",
-		get:     func(s *Switches) string { return strconv.Itoa(s.PersistMode) },
-		set:     intSetter(func(s *Switches) *int { return &s.PersistMode }),
-		check:   func(s *Switches) error { return inRange("sync_persist_mode", s.PersistMode, 0, 1) }},
-	{Name: "sync_qlen_max", Kernel: "free pages/32", Default: strconv.Itoa(DefaultQueueMax), Range: "1..",
-		Meaning: "hard limit of sync messages waiting to be sent; more are dropped",
-		get:     func(s *Switches) string { return strconv.Itoa(s.QueueMax) },
-		set:     intSetter(func(s *Switches) *int { return &s.QueueMax }),
-		check:   func(s *Switches) error { return inRange("sync_qlen_max", s.QueueMax, 1, 1<<30) }},
-	{Name: "sync_sock_size", Kernel: "0", Default: "0", Range: "0..",
-		Meaning: "SO_SNDBUF (master) and SO_RCVBUF (backup) of the sync sockets, bytes; 0 keeps the system default",
-		get:     func(s *Switches) string { return strconv.Itoa(s.SockSize) },
-		set:     intSetter(func(s *Switches) *int { return &s.SockSize }),
-		check:   func(s *Switches) error { return inRange("sync_sock_size", s.SockSize, 0, 1<<30) }},
-	{Name: "sync_threshold", Kernel: "3\t50", Default: "3\t50", Range: "threshold period: 0 <= threshold < period, or period 0",
-		Meaning: "sync a connection when its incoming packets modulo period equal threshold (templates skip this check); period 0: once, at threshold",
-		get:     func(s *Switches) string { return strconv.Itoa(s.Threshold) + "\t" + strconv.Itoa(s.Period) },
-		set: func(s *Switches, v string) error {
-			f := strings.Fields(v)
-			if len(f) != 2 {
-				return fmt.Errorf("sync_threshold %q: want two numbers: %w", v, ErrInvalid)
-			}
-			t, err1 := strconv.Atoi(f[0])
-			p, err2 := strconv.Atoi(f[1])
-			if err1 != nil || err2 != nil {
-				return fmt.Errorf("sync_threshold %q: %w", v, ErrInvalid)
-			}
-			s.Threshold, s.Period = t, p
 			return nil
 		},
-		check: func(s *Switches) error {
-			if s.Threshold < 0 || s.Period < 0 || (s.Period != 0 && s.Threshold >= s.Period) {
-				return fmt.Errorf("sync_threshold %d %d: need 0 <= threshold < period, or period 0: %w", s.Threshold, s.Period, ErrInvalid)
+		Meaning: "UDP ports (and threads) the sync daemons use, from --mcast-port up; a power of 2. Read when a " +
+			"daemon starts.",
+	})
+	PersistModeSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_persist_mode", Default: []int64{0}, Min: 0, Max: 1,
+		Meaning: "1: for persistent services sync only the persistence templates, not their connections (the " +
+			"backup rebuilds connections from the templates).",
+	})
+	QueueMaxSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_qlen_max", Default: []int64{DefaultQueueMax}, Kernel: "free pages/32", Min: 1, Max: maxInt,
+		Meaning: "Most sync messages waiting to be sent; more are dropped and counted. The kernel's default is " +
+			"1/32 of the free memory pages; xvs's is a count (1024 messages, about 1.5 MB). Takes effect at once.",
+	})
+	SockSizeSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_sock_size", Default: []int64{0}, Min: 0, Max: maxInt,
+		Meaning: "SO_SNDBUF of the master's and SO_RCVBUF of the backup's sync sockets, in bytes; 0 keeps the " +
+			"system default. Read when a daemon starts.",
+	})
+	ThresholdSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_threshold", Default: []int64{3, 50}, Min: 0, Max: maxInt,
+		Check: func(v []int64) error {
+			if v[1] != 0 && v[0] >= v[1] {
+				return errors.New("need threshold < period, or period 0")
 			}
 			return nil
-		}},
-	{Name: "sync_refresh_period", Kernel: "0", Default: "10", Range: "0..2147483 (seconds)",
-		Meaning: "seconds a synced entry whose state did not change waits before it is synced again (at most half its timeout, at least 10 s); 0: no time check",
-		get:     func(s *Switches) string { return strconv.Itoa(s.RefreshPeriod) },
-		set:     intSetter(func(s *Switches) *int { return &s.RefreshPeriod }),
-		check:   func(s *Switches) error { return inRange("sync_refresh_period", s.RefreshPeriod, 0, MaxRefreshPeriod) }},
-	{Name: "sync_retries", Kernel: "0", Default: "1", Range: "0..3",
-		Meaning: "with sync_refresh_period, re-send up to this many times, sync_refresh_period/8 apart",
-		get:     func(s *Switches) string { return strconv.Itoa(s.Retries) },
-		set:     intSetter(func(s *Switches) *int { return &s.Retries }),
-		check:   func(s *Switches) error { return inRange("sync_retries", s.Retries, 0, MaxRetries) }},
+		},
+		Meaning: "THRESHOLD PERIOD: a connection is synced when its incoming packet count modulo PERIOD equals " +
+			"THRESHOLD (persistence templates skip this check); with PERIOD 0 only once, when the count equals " +
+			"THRESHOLD. TCP and SCTP connections are also synced on a change to a state worth keeping.",
+	})
+	RefreshPeriodSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_refresh_period", Default: []int64{10}, Kernel: "0", Min: 0, Max: MaxRefreshPeriod,
+		Meaning: "Seconds a synced entry whose state did not change waits before it is synced again (at most half " +
+			"its timeout, at least 10 s); 0: no time check, every use of a template is synced. xvs's default is 10 " +
+			"(the kernel's 0 multicasts one entry per datagram under one-packet scheduling); with a refresh period " +
+			"the master also re-sends idle live templates once per period, so a backup started late learns them.",
+	})
+	RetriesSwitch = sysctl.Register(sysctl.Switch{
+		Name: "sync_retries", Default: []int64{1}, Kernel: "0", Min: 0, Max: MaxRetries,
+		Meaning: "With sync_refresh_period: re-send an entry up to this many times, sync_refresh_period/8 apart, " +
+			"against lost messages. xvs's default is 1 (the kernel's 0).",
+	})
+)
+
+// fields maps each switch to its field(s) of Switches.
+var fields = []struct {
+	id  sysctl.ID
+	get func(*Switches) []int64
+	set func(*Switches, []int64)
+}{
+	{VersionSwitch, func(s *Switches) []int64 { return []int64{int64(s.Version)} }, func(s *Switches, v []int64) { s.Version = int(v[0]) }},
+	{PortsSwitch, func(s *Switches) []int64 { return []int64{int64(s.Ports)} }, func(s *Switches, v []int64) { s.Ports = int(v[0]) }},
+	{PersistModeSwitch, func(s *Switches) []int64 { return []int64{int64(s.PersistMode)} }, func(s *Switches, v []int64) { s.PersistMode = int(v[0]) }},
+	{QueueMaxSwitch, func(s *Switches) []int64 { return []int64{int64(s.QueueMax)} }, func(s *Switches, v []int64) { s.QueueMax = int(v[0]) }},
+	{SockSizeSwitch, func(s *Switches) []int64 { return []int64{int64(s.SockSize)} }, func(s *Switches, v []int64) { s.SockSize = int(v[0]) }},
+	{ThresholdSwitch, func(s *Switches) []int64 { return []int64{int64(s.Threshold), int64(s.Period)} }, func(s *Switches, v []int64) { s.Threshold, s.Period = int(v[0]), int(v[1]) }},
+	{RefreshPeriodSwitch, func(s *Switches) []int64 { return []int64{int64(s.RefreshPeriod)} }, func(s *Switches, v []int64) { s.RefreshPeriod = int(v[0]) }},
+	{RetriesSwitch, func(s *Switches) []int64 { return []int64{int64(s.Retries)} }, func(s *Switches, v []int64) { s.Retries = int(v[0]) }},
 }
 
-// Get returns the value of the named switch as sysctl prints it, and
-// false for a name that is not a sync switch.
-func (s *Switches) Get(name string) (string, bool) {
-	for _, sw := range Table {
-		if sw.Name == name {
-			return sw.get(s), true
+// FromValues reads the switches from a set of IPVS switch values (a
+// configuration snapshot's Sysctls).
+func FromValues(v sysctl.Values) Switches {
+	var s Switches
+	for _, f := range fields {
+		f.set(&s, v.Vector(f.id))
+	}
+	return s
+}
+
+// Values returns v with the switches set to s; it fails as Validate does.
+func (s Switches) Values(v sysctl.Values) (sysctl.Values, error) {
+	for _, f := range fields {
+		var err error
+		if v, err = v.With(f.id, f.get(&s)); err != nil {
+			return v, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
-	return "", false
+	return v, nil
 }
 
-// Set parses and sets the named switch. It changes nothing and returns an
-// error wrapping ErrInvalid when the value is malformed or out of range.
-func (s *Switches) Set(name, value string) error {
-	for _, sw := range Table {
-		if sw.Name == name {
-			n := *s
-			if err := sw.set(&n, value); err != nil {
-				return err
-			}
-			if err := sw.check(&n); err != nil {
-				return err
-			}
-			*s = n
-			return nil
+// Validate checks every switch against its range in the registry.
+func (s Switches) Validate() error {
+	for _, f := range fields {
+		if err := f.id.Check(f.get(&s)); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
-	}
-	return fmt.Errorf("%s: no such sync switch: %w", name, ErrInvalid)
-}
-
-func intSetter(field func(*Switches) *int) func(*Switches, string) error {
-	return func(s *Switches, v string) error {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return fmt.Errorf("%q: %w", v, ErrInvalid)
-		}
-		*field(s) = n
-		return nil
-	}
-}
-
-func inRange(name string, v, lo, hi int) error {
-	if v < lo || v > hi {
-		return fmt.Errorf("%s %d: out of range %d..%d: %w", name, v, lo, hi, ErrInvalid)
 	}
 	return nil
+}
+
+// String renders the switches as sysctl settings, for logs.
+func (s Switches) String() string {
+	var b []byte
+	for i, f := range fields {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, f.id.Name()...)
+		b = append(b, '=')
+		for j, x := range f.get(&s) {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, x, 10)
+		}
+	}
+	return string(b)
 }

@@ -43,6 +43,21 @@ type Conn struct {
 	// sends the name only with data, as the kernel does.
 	PEName []byte
 	PEData []byte
+	// Times is xvs's times option (OptTimes); the zero Times is not sent.
+	// Version 1 only.
+	Times Times
+}
+
+// Times is xvs's times option: Unix times in nanoseconds, 0 = unknown.
+type Times struct {
+	// Queued is when the master queued the entry for sending (for a new
+	// template, when it was created): the backup's sync lag runs from it.
+	Queued int64
+	// Used is when the master last used the entry: its expiry is Used plus
+	// its timeout. (The kernel's backup counts the timeout from when the
+	// entry arrives; for an entry re-sent while idle that outlives the
+	// master's.)
+	Used int64
 }
 
 // IPv6 reports whether c is an IPv6 entry.

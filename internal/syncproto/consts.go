@@ -23,9 +23,12 @@ const (
 	// MaxPENameLen is IP_VS_PENAME_MAXLEN: the longest pe name the option
 	// carries (the sender sends strnlen(name, 16) bytes, no NUL).
 	MaxPENameLen = 16
+	// TimesLen is the data of xvs's times option (OptTimes).
+	TimesLen = 16
 	// MaxConnLen is the longest version 1 entry: IPv6 with sequence data,
 	// the longest pe data and the longest pe name. It fits the 12-bit size.
-	MaxConnLen = ConnLen6 + OptHeaderLen + SeqLen + OptHeaderLen + MaxPEDataLen + OptHeaderLen + MaxPENameLen
+	MaxConnLen = ConnLen6 + OptHeaderLen + SeqLen + OptHeaderLen + MaxPEDataLen + OptHeaderLen + MaxPENameLen +
+		OptHeaderLen + TimesLen
 	// MaxMessageLen is the largest message the 16-bit size field can
 	// describe.
 	MaxMessageLen = 65535
@@ -53,6 +56,14 @@ const (
 	// OptParamFlag marks an option a receiver may skip when it does not
 	// know the type (IPVS_OPT_F_PARAM, 1<<(IPVS_OPT_PARAM-1)).
 	OptParamFlag = 0x40
+	// OptTimes is xvs's own option (Times): when the master queued the
+	// entry and when it last used it, two 8-byte Unix times in nanoseconds,
+	// so that a backup can measure the sync lag and give the entry the
+	// master's expiry. It is an optional parameter (OptParamFlag with type
+	// 0x38: 0x78, 'x'): a kernel backup skips it (ip_vs_proc_sync_conn's
+	// default case), and Wireshark's dissector reads no options at all. xvs
+	// sends it on templates only.
+	OptTimes = OptParamFlag | 0x38
 )
 
 // Flags are IPVS connection flags (IP_VS_CONN_F_*). Only bits 0..15 were

@@ -241,6 +241,12 @@ func decodeEntry(c *Conn, m []byte, size int) Reason {
 		if l == 0 || p+l > len(e) {
 			return BadOptionLength
 		}
+		if typ == OptTimes && l == TimesLen {
+			// xvs's optional parameter: the kernel skips it.
+			c.Times = Times{Queued: int64(binary.BigEndian.Uint64(e[p:])), Used: int64(binary.BigEndian.Uint64(e[p+8:]))}
+			p += l
+			continue
+		}
 		switch typ &^ OptParamFlag {
 		case OptSeq:
 			if l != SeqLen || c.HasSeq {

@@ -51,6 +51,9 @@ func ConnLen(c *Conn) int {
 			n += OptHeaderLen + len(c.PEName)
 		}
 	}
+	if c.Times != (Times{}) {
+		n += OptHeaderLen + TimesLen
+	}
 	return n
 }
 
@@ -112,9 +115,10 @@ func (b *Builder) setSize() {
 // Append adds c to the message. It never allocates.
 //
 // Like the kernel, it clears FlagHashed, sends the sequence option when
-// Flags has FlagSeqMask bits and the pe name only after pe data. A version 0
-// message carries neither the timeout, the fwmark nor pe data, and only the
-// low 16 bits of the flags.
+// Flags has FlagSeqMask bits and the pe name only after pe data; then xvs's
+// times option when Times is set. A version 0 message carries neither the
+// timeout, the fwmark, pe data nor the times, and only the low 16 bits of
+// the flags.
 func (b *Builder) Append(c *Conn) error {
 	v6 := c.CAddr.Is6()
 	if !c.CAddr.IsValid() || c.VAddr.Is6() != v6 || c.DAddr.Is6() != v6 || !c.VAddr.IsValid() || !c.DAddr.IsValid() {
@@ -188,6 +192,12 @@ func (b *Builder) Append(c *Conn) error {
 			p[o], p[o+1] = OptPEName, uint8(len(c.PEName))
 			o += OptHeaderLen + copy(p[o+2:], c.PEName)
 		}
+	}
+	if c.Times != (Times{}) {
+		p[o], p[o+1] = OptTimes, TimesLen
+		binary.BigEndian.PutUint64(p[o+2:], uint64(c.Times.Queued))
+		binary.BigEndian.PutUint64(p[o+10:], uint64(c.Times.Used))
+		o += OptHeaderLen + TimesLen
 	}
 	b.n += pad + o
 	b.count++

@@ -2,6 +2,7 @@ package syncproto
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"testing"
@@ -196,4 +197,47 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*float64(m.Count())/b.Elapsed().Seconds(), "entries/s")
+}
+
+// TestTimesOption: xvs's times option rides after the pe options, is read
+// back, is skipped by the kernel's rule for optional parameters (a receiver
+// that did not know it would decode the same entry without it), and is not
+// sent in version 0.
+func TestTimesOption(t *testing.T) {
+	c := sipTemplate
+	c.Times = Times{Queued: 1_700_000_000_123_456_789, Used: 1_700_000_000_000_000_001}
+	var b Builder
+	if err := b.Reset(make([]byte, BufferLen(1472)), 1, 7, 1472); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append(&c); err != nil {
+		t.Fatal(err)
+	}
+	msg := b.Bytes()
+	if len(msg) != HeaderLen+57+OptHeaderLen+TimesLen || ConnLen(&c) != 57+18 {
+		t.Fatalf("%d bytes: %x", len(msg), msg)
+	}
+	if tail := msg[len(msg)-18:]; tail[0] != 0x78 || tail[1] != 16 || binary.BigEndian.Uint64(tail[2:]) != uint64(c.Times.Queued) ||
+		binary.BigEndian.Uint64(tail[10:]) != uint64(c.Times.Used) {
+		t.Errorf("option bytes %x", tail)
+	}
+	_, conns, reasons := decodeAll(t, msg)
+	if len(conns) != 1 || conns[0].Times != c.Times || string(conns[0].PEData) != string(c.PEData) {
+		t.Fatalf("decoded %+v %v", conns, reasons)
+	}
+	// Another optional parameter in its place is skipped: the entry is
+	// the same without the origin.
+	other := bytes.Clone(msg)
+	other[len(other)-18] = OptParamFlag | 0x3f
+	if _, conns, _ := decodeAll(t, other); len(conns) != 1 || conns[0].Times != (Times{}) || string(conns[0].PEName) != "sip" {
+		t.Errorf("skipped parameter: %+v", conns)
+	}
+	// Version 0 has no room for it.
+	if err := b.Reset(make([]byte, BufferLen(1472)), 0, 7, 1472); err != nil {
+		t.Fatal(err)
+	}
+	c.PEData, c.PEName = nil, nil
+	if err := b.Append(&c); err != nil || b.Len() != HeaderLenV0+ConnLenV0 {
+		t.Errorf("v0: %v, %d bytes", err, b.Len())
+	}
 }

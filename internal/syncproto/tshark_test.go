@@ -105,6 +105,9 @@ func expectFields(version int, syncID uint8, size int, conns []Conn) string {
 			if len(c.PEData) > 0 {
 				l += 2 + len(c.PEData) + 2 + len(c.PEName)
 			}
+			if c.Times != (Times{}) {
+				l += 2 + 16 // xvs's times option
+			}
 			add(4, "%d", typ)
 			add(6, "%d", l)
 			add(7, "0x%08x", uint32(c.Flags))
@@ -153,6 +156,8 @@ func TestTshark(t *testing.T) {
 	fwmarkTpl := Conn{Protocol: ProtoIP, Flags: FlagTemplate | FlagTunnel, State: TplNone,
 		CAddr: netip.MustParseAddr("10.9.0.0"), VAddr: netip.MustParseAddr("0.0.0.42"), DAddr: netip.MustParseAddr("192.168.2.1"),
 		FWMark: 42, Timeout: 300}
+	timed := sipTemplate // as xvs's master sends templates
+	timed.Times = Times{Queued: 1_700_000_000_000_000_000, Used: 1_699_999_999_000_000_000}
 	var full []Conn
 	for i := range 40 { // 8 + 40*36 = 1448 <= 1472; a 41st does not fit
 		c := udpConn
@@ -178,6 +183,7 @@ func TestTshark(t *testing.T) {
 		{"v6 template with pe name and data", true, []datagram{{"", 1, 5, []Conn{sipTemplate6}}}},
 		{"connections then a template", false, []datagram{{"", 1, 6, []Conn{udpConn, conn6, sipTemplate}}}},
 		{"fwmark template", false, []datagram{{"", 1, 7, []Conn{fwmarkTpl}}}},
+		{"template with xvs's times option", false, []datagram{{"", 1, 12, []Conn{timed}}}},
 		{"sequence option", false, []datagram{{"", 1, 8, []Conn{tcpSeqConn}}}},
 		{"full message", false, []datagram{{"", 1, 9, full}}},
 		{"version 0", false, []datagram{{"", 0, 10, []Conn{udpConn, tcpSeqConn, tcp}}}},

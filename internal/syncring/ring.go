@@ -1,6 +1,7 @@
 // Package syncring hands sync records from a data-plane worker to the sync
-// sender: a single-producer, single-consumer ring of fixed-size [Record]s
-// per worker. The worker pushes without locks, blocking, system calls or
+// sender, and on a backup from the sync receiver to a worker: a
+// single-producer, single-consumer ring of fixed-size [Record]s per worker
+// and direction. The worker pushes without locks, blocking, system calls or
 // allocation; when the ring is full the record is dropped and counted,
 // never waited for. The sender drains every ring in turn.
 //
@@ -19,7 +20,7 @@ import (
 )
 
 // DefaultCapacity is the records a worker's ring holds: 4096 records of
-// RecordSize bytes, 1.3 MiB per worker. The sender drains the rings every
+// RecordSize bytes, 1.4 MiB per worker. The sender drains the rings every
 // few milliseconds (syncd's poll interval, 5 ms), so a ring absorbs 800 k
 // records/s per worker. With xvs's sync_refresh_period a worker queues a
 // record per new template and per refresh, far fewer than its packets; with
@@ -32,9 +33,13 @@ const DefaultCapacity = 4096
 // template as the kernel's master sends it (syncproto.Conn), flattened into
 // a fixed-size, pointer-free value.
 type Record struct {
-	Flags    syncproto.Flags
-	FWMark   uint32
-	Timeout  uint32 // seconds
+	Flags   syncproto.Flags
+	FWMark  uint32
+	Timeout uint32 // seconds
+	// Dest is, in a backup's rings, the destination (the configuration
+	// model's id) the receiver resolved for the entry; a master's rings do
+	// not use it.
+	Dest     uint32
 	State    uint16
 	CPort    uint16
 	VPort    uint16
@@ -49,13 +54,19 @@ type Record struct {
 	// IPv4-mapped IPv6); IPv6 tells the entry's family.
 	CAddr, VAddr, DAddr [16]byte
 	// Queued is when the worker queued the record (its batch's monotonic
-	// ns), for measuring the sync lag.
+	// ns), for measuring the sync lag. In a backup's rings it is when the
+	// master queued the entry (its origin option), on the backup's
+	// monotonic clock; 0 when the master did not say.
 	Queued int64
+	// Used is when the entry was last used (a template's expiry minus its
+	// timeout), on the same clock as Queued; 0 = unknown (the timeout then
+	// runs from when the entry arrives).
+	Used   int64
 	PEData [syncproto.MaxPEDataLen]byte
 }
 
 // RecordSize is the size of a Record in bytes.
-const RecordSize = 336
+const RecordSize = 352
 
 // SetAddrs sets the addresses and the family (from c; all three must have
 // the same family).

@@ -50,10 +50,13 @@ var (
 type Switch struct {
 	// Name is the kernel's name under net.ipv4.vs.
 	Name string
-	// Default is the kernel's default. Its length is the number of values
-	// the switch holds: one for all but vectors such as sync_threshold
-	// ("3 50").
+	// Default is xvs's default: the kernel's, unless Kernel says
+	// otherwise. Its length is the number of values the switch holds: one
+	// for all but vectors such as sync_threshold ("3 50").
 	Default []int64
+	// Kernel is the kernel's default as sysctl(8) prints it, when it is
+	// not Default ("" when they are the same).
+	Kernel string
 	// Min and Max bound every value.
 	Min, Max int64
 	// Check, if set, enforces constraints between the values of a vector.
@@ -151,6 +154,13 @@ var kernelNames = []string{
 	"sync_version",
 }
 
+// Check checks a value of the switch against its count, range and Check,
+// as Parse and Values.With do.
+func (id ID) Check(v []int64) error {
+	s := id.Switch()
+	return s.validate(v)
+}
+
 // validate checks a value against the switch's count, range and Check.
 func (s *Switch) validate(v []int64) error {
 	if len(v) != len(s.Default) {
@@ -241,7 +251,7 @@ func (v Values) With(id ID, val []int64) (Values, error) {
 	return Values{v: n}, nil
 }
 
-// IsDefault reports whether a switch holds the kernel's default.
+// IsDefault reports whether a switch holds its default.
 func (v Values) IsDefault(id ID) bool { return slices.Equal(v.Vector(id), defaultOf(id)) }
 
 // Format renders a switch's value as the kernel prints it: numbers

@@ -30,8 +30,18 @@
 #   BACKUP, FAULT   xvsadm --stop-daemon master; xvsadm --start-daemon backup OPTIONS
 #   STOP, DELETED   xvsadm --stop-daemon master; xvsadm --stop-daemon backup
 #
+# With --both, the two daemons run in every state but STOP and DELETED, as
+# keepalived runs IPVS's when lvs_sync_daemon names no instance (and as xvs
+# run --start-daemon master --start-daemon backup does): a director that
+# comes back learns every live call while it is BACKUP, before it takes the
+# traffic back (see docs/ha.md):
+#
+#   MASTER, BACKUP, FAULT  xvsadm --start-daemon master OPTIONS; xvsadm --start-daemon backup OPTIONS
+#   STOP, DELETED          xvsadm --stop-daemon master; xvsadm --stop-daemon backup
+#
 # A --stop-daemon of a daemon that is not running fails harmlessly and is
-# ignored; a failed --start-daemon makes the script exit 1. Environment:
+# ignored, as is a --start-daemon of one that runs ("Daemon has already
+# run"); any other failed --start-daemon makes the script exit 1. Environment:
 # XVSADM (default: xvsadm on PATH), XVS_CONTROL (xvs's control socket, read by
 # xvsadm). Messages go to stderr and, when logger(1) exists, to syslog.
 set -u
@@ -47,14 +57,19 @@ log() {
 
 usage() {
 	log "$1"
-	echo "usage: $prog [--mcast-interface IF] [--syncid N] [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port N] [--mcast-ttl N] {MASTER|BACKUP|FAULT|STOP | INSTANCE NAME STATE [PRIORITY]}" >&2
+	echo "usage: $prog [--both] [--mcast-interface IF] [--syncid N] [--sync-maxlen N] [--mcast-group ADDR] [--mcast-port N] [--mcast-ttl N] {MASTER|BACKUP|FAULT|STOP | INSTANCE NAME STATE [PRIORITY]}" >&2
 	exit 2
 }
 
 opts=
 state=
+both=
 while [ $# -gt 0 ]; do
 	case $1 in
+	--both)
+		both=1
+		shift
+		;;
 	--mcast-interface|--syncid|--sync-maxlen|--mcast-group|--mcast-port|--mcast-ttl)
 		[ $# -ge 2 ] || usage "$1 needs a value"
 		case $2 in
@@ -89,13 +104,27 @@ stop() {
 start() {
 	# shellcheck disable=SC2086 # opts are checked words
 	if ! out=$($XVSADM --start-daemon "$1" $opts 2>&1); then
+		case $out in
+		*"Daemon has already run"*)
+			return 0
+			;;
+		esac
 		log "xvsadm --start-daemon $1$opts failed: $out"
 		exit 1
 	fi
 	log "sync daemon $1 started ($state)"
 }
 
-case $(echo "$state" | tr '[:lower:]' '[:upper:]') in
+case $both$(echo "$state" | tr '[:lower:]' '[:upper:]') in
+1MASTER|1BACKUP|1FAULT)
+	start master
+	start backup
+	;;
+1STOP|1DELETED)
+	stop master
+	stop backup
+	log "sync daemons stopped ($state)"
+	;;
 MASTER)
 	stop backup
 	start master
