@@ -53,15 +53,13 @@ func init() {
 	})
 }
 
-// Backend is the AF_XDP data plane on one interface: the XDP filter
-// program, attached through a BPF link, and one Queue per RX queue.
+// Backend is the AF_XDP data plane on one or more interfaces: on each, the
+// XDP filter program attached through a BPF link; and one Queue per RX
+// queue index, holding that queue's socket on every interface.
 type Backend struct {
-	iface   string
-	ifindex int
-	mode    dataplane.Mode
-	prog    *program
-	link    link.Link
-	queues  []*Queue
+	ifs    []*iface
+	mode   dataplane.Mode
+	queues []*Queue
 
 	mu     sync.Mutex
 	have4  map[key4]bool
@@ -69,11 +67,25 @@ type Backend struct {
 	closed bool
 }
 
+// iface is one served interface: its filter program and attach link.
+type iface struct {
+	name    string
+	ifindex int
+	nq      int // RX queues served
+	prog    *program
+	link    link.Link
+	native  bool
+	zc      bool // its sockets are bound zero-copy
+}
+
 var _ dataplane.Backend = (*Backend)(nil)
 
-// Open attaches the filter to o.Iface and opens one AF_XDP socket per RX
-// queue, walking the mode ladder native zero-copy → native copy → generic
-// as o.XDPMode and o.ZeroCopy allow. Nothing is steered until Update.
+// Open attaches the filter to each of o's interfaces and opens one AF_XDP
+// socket per RX queue of each, walking the mode ladder native zero-copy →
+// native copy → generic per interface as o.XDPMode and o.ZeroCopy allow.
+// Queue i of the backend holds the sockets of RX queue i of every interface
+// that has it, sharing one UMEM where the kernel allows. Nothing is steered
+// until Update.
 func Open(o dataplane.Options) (_ *Backend, err error) {
 	xdpMode, zc := o.XDPMode, o.ZeroCopy
 	switch {
@@ -84,9 +96,9 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 	case xdpMode == dataplane.XDPGeneric && zc == dataplane.ZeroCopyOn:
 		return nil, fmt.Errorf("zero-copy needs native XDP, not generic: %w", ErrBadOption)
 	}
-	ifc, err := net.InterfaceByName(o.Iface)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", o.Iface, ErrNoInterface)
+	names := o.Interfaces()
+	if len(names) == 0 || len(names) > dataplane.MaxIfaces {
+		return nil, fmt.Errorf("%d interfaces (want 1..%d): %w", len(names), dataplane.MaxIfaces, ErrBadOption)
 	}
 	ringSize := o.RingSize
 	if ringSize == 0 {
@@ -96,88 +108,148 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 		return nil, fmt.Errorf("ring size %d (want a power of two ≥ %d): %w", ringSize, dataplane.MaxBatch, ErrBadOption)
 	}
 	frameSize := o.FrameSize
-	need := ifc.MTU + l2Overhead + xdpHeadroom
+	if frameSize != 0 && frameSize != DefaultFrameSize && frameSize != LargeFrameSize {
+		return nil, fmt.Errorf("frame size %d (want %d or %d): %w", frameSize, DefaultFrameSize, LargeFrameSize, ErrBadOption)
+	}
+	var ifcs []*net.Interface
+	mtu := 0
+	for _, name := range names {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, ErrNoInterface)
+		}
+		ifcs = append(ifcs, ifc)
+		mtu = max(mtu, ifc.MTU)
+	}
+	need := mtu + l2Overhead + xdpHeadroom
 	switch {
 	case frameSize == 0 && need <= DefaultFrameSize:
 		frameSize = DefaultFrameSize
 	case frameSize == 0:
 		frameSize = LargeFrameSize
-	case frameSize != DefaultFrameSize && frameSize != LargeFrameSize:
-		return nil, fmt.Errorf("frame size %d (want %d or %d): %w", frameSize, DefaultFrameSize, LargeFrameSize, ErrBadOption)
 	}
 	if need > frameSize {
-		return nil, fmt.Errorf("%s: MTU %d needs %d-byte frames, have %d: %w", o.Iface, ifc.MTU, need, frameSize, ErrMTU)
-	}
-	avail := rxQueues(o.Iface)
-	nq := o.Queues
-	switch {
-	case nq == 0:
-		nq = avail
-	case nq < 0 || nq > avail:
-		return nil, fmt.Errorf("%s has %d RX queues, asked for %d: %w", o.Iface, avail, nq, ErrBadOption)
+		return nil, fmt.Errorf("MTU %d needs %d-byte frames, have %d: %w", mtu, need, frameSize, ErrMTU)
 	}
 
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, permErr("raising RLIMIT_MEMLOCK", err)
 	}
-	b := &Backend{iface: o.Iface, ifindex: ifc.Index, have4: map[key4]bool{}, have6: map[key6]bool{}}
+	b := &Backend{have4: map[key4]bool{}, have6: map[key6]bool{}}
 	defer func() {
 		if err != nil {
 			b.Close()
 		}
 	}()
-	if b.prog, err = loadProgram(avail); err != nil {
-		return nil, permErr("loading the XDP filter", err)
-	}
-	native := false
-	if xdpMode != dataplane.XDPGeneric {
-		err = b.attach(link.XDPDriverMode)
+	nqMax := 0
+	for _, ifc := range ifcs {
+		avail := rxQueues(ifc.Name)
+		nq := o.Queues
 		switch {
-		case err == nil:
-			native = true
-		case xdpMode == dataplane.XDPNative:
-			return nil, err
+		case nq == 0:
+			nq = avail
+		case nq < 0 || nq > avail:
+			return nil, fmt.Errorf("%s has %d RX queues, asked for %d: %w", ifc.Name, avail, nq, ErrBadOption)
 		}
-	}
-	if !native {
-		if zc == dataplane.ZeroCopyOn {
-			return nil, fmt.Errorf("%s: zero-copy needs native XDP: %w (%w)", o.Iface, ErrNoZeroCopy, err)
+		f := &iface{name: ifc.Name, ifindex: ifc.Index, nq: nq}
+		b.ifs = append(b.ifs, f)
+		if f.prog, err = loadProgram(avail); err != nil {
+			return nil, permErr("loading the XDP filter", err)
 		}
-		if err = b.attach(link.XDPGenericMode); err != nil {
-			return nil, err
-		}
-	}
-	cfg := socketConfig{ifindex: ifc.Index, frames: framesPerRing * ringSize, frameSize: frameSize, ringSize: ringSize}
-	useZC := native && zc != dataplane.ZeroCopyOff
-	for qi := range nq {
-		cfg.queue = qi
-		var q *Queue
-		if useZC {
-			cfg.bindFlags = unix.XDP_ZEROCOPY
-			q, err = newQueue(cfg)
-			if err != nil && qi == 0 && zc == dataplane.ZeroCopyAuto && !errors.Is(err, ErrPermission) {
-				useZC = false
-			} else if err != nil && zc == dataplane.ZeroCopyOn {
-				return nil, fmt.Errorf("%s: %w (%w)", o.Iface, ErrNoZeroCopy, err)
+		if xdpMode != dataplane.XDPGeneric {
+			err = f.attach(link.XDPDriverMode)
+			switch {
+			case err == nil:
+				f.native = true
+			case xdpMode == dataplane.XDPNative:
+				return nil, err
 			}
 		}
-		if !useZC {
-			cfg.bindFlags = unix.XDP_COPY
-			q, err = newQueue(cfg)
+		if !f.native {
+			if zc == dataplane.ZeroCopyOn {
+				return nil, fmt.Errorf("%s: zero-copy needs native XDP: %w (%w)", ifc.Name, ErrNoZeroCopy, err)
+			}
+			if err = f.attach(link.XDPGenericMode); err != nil {
+				return nil, err
+			}
 		}
+		f.zc = f.native && zc != dataplane.ZeroCopyOff
+		nqMax = max(nqMax, nq)
+	}
+	for qi := range nqMax {
+		ports := 0
+		for _, f := range b.ifs {
+			if qi < f.nq {
+				ports++
+			}
+		}
+		cfg := queueConfig{queue: qi, frameSize: frameSize, ringSize: ringSize, ports: ports}
+		q, err := newQueue(cfg)
 		if err != nil {
 			return nil, err
 		}
 		b.queues = append(b.queues, q)
-		if err := b.prog.xdp.Register(qi, q.fd); err != nil {
-			return nil, fmt.Errorf("registering queue %d's socket: %w", qi, err)
+		for port, f := range b.ifs {
+			if qi >= f.nq {
+				continue
+			}
+			if err := f.addSocket(q, cfg, uint8(port), qi, zc); err != nil {
+				return nil, err
+			}
+			if err := f.prog.xdp.Register(qi, q.socks[port].fd); err != nil {
+				return nil, fmt.Errorf("%s: registering queue %d's socket: %w", f.name, qi, err)
+			}
+		}
+		q.start()
+	}
+	b.mode = b.computeMode()
+	return b, nil
+}
+
+// addSocket adds f's socket for queue qi to q, zero-copy if f.zc (falling
+// back to copy mode with ZeroCopyAuto: f.zc is then cleared).
+func (f *iface) addSocket(q *Queue, cfg queueConfig, port uint8, qi int, zc dataplane.ZeroCopy) error {
+	if f.zc {
+		err := q.addSocket(cfg, port, f.ifindex, unix.XDP_ZEROCOPY)
+		switch {
+		case err == nil:
+			return nil
+		case zc == dataplane.ZeroCopyOn:
+			return fmt.Errorf("%s: %w (%w)", f.name, ErrNoZeroCopy, err)
+		case errors.Is(err, ErrPermission):
+			return err
+		}
+		f.zc = false
+	}
+	return q.addSocket(cfg, port, f.ifindex, unix.XDP_COPY)
+}
+
+// computeMode reports the weakest interface's mode: generic if any runs
+// generic, native copy if any native one copies.
+func (b *Backend) computeMode() dataplane.Mode {
+	m := dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: true}
+	for _, f := range b.ifs {
+		if !f.native {
+			return dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPGeneric}
+		}
+		m.ZeroCopy = m.ZeroCopy && f.zc
+	}
+	for _, q := range b.queues {
+		m.ZeroCopy = m.ZeroCopy && q.ZeroCopy()
+	}
+	return m
+}
+
+// InterfaceModes reports each interface's mode, in port order.
+func (b *Backend) InterfaceModes() []dataplane.Mode {
+	out := make([]dataplane.Mode, len(b.ifs))
+	for i, f := range b.ifs {
+		out[i] = dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPGeneric}
+		if f.native {
+			out[i] = dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: f.zc}
 		}
 	}
-	b.mode = dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPGeneric}
-	if native {
-		b.mode.XDP, b.mode.ZeroCopy = dataplane.XDPNative, useZC
-	}
-	return b, nil
+	return out
 }
 
 func permErr(what string, err error) error {
@@ -229,30 +301,30 @@ func ethtoolChannels(iface string) int {
 // program attached the old way (netlink, e.g. by a pre-link tool or
 // asavie/xdp's Attach) blocks a link: it is detached and the attach
 // retried once.
-func (b *Backend) attach(mode link.XDPAttachFlags) error {
+func (f *iface) attach(mode link.XDPAttachFlags) error {
 	name := dataplane.XDPNative
 	if mode == link.XDPGenericMode {
 		name = dataplane.XDPGeneric
 	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: b.prog.xdp.Program, Interface: b.ifindex, Flags: mode})
+	l, err := link.AttachXDP(link.XDPOptions{Program: f.prog.xdp.Program, Interface: f.ifindex, Flags: mode})
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-		if derr := detachStale(b.ifindex); derr != nil {
-			return fmt.Errorf("%s: attaching %s XDP: %w (%w)", b.iface, name, ErrBusy, err)
+		if derr := detachStale(f.ifindex); derr != nil {
+			return fmt.Errorf("%s: attaching %s XDP: %w (%w)", f.name, name, ErrBusy, err)
 		}
-		l, err = link.AttachXDP(link.XDPOptions{Program: b.prog.xdp.Program, Interface: b.ifindex, Flags: mode})
+		l, err = link.AttachXDP(link.XDPOptions{Program: f.prog.xdp.Program, Interface: f.ifindex, Flags: mode})
 	}
 	switch {
 	case err == nil:
-		b.link = l
+		f.link = l
 		return nil
 	case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
-		return fmt.Errorf("%s: attaching %s XDP: %w (%w)", b.iface, name, ErrBusy, err)
+		return fmt.Errorf("%s: attaching %s XDP: %w (%w)", f.name, name, ErrBusy, err)
 	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("%s: attaching XDP: %w (%w)", b.iface, ErrPermission, err)
+		return fmt.Errorf("%s: attaching XDP: %w (%w)", f.name, ErrPermission, err)
 	case mode == link.XDPDriverMode && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)):
-		return fmt.Errorf("%s: %w (%w)", b.iface, ErrNoNativeXDP, err)
+		return fmt.Errorf("%s: %w (%w)", f.name, ErrNoNativeXDP, err)
 	}
-	return fmt.Errorf("%s: attaching %s XDP: %w", b.iface, name, err)
+	return fmt.Errorf("%s: attaching %s XDP: %w", f.name, name, err)
 }
 
 // detachStale removes netlink-attached XDP programs in every mode.
@@ -294,11 +366,13 @@ func (b *Backend) Queues() []dataplane.Queue {
 // Syscalls).
 func (b *Backend) AFXDPQueues() []*Queue { return b.queues }
 
-// Update implements dataplane.Backend: it rewrites the filter maps in place
-// (removals first, then new entries, so that a full map can take another
-// full filter), with the program attached. It changes nothing when f does
-// not fit (see Check) or when the kernel refuses an entry: the running
-// filter is then put back whole.
+// Update implements dataplane.Backend: it rewrites every interface's
+// filter maps in place (removals first, then new entries, so that a full
+// map can take another full filter), with the programs attached. Every
+// interface steers the same traffic: a service's packets, a NAT real
+// server's replies, fragments and ICMP errors may arrive on any leg. It
+// changes nothing when f does not fit (see Check) or when the kernel refuses
+// an entry: the running filter is then put back whole on every interface.
 func (b *Backend) Update(f dataplane.Filter) error {
 	k4, k6, err := matchKeys(f)
 	if err != nil {
@@ -309,19 +383,28 @@ func (b *Backend) Update(f dataplane.Filter) error {
 	if b.closed {
 		return dataplane.ErrClosed
 	}
-	if err := syncMap(b.prog.match4, b.have4, k4); err != nil {
-		return err
-	}
-	if err := syncMap(b.prog.match6, b.have6, k6); err != nil {
-		syncMap(b.prog.match4, k4, b.have4)
-		return err
+	for i, ifc := range b.ifs {
+		err := syncMap(ifc.prog.match4, b.have4, k4)
+		if err == nil {
+			if err = syncMap(ifc.prog.match6, b.have6, k6); err != nil {
+				syncMap(ifc.prog.match4, k4, b.have4)
+			}
+		}
+		if err != nil {
+			for _, done := range b.ifs[:i] {
+				syncMap(done.prog.match4, k4, b.have4)
+				syncMap(done.prog.match6, k6, b.have6)
+			}
+			return fmt.Errorf("%s: %w", ifc.name, err)
+		}
 	}
 	b.have4, b.have6 = k4, k6
 	return nil
 }
 
 // Check implements dataplane.Backend: it reports whether f fits the filter's
-// maps (MaxFilterEntries per address family), an error wrapping
+// maps (MaxFilterEntries per address family, on every interface: each has
+// the same maps and holds the same entries), an error wrapping
 // ErrFilterTooLarge if not.
 func (b *Backend) Check(f dataplane.Filter) error {
 	_, _, err := matchKeys(f)
@@ -334,15 +417,24 @@ type FilterStats struct {
 	Passed  uint64 // frames given to the kernel
 }
 
-// FilterStats reads the filter program's counters.
+// FilterStats reads the filter programs' counters, summed over the
+// interfaces.
 func (b *Backend) FilterStats() (FilterStats, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return FilterStats{}, dataplane.ErrClosed
 	}
-	s, p, err := b.prog.counters()
-	return FilterStats{Steered: s, Passed: p}, err
+	var out FilterStats
+	for _, f := range b.ifs {
+		s, p, err := f.prog.counters()
+		if err != nil {
+			return FilterStats{}, err
+		}
+		out.Steered += s
+		out.Passed += p
+	}
+	return out, nil
 }
 
 // Close implements dataplane.Backend: Receive returns ErrClosed, the
@@ -356,21 +448,27 @@ func (b *Backend) Close() error {
 	}
 	b.closed = true
 	var errs []error
-	if b.link != nil {
-		if err := b.link.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detaching XDP: %w", err))
+	for _, f := range b.ifs {
+		if f.link != nil {
+			if err := f.link.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: detaching XDP: %w", f.name, err))
+			}
 		}
 	}
 	for i, q := range b.queues {
-		if b.prog != nil {
-			b.prog.xdp.Unregister(i)
+		for _, f := range b.ifs {
+			if f.prog != nil && i < f.nq {
+				f.prog.xdp.Unregister(i)
+			}
 		}
 		if q.close() {
 			q.release()
 		} else {
-			errs = append(errs, fmt.Errorf("queue %d: worker still holds frames after %v; its socket and UMEM stay mapped", i, closeWait))
+			errs = append(errs, fmt.Errorf("queue %d: worker still holds frames after %v; its sockets and UMEM stay mapped", i, closeWait))
 		}
 	}
-	b.prog.close()
+	for _, f := range b.ifs {
+		f.prog.close()
+	}
 	return errors.Join(errs...)
 }

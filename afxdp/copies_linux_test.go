@@ -60,7 +60,7 @@ func TestTransmitCopies(t *testing.T) {
 				for j := range k {
 					bufs[j] = append(bufs[j][:0], spec(sent+j, 9000)...)
 				}
-				n, err := q.TransmitCopies(bufs[:k])
+				n, err := q.TransmitCopies(0, bufs[:k])
 				if err != nil || n != k {
 					t.Fatalf("TransmitCopies: %d of %d, %v; stats %+v", n, k, err, q.Stats())
 				}
@@ -90,7 +90,7 @@ func TestTransmitCopies(t *testing.T) {
 
 			// Frames that cannot be copied are counted, not sent.
 			before := q.Stats()
-			if n, err := q.TransmitCopies([][]byte{{}, make([]byte, q.frameSize+1)}); n != 0 || err != nil {
+			if n, err := q.TransmitCopies(0, [][]byte{{}, make([]byte, q.frameSize+1)}); n != 0 || err != nil {
 				t.Fatalf("empty and oversized copies: %d sent, %v", n, err)
 			}
 			if s := q.Stats(); s.TxDropped-before.TxDropped != 2 || s.TxFrames != before.TxFrames {
@@ -99,7 +99,7 @@ func TestTransmitCopies(t *testing.T) {
 
 			// No allocation per call (to a port nobody listens on).
 			frames := [][]byte{spec(0, 9), spec(1, 9), spec(2, 9)}
-			if a := testing.AllocsPerRun(200, func() { q.TransmitCopies(frames) }); a != 0 {
+			if a := testing.AllocsPerRun(200, func() { q.TransmitCopies(0, frames) }); a != 0 {
 				t.Errorf("TransmitCopies allocates %.1f times per call", a)
 			}
 			quiesce(t, q)
@@ -107,7 +107,7 @@ func TestTransmitCopies(t *testing.T) {
 				t.Errorf("stats %+v: want 2 dropped", s)
 			}
 			b.Close()
-			if n, err := q.TransmitCopies(frames); n != 0 || err != dataplane.ErrClosed {
+			if n, err := q.TransmitCopies(0, frames); n != 0 || err != dataplane.ErrClosed {
 				t.Errorf("TransmitCopies after Close: %d, %v", n, err)
 			}
 		})

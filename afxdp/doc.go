@@ -1,6 +1,7 @@
-// Package afxdp is the AF_XDP data plane: an XDP filter program that steers
-// the balancer's traffic to one AF_XDP socket per RX queue, and those
-// sockets as dataplane.Queues for the per-queue workers. It is the only
+// Package afxdp is the AF_XDP data plane: on every served interface an XDP
+// filter program that steers the balancer's traffic to one AF_XDP socket per
+// RX queue, and those sockets as dataplane.Queues for the per-queue workers
+// (queue i holding RX queue i of every interface). It is the only
 // package that touches asavie/xdp, cilium/ebpf and AF_XDP system calls; it
 // registers itself as the "afxdp" backend.
 //
@@ -51,11 +52,33 @@
 // ErrNoInterface, ErrMTU, ErrNoNativeXDP, ErrNoZeroCopy, ErrBusy (another
 // process holds the hook through a link), ErrNotSupported.
 //
+// # Several interfaces
+//
+// Options.Ifaces serves several interfaces, the legs of a director. Each
+// gets its own program (the same filter: a service's packets, its NAT
+// replies, fragments and ICMP errors may arrive on any leg; Check and Update
+// hold for all of them, an update that fails on one is undone on all) and
+// its own attach mode. Queue i has a socket on each interface with an RX
+// queue i; the first registers the queue's UMEM, the others share it with
+// XDP_SHARED_UMEM naming another device (Linux 5.10), each with its own fill
+// and completion rings, so a frame received on one leg is put on another
+// leg's TX ring as it is: zero copy (TestTwoLegs; on veth in native and
+// generic mode). A socket the kernel will not let share (another driver's
+// zero-copy, an older kernel) gets a UMEM of its own: frames crossing to it
+// are copied into one of its free frames, counted in
+// QueueStats.CrossPortCopies, and the original goes back to its own fill
+// ring. A batch handle carries the port of the socket a frame came from
+// (whose UMEM it is in) in its top byte; Batch.Port says where it leaves.
+// Receive reads every socket's RX ring, taking turns to read first;
+// Transmit groups nothing: each frame goes on its port's TX ring and each
+// socket with new descriptors is kicked once.
+//
 // # Rings and UMEM
 //
-// Each queue has its own UMEM of 2×RingSize frames (4096 × 2048 bytes = 8
-// MiB by default; 4096-byte frames when the MTU needs them, up to MTU 3818)
-// and four rings of RingSize (2048) descriptors: libbpf's default, 32
+// Each queue has a UMEM of 2×RingSize frames per socket (4096 × 2048 bytes
+// = 8 MiB per interface by default; 4096-byte frames when the MTU needs
+// them, up to MTU 3818) and each socket four rings of RingSize (2048)
+// descriptors: libbpf's default, 32
 // batches of 64, enough to absorb a ~1 ms stall of the worker at 2 Mpps
 // while staying cache-friendly. The fill ring is pre-populated at start.
 // Receive reaps completions straight onto the fill ring, refills it from a
@@ -73,10 +96,13 @@
 // pages when the system has them reserved.
 //
 // Every frame has one owner, {free, fill, worker, tx} (fill covers the
-// driver and the RX ring, tx the completion ring); each hand-over is
-// checked (a byte per frame, always on) and Queue.CheckFrames cross-checks
-// the owners with the rings' contents: tests run it after thousands of
-// packets and require that no frame is lost or duplicated.
+// driver and the RX ring, tx the completion ring), across interfaces: a
+// frame received on one socket and sent on another goes fill → worker → tx
+// and comes back through the other socket's completion ring. Each
+// hand-over is checked (a byte per frame, always on) and Queue.CheckFrames
+// cross-checks the owners of each UMEM with the rings of every socket using
+// it: tests run it after thousands of packets and require that no frame is
+// lost or duplicated.
 //
 // # What we fix over asavie/xdp
 //
@@ -103,9 +129,10 @@
 // so the peer needs no XDP program of its own (that requirement — an XDP
 // program or GRO on the peer — applies to XDP_TX/redirected xdp_frames,
 // which this backend does not use). veth offloads TX checksums and VLAN
-// tags: frames from a local socket carry only a partial UDP checksum and
-// the tag beside the frame, so the tests turn "tx" and "txvlan" offload off
-// on both ends. A veth has one RX queue unless created with numrxqueues.
+// tags: frames from a local socket carry only a partial UDP/TCP checksum
+// (xvs's pipeline completes it) and the tag beside the frame, so the
+// package's own tests, which forward frames without the pipeline, turn
+// "tx" and "txvlan" offload off on both ends. A veth has one RX queue unless created with numrxqueues.
 // RX queues not served (Options.Queues below the interface's count) pass
 // their VIP traffic to the kernel: use all queues or steer with ethtool.
 package afxdp

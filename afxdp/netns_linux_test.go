@@ -163,7 +163,9 @@ func (l *lab) in(ns string, fn func()) {
 // open opens the backend on va.
 func (l *lab) open(o dataplane.Options) *Backend {
 	l.t.Helper()
-	o.Iface = l.a
+	if len(o.Ifaces) == 0 {
+		o.Iface = l.a
+	}
 	var b *Backend
 	var err error
 	l.in(l.nsA, func() { b, err = Open(o) })

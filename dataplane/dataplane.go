@@ -19,6 +19,17 @@
 // (internal/daemon's Runner), as does the translation of a configuration
 // into a Filter.
 //
+// # Interfaces
+//
+// A backend may serve several interfaces (Options.Ifaces: the legs of a
+// director, a client network and a server network). Its queue i serves RX
+// queue i of every interface that has one, so one worker receives from
+// every leg and transmits on any: Batch.Port says which interface (its index
+// in Options.Ifaces) a frame arrived on, and the worker sets it to the one
+// the frame leaves by. A backend moves a frame between interfaces without a
+// copy where the kernel lets the interfaces' sockets share memory (AF_XDP's
+// shared UMEM), and copies it (counted) where not.
+//
 // # Frame ownership
 //
 // A Batch's frames belong to the backend until Receive returns, to the worker
@@ -64,9 +75,13 @@ type Batch struct {
 	// grows or moves a frame sets both; Transmit sends each frame from
 	// wherever it starts. Empty (no room) for a backend without headroom.
 	Room [][]byte
-	// Send[i] is set by the worker: transmit Frames[i] on the same queue
-	// (true) or give it back (false).
+	// Send[i] is set by the worker: transmit Frames[i] (true) or give it
+	// back (false).
 	Send []bool
+	// Port[i] is the interface Frames[i] arrived on (its index in
+	// Options.Ifaces); the worker sets it to the interface the frame
+	// leaves by, when that differs.
+	Port []uint8
 	N    int
 	// Link is the frames' link type (Ethernet for network interfaces).
 	Link packet.LinkType
@@ -81,6 +96,7 @@ func NewBatch(link packet.LinkType) *Batch {
 		Frames:  make([][]byte, MaxBatch),
 		Room:    make([][]byte, MaxBatch),
 		Send:    make([]bool, MaxBatch),
+		Port:    make([]uint8, MaxBatch),
 		Handles: make([]uint64, MaxBatch),
 		Link:    link,
 	}
@@ -98,10 +114,22 @@ type Queue interface {
 	Stats() QueueStats
 }
 
+// Waker is implemented by queues whose Receive can be interrupted: Wake
+// makes a Receive waiting for frames return at once (with none, if none
+// came), so that a worker holding frames for a neighbour sends them as soon
+// as it resolves. Any goroutine may call it.
+type Waker interface {
+	Wake()
+}
+
 // QueueStats are a queue's I/O counters.
 type QueueStats struct {
 	RxFrames, TxFrames uint64
 	RxBytes, TxBytes   uint64
+	// CrossPortCopies counts frames sent on another interface than they
+	// arrived on by copying them (AF_XDP without a shared UMEM; the raw
+	// socket copies every frame anyway and does not count them).
+	CrossPortCopies uint64
 	// TxDropped counts frames marked Send that could not be queued (a full
 	// TX ring, a send error); Recycled counts frames given back unsent.
 	TxDropped, Recycled uint64
@@ -109,20 +137,22 @@ type QueueStats struct {
 	RxDropped, RxRingFull, FillRingEmpty, TxRingEmpty uint64
 }
 
-// Backend is a packet I/O backend bound to one network interface.
+// Backend is a packet I/O backend bound to one or more network interfaces.
 type Backend interface {
 	// Mode says what the backend runs as, for logs and metrics.
 	Mode() Mode
-	// Queues returns one Queue per RX queue, each for one worker.
+	// Queues returns one Queue per RX queue (queue i serving RX queue i of
+	// every interface that has it), each for one worker.
 	Queues() []Queue
 	// Update tells the backend which traffic is the balancer's (virtual
 	// services, and NAT real servers' replies), so that it can pass
-	// everything else to the kernel untouched. It is called at start and
-	// after every reconfiguration, with a filter Check accepted.
+	// everything else to the kernel untouched, on every interface. It is
+	// called at start and after every reconfiguration, with a filter Check
+	// accepted.
 	Update(Filter) error
-	// Check reports whether Update(f) fits the backend's limits (the
-	// entries its filter holds: an error wrapping ErrFilterTooLarge),
-	// without changing anything. The daemon checks every configuration
+	// Check reports whether Update(f) fits the backend's limits on every
+	// interface (the entries its filter holds: an error wrapping
+	// ErrFilterTooLarge), without changing anything. The daemon checks every configuration
 	// before it commits it, so that one the data plane cannot carry is
 	// refused and the running one keeps serving.
 	Check(Filter) error

@@ -63,19 +63,33 @@ func TestMemQueue(t *testing.T) {
 	}
 	q.Transmit(b) // all recycled
 	copies := [][]byte{{0xaa}}
-	if n, err := q.TransmitCopies(copies); n != 1 || err != nil {
+	if n, err := q.TransmitCopies(1, copies); n != 1 || err != nil {
 		t.Fatalf("TransmitCopies: %d, %v", n, err)
 	}
 	copies[0][0] = 0 // the queue kept its own copy
-	sent := q.Sent()
-	if len(sent) != MaxBatch/2+1 || sent[1][0] != 2 || sent[len(sent)-1][0] != 0xaa {
-		t.Fatalf("sent %v", sent)
+	sent, ports := q.SentPorts()
+	if len(sent) != MaxBatch/2+1 || sent[1][0] != 2 || sent[len(sent)-1][0] != 0xaa || ports[len(ports)-1] != 1 || ports[0] != 0 {
+		t.Fatalf("sent %v on %v", sent, ports)
 	}
 	if s := q.Stats(); s.RxFrames != MaxBatch+3 || s.TxFrames != MaxBatch/2+1 || s.Recycled != MaxBatch/2+3 {
 		t.Fatalf("stats %+v", s)
 	}
+	if o := (Options{Iface: "eth0"}); len(o.Interfaces()) != 1 || (Options{Iface: "x", Ifaces: []string{"a", "b"}}).Interfaces()[1] != "b" {
+		t.Error("Options.Interfaces")
+	}
 	if err := q.Receive(b, time.Millisecond); err != nil || b.N != 0 {
 		t.Fatalf("empty queue: %d frames, %v", b.N, err)
+	}
+	// A frame from another interface keeps its port; Wake interrupts a wait.
+	q.InjectOn(1, []byte{7})
+	if err := q.Receive(b, time.Second); err != nil || b.N != 1 || b.Port[0] != 1 {
+		t.Fatalf("port: %d frames, port %d, %v", b.N, b.Port[0], err)
+	}
+	q.Transmit(b)
+	q.Wake()
+	start := time.Now()
+	if err := q.Receive(b, time.Minute); err != nil || b.N != 0 || time.Since(start) > 10*time.Second {
+		t.Fatalf("woken receive: %d, %v after %v", b.N, err, time.Since(start))
 	}
 	q.Close()
 	if err := q.Receive(b, time.Second); !errors.Is(err, ErrClosed) {

@@ -8,15 +8,19 @@ import (
 	"github.com/xvs-lb/xvs/packet"
 )
 
-// MemQueue is an in-memory Queue for tests: frames pushed with Inject are
-// received in batches, transmitted frames are collected for Sent, recycled
-// ones are counted. It is safe for one worker plus any number of injectors
-// and readers.
+// MemQueue is an in-memory Queue for tests: frames pushed with Inject (or
+// InjectOn an interface) are received in batches, transmitted frames are
+// collected for Sent (and the interface each left by for SentPorts),
+// recycled ones are counted. It is safe for one worker plus any number of
+// injectors and readers.
 type MemQueue struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
 	in       [][]byte // injected frames, each behind Headroom bytes of room
+	inPort   []uint8
 	sent     [][]byte
+	sentPort []uint8
+	woken    bool
 	closed   bool
 	link     packet.LinkType
 	rx, tx   atomic.Uint64
@@ -32,16 +36,30 @@ func NewMemQueue(lt packet.LinkType) *MemQueue {
 	return q
 }
 
-// Inject queues frames for reception (copies them, each behind Headroom
-// bytes of room).
-func (q *MemQueue) Inject(frames ...[]byte) {
+// Inject queues frames for reception on interface 0 (copies them, each
+// behind Headroom bytes of room).
+func (q *MemQueue) Inject(frames ...[]byte) { q.InjectOn(0, frames...) }
+
+// InjectOn queues frames for reception on interface port (copies them, each
+// behind Headroom bytes of room).
+func (q *MemQueue) InjectOn(port uint8, frames ...[]byte) {
 	q.mu.Lock()
 	for _, f := range frames {
 		b := make([]byte, Headroom, Headroom+len(f))
 		q.in = append(q.in, append(b, f...))
+		q.inPort = append(q.inPort, port)
 	}
 	q.mu.Unlock()
 	q.cond.Broadcast()
+}
+
+var _ Waker = (*MemQueue)(nil)
+
+// Wake implements Waker: a waiting Receive returns.
+func (q *MemQueue) Wake() {
+	q.mu.Lock()
+	q.woken = true
+	q.mu.Unlock()
 }
 
 // Receive implements Queue.
@@ -50,7 +68,8 @@ func (q *MemQueue) Receive(b *Batch, timeout time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.in) == 0 && !q.closed {
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || q.woken {
+			q.woken = false
 			b.N = 0
 			return nil
 		}
@@ -67,9 +86,11 @@ func (q *MemQueue) Receive(b *Batch, timeout time.Duration) error {
 		// Each injected frame's buffer starts with its room.
 		b.Room[i] = q.in[i][:Headroom]
 		b.Frames[i] = q.in[i][Headroom:]
+		b.Port[i] = q.inPort[i]
 		b.Send[i] = false
 	}
 	q.in = q.in[n:]
+	q.inPort = q.inPort[n:]
 	b.N = n
 	b.Link = q.link
 	q.rx.Add(uint64(n))
@@ -82,6 +103,7 @@ func (q *MemQueue) Transmit(b *Batch) error {
 	for i := range b.N {
 		if b.Send[i] {
 			q.sent = append(q.sent, b.Frames[i])
+			q.sentPort = append(q.sentPort, b.Port[i])
 			q.tx.Add(1)
 		} else {
 			q.recycled.Add(1)
@@ -95,11 +117,18 @@ func (q *MemQueue) Transmit(b *Batch) error {
 
 // Sent returns the frames transmitted so far and forgets them.
 func (q *MemQueue) Sent() [][]byte {
+	s, _ := q.SentPorts()
+	return s
+}
+
+// SentPorts returns the frames transmitted so far and the interface each
+// left by, and forgets them.
+func (q *MemQueue) SentPorts() ([][]byte, []uint8) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	s := q.sent
-	q.sent = nil
-	return s
+	s, p := q.sent, q.sentPort
+	q.sent, q.sentPort = nil, nil
+	return s, p
 }
 
 // Pending reports how many injected frames are not received yet.

@@ -10,10 +10,13 @@ import (
 	"sync"
 )
 
-// Options open a backend on an interface.
+// Options open a backend on one or more interfaces.
 type Options struct {
-	// Iface is the network interface to serve on.
-	Iface string
+	// Iface is the network interface to serve on, when there is one;
+	// Ifaces lists them when there are several (Iface is then ignored).
+	// An interface's index in the list is its port (Batch.Port).
+	Iface  string
+	Ifaces []string
 	// Queues is how many RX queues to serve (0 = all the interface has).
 	Queues int
 	// XDPMode selects the AF_XDP attach mode (the zero value: native, then
@@ -26,6 +29,21 @@ type Options struct {
 	RingSize int
 	// FrameSize is the UMEM frame size (0 = backend default).
 	FrameSize int
+}
+
+// MaxIfaces bounds the interfaces of one backend: a port is a byte in a
+// batch, and a director has two or three legs.
+const MaxIfaces = 16
+
+// Interfaces returns the interfaces to serve: Ifaces, or Iface alone.
+func (o Options) Interfaces() []string {
+	if len(o.Ifaces) > 0 {
+		return o.Ifaces
+	}
+	if o.Iface != "" {
+		return []string{o.Iface}
+	}
+	return nil
 }
 
 // XDPMode is how an XDP program is attached to the interface.

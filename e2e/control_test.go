@@ -717,8 +717,14 @@ func scrape(t *testing.T, ns, addr string) series {
 // waits for its mode line (startXVS with the caller's flags).
 func startXVSArgs(t *testing.T, l *lab.Lab, args ...string) (*balancer, error) {
 	t.Helper()
+	return startXVSIn(t, l.Balancer.NS, args...)
+}
+
+// startXVSIn is startXVSArgs in namespace ns.
+func startXVSIn(t *testing.T, ns string, args ...string) (*balancer, error) {
+	t.Helper()
 	b := &balancer{stderr: &testenv.Buffer{}, done: make(chan error, 1)}
-	b.cmd = lab.Command(context.Background(), l.Balancer.NS, xvsBinary(t), args...)
+	b.cmd = lab.Command(context.Background(), ns, xvsBinary(t), args...)
 	b.cmd.Stdout, b.cmd.Stderr = b.stderr, b.stderr
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -20,16 +20,22 @@ import (
 var tunnelCells = []struct {
 	name, mode, xdpMode string
 	v6                  bool
+	legs                int // the balancer's legs (lab.Spec.Legs; two: clients on their own leg, offloads at their defaults)
 }{
-	{"raw/ipv4", "raw", "", false},
-	{"raw/ipv6", "raw", "", true},
-	{"afxdp-native/ipv4", "afxdp", "native", false},
-	{"afxdp-native/ipv6", "afxdp", "native", true},
+	{"raw/ipv4", "raw", "", false, 1},
+	{"raw/ipv6", "raw", "", true, 1},
+	{"afxdp-native/ipv4", "afxdp", "native", false, 1},
+	{"afxdp-native/ipv6", "afxdp", "native", true, 1},
+	{"two-legs/raw/ipv6", "raw", "", true, 2},
+	{"two-legs/afxdp-native/ipv4", "afxdp", "native", false, 2},
 }
 
 // TestRootTunnels: SIPp calls through tunnelling real servers (-i, every
 // --tun-type) complete, each Call-ID on exactly one server, all servers
-// used, over IPv4 and IPv6, on AF_XDP and the raw socket. The real servers
+// used, over IPv4 and IPv6, on AF_XDP and the raw socket, with the clients
+// on the real servers' leg and on a leg of their own (the encapsulated
+// frames leave by the servers' leg, the partial checksums of the clients'
+// TX offload completed before encapsulation). The real servers
 // decapsulate with the lab's XDP decapsulator (decap_linux_test.go) and
 // answer the client directly, as for direct routing.
 func TestRootTunnels(t *testing.T) {
@@ -38,7 +44,7 @@ func TestRootTunnels(t *testing.T) {
 	testenv.Require(t, err)
 	for _, c := range tunnelCells {
 		t.Run(c.name, func(t *testing.T) {
-			l := testenv.Lab(t, lab.Spec{Clients: 1, RealServers: 3})
+			l := testenv.Lab(t, lab.Spec{Clients: 1, RealServers: 3, Legs: c.legs, KeepOffloads: c.legs == 2})
 			// Real servers as for direct routing: the VIPs on their
 			// loopback, replies straight to the client.
 			if err := l.UseDirectRouting(); err != nil {

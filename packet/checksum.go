@@ -129,3 +129,75 @@ func (p *Parsed) pseudoSum(frame []byte, l4len int) uint64 {
 	}
 	return words(addrs) + uint64(p.Proto) + uint64(l4len)&0xFFFF + uint64(l4len)>>16
 }
+
+// CompletePartialChecksum finishes a UDP or TCP checksum that the sender
+// left to transmit checksum offload, and reports whether it did.
+//
+// A host that offloads the L4 checksum (CHECKSUM_PARTIAL: veth and most
+// NICs by default) hands its driver a segment whose checksum field holds only
+// the folded sum of the pseudo-header; the device adds the segment's sum.
+// A frame that reaches the balancer that way — over veth, or from a host on
+// the same machine — would leave with that partial value, and the real server
+// or client would drop it. AF_XDP and packet sockets give no checksum status,
+// so the field itself is the sign: it equals the pseudo-header sum. A
+// complete checksum coincides with it once in 65 536 frames, and completing
+// such a one yields the same value (a complete checksum C makes the whole
+// segment sum to the complement of the pseudo-header sum, which is C), so a
+// false positive costs one sum over the segment and changes nothing.
+//
+// It looks only at an unfragmented UDP or TCP packet (a fragmented datagram's
+// checksum is computed before fragmentation) and leaves an IPv4 UDP checksum
+// of 0 ("none") alone. It must run before any rewrite of the packet's
+// addresses or ports: the incremental updates assume a complete checksum. It
+// does not allocate; for a complete checksum it costs the pseudo-header sum
+// (about ten additions).
+func (p *Parsed) CompletePartialChecksum(frame []byte) bool {
+	if p.Reason != ReasonOK || p.Fragmented || p.L4Off == 0 || p.End > len(frame) {
+		return false
+	}
+	var off int
+	switch p.Proto {
+	case ProtoUDP:
+		off = p.L4Off + udpChecksumOff
+	case ProtoTCP:
+		off = p.L4Off + tcpChecksumOff
+	default:
+		return false
+	}
+	if off+2 > p.End {
+		return false
+	}
+	field := be16(frame[off:])
+	if field == 0 && p.Proto == ProtoUDP {
+		return false // IPv4: no checksum; IPv6: invalid either way
+	}
+	seg := frame[p.L4Off:p.End]
+	if field != p.pseudoFold(frame, len(seg)) {
+		return false
+	}
+	// The field holds the pseudo-header sum, so the segment as it is sums
+	// to pseudo-header + segment: its complement is the checksum.
+	c := Checksum(seg)
+	if c == 0 && p.Proto == ProtoUDP {
+		c = 0xFFFF // RFC 768: a computed 0 is sent as all ones
+	}
+	binary.BigEndian.PutUint16(frame[off:], c)
+	return true
+}
+
+// pseudoFold is the folded pseudo-header sum for an L4 length, summed a
+// 64-bit word at a time (the addresses are 8 or 32 bytes): the per-frame
+// check of CompletePartialChecksum.
+func (p *Parsed) pseudoFold(frame []byte, l4len int) uint16 {
+	var s, c uint64
+	if p.Version == 4 {
+		s = uint64(binary.BigEndian.Uint32(frame[p.L3Off+12:])) + uint64(binary.BigEndian.Uint32(frame[p.L3Off+16:]))
+	} else {
+		a := frame[p.L3Off+8 : p.L3Off+40 : p.L3Off+40]
+		s, c = bits.Add64(binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(a[8:]), 0)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(a[16:]), c)
+		s, c = bits.Add64(s, binary.BigEndian.Uint64(a[24:]), c)
+	}
+	s, c = bits.Add64(s, uint64(p.Proto)+uint64(l4len)&0xFFFF+uint64(l4len)>>16, c)
+	return fold(s + c)
+}

@@ -218,3 +218,30 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// xvs run --start-daemon without --mcast-interface runs the sync daemon on
+// the first served interface (the first leg), whether the legs are given
+// one --iface each or comma-separated.
+func TestSyncDaemonDefaultInterface(t *testing.T) {
+	for _, args := range [][]string{
+		{"--iface", "eth7", "--iface", "eth8"},
+		{"--iface", "eth7,eth8"},
+	} {
+		cmd := runCommand()
+		var got []string
+		cmd.Action = func(c *cli.Context) error {
+			ds, err := syncDaemons(c)
+			for _, d := range ds {
+				got = append(got, d.McastIface)
+			}
+			return err
+		}
+		app := &cli.App{Name: "xvs", Commands: []*cli.Command{cmd}}
+		if err := app.Run(append(append([]string{"xvs", "run"}, args...), "--start-daemon", "master")); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0] != "eth7" {
+			t.Errorf("%v: sync daemon on %v, want eth7", args, got)
+		}
+	}
+}

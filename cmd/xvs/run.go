@@ -25,7 +25,7 @@ func runCommand() *cli.Command {
 		Name:  "run",
 		Usage: "serve the virtual services of a rules file or a keepalived.conf on a network interface",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "iface", Usage: "network interface to serve on", Required: true},
+			&cli.StringSliceFlag{Name: "iface", Usage: "network interface to serve on; for each leg of a director with several, repeat it or list them (`IF`: --iface eth0 --iface eth1, --iface eth0,eth1): frames leave by the interface the kernel routes them to", Required: true},
 			&cli.StringSliceFlag{Name: "tunnel-source", Usage: "address tunnelled (-i) packets leave from, one per family (default: the kernel's source for the route to each real server)"},
 			&cli.StringFlag{Name: "rules", Usage: "rules file in ipvsadm -S format, loaded at start"},
 			&cli.StringFlag{Name: "keepalived-conf", Usage: "keepalived.conf whose virtual servers xvs serves (beside --rules; SIGHUP or xvsadm --reload re-reads it)"},
@@ -47,7 +47,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "health-max-probes", Usage: "health probes in flight at most (0 = 64); checks are configured per service with xvsadm --health-check"},
 			&cli.BoolFlag{Name: "no-health", Usage: "run no health checks (configured checks are kept but not probed; servers stay up)"},
 			&cli.StringSliceFlag{Name: "start-daemon", Usage: "start a connection sync daemon, `master` or backup (repeatable: both run at once), as xvsadm --start-daemon does with the options below", Category: "sync daemon"},
-			&cli.StringFlag{Name: "mcast-interface", Usage: "multicast interface of the sync daemons (default: --iface)", Category: "sync daemon"},
+			&cli.StringFlag{Name: "mcast-interface", Usage: "multicast interface of the sync daemons (default: the first --iface)", Category: "sync daemon"},
 			&cli.StringFlag{Name: "syncid", Usage: "syncid of the sync daemons (0..255; a backup with 0 accepts every syncid)", Category: "sync daemon"},
 			&cli.StringFlag{Name: "sync-maxlen", Usage: "largest sync message, bytes of UDP payload (default: 1472 for a master, the interface's MTU for a backup)", Category: "sync daemon"},
 			&cli.StringFlag{Name: "mcast-group", Usage: "IPv4 or IPv6 multicast group (default 224.0.0.81; IPv6 has none)", Category: "sync daemon"},
@@ -106,7 +106,7 @@ func runDaemon(c *cli.Context) error {
 	}
 	d, err := daemon.Start(daemon.Options{
 		TunnelSources: tunSrc,
-		Iface:         c.String("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
+		Ifaces:        c.StringSlice("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
 		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
 		XDPMode: xdpMode, ZeroCopy: zeroCopy, Queues: c.Int("queues"),
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
@@ -234,8 +234,8 @@ func syncDaemons(c *cli.Context) ([]ipvsadm.Daemon, error) {
 	for _, state := range c.StringSlice("start-daemon") {
 		argv := []string{"--start-daemon", state}
 		iface := c.String("mcast-interface")
-		if iface == "" {
-			iface = c.String("iface")
+		if ifs := c.StringSlice("iface"); iface == "" && len(ifs) > 0 {
+			iface = ifs[0] // the first leg
 		}
 		argv = append(argv, "--mcast-interface", iface)
 		for _, o := range []string{"syncid", "sync-maxlen", "mcast-group", "mcast-port", "mcast-ttl"} {

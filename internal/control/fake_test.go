@@ -128,7 +128,7 @@ func (f *fake) EachConn(ctx context.Context, fn func([]table.ConnInfo) error) er
 func (f *fake) Status() Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := Status{Mode: dataplane.Mode{Backend: "test"}, Iface: "veth0", Queues: f.queues}
+	st := Status{Mode: dataplane.Mode{Backend: "test"}, Ifaces: []string{"veth0"}, Queues: f.queues}
 	for _, w := range f.workers {
 		st.Workers = append(st.Workers, w.Counters())
 		st.Templates = append(st.Templates, w.Templates().Stats())

@@ -668,6 +668,17 @@ func DirectorState(st BGPStatus) string {
 // the views of checked real servers (by their service's check or their
 // own).
 func (s *Server) addHealth(views []ipvsadm.ServiceView) {
+	if nr, ok := s.target.(NextHopReporter); ok {
+		nhs := nr.NextHops()
+		for i := range views {
+			for j := range views[i].Dests {
+				d := &views[i].Dests[j]
+				if nh, ok := nhs[d.Addr]; ok {
+					d.NextHop = nextHopNote(nh)
+				}
+			}
+		}
+	}
 	hr, ok := s.target.(HealthReporter)
 	if !ok {
 		return
@@ -687,6 +698,27 @@ func (s *Server) addHealth(views []ipvsadm.ServiceView) {
 				Failed: h.Failed, Last: h.Last, RTT: h.RTT}
 		}
 	}
+}
+
+// nextHopNote describes a real server's next hop for -L --health when its
+// frames cannot simply leave: "" when they can (resolved, or local).
+func nextHopNote(nh NextHop) string {
+	switch nh.Status {
+	case "resolved", "local":
+		return ""
+	case "unserved":
+		if nh.Iface != "" {
+			return "not reachable through a served interface (routed via " + nh.Iface + ")"
+		}
+		return "not reachable through a served interface"
+	case "no_route":
+		return "no route"
+	case "failed":
+		return "does not answer ARP/neighbour discovery on " + nh.Iface
+	case "incomplete":
+		return "resolving on " + nh.Iface
+	}
+	return nh.Status
 }
 
 // listConns writes -Lc: the header, then every worker's templates and then

@@ -49,8 +49,8 @@ const ListBatch = 8192
 
 // Status describes the data plane for listings and metrics.
 type Status struct {
-	Mode      dataplane.Mode // what the data plane runs as ("afxdp-native-zerocopy", "raw", …)
-	Iface     string
+	Mode      dataplane.Mode         // what the data plane runs as ("afxdp-native-zerocopy", "raw", …)
+	Ifaces    []string               // the served interfaces
 	Workers   []pipeline.Counters    // per worker
 	Queues    []dataplane.QueueStats // per queue (same order)
 	Templates []table.TemplateStats  // per worker
@@ -62,6 +62,24 @@ type Status struct {
 // lists states from the snapshot alone.
 type HealthReporter interface {
 	Health() map[health.Key]health.Status
+}
+
+// NextHopReporter is implemented by Targets that choose the next hop of
+// the frames they forward (the daemon): -L --health and the metrics show,
+// for each real server, where its frames go.
+type NextHopReporter interface {
+	NextHops() map[netip.Addr]NextHop
+}
+
+// NextHop is where frames to a real server go.
+type NextHop struct {
+	// Status is "resolved", "incomplete" (ARP or neighbour discovery in
+	// progress), "failed" (no answer), "unserved" (the route leaves by an
+	// interface the data plane does not serve), "no_route" or "local" (an
+	// address of this host: Local forwarding).
+	Status string
+	// Iface is the interface the route leaves by ("" without one).
+	Iface string
 }
 
 // SnapshotReporter is implemented by Targets that keep a template snapshot
@@ -251,9 +269,15 @@ var errnoErrors = []struct {
 
 // KernelMessage returns the message ipvsadm prints for a failed command:
 // the bare ipvs_strerror text ("Service already exists") when err wraps one
-// of the model's sentinels, or the strerror text of the kernel's errno,
-// else err's own text.
+// of the model's sentinels (with xvs's reason after it for a refused real
+// server address: "Invalid argument: a broadcast address cannot be a real
+// server"), or the strerror text of the kernel's errno, else err's own
+// text.
 func KernelMessage(err error) string {
+	var ae *ipvs.AddrError
+	if errors.As(err, &ae) {
+		return ae.Error()
+	}
 	for _, k := range kernelErrors {
 		if errors.Is(err, k) {
 			return k.Error()

@@ -65,7 +65,7 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 		dv := ipvsadm.DestView{
 			Addr:         d.Addr.Addr(),
 			Port:         d.Addr.Port(),
-			Forward:      d.Fwd,
+			Forward:      forward(d),
 			Tunnel:       d.Tunnel,
 			Weight:       uint32(d.Weight),
 			ActiveConns:  gauge(dc.ActiveConns),
@@ -89,6 +89,15 @@ func serviceView(svc *ipvs.Service, rates rateFunc) ipvsadm.ServiceView {
 		v.Dests = append(v.Dests, dv)
 	}
 	return v
+}
+
+// forward is the method -L shows: Local for a real server on this host
+// (IPVS's LOCALNODE), else the configured one.
+func forward(d *ipvs.Dest) ipvs.Forward {
+	if d.Local {
+		return ipvs.Local
+	}
+	return d.Fwd
 }
 
 // checkView converts a service's health check for -S and -L --health.

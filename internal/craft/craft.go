@@ -53,6 +53,11 @@ type Spec struct {
 	DF             bool   // IPv4 don't-fragment
 	// ZeroUDPChecksum sends UDP with checksum 0 ("none"; valid over IPv4 only).
 	ZeroUDPChecksum bool
+	// PartialChecksum leaves the UDP/TCP checksum as a sender using transmit
+	// checksum offload hands it to its device (Linux CHECKSUM_PARTIAL, as on
+	// veth): the folded pseudo-header sum, not complemented, with the
+	// segment's own sum left for the device to add.
+	PartialChecksum bool
 	TCPFlags        uint8  // default ACK|PSH when zero
 	Seq, Ack        uint32 // TCP sequence and acknowledgement numbers
 	Payload         []byte
@@ -206,7 +211,9 @@ func (s Spec) Segment() []byte {
 	case TCP:
 		csOff = 16
 	}
-	if csOff >= 0 {
+	if csOff >= 0 && s.PartialChecksum {
+		binary.BigEndian.PutUint16(seg[csOff:], ^Checksum(s.pseudoHeader(len(seg))))
+	} else if csOff >= 0 {
 		c := Checksum(s.pseudoHeader(len(seg)), seg)
 		if c == 0 && s.proto() == UDP {
 			c = 0xFFFF

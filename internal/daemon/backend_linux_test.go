@@ -22,6 +22,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/craft"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/lab"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/pipeline"
 	"github.com/xvs-lb/xvs/internal/rawsock"
 	"github.com/xvs-lb/xvs/internal/rules"
@@ -104,27 +105,7 @@ func labRunners(t testing.TB, l *lab.Lab, b dataplane.Backend, text string) ([]*
 	if err := rules.Read(cfg, strings.NewReader(text), "test"); err != nil {
 		t.Fatal(err)
 	}
-	macs := map[netip.Addr][6]byte{}
-	for _, h := range l.Reals {
-		mac, err := lab.MAC(h.NS, lab.HostIface)
-		if err != nil {
-			t.Fatal(err)
-		}
-		macs[h.Addr4], macs[h.Addr6] = mac, mac
-	}
-	for _, svc := range cfg.Snapshot().Services() {
-		for _, d := range svc.Dests {
-			if err := cfg.SetNextHop(svc.Key, d.Addr, macs[d.Addr.Addr()]); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	routerMAC, err := lab.MAC(l.Router.NS, l.Router.Iface)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hops := &pipeline.NextHops{}
-	hops.Set(nil, routerMAC) // the client LAN is behind the router
+	hops := labHops(t, l)
 	snap := new(atomic.Pointer[ipvs.Snapshot])
 	snap.Store(cfg.Snapshot())
 	if err := b.Update(FilterOf(snap.Load())); err != nil {
@@ -137,7 +118,7 @@ func labRunners(t testing.TB, l *lab.Lab, b dataplane.Backend, text string) ([]*
 	var runners []*Runner
 	done := make(chan error, len(queues))
 	for i, q := range queues {
-		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: snap, Templates: 1 << 12, Conns: 1 << 12, Seed: 1, Shared: shared, NextHops: hops})
+		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: snap, Templates: 1 << 12, Conns: 1 << 12, Seed: 1, Shared: shared, Hops: hops})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,6 +128,52 @@ func labRunners(t testing.TB, l *lab.Lab, b dataplane.Backend, text string) ([]*
 		go func() { done <- run.Run() }()
 	}
 	return runners, done
+}
+
+// labHops is the balancer's next-hop table, filled by hand as the
+// neighbour watcher would: the server LAN on-link on the balancer's
+// interface (port 0), the client LAN behind the router, every real
+// server's and the router's MAC.
+func labHops(t testing.TB, l *lab.Lab) *nexthop.Table {
+	t.Helper()
+	tbl, err := nexthop.New(nexthop.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ifindex int
+	var mac [6]byte
+	if err := l.Do(l.Balancer.NS, func() error {
+		ifi, err := net.InterfaceByName(lab.HostIface)
+		if err == nil {
+			ifindex = ifi.Index
+			copy(mac[:], ifi.HardwareAddr)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.SetPorts([]nexthop.PortInfo{{Name: lab.HostIface, Ifindex: ifindex, MAC: mac}}); err != nil {
+		t.Fatal(err)
+	}
+	tbl.SetRoutes([]nexthop.Route{
+		{Dst: lab.ServerNet4, Paths: []nexthop.Path{{Ifindex: ifindex}}},
+		{Dst: lab.ServerNet6, Paths: []nexthop.Path{{Ifindex: ifindex}}},
+		{Dst: netip.MustParsePrefix("0.0.0.0/0"), Paths: []nexthop.Path{{Ifindex: ifindex, Gateway: l.Router.Addr4}}},
+		{Dst: netip.MustParsePrefix("::/0"), Paths: []nexthop.Path{{Ifindex: ifindex, Gateway: l.Router.Addr6}}},
+	})
+	for _, h := range append([]lab.Host{l.Router}, l.Reals...) {
+		m, err := lab.MAC(h.NS, h.Iface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []netip.Addr{h.Addr4, h.Addr6} {
+			if _, err := tbl.SetNeighbour(ifindex, a, m, nexthop.NeighReachable); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tbl.Flush(false)
+	return tbl
 }
 
 // stopRunners closes the backend and checks that every Runner ended cleanly.
@@ -363,7 +390,7 @@ func TestRootRunnerFragmentsOutOfOrder(t *testing.T) {
 			}
 			var c pipeline.Counters
 			runners[0].Do(t.Context(), func(w *pipeline.Worker) { c = w.Counters() })
-			if c.Frag.Emitted == 0 || c.Frag.Unsent != 0 {
+			if c.Frag.Emitted == 0 || c.Unsent != 0 {
 				t.Errorf("fragment counters %+v: want copies emitted, none unsent", c.Frag)
 			}
 			stopRunners(t, b, runners, done)

@@ -1,10 +1,12 @@
 // Package daemon is the xvs load balancer at run time: it opens a data-plane
-// backend on an interface (AF_XDP, falling back to the raw socket), runs one
-// pipeline worker per queue (Runner: the loop that joins package dataplane's
-// I/O seam to the engine), owns the virtual-server configuration and
-// publishes it to the workers and, as a Filter (FilterOf), to the backend
-// atomically, resolves next hops from the kernel, and offers the control
-// plane its view (apply a command, list templates and connections, status).
+// backend on one or more interfaces (AF_XDP, falling back to the raw
+// socket), runs one pipeline worker per queue (Runner: the loop that joins
+// package dataplane's I/O seam to the engine; a queue holds RX queue i of
+// every interface), owns the virtual-server configuration and publishes it
+// to the workers and, as a Filter (FilterOf), to the backend atomically,
+// follows the kernel's routes and neighbours for the workers' next hops
+// (package neigh into a nexthop.Table), and offers the control plane its
+// view (apply a command, list templates and connections, status).
 package daemon
 
 import (
@@ -15,6 +17,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,26 +29,20 @@ import (
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/neigh"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/pipeline"
 	"github.com/xvs-lb/xvs/internal/rules"
 	"github.com/xvs-lb/xvs/pe"
 	"github.com/xvs-lb/xvs/table"
 )
 
-const (
-	// resolveInterval is how often next hops are refreshed from the
-	// kernel's tables: a real server's MAC change (failover, re-ARP) is
-	// picked up within it.
-	resolveInterval = time.Second
-	// resolveWait bounds how long a configuration change waits for the
-	// kernel to resolve a new real server, so that its first packets are not
-	// dropped as no_next_hop.
-	resolveWait = 500 * time.Millisecond
-)
-
 // Options configure a daemon.
 type Options struct {
-	Iface string
+	// Ifaces are the interfaces to serve (xvs run --iface, repeatable):
+	// the legs of the director, in port order. Iface is the same for a
+	// single interface (Ifaces wins when set).
+	Ifaces []string
+	Iface  string
 	// TunnelSources are the addresses tunnelled (-i) packets leave from,
 	// at most one per family (xvs run --tunnel-source); a family without
 	// one takes the kernel's source for the route to each real server (the
@@ -101,17 +99,20 @@ type Daemon struct {
 	cfg  *ipvs.Config
 	snap atomic.Pointer[ipvs.Snapshot]
 
-	ifaceLock *lockFile
-	snapshot  *snapshotFile // nil without Options.SnapshotFile
-	stopSave  chan struct{} // stops snapshotLoop
-	saveWG    sync.WaitGroup
+	ifaces     []string
+	ifaceLocks []*lockFile
+	snapshot   *snapshotFile // nil without Options.SnapshotFile
+	stopSave   chan struct{} // stops snapshotLoop
+	saveWG     sync.WaitGroup
 
 	runners     []*Runner
 	workers     []*pipeline.Worker
 	templateCap int // each worker's template capacity
 	shared      *table.Shared
-	nextHops    pipeline.NextHops
-	resolver    *neigh.Resolver
+	sconns      *table.SharedConns
+	hops        *nexthop.Table
+	watcher     *neigh.Watcher
+	reach       reachability
 	debug       pipeline.DebugLog
 
 	prober     *health.Prober
@@ -123,6 +124,7 @@ type Daemon struct {
 	sync syncDaemons // the connection sync daemons (sync.go)
 
 	stop    chan struct{}
+	prepare chan struct{} // a commit asks the reachability loop to resolve new real servers
 	wg      sync.WaitGroup
 	runErr  chan error
 	closing atomic.Bool
@@ -141,10 +143,23 @@ func Start(o Options) (_ *Daemon, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Iface == "" {
+	ifaces := o.Ifaces
+	if len(ifaces) == 0 && o.Iface != "" {
+		ifaces = []string{o.Iface}
+	}
+	if len(ifaces) == 0 {
 		return nil, errors.New("no interface given (--iface)")
 	}
-	d := &Daemon{opts: o, log: o.Logger, stop: make(chan struct{}), stopSave: make(chan struct{}), runErr: make(chan error, 64)}
+	if len(ifaces) > dataplane.MaxIfaces {
+		return nil, fmt.Errorf("%d interfaces: at most %d", len(ifaces), dataplane.MaxIfaces)
+	}
+	for i, a := range ifaces {
+		if slices.Contains(ifaces[:i], a) {
+			return nil, fmt.Errorf("interface %s given twice", a)
+		}
+	}
+	d := &Daemon{opts: o, log: o.Logger, ifaces: ifaces, stop: make(chan struct{}), stopSave: make(chan struct{}),
+		runErr: make(chan error, 64), prepare: make(chan struct{}, 1)}
 	var undo []func() // what start acquired, released in reverse order if it fails
 	defer func() {
 		if err != nil {
@@ -164,27 +179,35 @@ func Start(o Options) (_ *Daemon, err error) {
 func (d *Daemon) start(onFail func(release func())) error {
 	o := d.opts
 	var err error
-	if d.resolver, err = neigh.New(o.Iface); err != nil {
-		return err
-	}
 	lockDir := o.LockDir
 	if lockDir == "" {
 		lockDir = DefaultLockDir
 	}
 	if err := os.MkdirAll(lockDir, 0o700); err != nil {
-		return fmt.Errorf("interface %s: lock: %w", o.Iface, err)
+		return fmt.Errorf("interface %s: lock: %w", d.ifaces[0], err)
 	}
-	if d.ifaceLock, err = acquireLock(ifaceLockPath(lockDir, o.Iface), "interface "+o.Iface); err != nil {
-		return err
+	for _, iface := range d.ifaces {
+		lk, err := acquireLock(ifaceLockPath(lockDir, iface), "interface "+iface)
+		if err != nil {
+			return err
+		}
+		d.ifaceLocks = append(d.ifaceLocks, lk)
+		onFail(lk.release)
 	}
-	onFail(d.ifaceLock.release)
 	if o.SnapshotFile != "" {
 		if d.snapshot, err = openSnapshotFile(o.SnapshotFile); err != nil {
 			return err
 		}
 		onFail(d.snapshot.lock.release)
 	}
-	b, err := openBackend(o, d.log)
+	if d.hops, err = nexthop.New(nexthop.Options{}); err != nil {
+		return err
+	}
+	if d.watcher, err = neigh.Start(d.hops, d.ifaces, d.log); err != nil {
+		return err
+	}
+	onFail(d.watcher.Close)
+	b, err := openBackend(o, d.ifaces, d.log)
 	if err != nil {
 		return err // b may be a typed nil: it must not be closed
 	}
@@ -193,9 +216,16 @@ func (d *Daemon) start(onFail func(release func())) error {
 	onFail(closeBackend)
 	queues := d.backend.Queues()
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
-		return fmt.Errorf("%s: %d queues (want 1..%d)", o.Iface, len(queues), ipvs.MaxWorkers)
+		return fmt.Errorf("%s: %d queues (want 1..%d)", strings.Join(d.ifaces, ","), len(queues), ipvs.MaxWorkers)
 	}
-	cfg, err := ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists})
+	d.hops.SetWaker(func() {
+		for _, q := range queues {
+			if w, ok := q.(dataplane.Waker); ok {
+				w.Wake()
+			}
+		}
+	})
+	cfg, err := ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists, AddrKind: d.addrKind})
 	if err == nil && o.Rules != "" {
 		err = rules.Load(cfg, o.Rules)
 	}
@@ -207,7 +237,7 @@ func (d *Daemon) start(onFail func(release func())) error {
 		}
 	}
 	if err == nil {
-		err = d.commit(cfg, resolveWait)
+		err = d.commit(cfg)
 	}
 	if err == nil && o.Keepalived != "" {
 		err = d.loadKeepalived(o)
@@ -225,15 +255,20 @@ func (d *Daemon) start(onFail func(release func())) error {
 		if d.shared, err = table.NewShared(min(d.templateCap*len(queues), table.MaxSharedCapacity)); err != nil {
 			return err
 		}
+		// And for every worker's connections: a reply may reach any
+		// worker (another RX queue, another leg).
+		if d.sconns, err = table.NewSharedConns(min(d.ConnTableSize()*len(queues), table.MaxSharedCapacity)); err != nil {
+			return err
+		}
 	}
 	seed := maphash.Comparable(maphash.MakeSeed(), 0)
 	for i, q := range queues {
 		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &d.snap, Templates: d.templateCap, Conns: o.Conns,
-			Seed: seed, Shared: d.shared, NextHops: &d.nextHops, Debug: &d.debug})
+			Seed: seed, Shared: d.shared, SharedConns: d.sconns, Hops: d.hops, Debug: &d.debug})
 		if err != nil {
 			return err
 		}
-		r := &Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w}
+		r := &Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w, Local: &localSender{}}
 		r.Prepare()
 		d.workers = append(d.workers, w)
 		d.runners = append(d.runners, r)
@@ -265,7 +300,7 @@ func (d *Daemon) start(onFail func(release func())) error {
 		}
 	}
 	d.wg.Add(1)
-	go d.resolveLoop()
+	go d.reachLoop()
 	if !o.NoHealth {
 		d.startProber()
 	}
@@ -286,7 +321,12 @@ func (d *Daemon) start(onFail func(release func())) error {
 	}
 	d.forwarding.Store(true)
 	snap := d.snap.Load()
-	d.log.Info("data plane started", "mode", d.backend.Mode().String(), "iface", o.Iface, "workers", len(queues), "services", len(snap.Services()))
+	d.log.Info("data plane started", "mode", d.backend.Mode().String(), "iface", strings.Join(d.ifaces, ","), "workers", len(queues), "services", len(snap.Services()))
+	if im, ok := d.backend.(interface{ InterfaceModes() []dataplane.Mode }); ok && len(d.ifaces) > 1 {
+		for i, m := range im.InterfaceModes() {
+			d.log.Info("interface", "iface", d.ifaces[i], "port", i, "mode", m.String())
+		}
+	}
 	return nil
 }
 
@@ -295,13 +335,15 @@ func (d *Daemon) releaseLocks() {
 	if d.snapshot != nil {
 		d.snapshot.lock.release()
 	}
-	d.ifaceLock.release()
+	for _, lk := range d.ifaceLocks {
+		lk.release()
+	}
 }
 
 // openBackend walks the mode ladder: AF_XDP (whose own ladder is native
 // zero-copy → native copy → generic), then the raw socket.
-func openBackend(o Options, log *slog.Logger) (dataplane.Backend, error) {
-	bo := dataplane.Options{Iface: o.Iface, Queues: o.Queues, XDPMode: o.XDPMode, ZeroCopy: o.ZeroCopy}
+func openBackend(o Options, ifaces []string, log *slog.Logger) (dataplane.Backend, error) {
+	bo := dataplane.Options{Ifaces: ifaces, Queues: o.Queues, XDPMode: o.XDPMode, ZeroCopy: o.ZeroCopy}
 	switch o.Mode {
 	default:
 		b, err := dataplane.Open(o.Mode, bo)
@@ -324,17 +366,23 @@ func openBackend(o Options, log *slog.Logger) (dataplane.Backend, error) {
 }
 
 // commit validates next completely and makes it the running
-// configuration. It resolves the real servers' next hops (waiting up to wait
-// for new ones), compiles the snapshot (schedulers included) and checks that
-// the backend's filter can hold it; only then does it update the filter,
-// hand the snapshot to the workers and keep next. On any error the running
-// configuration, its snapshot and the filter stay exactly as they were, so
-// every later command works as before. Callers hold d.mu (or are Start).
-func (d *Daemon) commit(next *ipvs.Config, wait time.Duration) error {
-	d.resolveDests(next, wait)
+// configuration. It compiles the snapshot (schedulers included) and checks
+// that the backend's filter can hold it; only then does it update the
+// filter, hand the snapshot to the workers and keep next, and ask the
+// kernel to resolve the next hops of new real servers (the workers hold
+// the first frames of one that is not resolved when they arrive). On any
+// error the running configuration, its snapshot and the filter stay
+// exactly as they were, so every later command works as before. Callers
+// hold d.mu (or are Start).
+func (d *Daemon) commit(next *ipvs.Config) error {
 	s, err := next.Compile()
 	if err != nil {
 		return err
+	}
+	if tunnelled(s) && d.tunnelEgress(next, s) {
+		if s, err = next.Compile(); err != nil {
+			return err
+		}
 	}
 	f := FilterOf(s)
 	if err := d.backend.Check(f); err != nil {
@@ -349,121 +397,83 @@ func (d *Daemon) commit(next *ipvs.Config, wait time.Duration) error {
 	next.Commit()
 	d.cfg = next
 	d.snap.Store(s)
+	select {
+	case d.prepare <- struct{}{}: // the reachability loop resolves new real servers
+	default:
+	}
 	d.syncSwitches(s)
 	return nil
 }
 
-// resolveDests sets every real server's next-hop MAC in cfg from the
-// kernel's neighbour table, waiting up to wait for unresolved ones.
-func (d *Daemon) resolveDests(cfg *ipvs.Config, wait time.Duration) {
-	for _, c := range d.nextHopChanges(cfg.Snapshot(), wait) {
-		if err := cfg.SetEgress(c.svc, c.server, c.mac, c.src, c.mtu); err == nil {
-			if c.src.IsValid() {
-				d.log.Info("real server next hop", "service", c.svc.String(), "server", c.server.String(), "mac", fmtMAC(c.mac), "tunnel_source", c.src.String(), "mtu", c.mtu)
+// tunnelEgress sets in next the outer source and path MTU of every
+// tunnelling real server (Dest.Source, Dest.MTU) whose route gives others,
+// and returns whether one changed. Where the encapsulated frame leaves —
+// the interface and the MAC addresses — is the next-hop table's answer, as
+// for every frame; the source and MTU are what a tunnel needs beyond it:
+// the configured source of the server's family (xvs run --tunnel-source),
+// else the kernel's source for the route (ip_vs_tunnel_xmit's), and the
+// route's MTU. A tunnel without a source drops its frames as no_next_hop,
+// logged once per change.
+func (d *Daemon) tunnelEgress(next *ipvs.Config, s *ipvs.Snapshot) bool {
+	changed := false
+	for _, svc := range s.Services() {
+		for _, dst := range svc.Dests {
+			if dst.Fwd != ipvs.Tunnel {
+				continue
+			}
+			a := dst.Addr.Addr()
+			src, err := neigh.SourceFor(a)
+			if err != nil {
+				src = neigh.Source{}
+			}
+			for _, t := range d.opts.TunnelSources {
+				if t.Is4() == a.Is4() {
+					src.Addr = t
+				}
+			}
+			if src.Addr == dst.Source && src.MTU == dst.MTU {
+				continue
+			}
+			if next.SetEgress(svc.Key, dst.Addr, dst.NextHop, src.Addr, src.MTU) != nil {
+				continue
+			}
+			changed = true
+			if src.Addr.IsValid() {
+				d.log.Info("tunnel egress", "service", svc.Key.String(), "server", dst.Addr.String(), "tunnel_source", src.Addr.String(), "mtu", src.MTU)
 			} else {
-				d.log.Info("real server next hop", "service", c.svc.String(), "server", c.server.String(), "mac", fmtMAC(c.mac))
+				d.log.Warn("no source address for a tunnel: its packets are dropped as no_next_hop (give xvs run --tunnel-source)", "service", svc.Key.String(), "server", dst.Addr.String())
 			}
 		}
 	}
+	return changed
 }
 
-type nextHopChange struct {
-	svc    ipvs.ServiceKey
-	server netip.AddrPort
-	mac    [6]byte
-	src    netip.Addr // a tunnel's outer source
-	mtu    int        // a tunnel's path MTU
-}
-
-// nextHopChanges asks the kernel for the real servers' MACs and returns
-// those that differ from s's.
-func (d *Daemon) nextHopChanges(s *ipvs.Snapshot, wait time.Duration) []nextHopChange {
-	var addrs []netip.Addr
+// tunnelled reports whether s has a tunnelling real server.
+func tunnelled(s *ipvs.Snapshot) bool {
 	for _, svc := range s.Services() {
 		for _, dst := range svc.Dests {
-			addrs = append(addrs, dst.Addr.Addr())
-		}
-	}
-	if len(addrs) == 0 {
-		return nil
-	}
-	macs, err := d.resolver.Resolve(addrs, wait)
-	if err != nil {
-		d.log.Warn("next-hop resolution", "err", err)
-		return nil
-	}
-	var out []nextHopChange
-	for _, svc := range s.Services() {
-		for _, dst := range svc.Dests {
-			m, ok := macs[dst.Addr.Addr()]
-			c := nextHopChange{svc.Key, dst.Addr, m, dst.Source, dst.MTU}
 			if dst.Fwd == ipvs.Tunnel {
-				c.src, c.mtu = d.tunnelEgress(dst.Addr.Addr())
-			}
-			if ok && (m != dst.NextHop || c.src != dst.Source || c.mtu != dst.MTU) {
-				out = append(out, c)
-			} else if !ok && dst.NextHop == ([6]byte{}) {
-				d.log.Warn("real server not resolved yet (its packets are dropped as no_next_hop)", "service", svc.Key.String(), "server", dst.Addr.String())
+				return true
 			}
 		}
 	}
-	return out
+	return false
 }
 
-// tunnelEgress returns the outer source and the MTU of a tunnel to dst:
-// the configured source of dst's family, else the kernel's route source
-// (ip_vs_tunnel_xmit's), and the route's MTU. This is the one place the
-// egress of a tunnel is decided; an invalid source leaves the server
-// unresolved (no_next_hop), with a warning.
-func (d *Daemon) tunnelEgress(dst netip.Addr) (netip.Addr, int) {
-	rt, err := d.resolver.Route(dst)
-	if err != nil {
-		return netip.Addr{}, 0
-	}
-	for _, a := range d.opts.TunnelSources {
-		if a.Is4() == dst.Is4() {
-			rt.Src = a
-		}
-	}
-	if !rt.Src.IsValid() {
-		d.log.Warn("no source address for a tunnel (give xvs run --tunnel-source)", "server", dst.String())
-	}
-	return rt.Src, rt.MTU
-}
-
-// refreshClientHops copies the kernel's on-link neighbours and default
-// gateways into the table the workers use for client-bound frames.
-func (d *Daemon) refreshClientHops() {
-	n, err := d.resolver.Neighbors()
-	if err != nil {
+// checkTunnels follows route changes for the tunnels' sources and MTUs.
+func (d *Daemon) checkTunnels() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.snap.Load()
+	if s == nil || !tunnelled(s) {
 		return
 	}
-	gw, ok := d.resolver.DefaultGateway(netip.MustParseAddr("192.0.2.1"), n)
-	if !ok {
-		gw, _ = d.resolver.DefaultGateway(netip.MustParseAddr("2001:db8::1"), n)
+	next := d.cfg.Clone()
+	if !d.tunnelEgress(next, s) {
+		return
 	}
-	d.nextHops.Set(n, gw)
-}
-
-func (d *Daemon) resolveLoop() {
-	defer d.wg.Done()
-	t := time.NewTicker(resolveInterval)
-	defer t.Stop()
-	d.refreshClientHops()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-		}
-		d.refreshClientHops()
-		d.mu.Lock()
-		if len(d.nextHopChanges(d.snap.Load(), 0)) > 0 {
-			if err := d.commit(d.cfg.Clone(), 0); err != nil {
-				d.log.Warn("next-hop change not published", "err", err)
-			}
-		}
-		d.mu.Unlock()
+	if err := d.commit(next); err != nil {
+		d.log.Warn("tunnel egress change not published", "err", err)
 	}
 }
 
@@ -543,7 +553,7 @@ func (d *Daemon) applyAllLocked(cmds []ipvsadm.Command) error {
 			return &control.CommandError{Index: i, Err: err}
 		}
 	}
-	return d.commit(next, resolveWait)
+	return d.commit(next)
 }
 
 // Snapshot is the configuration the data plane runs now.
@@ -552,8 +562,8 @@ func (d *Daemon) Snapshot() *ipvs.Snapshot { return d.snap.Load() }
 // Mode is the backend's mode.
 func (d *Daemon) Mode() dataplane.Mode { return d.backend.Mode() }
 
-// Iface is the served interface.
-func (d *Daemon) Iface() string { return d.opts.Iface }
+// Ifaces are the served interfaces, in port order.
+func (d *Daemon) Ifaces() []string { return d.ifaces }
 
 // Workers returns each worker's counters.
 func (d *Daemon) Workers() []pipeline.Counters {
@@ -591,7 +601,7 @@ func (d *Daemon) Status() control.Status {
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
 	ts, _ := d.TemplateStats(ctx) // nil if a worker is stuck: the rest still reports
-	return control.Status{Mode: d.Mode(), Iface: d.Iface(), Workers: d.Workers(), Queues: d.Queues(),
+	return control.Status{Mode: d.Mode(), Ifaces: d.Ifaces(), Workers: d.Workers(), Queues: d.Queues(),
 		Templates: ts, ConnTable: d.ConnTableSize()}
 }
 
@@ -734,13 +744,13 @@ func (d *Daemon) Close() error {
 	}
 	d.stopSync() // the master sends what the workers queued
 	close(d.stop)
+	d.watcher.Close() // before the backend: it wakes the queues
 	err := d.backend.Close()
 	d.wg.Wait()
+	for _, r := range d.runners {
+		r.Local.Close()
+	}
 	d.releaseLocks()
 	d.log.Info("data plane stopped", "mode", d.backend.Mode().String())
 	return err
-}
-
-func fmtMAC(m [6]byte) string {
-	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
 }

@@ -282,7 +282,7 @@ func TestStartSysctls(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rulesFile := filepath.Join(t.TempDir(), "r.rules")
 	os.WriteFile(rulesFile, []byte("--sysctl expire_quiescent_template=1\n--sysctl sloppy_tcp=1\n"+testRules), 0o600)
-	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Mode: "memtest", Templates: 1024, Conns: 1024, Logger: log,
+	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Mode: "memtest", Templates: 1024, Conns: 1024, Logger: log, LockDir: t.TempDir(),
 		Sysctls: []string{"expire_nodest_conn=1", "net.ipv4.vs.sloppy_tcp=0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +292,7 @@ func TestStartSysctls(t *testing.T) {
 	if !s.ExpireQuiescentTemplate || !s.ExpireNodestConn || s.Sysctls.Get(ipvs.SloppyTCP) != 0 {
 		t.Fatalf("sysctls at start: %s %s %s", s.Sysctls.Format(ipvs.ExpireQuiescentTemplate), s.Sysctls.Format(ipvs.ExpireNodestConn), s.Sysctls.Format(ipvs.SloppyTCP))
 	}
-	_, err = Start(Options{Iface: "lo", Mode: "memtest", Logger: log, Sysctls: []string{"drop_entry=1"}})
+	_, err = Start(Options{Iface: "lo", Mode: "memtest", Logger: log, LockDir: t.TempDir(), Sysctls: []string{"drop_entry=1"}})
 	if err == nil || err.Error() != "--sysctl drop_entry=1: sysctl net.ipv4.vs.drop_entry is not supported by xvs" {
 		t.Fatalf("unsupported --sysctl: %v", err)
 	}

@@ -207,7 +207,7 @@ func TestTapQueueKeepsCopyTransmitter(t *testing.T) {
 	if !ok {
 		t.Fatal("tapQueue hides CopyTransmitter")
 	}
-	if n, err := ct.TransmitCopies([][]byte{{0x45}}); n != 1 || err != nil || len(q.Sent()) != 1 {
+	if n, err := ct.TransmitCopies(0, [][]byte{{0x45}}); n != 1 || err != nil || len(q.Sent()) != 1 {
 		t.Fatalf("TransmitCopies: %d %v", n, err)
 	}
 }

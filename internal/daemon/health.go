@@ -20,7 +20,7 @@ func (d *Daemon) startProber() {
 		Snapshot:    d.snap.Load,
 		SetHealth:   d.setHealth,
 		SetWeight:   d.setDynWeight,
-		Iface:       d.opts.Iface,
+		NextHop:     d.probeNextHop,
 		LocalAddrs:  d.tap.setAddrs,
 		MaxInFlight: d.opts.MaxProbes,
 		Logger:      d.log,
@@ -44,7 +44,7 @@ func (d *Daemon) setHealth(svc ipvs.ServiceKey, server netip.AddrPort, up bool) 
 	if err != nil || !changed {
 		return err
 	}
-	return d.commit(next, 0)
+	return d.commit(next)
 }
 
 // setDynWeight applies the weight a dynamic script check reported (w < 0:
@@ -57,7 +57,7 @@ func (d *Daemon) setDynWeight(svc ipvs.ServiceKey, server netip.AddrPort, w int)
 	if err != nil || !changed {
 		return err
 	}
-	return d.commit(next, 0)
+	return d.commit(next)
 }
 
 // Health is the health checker's view of every checked real server
@@ -120,6 +120,7 @@ func (q *tapQueue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 		b.Frames[i], b.Frames[n] = b.Frames[n], b.Frames[i]
 		b.Handles[i], b.Handles[n] = b.Handles[n], b.Handles[i]
 		b.Room[i], b.Room[n] = b.Room[n], b.Room[i]
+		b.Port[i], b.Port[n] = b.Port[n], b.Port[i]
 		b.Send[n] = false
 	}
 	if n == b.N {
@@ -137,15 +138,23 @@ func (q *tapQueue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 	return nil
 }
 
-// TransmitCopies passes the worker's extra frames (held fragments) to the
-// backend queue when it can send them (dataplane.CopyTransmitter), so that
-// the wrapper hides nothing of the queue.
-func (q *tapQueue) TransmitCopies(frames [][]byte) (int, error) {
+// TransmitCopies passes the worker's extra frames (held fragments, frames
+// that waited for a neighbour) to the backend queue when it can send them
+// (dataplane.CopyTransmitter), so that the wrapper hides nothing of the
+// queue.
+func (q *tapQueue) TransmitCopies(port uint8, frames [][]byte) (int, error) {
 	ct, ok := q.Queue.(dataplane.CopyTransmitter)
 	if !ok {
 		return 0, nil // none sent: counted as unsent, as without the wrapper
 	}
-	return ct.TransmitCopies(frames)
+	return ct.TransmitCopies(port, frames)
+}
+
+// Wake passes dataplane.Waker on to the backend queue.
+func (q *tapQueue) Wake() {
+	if w, ok := q.Queue.(dataplane.Waker); ok {
+		w.Wake()
+	}
 }
 
 // Transmit gives the held-back frames back with the batch.

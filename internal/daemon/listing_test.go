@@ -86,7 +86,7 @@ func TestListingMemoryIsBounded(t *testing.T) {
 	rulesFile := filepath.Join(dir, "r.rules")
 	os.WriteFile(rulesFile, []byte(testRules), 0o600)
 	d, err := Start(Options{Iface: "lo", Rules: rulesFile, Mode: "memtest", Queues: 1, Templates: 2 * listingTemplates,
-		Conns: 1024, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Conns: 1024, LockDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/pipeline"
+	"github.com/xvs-lb/xvs/packet"
 )
 
 // DefaultPollTimeout is how long a worker waits for frames before it runs
@@ -16,10 +17,18 @@ import (
 // progress on an idle queue, and 50 ms keeps an idle worker's wake-ups rare.
 const DefaultPollTimeout = 50 * time.Millisecond
 
+// holdPollTimeout is the wait while the worker holds frames for a
+// neighbour: the next-hop table wakes the queue when one resolves
+// (dataplane.Waker), and without that a frame waits at most this long
+// after the answer.
+const holdPollTimeout = time.Millisecond
+
 // Runner runs one pipeline worker on one queue: receive a batch, decide,
-// rewrite in place, transmit, on one locked OS thread. Frames the worker
-// emits besides the batch (held fragments, see pipeline.Worker.Emitted) go
-// out after it through dataplane.CopyTransmitter when the queue has it.
+// rewrite in place, transmit — each frame on the interface its decision
+// names (pipeline.Out), or to the host's own stack (Local) — on one locked
+// OS thread. Frames the worker emits besides the batch (held fragments,
+// frames that waited for a neighbour, see pipeline.Worker.Emitted) go out
+// after it through dataplane.CopyTransmitter when the queue has it.
 type Runner struct {
 	Queue  dataplane.Queue
 	Worker *pipeline.Worker
@@ -28,8 +37,12 @@ type Runner struct {
 	Clock func() int64
 	// PollTimeout bounds a wait for frames (0 = DefaultPollTimeout).
 	PollTimeout time.Duration
+	// Local hands frames to the host's own stack (Local real servers);
+	// nil counts them as unsent.
+	Local *localSender
 
 	requests chan request
+	local    [][]byte // this batch's frames for the host's stack
 }
 
 type request struct {
@@ -69,6 +82,7 @@ func (r *Runner) Run() error {
 	}
 	b := dataplane.NewBatch(0)
 	out := make([]pipeline.Decision, dataplane.MaxBatch)
+	r.local = make([][]byte, 0, dataplane.MaxBatch)
 	w := r.Worker
 	for {
 		select {
@@ -77,7 +91,11 @@ func (r *Runner) Run() error {
 			close(req.done)
 		default:
 		}
-		err := r.Queue.Receive(b, timeout)
+		wait := timeout
+		if w.Holding() {
+			wait = min(wait, holdPollTimeout)
+		}
+		err := r.Queue.Receive(b, wait)
 		if errors.Is(err, dataplane.ErrClosed) {
 			return nil
 		}
@@ -88,24 +106,87 @@ func (r *Runner) Run() error {
 		if b.N == 0 {
 			w.BeginBatch(now)
 			w.EndBatch()
+			if err := r.sendEmitted(b.Link); err != nil {
+				return err
+			}
 			continue
 		}
 		w.ProcessFrames(b.Frames[:b.N], b.Room[:b.N], b.Link, now, out)
 		for i := range b.N {
-			b.Send[i] = out[i].Reason.Verdict() == pipeline.Forward
-			out[i] = pipeline.Decision{} // drop references into the frames
+			d := &out[i]
+			send := d.Reason.Verdict() == pipeline.Forward
+			switch {
+			case send && d.Out.Local:
+				r.local = append(r.local, b.Frames[i])
+				send = false
+			case send && d.Out.Routed:
+				b.Port[i] = uint8(d.Out.Port)
+			}
+			b.Send[i] = send
+			*d = pipeline.Decision{} // drop references into the frames
+		}
+		if len(r.local) > 0 {
+			// Before Transmit: the frames are the backend's again after it.
+			r.toLocal(r.local, b.Link)
+			clear(r.local)
+			r.local = r.local[:0]
 		}
 		if err := r.Queue.Transmit(b); err != nil && !errors.Is(err, dataplane.ErrClosed) {
 			return err
 		}
-		if em := w.Emitted(); len(em) > 0 {
-			unsent, err := transmitEmitted(r.Queue, em)
-			w.CountUnsent(unsent)
-			if err != nil && !errors.Is(err, dataplane.ErrClosed) {
-				return err
-			}
+		if err := r.sendEmitted(b.Link); err != nil {
+			return err
 		}
 	}
+}
+
+// toLocal hands frames to the host's stack, counting those it could not.
+func (r *Runner) toLocal(frames [][]byte, link packet.LinkType) {
+	sent := 0
+	if r.Local != nil {
+		sent = r.Local.Send(frames, link)
+	}
+	r.Worker.CountUnsent(len(frames) - sent)
+}
+
+// sendEmitted sends the frames the worker emitted besides the batch: each
+// run of frames for one port with one TransmitCopies, in order; the host's
+// own ones through Local.
+func (r *Runner) sendEmitted(link packet.LinkType) error {
+	w := r.Worker
+	em, outs := w.Emitted(), w.EmittedOut()
+	if len(em) == 0 {
+		return nil
+	}
+	ct, _ := r.Queue.(dataplane.CopyTransmitter)
+	var firstErr error
+	for i := 0; i < len(em); {
+		o := outs[i]
+		j := i + 1
+		for j < len(em) && outs[j] == o {
+			j++
+		}
+		run := em[i:j]
+		i = j
+		if o.Local {
+			r.toLocal(run, link)
+			continue
+		}
+		if ct == nil {
+			w.CountUnsent(len(run))
+			continue
+		}
+		port := uint8(0)
+		if o.Routed {
+			port = uint8(o.Port)
+		}
+		n, err := ct.TransmitCopies(port, run)
+		w.CountUnsent(len(run) - n)
+		if err != nil && !errors.Is(err, dataplane.ErrClosed) && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
 }
 
 // Do runs fn on the worker's goroutine between two batches and waits for it:
@@ -127,17 +208,6 @@ func (r *Runner) Do(ctx context.Context, fn func(*pipeline.Worker)) error {
 		<-req.done
 		return ctx.Err()
 	}
-}
-
-// transmitEmitted sends the frames the worker emitted during the last batch
-// on q, or counts them as unsent when q cannot send copies.
-func transmitEmitted(q dataplane.Queue, emitted [][]byte) (unsent int, err error) {
-	ct, ok := q.(dataplane.CopyTransmitter)
-	if !ok {
-		return len(emitted), nil
-	}
-	n, err := ct.TransmitCopies(emitted)
-	return len(emitted) - n, err
 }
 
 // FilterOf derives a backend filter from a configuration snapshot: every

@@ -146,7 +146,7 @@ func TestRunnerEmitsHeldFragments(t *testing.T) {
 	if len(dst) != 1 {
 		t.Fatalf("fragments went to %v", dst)
 	}
-	if c := w.Counters(); c.Frag.Unsent != 0 {
-		t.Fatalf("unsent %d", c.Frag.Unsent)
+	if c := w.Counters(); c.Unsent != 0 {
+		t.Fatalf("unsent %d", c.Unsent)
 	}
 }

@@ -86,7 +86,7 @@ func (d *Daemon) StartSync(ctx context.Context, want ipvsadm.Daemon) error {
 		return fmt.Errorf("sync daemon: %w", ErrClosing)
 	}
 	if want.McastIface == "" {
-		want.McastIface = d.opts.Iface
+		want.McastIface = d.ifaces[0] // the first leg (xvs run --iface)
 	}
 	sw := syncpolicy.FromValues(d.snap.Load().Sysctls)
 	cfg := syncd.Config{Interface: want.McastIface, SyncID: want.SyncID, MaxLen: int(want.SyncMaxLen),

@@ -42,9 +42,15 @@ type Options struct {
 	// back to the configured weight); nil ignores dynamic weights. It is
 	// called from the prober's goroutine.
 	SetWeight func(svc ipvs.ServiceKey, server netip.AddrPort, w int) error
-	// Iface is the data-plane interface: direct-routing probes are sent on
-	// it to the VIP at the real server's MAC. "" sends them to the real
-	// server's own address instead (PathDRFallback).
+	// NextHop, if set, says where a direct-routing probe to a real server
+	// goes at layer 2 (the daemon's next-hop table): the interface index
+	// and the MAC it is sent to, at the VIP. Without it, probes go out of
+	// Iface to the real server's Dest.NextHop MAC. When neither gives one
+	// the probe goes to the real server's own address instead
+	// (PathDRFallback).
+	NextHop func(server netip.Addr) (ifindex int, mac [6]byte, ok bool)
+	// Iface is the data-plane interface for direct-routing probes without
+	// NextHop.
 	Iface string
 	// LocalAddrs, if set, is told the source addresses probes use whenever
 	// the set changes: replies to them must reach Deliver, not the data
@@ -447,7 +453,7 @@ func (p *Prober) unregister(local netip.AddrPort) {
 // rawSend returns the raw sender, opening it on first use.
 func (p *Prober) rawSend() (*rawSender, error) {
 	p.rawOnce.Do(func() {
-		if p.o.Iface == "" {
+		if p.o.Iface == "" && p.o.NextHop == nil {
 			p.rawErr = errNoIface
 			return
 		}
@@ -503,9 +509,16 @@ func (p *Prober) udpProbe(ctx context.Context, t target, server netip.AddrPort) 
 	dr := t.fwd == ipvs.Route
 	path := PathDirect
 	var raw *rawSender
+	mac, ifindex := t.nextHop, 0
+	if dr && p.o.NextHop != nil {
+		var ok bool
+		if ifindex, mac, ok = p.o.NextHop(t.server.Addr()); !ok {
+			mac = [6]byte{}
+		}
+	}
 	if dr {
 		path = PathDRFallback
-		if t.nextHop != ([6]byte{}) {
+		if mac != ([6]byte{}) {
 			if rs, err := p.rawSend(); err == nil {
 				raw, path = rs, PathDR
 			}
@@ -547,7 +560,7 @@ func (p *Prober) udpProbe(ctx context.Context, t target, server netip.AddrPort) 
 	}
 	send := func() error {
 		if raw != nil {
-			return raw.send(udpPacket(local, peer, payload), peer.Addr().Is6(), t.nextHop)
+			return raw.send(udpPacket(local, peer, payload), peer.Addr().Is6(), mac, ifindex)
 		}
 		_, err := probe.Write(payload)
 		return err

@@ -22,27 +22,36 @@ type rawSender struct {
 }
 
 func newRawSender(iface string) (*rawSender, error) {
-	ifi, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
+	ifindex := 0
+	if iface != "" {
+		ifi, err := net.InterfaceByName(iface)
+		if err != nil {
+			return nil, err
+		}
+		ifindex = ifi.Index
 	}
-	// Protocol 0: the socket receives nothing, it only sends.
+	// Protocol 0: the socket receives nothing, it only sends (on the
+	// interface each send names).
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("AF_PACKET socket on %s: %w", iface, err)
+		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
 	}
-	return &rawSender{fd: fd, ifindex: ifi.Index}, nil
+	return &rawSender{fd: fd, ifindex: ifindex}, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// send transmits an IP datagram to mac.
-func (r *rawSender) send(ipPacket []byte, v6 bool, mac [6]byte) error {
+// send transmits an IP datagram to mac on interface ifindex (0: the
+// sender's own interface).
+func (r *rawSender) send(ipPacket []byte, v6 bool, mac [6]byte, ifindex int) error {
 	proto := uint16(unix.ETH_P_IP)
 	if v6 {
 		proto = unix.ETH_P_IPV6
 	}
-	sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: r.ifindex, Halen: 6}
+	if ifindex == 0 {
+		ifindex = r.ifindex
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifindex, Halen: 6}
 	copy(sa.Addr[:], mac[:])
 	r.mu.Lock()
 	defer r.mu.Unlock()

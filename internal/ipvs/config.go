@@ -21,7 +21,26 @@ type Options struct {
 	PEExists func(name string) bool
 	// Now is the clock for the destination trash; nil means time.Now.
 	Now func() time.Time
+	// AddrKind says what an address is to the director, for the checks of
+	// a real server's address (ipvsadm -a and -e) and for Local forwarding;
+	// nil treats every address as another host's (offline tools, tests).
+	AddrKind func(netip.Addr) AddrKind
 }
+
+// AddrKind is what an address is to the director. The kernel's
+// ip_vs_new_dest accepts a real server whose address is unicast (another
+// host) or local (an address of the director: Local forwarding, IPVS's
+// LOCALNODE); xvs refuses the others at configuration time.
+type AddrKind uint8
+
+// Address kinds.
+const (
+	AddrUnicast   AddrKind = iota // another host
+	AddrLocal                     // an address of this host (127.0.0.1, a VIP on its interface…)
+	AddrBroadcast                 // 255.255.255.255, or a directed broadcast of one of its links
+	AddrMulticast
+	AddrUnusable // unspecified, or an IPv6 link-local address of another host
+)
 
 type svcEntry struct {
 	cfg      ServiceConfig
@@ -206,6 +225,70 @@ func (c *Config) normService(s ServiceConfig) (ServiceConfig, error) {
 	return s, nil
 }
 
+// AddrError refuses a real server's address: the kernel's EINVAL (ipvsadm
+// prints "Invalid argument"), with why. It wraps ErrInvalid.
+type AddrError struct{ Why string }
+
+func (e *AddrError) Error() string { return ErrInvalid.Error() + ": " + e.Why }
+
+// Unwrap returns ErrInvalid.
+func (e *AddrError) Unwrap() error { return ErrInvalid }
+
+// Refusals of a real server's address.
+var (
+	ErrBroadcastDest = &AddrError{"a broadcast address cannot be a real server"}
+	ErrMulticastDest = &AddrError{"a multicast address cannot be a real server"}
+	ErrUnusableDest  = &AddrError{"not a unicast address of a host"}
+	ErrVIPNotLocal   = &AddrError{"the virtual address is not an address of this director, so it cannot be its own real server (its packets would come straight back)"}
+	ErrLocalPort     = &AddrError{"a real server on this director (Local forwarding) gets the packets to the virtual port unchanged: give it the service's port (its replies could not be translated back)"}
+)
+
+// addrKind classifies a with the configured classifier.
+func (c *Config) addrKind(a netip.Addr) AddrKind {
+	if c.opts.AddrKind == nil {
+		return AddrUnicast
+	}
+	return c.opts.AddrKind(a)
+}
+
+// normDest validates d for service s and fills its port.
+func (c *Config) normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
+	d, err := normDest(s, d)
+	if err != nil || c.opts.AddrKind == nil {
+		return d, err // without a classifier nothing is known of the director's addresses
+	}
+	fail := func(err error) (DestConfig, error) {
+		return DestConfig{}, fmt.Errorf("%v -> %v: %w", s.Key(), d.Addr, err)
+	}
+	a := d.Addr.Addr()
+	kind := c.addrKind(a)
+	switch {
+	case kind == AddrBroadcast:
+		return fail(ErrBroadcastDest)
+	case kind == AddrMulticast:
+		return fail(ErrMulticastDest)
+	case kind == AddrUnusable:
+		return fail(ErrUnusableDest)
+	case a == s.Key().Addr && kind != AddrLocal:
+		return fail(ErrVIPNotLocal)
+	case kind == AddrLocal && s.Addr.Port() != 0 && d.Addr.Port() != s.Addr.Port():
+		return fail(ErrLocalPort)
+	}
+	return d, nil
+}
+
+// Reclassify marks every service for recompilation, so that the next
+// snapshot classifies every real server's address again (the director's
+// own addresses changed: a real server became Local, or stopped being).
+func (c *Config) Reclassify() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.services {
+		e.compiled = nil
+	}
+	c.changed()
+}
+
 // normDest validates d for service s and fills its port.
 func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 	a := d.Addr.Addr().Unmap()
@@ -216,9 +299,10 @@ func normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 		return fail(ErrInvalid)
 	}
 	if d.Fwd == Local {
-		// The kernel picks local-node forwarding itself for an address of
-		// its own; no command sends it (ipvsadm has -g, -i, -m), and the
-		// data plane has nothing to forward it with.
+		// Local forwarding is not a method one configures: as the kernel
+		// does, xvs picks it for a real server whose address is the
+		// director's own, whatever its method (Dest.Local, shown as Local
+		// by -L); no command sends it (ipvsadm has -g, -i, -m).
 		return fail(fmt.Errorf("local-node forwarding is not configurable: %w", ErrInvalid))
 	}
 	if a.Is4() != s.Addr.Addr().Is4() && d.Fwd != Tunnel {
@@ -402,7 +486,7 @@ func (c *Config) AddDest(k ServiceKey, d DestConfig) error {
 	if err != nil {
 		return err
 	}
-	if d, err = normDest(e.cfg, d); err != nil {
+	if d, err = c.normDest(e.cfg, d); err != nil {
 		return err
 	}
 	if e.dest(d.Addr) >= 0 {
@@ -449,7 +533,7 @@ func (c *Config) EditDest(k ServiceKey, d DestConfig) error {
 	if err != nil {
 		return err
 	}
-	if d, err = normDest(e.cfg, d); err != nil {
+	if d, err = c.normDest(e.cfg, d); err != nil {
 		return err
 	}
 	i := e.dest(d.Addr)

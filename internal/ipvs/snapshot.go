@@ -80,6 +80,11 @@ type Dest struct {
 	// set: the scheduler uses it instead of Weight (unless draining).
 	DynWeight    int
 	HasDynWeight bool
+	// Local is set when the real server's address is the director's own
+	// (as its classifier said at compile time): IPVS's Local forwarding.
+	// The data plane hands its packets to the host's own stack; -L shows
+	// "Local" and -S saves it as -g, as ipvsadm does.
+	Local bool
 }
 
 // SchedWeight is the weight the scheduler uses: the dynamic weight a
@@ -267,7 +272,7 @@ func (c *Config) compile(e *svcEntry) (*Service, error) {
 		down := d.down && chk != nil
 		dst := &Dest{DestConfig: d.cfg, ID: d.id, Service: svc, Stats: d.stats,
 			Down: down, Draining: d.draining, DrainWeight: d.drainWeight, Check: chk, OwnCheck: d.check != nil,
-			DynWeight: d.dynWeight, HasDynWeight: d.hasDyn}
+			DynWeight: d.dynWeight, HasDynWeight: d.hasDyn, Local: c.addrKind(d.cfg.Addr.Addr()) == AddrLocal}
 		svc.Dests[i] = dst
 		sd[i] = sched.Dest{Addr: d.cfg.Addr, Weight: dst.SchedWeight(), Down: down,
 			Upper: d.cfg.Upper, Lower: d.cfg.Lower, Load: d.stats, ID: d.seq}

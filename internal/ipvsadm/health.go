@@ -562,6 +562,11 @@ func appendHealthService(b []byte, s ServiceView, f Format, n Names) []byte {
 			b = appendCheckSummary(b, d.Check)
 			b = append(b, ']')
 		}
+		if d.NextHop != "" {
+			b = append(b, " [next hop: "...)
+			b = append(b, d.NextHop...)
+			b = append(b, ']')
+		}
 		b = append(b, '\n')
 	}
 	return b

@@ -63,6 +63,10 @@ type DestView struct {
 	// --health), when HasDynWeight.
 	DynWeight    uint32
 	HasDynWeight bool
+	// NextHop, when not empty, says why frames to the real server cannot
+	// leave (shown by --health): not reachable through a served interface,
+	// no route, no answer to ARP/neighbour discovery, resolving.
+	NextHop string
 }
 
 // ConnView is one connection or persistence template of -Lc.

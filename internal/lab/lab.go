@@ -14,6 +14,20 @@
 //	VIPs:   10.77.2.0/24 and fd77:2::/64, routed by the router to the balancer
 //	        (VIP4 10.77.2.1, VIP6 fd77:2::1)
 //
+// # Two legs
+//
+// With Spec.Legs 2 the balancer also has a leg on the client LAN: eth1,
+// 10.77.0.2 and fd77::2 ([Lab.ClientLeg]). The virtual addresses are routed
+// to it there (the clients and the router route VIPNet4/VIPNet6 via the
+// client leg), its default route is the router's client side, and the
+// server LAN stays on eth0: clients and real servers are on different legs,
+// as on a director with a public and a private side. Frames to real servers
+// must leave by eth0, NAT replies by eth1 ([Lab.Ifaces] lists both).
+//
+//	client0 ─┬─ brc ─┬─ router ─ brs ─┬─ balancer eth0 10.77.1.2
+//	client1 ─┘       └─ balancer eth1 │  real0…
+//	                    10.77.0.2      └─
+//
 // With Spec.Balancers 2 a second balancer, balancer2 (10.77.1.3,
 // fd77:1::3), sits on the server LAN beside the first, set up the same way,
 // for high-availability tests: the router still routes the VIPs to the
@@ -121,12 +135,16 @@ type Spec struct {
 	Directors int
 	// Balancers is 1 (0 means 1) or 2: a second balancer, Lab.Balancers[1].
 	Balancers int
-	// KeepOffloads leaves the veths' checksum and segmentation offloads on.
-	// By default they are switched off on every host interface: a frame a
-	// raw socket or AF_XDP receives must carry a complete checksum (with TX
-	// checksum offload, veth hands over only the pseudo-header sum), and an
-	// XDP program sees only MTU-sized frames.
+	// KeepOffloads leaves the veths' checksum and segmentation offloads on
+	// (the kernel's defaults: senders leave UDP/TCP checksums to the
+	// offload, which xvs completes). By default they are switched off on
+	// every host interface, so that every frame on the wire is complete and
+	// MTU-sized.
 	KeepOffloads bool
+	// Legs is the balancer's number of legs: 1 (0 means 1) on the server
+	// LAN only, 2 with a second one on the client LAN (see the package
+	// documentation).
+	Legs int
 }
 
 // Host is one namespace with one lab interface.
@@ -149,6 +167,13 @@ type Lab struct {
 	// Directors are the balancers of a scale-out lab (Spec.Directors > 1;
 	// Balancers holds the same hosts); nil otherwise.
 	Directors []Host
+	// ClientLeg is the balancer's leg on the client LAN when it has two
+	// (Spec.Legs 2): NS the balancer's, Iface "eth1", 10.77.0.2, fd77::2.
+	// The zero Host otherwise.
+	ClientLeg Host
+	// Ifaces are the balancer's interfaces xvs serves: HostIface, and the
+	// client leg's with two legs.
+	Ifaces []string
 	// Balancers are the balancers: Balancer, then balancer2 when the Spec
 	// asks for two.
 	Balancers []Host
@@ -204,6 +229,15 @@ func New(spec Spec) (_ *Lab, err error) {
 	if spec.Directors > 1 && spec.Balancers > 1 {
 		return nil, fmt.Errorf("lab: %d directors and %d balancers: one or the other", spec.Directors, spec.Balancers)
 	}
+	if spec.Directors > 1 && spec.Legs > 1 {
+		return nil, fmt.Errorf("lab: scale-out directors have one leg")
+	}
+	if spec.Legs == 0 {
+		spec.Legs = 1
+	}
+	if spec.Legs != 1 && spec.Legs != 2 {
+		return nil, fmt.Errorf("lab: %d legs: the balancer has 1 or 2", spec.Legs)
+	}
 	if spec.Balancers == 0 {
 		spec.Balancers = 1
 	}
@@ -253,6 +287,7 @@ func New(spec Spec) (_ *Lab, err error) {
 		}
 		l.Balancer = l.Directors[0]
 	}
+	l.Ifaces = []string{HostIface}
 	for i := range spec.Clients {
 		l.Clients = append(l.Clients, Host{Role: fmt.Sprintf("client%d", i), Iface: HostIface, Port: fmt.Sprintf("c%d", i),
 			Addr4: netip.MustParseAddr(fmt.Sprintf("10.77.0.%d", 10+i)), Addr6: netip.MustParseAddr(fmt.Sprintf("fd77::%d", 10+i))})
@@ -273,6 +308,13 @@ func New(spec Spec) (_ *Lab, err error) {
 	if err := l.sysctls(l.Router.NS, map[string]string{"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"}); err != nil {
 		return nil, err
 	}
+	// The VIPs' next hop: the balancer's server-LAN address, or its client
+	// leg (a scale-out lab's routes come from BGP instead).
+	vipVia4, vipVia6 := l.Balancer.Addr4, l.Balancer.Addr6
+	if spec.Legs == 2 {
+		l.ClientLeg = Host{Role: "balancer", Iface: "eth1", Port: "lbc", Addr4: netip.MustParseAddr("10.77.0.2"), Addr6: netip.MustParseAddr("fd77::2")}
+		vipVia4, vipVia6 = l.ClientLeg.Addr4, l.ClientLeg.Addr6
+	}
 	if spec.Directors > 1 {
 		// Scale-out: the VIP routes come from BGP; ECMP hashes on L4.
 		if err := l.sysctls(l.Router.NS, map[string]string{"net/ipv4/fib_multipath_hash_policy": "1",
@@ -281,8 +323,8 @@ func New(spec Spec) (_ *Lab, err error) {
 		}
 	} else {
 		for _, r := range [][]string{
-			{"route", "add", VIPNet4.String(), "via", l.Balancer.Addr4.String()},
-			{"-6", "route", "add", VIPNet6.String(), "via", l.Balancer.Addr6.String()},
+			{"route", "add", VIPNet4.String(), "via", vipVia4.String()},
+			{"-6", "route", "add", VIPNet6.String(), "via", vipVia6.String()},
 		} {
 			if err := l.ip(l.Router.NS, r...); err != nil {
 				return nil, err
@@ -308,7 +350,23 @@ func New(spec Spec) (_ *Lab, err error) {
 		if err := l.sysctls(b.NS, map[string]string{"net/ipv4/ip_forward": "0", "net/ipv6/conf/all/forwarding": "0"}); err != nil {
 			return nil, err
 		}
-		if err := l.defaultRoute(b.NS, l.Router.Addr4, l.Router.Addr6); err != nil {
+		gw4, gw6 := l.Router.Addr4, l.Router.Addr6
+		if i == 0 && spec.Legs == 2 {
+			l.ClientLeg.NS = b.NS
+			if err := l.plug(l.ClientLeg, "brc", 24, 64, spec.KeepOffloads); err != nil {
+				return nil, err
+			}
+			l.Ifaces = append(l.Ifaces, l.ClientLeg.Iface)
+			// A client's packets arrive on one leg and its host's answers
+			// (ping, the host check) leave by the other: no reverse-path
+			// filter.
+			if err := l.sysctls(b.NS, map[string]string{"net/ipv4/conf/all/rp_filter": "0",
+				"net/ipv4/conf/" + HostIface + "/rp_filter": "0", "net/ipv4/conf/eth1/rp_filter": "0"}); err != nil {
+				return nil, err
+			}
+			gw4, gw6 = rc.Addr4, rc.Addr6
+		}
+		if err := l.defaultRoute(b.NS, gw4, gw6); err != nil {
 			return nil, err
 		}
 	}
@@ -321,6 +379,18 @@ func New(spec Spec) (_ *Lab, err error) {
 		}
 		if err := l.defaultRoute(c.NS, rc.Addr4, rc.Addr6); err != nil {
 			return nil, err
+		}
+		if spec.Legs == 2 {
+			// Straight to the client leg, not through the router (which
+			// would forward back out where the packet came in).
+			for _, r := range [][]string{
+				{"route", "add", VIPNet4.String(), "via", vipVia4.String()},
+				{"-6", "route", "add", VIPNet6.String(), "via", vipVia6.String()},
+			} {
+				if err := l.ip(c.NS, r...); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	for i := range l.Reals {
@@ -345,7 +415,11 @@ func New(spec Spec) (_ *Lab, err error) {
 func (l *Lab) settle() error {
 	type probe struct{ from, to string }
 	var probes []probe
-	for _, h := range append(append([]Host(nil), l.Balancers...), l.Clients...) {
+	hosts := append(append([]Host(nil), l.Balancers...), l.Clients...)
+	if l.ClientLeg.NS != "" {
+		hosts = append(hosts, l.ClientLeg)
+	}
+	for _, h := range hosts {
 		probes = append(probes, probe{l.Router.NS, h.Addr4.String()}, probe{l.Router.NS, h.Addr6.String()})
 	}
 	for _, h := range append([]Host{l.Router}, l.Reals...) {

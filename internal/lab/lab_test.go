@@ -153,6 +153,36 @@ func TestRootLabCloseAndSweep(t *testing.T) {
 	}
 }
 
+// TestRootTwoLegs: the two-legged balancer has a leg on each LAN, the VIPs
+// are routed to its client leg, its default route leaves by that leg, and
+// the server LAN is on its other one: what crosses the balancer changes
+// legs.
+func TestRootTwoLegs(t *testing.T) {
+	l := newLab(t, Spec{Clients: 1, RealServers: 1, Legs: 2})
+	if len(l.Ifaces) != 2 || l.Ifaces[0] != HostIface || l.Ifaces[1] != "eth1" || l.ClientLeg.NS != l.Balancer.NS {
+		t.Fatalf("legs %v, client leg %+v", l.Ifaces, l.ClientLeg)
+	}
+	for _, c := range []struct{ ns, dst, dev string }{
+		{l.Clients[0].NS, l.VIP4.String(), "eth0"},            // client: to the VIP via the client leg…
+		{l.Router.NS, l.VIP4.String(), "eth1"},                // router: on its client side
+		{l.Balancer.NS, l.Clients[0].Addr4.String(), "eth1"},  // balancer: clients on the client leg
+		{l.Balancer.NS, l.Reals[0].Addr4.String(), HostIface}, // real servers on the other
+		{l.Balancer.NS, "203.0.113.9", "eth1"},                // default route on the client leg
+		{l.Balancer.NS, l.Clients[0].Addr6.String(), "eth1"},
+	} {
+		out, err := l.Output(c.ns, "ip", "route", "get", c.dst)
+		if err != nil || !strings.Contains(out, "dev "+c.dev) {
+			t.Errorf("%s: route to %s: %q %v, want dev %s", c.ns, c.dst, out, err, c.dev)
+		}
+	}
+	if out, err := l.Output(l.Clients[0].NS, "ip", "route", "get", l.VIP4.String()); err != nil || !strings.Contains(out, "via "+l.ClientLeg.Addr4.String()) {
+		t.Errorf("client's route to the VIP: %q %v", out, err)
+	}
+	if err := l.CheckHost(l.Clients[0]); err != nil {
+		t.Fatalf("CheckHost: %v", err)
+	}
+}
+
 // A second balancer for high-availability tests: on the server LAN beside
 // the first, reachable, with its own address; the router sends the VIPs
 // wherever RouteVIPsVia says.

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -77,7 +78,14 @@ var (
 	peFallback      = desc("pe_fallback_total", "Packets the persistence engine could not key that used client-address persistence instead.", "worker")
 	peStrict        = desc("pe_strict_drops_total", "Packets dropped because a --pe-strict engine could not key them.", "worker")
 	sharedFull      = desc("shared_index_full_total", "New template keys the cross-worker index had no room for.", "worker")
-	fragCopies      = desc("fragment_copies_total", "Held fragment copies by outcome: emitted once decided, discarded (datagram dropped or passed), timeout (a fragment was missing), evicted (table needed the entry), unsent (the queue could not transmit).", "worker", "outcome")
+	fragCopies      = desc("fragment_copies_total", "Held fragment copies by outcome: emitted once decided, discarded (datagram dropped or passed), timeout (a fragment was missing), evicted (table needed the entry).", "worker", "outcome")
+	neighHeld       = desc("neighbour_held_frames_total", "Frames that waited for their next hop's MAC (reason neighbour_held), by outcome: sent once it resolved, failed (the neighbour failed or the route went away), timeout (no answer within 3 s).", "worker", "outcome")
+	unsent          = desc("emitted_unsent_total", "Frames the worker emitted besides its batch (held fragments, frames that waited for a neighbour) that the queue could not transmit.", "worker")
+	csumCompleted   = desc("checksum_completed_total", "Frames whose UDP/TCP checksum the sender left to its transmit offload, completed before forwarding.", "worker")
+	localDelivered  = desc("local_delivered_total", "Frames handed to this host's own stack (Local real servers).", "worker")
+	sharedConnHits  = desc("shared_conn_hits_total", "NAT replies translated through the cross-worker connection index (their connection belongs to another worker: another RX queue or another interface).", "worker")
+	sharedConnFull  = desc("shared_conn_index_full_total", "New NAT connections the cross-worker connection index had no room for.", "worker")
+	destNextHop     = desc("server_next_hop", "Where frames to the real server go (always 1, status label): resolved, incomplete (ARP/ND in progress), failed (no answer), unserved (routed through an interface xvs does not serve), no_route, local (an address of this host: Local forwarding).", append(destLabels, "status", "iface")...)
 	fragEntries     = desc("fragment_entries_total", "Datagrams entered in the worker's fragment table.", "worker")
 	fragReplaced    = desc("fragment_entries_replaced_total", "Fragment-table entries reclaimed from a full bucket before they expired.", "worker")
 	fragReassembled = desc("fragment_reassembled_total", "Datagrams decided after reassembly (no key in the first fragment), by the decision's reason.", "worker", "reason")
@@ -96,7 +104,7 @@ var (
 	tmplHits      = desc("template_hits_total", "Template lookups that found a live template.", "worker")
 	queueCounters = map[string]*prometheus.Desc{}
 
-	info = desc("dataplane_info", "The data plane's backend mode and interface (always 1).", "mode", "iface")
+	info = desc("dataplane_info", "The data plane's backend mode and interfaces (always 1, one series per served interface).", "mode", "iface")
 
 	snapSaves       = desc("snapshot_saves_total", "Successful saves of the template snapshot (--snapshot), periodic and at shutdown.")
 	snapErrors      = desc("snapshot_errors_total", "Failed saves of the template snapshot (directory gone or read-only, disk full, a worker not answering); the previous snapshot is kept.")
@@ -147,6 +155,7 @@ var queueFields = []struct{ name, help string }{
 	{"rx_ring_full", "Times the receive ring was full (AF_XDP)."},
 	{"fill_ring_empty", "Times the fill ring was empty (AF_XDP)."},
 	{"tx_ring_empty", "Times the transmit ring was empty (AF_XDP)."},
+	{"cross_port_copies", "Frames sent on another interface than they arrived on by copying them (AF_XDP sockets that could not share one UMEM)."},
 }
 
 // syncMasterFields and syncBackupFields are the sync daemons' counters, in
@@ -228,6 +237,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		destDraining, healthUp, healthTransitions, healthProbes, healthRTT,
 		frames, decode, peStatus, peFallback, peStrict, sharedFull, fragCopies, fragEntries, fragReplaced, fragReassembled,
 		tunnelPackets, tunnelFragments,
+		neighHeld, unsent, csumCompleted, localDelivered, sharedConnHits, sharedConnFull, destNextHop,
 		tmplLive, tmplSynced, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
 		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
 		bgpState, bgpSent, bgpRcvd, bgpAdv, bgpRoute, bgpAnnounced, bgpDrained, bgpChanges,
@@ -260,6 +270,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var hs map[health.Key]health.Status
 	if hr, ok := c.src.(control.HealthReporter); ok {
 		hs = hr.Health()
+	}
+	var nhs map[netip.Addr]control.NextHop
+	if nr, ok := c.src.(control.NextHopReporter); ok {
+		nhs = nr.NextHops()
 	}
 	if s := c.src.Snapshot(); s != nil {
 		for _, id := range sysctl.All() {
@@ -294,6 +308,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(ch, destPersist, float64(max(ds.PersistConns, 0)), proto, name, server)
 				gauge(ch, destWeight, float64(d.Weight), proto, name, server)
 				gauge(ch, destDraining, b2f(d.Draining), proto, name, server)
+				if nh, ok := nhs[d.Addr.Addr()]; ok {
+					gauge(ch, destNextHop, 1, proto, name, server, nh.Status, nh.Iface)
+				}
 				if d.Check == nil { // neither its own check nor its service's
 					continue
 				}
@@ -310,7 +327,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	st := c.src.Status()
-	gauge(ch, info, 1, st.Mode.String(), st.Iface)
+	for _, iface := range st.Ifaces {
+		gauge(ch, info, 1, st.Mode.String(), iface)
+	}
 	for i, w := range st.Workers {
 		worker := strconv.Itoa(i)
 		for r := range pipeline.NumReasons {
@@ -329,9 +348,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, o := range []struct {
 			name string
 			v    uint64
-		}{{"emitted", f.Emitted}, {"discarded", f.Discarded}, {"timeout", f.Timeout}, {"evicted", f.Evicted}, {"unsent", f.Unsent}} {
+		}{{"emitted", f.Emitted}, {"discarded", f.Discarded}, {"timeout", f.Timeout}, {"evicted", f.Evicted}} {
 			counter(ch, fragCopies, o.v, worker, o.name)
 		}
+		counter(ch, neighHeld, w.Neigh.Sent, worker, "sent")
+		counter(ch, neighHeld, w.Neigh.Failed, worker, "failed")
+		counter(ch, neighHeld, w.Neigh.Timeout, worker, "timeout")
+		counter(ch, unsent, w.Unsent, worker)
+		counter(ch, csumCompleted, w.ChecksumCompleted, worker)
+		counter(ch, localDelivered, w.Local, worker)
+		counter(ch, sharedConnHits, w.SharedConnHits, worker)
+		counter(ch, sharedConnFull, w.SharedConnFull, worker)
 		counter(ch, fragEntries, f.Entries, worker)
 		counter(ch, fragReplaced, f.Replaced, worker)
 		for r, n := range f.Reassembled {
@@ -402,7 +429,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, q := range st.Queues {
 		queue := strconv.Itoa(i)
 		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
-			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty} {
+			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.CrossPortCopies} {
 			counter(ch, queueCounters[queueFields[j].name], v, queue)
 		}
 	}

@@ -69,7 +69,7 @@ func newSource(t *testing.T) *source {
 	w0.Tunnel = pipeline.TunnelCounters{Encapsulated: 11, Fragmented: 2, Fragments: 3}
 	w1.Reasons[pipeline.ReasonNotService] = 5
 	return &source{cfg: cfg, status: control.Status{
-		Mode: dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: true}, Iface: "eth1",
+		Mode: dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: true}, Ifaces: []string{"eth1"},
 		Workers:   []pipeline.Counters{w0, w1},
 		Queues:    []dataplane.QueueStats{{RxFrames: 20, TxFrames: 15, RxBytes: 9000}, {RxFrames: 5, Recycled: 5}},
 		Templates: []table.TemplateStats{{Live: 3, Capacity: 1024, Inserts: 4, Expired: 1, EvictedProbation: 6, Overflow: 2}, {Capacity: 1024}},

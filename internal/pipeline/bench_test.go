@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/syncd"
 	"github.com/xvs-lb/xvs/internal/syncpolicy"
 	"github.com/xvs-lb/xvs/internal/syncring"
@@ -336,6 +337,131 @@ func BenchmarkPipelineTunnel(b *testing.B) {
 			runtime.GC()
 		})
 	}
+}
+
+// BenchmarkPipelineLegs measures the NAT decision for INVITEs of 65 536 live
+// calls in 64-frame batches on a director with two legs, five ways, each
+// with its own worker:
+//
+//	static:            no next-hop table (the real servers' MACs in their
+//	                   Dests, frames leave where they came in): the
+//	                   egress cost before the table;
+//	same-leg:          the next-hop table, real servers on the client's leg;
+//	cross-leg:         the next-hop table, real servers on the other leg;
+//	cross-leg-no-csum: cross-leg without the partial-checksum check, to
+//	                   show its cost on frames with full checksums;
+//	cross-leg-partial: cross-leg, every frame with a partial checksum to
+//	                   complete.
+//
+// On a shared machine sequential sub-benchmarks meet different loads, so
+// one loop runs a batch of each in turn and times each batch: every variant
+// sees the same interference, and the ratios (cross/same, check/no-check)
+// are what to read. Each batch first restores its frames (NAT rewrites them
+// in place), in every variant alike, inside the timing.
+//
+//	go test -run '^$' -bench PipelineLegs -benchtime 20000x -count 5 ./internal/pipeline
+func BenchmarkPipelineLegs(b *testing.B) {
+	const calls = 1 << 16
+	rulesText := `
+-A -u 10.4.3.192:5060 -s mh -p 3600 -M 0.0.0.0 --pe sip -o
+-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -m
+-a -u 10.4.3.192:5060 -r 192.168.1.11:5060 -m
+-a -u 10.4.3.192:5060 -r 192.168.1.12:5060 -m
+`
+	order := callOrder(calls, 1<<16)
+	type variant struct {
+		name          string
+		leg           int // -1: no table; else the real servers' port
+		noCsum, parts bool
+		w             *Worker
+		now           int64
+		orig          []byte
+		frames        [][]byte
+		out           []Decision
+		idOff         int
+		elapsed       time.Duration
+	}
+	vs := []*variant{
+		{name: "static", leg: -1},
+		{name: "same-leg", leg: 0},
+		{name: "cross-leg", leg: 1},
+		{name: "cross-leg-no-csum", leg: 1, noCsum: true},
+		{name: "cross-leg-partial", leg: 1, parts: true},
+	}
+	for _, v := range vs {
+		l := newLabSized(b, 1, rulesText, calls+calls/4)
+		v.w, v.now = l.workers[0], l.now
+		if v.leg >= 0 {
+			tb := twoLegTable(b)
+			if v.leg == 0 {
+				tb.SetRoutes([]nexthop.Route{
+					{Dst: netip.MustParsePrefix("10.4.3.0/24"), Paths: []nexthop.Path{{Ifindex: 1}}},
+					{Dst: netip.MustParsePrefix("192.168.1.0/24"), Paths: []nexthop.Path{{Ifindex: 1}}},
+				})
+			}
+			for i := range 3 {
+				tb.SetNeighbour(1+v.leg, netip.AddrFrom4([4]byte{192, 168, 1, byte(10 + i)}), [6]byte{2, 0xaa, 0, 0, 0, byte(i)}, nexthop.NeighReachable)
+			}
+			tb.Flush(false)
+			useHops(l, tb)
+		}
+		v.w.skipCsum = v.noCsum
+		bf := newBenchFrame("10.4.3.7:5060", vip)
+		if v.parts {
+			bf.frame = craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Src: netip.MustParseAddrPort("10.4.3.7:5060"), Dst: netip.MustParseAddrPort(vip),
+				Payload: craft.SIPInvite("0000000000000000@bench.xvs.example"), PartialChecksum: true}.Build()
+		}
+		v.orig, v.idOff = append([]byte(nil), bf.frame...), bf.idOff
+		// Warm the table: every call scheduled once.
+		var d Decision
+		v.w.BeginBatch(v.now)
+		for i := range calls {
+			copy(bf.frame, v.orig)
+			bf.setCall(uint64(i))
+			v.w.Process(bf.frame, packet.LinkEthernet, &d)
+			if d.Verdict() != Forward {
+				b.Fatalf("%s: warm-up call %d: %v", v.name, i, d.Reason)
+			}
+			if i%64 == 63 {
+				v.w.EndBatch()
+				v.w.BeginBatch(v.now)
+			}
+		}
+		v.w.EndBatch()
+		v.frames = make([][]byte, MaxBatch)
+		for i := range v.frames {
+			v.frames[i] = make([]byte, len(v.orig))
+		}
+		v.out = make([]Decision, MaxBatch)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		for _, v := range vs {
+			start := time.Now()
+			for i, f := range v.frames {
+				copy(f, v.orig)
+				fb := benchFrame{frame: f, idOff: v.idOff}
+				fb.setCall(uint64(order[(n+i)&(len(order)-1)]))
+			}
+			v.w.ProcessBatch(v.frames, packet.LinkEthernet, v.now, v.out)
+			v.elapsed += time.Since(start)
+		}
+		n += MaxBatch
+	}
+	b.StopTimer()
+	per := map[string]float64{}
+	for _, v := range vs {
+		if v.out[0].Reason != ReasonTemplateHit || (v.leg >= 0 && v.out[0].Out != (Out{Port: nexthop.Port(v.leg), Routed: true})) {
+			b.Fatalf("%s: first packet of the last batch: %v %+v", v.name, v.out[0].Reason, v.out[0].Out)
+		}
+		per[v.name] = float64(v.elapsed.Nanoseconds()) / float64(n)
+		b.ReportMetric(per[v.name], v.name+"-ns/pkt")
+	}
+	b.ReportMetric(per["cross-leg"]/per["same-leg"], "cross/same")
+	b.ReportMetric(per["cross-leg"]/per["cross-leg-no-csum"], "csum-check/none")
+	b.ReportMetric(per["same-leg"]/per["static"], "table/static")
 }
 
 // BenchmarkPipelineSync is the batched warm decision (invite-dr-1M-batch64)

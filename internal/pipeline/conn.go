@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
@@ -127,6 +128,9 @@ func tcpTransition(s, flags uint8, inbound bool) uint8 {
 // TCP flags flags), moving it between the active and inactive gauges on a
 // TCP state change, and returns its state after the packet.
 func (w *Worker) connUsed(ref table.Ref, info *table.ConnInfo, dest *ipvs.Dest, flags uint8, inbound bool) uint8 {
+	if w.sconns != nil && dest.Fwd == ipvs.Masq {
+		w.refreshConn(table.ReplyHash(w.seed, info.Key.Protocol, info.Real, info.Key.Client), info.Timeout)
+	}
 	if info.Key.Protocol != protoTCP {
 		w.conns.Touch(ref, w.now)
 		return info.State
@@ -184,4 +188,30 @@ func reuseConn(snap *ipvs.Snapshot, c *table.ConnInfo, dest *ipvs.Dest) bool {
 		return mode&2 != 0 && dest != nil && dest.Fwd != ipvs.Masq
 	}
 	return false
+}
+
+// publishConn enters a new NAT connection in the shared connection index,
+// so that its replies are translated on whichever worker they arrive.
+func (w *Worker) publishConn(proto uint8, real, client, vip netip.AddrPort, dest *ipvs.Dest, timeout time.Duration) {
+	if w.sconns == nil {
+		return
+	}
+	h := table.ReplyHash(w.seed, proto, real, client)
+	if !w.sconns.Publish(h, table.SharedConn{Virtual: vip, Dest: table.DestID(dest.ID)}, w.now+int64(timeout), w.now) {
+		w.local.SharedConnFull++
+	}
+	w.crefr[h&(refreshFilterSize-1)] = h ^ uint64(w.now/refreshPeriod(timeout))
+}
+
+// refreshConn republishes a shared connection's expiry, at most
+// sharedRefreshFraction times per timeout (as refreshShared does for
+// templates).
+func (w *Worker) refreshConn(h uint64, timeout time.Duration) {
+	tag := h ^ uint64(w.now/refreshPeriod(timeout))
+	slot := &w.crefr[h&(refreshFilterSize-1)]
+	if *slot == tag {
+		return
+	}
+	*slot = tag
+	w.sconns.Refresh(h, w.now+int64(timeout), w.now)
 }

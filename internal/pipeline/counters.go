@@ -18,9 +18,23 @@ type Counters struct {
 	PE         [pe.NumStatus]uint64 // persistence-engine outcomes on inbound packets
 	PEFallback uint64               // packets the engine could not key that used normal persistence
 	SharedFull uint64               // new keys the shared index had no room for (cross-worker persistence not guaranteed for them)
-	Frag       FragCounters
-	Tunnel     TunnelCounters
-	Sync       SyncCounters // connection synchronisation (sync.go)
+	// SharedConnHits counts NAT replies translated through the shared
+	// connection index (their connection is another worker's);
+	// SharedConnFull new NAT connections it had no room for.
+	SharedConnHits, SharedConnFull uint64
+	// ChecksumCompleted counts frames whose UDP/TCP checksum the sender had
+	// left to its TX offload, completed before forwarding.
+	ChecksumCompleted uint64
+	// Local counts frames handed to the host's own stack (Local real
+	// servers; replies to clients on this host).
+	Local uint64
+	// Unsent counts emitted frames (Worker.Emitted: fragments and frames
+	// that waited for a neighbour) the queue could not transmit.
+	Unsent uint64
+	Frag   FragCounters
+	Neigh  NeighCounters
+	Tunnel TunnelCounters
+	Sync   SyncCounters // connection synchronisation (sync.go)
 }
 
 // FragCounters count what happens to fragmented datagrams beyond each
@@ -31,7 +45,6 @@ type FragCounters struct {
 	Discarded uint64 // held copies of a datagram decided drop or pass (a copy cannot be passed to the kernel)
 	Timeout   uint64 // held copies dropped because their datagram was not decided within the fragment timeout (a fragment was missing)
 	Evicted   uint64 // held copies dropped because the fragment table needed their entry for a newer datagram
-	Unsent    uint64 // emitted copies the queue could not transmit (a backend without dataplane.CopyTransmitter, or a full TX ring)
 	// Reassembled counts datagrams decided after reassembly (no key in the
 	// first fragment), by the decision's reason. They are not frames: their
 	// fragments were counted as fragment_held when they arrived.
@@ -49,8 +62,16 @@ type counterCells struct {
 	pe         [pe.NumStatus]atomic.Uint64
 	peFallback atomic.Uint64
 	sharedFull atomic.Uint64
+	scHits     atomic.Uint64
+	scFull     atomic.Uint64
+	csum       atomic.Uint64
+	local      atomic.Uint64
+	unsent     atomic.Uint64
 	frag       atomicFrag
 	tunnel     [4]atomic.Uint64 // TunnelCounters, in field order
+	nSent      atomic.Uint64
+	nFailed    atomic.Uint64
+	nTimeout   atomic.Uint64
 	sync       atomicSync
 }
 
@@ -93,8 +114,8 @@ func (a *atomicSync) load() (c SyncCounters) {
 }
 
 type atomicFrag struct {
-	emitted, discarded, timeout, evicted, unsent, entries, replaced atomic.Uint64
-	reassembled                                                     [NumReasons]atomic.Uint64
+	emitted, discarded, timeout, evicted, entries, replaced atomic.Uint64
+	reassembled                                             [NumReasons]atomic.Uint64
 }
 
 func (a *atomicFrag) store(f *FragCounters) {
@@ -102,7 +123,6 @@ func (a *atomicFrag) store(f *FragCounters) {
 	a.discarded.Store(f.Discarded)
 	a.timeout.Store(f.Timeout)
 	a.evicted.Store(f.Evicted)
-	a.unsent.Store(f.Unsent)
 	a.entries.Store(f.Entries)
 	a.replaced.Store(f.Replaced)
 	for i := range f.Reassembled {
@@ -115,7 +135,6 @@ func (a *atomicFrag) load() (f FragCounters) {
 	f.Discarded = a.discarded.Load()
 	f.Timeout = a.timeout.Load()
 	f.Evicted = a.evicted.Load()
-	f.Unsent = a.unsent.Load()
 	f.Entries = a.entries.Load()
 	f.Replaced = a.replaced.Load()
 	for i := range f.Reassembled {
@@ -129,7 +148,6 @@ func (f *FragCounters) add(b *FragCounters) {
 	f.Discarded += b.Discarded
 	f.Timeout += b.Timeout
 	f.Evicted += b.Evicted
-	f.Unsent += b.Unsent
 	f.Entries += b.Entries
 	f.Replaced += b.Replaced
 	for i := range f.Reassembled {
@@ -153,11 +171,19 @@ func (w *Worker) publish() {
 	}
 	c.peFallback.Store(l.PEFallback)
 	c.sharedFull.Store(l.SharedFull)
+	c.scHits.Store(l.SharedConnHits)
+	c.scFull.Store(l.SharedConnFull)
+	c.csum.Store(l.ChecksumCompleted)
+	c.local.Store(l.Local)
+	c.unsent.Store(l.Unsent)
 	c.frag.store(&l.Frag)
 	t := &l.Tunnel
 	for i, v := range [...]uint64{t.Encapsulated, t.Fragmented, t.Fragments, t.NoBuffer} {
 		c.tunnel[i].Store(v)
 	}
+	c.nSent.Store(l.Neigh.Sent)
+	c.nFailed.Store(l.Neigh.Failed)
+	c.nTimeout.Store(l.Neigh.Timeout)
 	c.sync.store(&l.Sync)
 }
 
@@ -178,8 +204,14 @@ func (w *Worker) Counters() Counters {
 	}
 	out.PEFallback = c.peFallback.Load()
 	out.SharedFull = c.sharedFull.Load()
+	out.SharedConnHits = c.scHits.Load()
+	out.SharedConnFull = c.scFull.Load()
+	out.ChecksumCompleted = c.csum.Load()
+	out.Local = c.local.Load()
+	out.Unsent = c.unsent.Load()
 	out.Frag = c.frag.load()
 	out.Tunnel = TunnelCounters{c.tunnel[0].Load(), c.tunnel[1].Load(), c.tunnel[2].Load(), c.tunnel[3].Load()}
+	out.Neigh = NeighCounters{Sent: c.nSent.Load(), Failed: c.nFailed.Load(), Timeout: c.nTimeout.Load()}
 	out.Sync = c.sync.load()
 	return out
 }
@@ -198,10 +230,18 @@ func (c *Counters) Add(b *Counters) {
 	}
 	c.PEFallback += b.PEFallback
 	c.SharedFull += b.SharedFull
+	c.SharedConnHits += b.SharedConnHits
+	c.SharedConnFull += b.SharedConnFull
+	c.ChecksumCompleted += b.ChecksumCompleted
+	c.Local += b.Local
+	c.Unsent += b.Unsent
 	c.Frag.add(&b.Frag)
 	c.Tunnel.Encapsulated += b.Tunnel.Encapsulated
 	c.Tunnel.Fragmented += b.Tunnel.Fragmented
 	c.Tunnel.Fragments += b.Tunnel.Fragments
 	c.Tunnel.NoBuffer += b.Tunnel.NoBuffer
+	c.Neigh.Sent += b.Neigh.Sent
+	c.Neigh.Failed += b.Neigh.Failed
+	c.Neigh.Timeout += b.Neigh.Timeout
 	c.Sync.add(&b.Sync)
 }

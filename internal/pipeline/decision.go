@@ -60,7 +60,7 @@ const (
 	ReasonPEStrict              // strict persistence engine found no key (IPVS kernel behaviour)
 	ReasonDestGone              // connection's real server was removed (expire_nodest_conn semantics)
 	ReasonUnsupportedForwarding // a forwarding method the data plane does not implement (none is: kept for safety; the configuration refuses what cannot be forwarded)
-	ReasonNoNextHop             // an Ethernet frame for a real server whose MAC is not resolved yet
+	ReasonNoNextHop             // an Ethernet frame whose next hop has no MAC: its neighbour failed to resolve (the kernel's FAILED; asked again), or, without a next-hop table, its real server has none; or a tunnel without a source address yet
 
 	ReasonFragmentFollowed  // a non-first fragment sent where its datagram's first fragment went (see frag.go)
 	ReasonFragmentHeld      // the frame is recycled but a copy waits for its datagram's decision (emitted later, see Worker.Emitted)
@@ -70,9 +70,13 @@ const (
 	ReasonICMPUnmatched     // such an ICMP error about a virtual service whose owning real server cannot be found
 	ReasonTCPNoSYN          // a TCP segment that is not a SYN (or is an RST) with no connection entry, not scheduled without sloppy_tcp (tcp_conn_schedule)
 
-	ReasonTunnelICMPTooBig // for a tunnel but too large for it (DF, or IPv6): answered with ICMP fragmentation needed / packet too big carrying the tunnel's MTU, the frame sent back to the client as that error
-	ReasonTunnelTooBig     // for a tunnel but too large for it and no ICMP error due (a non-first IPv6 fragment, an ICMP message, a tunnel MTU below the outer family's minimum, no fragment buffer)
-	ReasonNoHeadroom       // for a tunnel, but the backend left no room in front of the frame for the outer headers
+	ReasonTunnelICMPTooBig  // for a tunnel but too large for it (DF, or IPv6): answered with ICMP fragmentation needed / packet too big carrying the tunnel's MTU, the frame sent back to the client as that error
+	ReasonTunnelTooBig      // for a tunnel but too large for it and no ICMP error due (a non-first IPv6 fragment, an ICMP message, a tunnel MTU below the outer family's minimum, no fragment buffer)
+	ReasonNoHeadroom        // for a tunnel, but the backend left no room in front of the frame for the outer headers
+	ReasonNoEgress          // the destination (real server or client) is routed through no interface xvs serves, or not routed at all; the frame is unchanged
+	ReasonNeighbourHeld     // the frame is recycled but a copy waits for its next hop's MAC (ARP, neighbour discovery): emitted when it resolves (Worker.Emitted)
+	ReasonNeighbourOverflow // a frame that had to wait for its next hop found no room (hold buffer full, NeighHoldPerHop for that next hop, or a frame over NeighSlotBytes)
+	ReasonLocalUnowned      // a Local real server (an address of this host) for a virtual address the host does not own: the kernel would route it out again
 	NumReasons
 )
 
@@ -109,6 +113,10 @@ var reasons = [NumReasons]struct {
 	ReasonTunnelICMPTooBig:       {"tunnel_icmp_too_big", Forward},
 	ReasonTunnelTooBig:           {"tunnel_too_big", Drop},
 	ReasonNoHeadroom:             {"no_headroom", Drop},
+	ReasonNoEgress:               {"no_egress", Drop},
+	ReasonNeighbourHeld:          {"neighbour_held", Drop},
+	ReasonNeighbourOverflow:      {"neighbour_overflow", Drop},
+	ReasonLocalUnowned:           {"local_unowned", Drop},
 }
 
 func (r Reason) String() string {
@@ -157,6 +165,9 @@ type Decision struct {
 	// Hold identifies the copy kept of a frame decided fragment_held
 	// (non-zero, unique per worker); Worker.Released reports its end.
 	Hold uint64
+	// Out is where a forwarded frame leaves: a port of the next-hop table,
+	// or the host's own stack (Local), or (zero) where it came in.
+	Out Out
 }
 
 // Verdict returns the decision's verdict.

@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
 )
@@ -237,14 +238,15 @@ func (t *fragTable) freeSlot(i int32) {
 }
 
 // Emitted returns the frames the worker produced besides its input during
-// the last batch: held copies of fragments whose datagram was decided, each
+// the last batch (and at the start of this one): held copies of fragments
+// whose datagram was decided, frames that waited for their next hop, each
 // rewritten, and the outer fragments of tunnelled datagrams too large for
-// the egress MTU after the first (tunnel.go), each to be sent on the queue
-// the batch came from. They belong to
-// the worker and stay valid until the next BeginBatch (ProcessBatch calls
-// it); a backend copies them into its own memory (see
+// the egress MTU after the first (tunnel.go); EmittedOut says where each
+// leaves. They belong to the worker and stay valid until the next
+// BeginBatch (ProcessBatch calls it); a backend copies them into its own
+// memory (see
 // dataplane.CopyTransmitter). Most batches emit nothing.
-func (w *Worker) Emitted() [][]byte { return w.emit }
+func (w *Worker) Emitted() [][]byte { return w.emitted }
 
 // Fate is what became of a held copy (see Release).
 type Fate uint8
@@ -303,8 +305,11 @@ func (w *Worker) release(i int32, f Fate, d *Decision) {
 	}
 }
 
+// EmittedOut says where each of Emitted's frames leaves.
+func (w *Worker) EmittedOut() []Out { return w.emittedOut }
+
 // CountUnsent records n emitted frames that the queue could not transmit.
-func (w *Worker) CountUnsent(n int) { w.local.Frag.Unsent += uint64(n) }
+func (w *Worker) CountUnsent(n int) { w.local.Unsent += uint64(n) }
 
 // releaseEmitted gives the slots of the last batch's emitted copies back.
 func (w *Worker) releaseEmitted() {
@@ -313,9 +318,12 @@ func (w *Worker) releaseEmitted() {
 		t.freeSlot(i)
 	}
 	t.emitted = t.emitted[:0]
-	clear(w.emit)
-	w.emit = w.emit[:0]
+	clear(w.emitted)
+	w.emitted = w.emitted[:0]
+	w.emittedOut = w.emittedOut[:0]
 	w.tun.used = 0
+	w.neigh.free = append(w.neigh.free, w.heldEmitted...)
+	w.heldEmitted = w.heldEmitted[:0]
 }
 
 // fragLookup returns the live entry for k, or nil. An expired entry met on
@@ -500,42 +508,31 @@ func (w *Worker) followRewrite(room, frame []byte, p *packet.Parsed, e *fragEntr
 	if dest == nil {
 		return frame, room, ReasonDestGone
 	}
-	if !e.reply && dest.Fwd == ipvs.Tunnel {
-		out, left, r := w.encap(room, frame, p, dest, false)
-		if r != 0 {
-			return out, left, r
-		}
-		n := p.End - p.L3Off
-		dest.Stats.Worker(w.id).In(n)
-		dest.Service.Stats.Worker(w.id).In(n)
-		d.Service, d.Dest, d.Real = dest.Service, dest, e.real
-		return out, left, ReasonFragmentFollowed
-	}
-	eth := p.Link == packet.LinkEthernet
-	var mac [6]byte
-	if !e.reply {
-		if eth && dest.NextHop == ([6]byte{}) {
-			return frame, room, ReasonNoNextHop
-		}
-		mac = dest.NextHop
-		if dest.Fwd == ipvs.Masq && !p.SetDst(frame, e.real.Addr(), 0) {
-			return frame, room, ReasonMalformed
-		}
+	var eg egress
+	if e.reply {
+		eg = w.egressTo(p, p.Dst, [6]byte{}, false)
 	} else {
-		l2 := eth && w.nextHops.Configured()
-		if l2 {
-			var ok bool
-			if mac, ok = w.nextHops.Lookup(p.Dst); !ok {
-				return frame, room, ReasonNoNextHop
-			}
-		}
-		eth = l2
+		eg = w.egressTo(p, dest.Addr.Addr(), dest.NextHop, true)
+	}
+	if r := eg.refusal(); r != 0 {
+		return frame, room, r
+	}
+	local := eg.st == nexthop.Local
+	out, left = frame, room
+	switch {
+	case e.reply:
 		if !p.SetSrc(frame, e.vip.Addr(), 0) {
 			return frame, room, ReasonMalformed
 		}
-	}
-	if eth {
-		packet.ForwardMAC(frame, mac)
+	case local:
+	case dest.Fwd == ipvs.Tunnel:
+		if out, left, r = w.encap(room, frame, p, dest, false, &eg, d); r != 0 {
+			return out, left, r
+		}
+	case dest.Fwd == ipvs.Masq:
+		if !p.SetDst(frame, e.real.Addr(), 0) {
+			return frame, room, ReasonMalformed
+		}
 	}
 	n := p.End - p.L3Off
 	if e.reply {
@@ -548,7 +545,12 @@ func (w *Worker) followRewrite(room, frame []byte, p *packet.Parsed, e *fragEntr
 	d.Service = dest.Service
 	d.Dest = dest
 	d.Real = e.real
-	return frame, room, ReasonFragmentFollowed
+	if local {
+		d.Out.Local = true
+		w.local.Local++
+		return out, left, ReasonFragmentFollowed
+	}
+	return out, left, w.send(out, &eg, ReasonFragmentFollowed, d)
 }
 
 // hold copies an early fragment (or a first fragment without a key) into
@@ -681,6 +683,12 @@ func (w *Worker) fragFinish(s *slot, d *Decision, r Reason) {
 		w.frag.waiting--
 	}
 	e.state = fragDecided
+	r0 := r
+	if r == ReasonNeighbourHeld {
+		// The first fragment waits for its next hop: the datagram is
+		// forwarded, and its later fragments follow (or wait too).
+		r = ReasonFragmentFollowed
+	}
 	e.reason = r
 	e.dest = 0
 	if d.Dest != nil {
@@ -699,27 +707,30 @@ func (w *Worker) fragFinish(s *slot, d *Decision, r Reason) {
 		if s.reasm != nil {
 			first = s.firstHeld
 		}
-		w.fragFlush(e, first, d)
+		w.fragFlush(e, first, d, r0)
 	}
 }
 
 // fragFlush sends (or discards) the copies held for a datagram just decided
 // (d: its first fragment's decision). first is the held first fragment of a
 // datagram decided after reassembly (-1 for none): decided and rewritten
-// already.
-func (w *Worker) fragFlush(e *fragEntry, first int32, d *Decision) {
+// already, with reason firstR (neighbour_held: copied again for its next
+// hop).
+func (w *Worker) fragFlush(e *fragEntry, first int32, d *Decision, firstR Reason) {
 	t := &w.frag
 	var q packet.Parsed
-	var dd Decision
 	for i := e.held; i >= 0; {
 		next := t.slots[i].next
 		b := t.slotBuf(i)
 		var r Reason
-		dd = Decision{Proto: e.key.proto, Src: netip.AddrPortFrom(e.key.src, 0), Dst: netip.AddrPortFrom(e.key.dst, 0)}
+		dd := Decision{Proto: e.key.proto, Src: netip.AddrPortFrom(e.key.src, 0), Dst: netip.AddrPortFrom(e.key.dst, 0)}
 		switch {
+		case i == first && firstR == ReasonNeighbourHeld:
+			r = firstR // copied for its next hop already
+			dd = *d
 		case i == first:
 			r = e.reason // the first fragment, decided and rewritten already
-			dd = *d      // and its decision is the datagram's
+			dd = *d      // and its decision is the datagram's (and its Out)
 			if r.Verdict() == Forward {
 				r = ReasonFragmentFollowed
 			}
@@ -734,12 +745,16 @@ func (w *Worker) fragFlush(e *fragEntry, first int32, d *Decision) {
 			b, _, r = w.followRewrite(t.slotRoom(i), b, &q, e, &dd)
 			dd.Reason = r
 		}
-		if r == ReasonFragmentFollowed {
+		switch r {
+		case ReasonFragmentFollowed:
 			w.release(i, FateSent, &dd)
 			t.emitted = append(t.emitted, i)
-			w.emit = append(w.emit, b)
+			w.emit(b, dd.Out)
 			w.local.Frag.Emitted++
-		} else {
+		case ReasonNeighbourHeld:
+			w.release(i, FateSent, &dd) // it leaves once its next hop answers (NeighCounters)
+			t.freeSlot(i)
+		default:
 			w.release(i, FateDiscarded, &dd)
 			t.freeSlot(i)
 			w.local.Frag.Discarded++

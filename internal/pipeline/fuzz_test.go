@@ -209,6 +209,9 @@ func fuzzDecision(t *testing.T, data []byte) {
 			a.EndBatch()
 			checkFuzzFrame(t, i, in, fr, &decA[i])
 			outA[i] = fr
+			if len(a.EmittedOut()) != len(a.Emitted()) {
+				t.Fatalf("frame %d: %d emitted frames, %d egresses", i, len(a.Emitted()), len(a.EmittedOut()))
+			}
 			for _, e := range a.Emitted() {
 				var p packet.Parsed
 				if p.Decode(e, packet.LinkEthernet) != packet.ReasonNonFirstFragment && !(p.Reason == packet.ReasonOK && p.Fragmented) && !tunnelled(&p) {
@@ -234,6 +237,9 @@ func fuzzDecision(t *testing.T, data []byte) {
 		}
 		decB := make([]Decision, len(frames))
 		b.ProcessFrames(outB, roomB, packet.LinkEthernet, now, decB)
+		if len(b.EmittedOut()) != len(b.Emitted()) {
+			t.Fatalf("one batch: %d emitted frames, %d egresses", len(b.Emitted()), len(b.EmittedOut()))
+		}
 		var emitB [][]byte
 		for _, e := range b.Emitted() {
 			emitB = append(emitB, unID(bytes.Clone(e)))

@@ -37,6 +37,7 @@ import (
 	"net/netip"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/sched"
 	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
@@ -66,36 +67,42 @@ func (w *Worker) icmp(frame []byte, s *slot, d *Decision) Reason {
 	}
 	n := p.End - p.L3Off
 	switch dest.Fwd {
-	case ipvs.Masq, ipvs.Route:
-	case ipvs.Tunnel:
+	case ipvs.Masq, ipvs.Route, ipvs.Tunnel:
+	default:
+		return ReasonUnsupportedForwarding
+	}
+	eg := w.egressTo(p, dest.Addr.Addr(), dest.NextHop, true)
+	if r := eg.refusal(); r != 0 {
+		return r
+	}
+	local := eg.st == nexthop.Local
+	out := frame
+	switch {
+	case local:
+	case dest.Fwd == ipvs.Tunnel:
 		// ip_vs_icmp_xmit: a tunnel's ICMP goes through its transmitter,
 		// encapsulated like the flow's packets.
-		out, left, r := w.encap(s.room, frame, p, dest, true)
+		var left []byte
+		var r Reason
+		out, left, r = w.encap(s.room, frame, p, dest, true, &eg, d)
 		s.out, s.left = out, left
 		if r != 0 {
 			return r
 		}
-		dest.Stats.Worker(w.id).In(n)
-		svc.Stats.Worker(w.id).In(n)
-		d.Dest, d.Real = dest, real
-		return ReasonICMPForwarded
-	default:
-		return ReasonUnsupportedForwarding
-	}
-	eth := p.Link == packet.LinkEthernet
-	if eth && dest.NextHop == ([6]byte{}) {
-		return ReasonNoNextHop
-	}
-	if dest.Fwd == ipvs.Masq && !e.RewriteToReal(frame, p, real.Addr(), real.Addr(), real.Port()) {
-		return ReasonMalformed
-	}
-	if eth {
-		packet.ForwardMAC(frame, dest.NextHop)
+	case dest.Fwd == ipvs.Masq:
+		if !e.RewriteToReal(frame, p, real.Addr(), real.Addr(), real.Port()) {
+			return ReasonMalformed
+		}
 	}
 	dest.Stats.Worker(w.id).In(n)
 	svc.Stats.Worker(w.id).In(n)
 	d.Dest, d.Real = dest, real
-	return ReasonICMPForwarded
+	if local {
+		d.Out.Local = true // the host's own stack takes it to its socket
+		w.local.Local++
+		return ReasonICMPForwarded
+	}
+	return w.send(out, &eg, ReasonICMPForwarded, d)
 }
 
 // icmpOwner finds the real server that sent the reply e quotes (see the

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/sched"
-	"github.com/xvs-lb/xvs/packet"
 	"github.com/xvs-lb/xvs/pe"
 	"github.com/xvs-lb/xvs/table"
 )
@@ -88,6 +88,9 @@ func (w *Worker) inbound(frame []byte, s *slot, d *Decision) Reason {
 		cref, res := w.conns.Insert(&w.ck, real, table.DestID(dest.ID), state, timeout, tref, w.now)
 		switch res {
 		case table.Inserted:
+			if dest.Fwd == ipvs.Masq {
+				w.publishConn(p.Proto, real, d.Src, d.Dst, dest, timeout)
+			}
 			if state == tcpEstablished {
 				c.AddActive(1)
 			} else {
@@ -257,35 +260,49 @@ func (w *Worker) forward(frame []byte, s *slot, dest *ipvs.Dest, real netip.Addr
 	p := &s.p
 	n := p.End - p.L3Off
 	switch dest.Fwd {
-	case ipvs.Masq, ipvs.Route:
-	case ipvs.Tunnel:
-		out, left, r := w.encap(s.room, frame, p, dest, false)
+	case ipvs.Masq, ipvs.Route, ipvs.Tunnel:
+	default:
+		return ReasonUnsupportedForwarding
+	}
+	eg := w.egressTo(p, dest.Addr.Addr(), dest.NextHop, true)
+	if r := eg.refusal(); r != 0 {
+		return r // before any rewrite: the frame is unchanged
+	}
+	local := eg.st == nexthop.Local
+	if local {
+		// A real server on this host (IPVS's Local forwarding, whatever
+		// its configured method): the frame goes to the host's own stack
+		// as it came, to the virtual address, which the host must own, or
+		// the kernel would route it straight out again.
+		if v := w.egressTo(p, p.Dst, [6]byte{}, false); v.st != nexthop.Local {
+			return ReasonLocalUnowned
+		}
+	}
+	w.completeChecksum(frame, p)
+	out := frame
+	switch {
+	case local:
+	case dest.Fwd == ipvs.Tunnel:
+		var left []byte
+		var r Reason
+		out, left, r = w.encap(s.room, frame, p, dest, false, &eg, d)
 		s.out, s.left = out, left
 		if r != 0 {
 			return r
 		}
-		dest.Stats.Worker(w.id).In(n)
-		s.svc.Stats.Worker(w.id).In(n)
-		d.Dest, d.Real = dest, real
-		return reason
-	default:
-		return ReasonUnsupportedForwarding
-	}
-	eth := p.Link == packet.LinkEthernet
-	if eth && dest.NextHop == ([6]byte{}) {
-		// Sending it on would hand it back to our own MAC. (Checked before
-		// any rewrite: the frame leaves unchanged.)
-		return ReasonNoNextHop
-	}
-	if dest.Fwd == ipvs.Masq && !p.SetDst(frame, real.Addr(), real.Port()) {
-		return ReasonMalformed
-	}
-	if eth {
-		packet.ForwardMAC(frame, dest.NextHop)
+	case dest.Fwd == ipvs.Masq:
+		if !p.SetDst(frame, real.Addr(), real.Port()) {
+			return ReasonMalformed
+		}
 	}
 	dest.Stats.Worker(w.id).In(n)
 	s.svc.Stats.Worker(w.id).In(n)
 	d.Dest = dest
 	d.Real = real
-	return reason
+	if local {
+		d.Out.Local = true
+		w.local.Local++
+		return reason
+	}
+	return w.send(out, &eg, reason, d)
 }

@@ -633,36 +633,3 @@ func TestExpireNodestConn(t *testing.T) {
 		}
 	}
 }
-
-// NAT replies leave towards the client's MAC (an on-link neighbour) or the
-// default gateway; without either they are dropped unchanged.
-func TestReplyNextHops(t *testing.T) {
-	l := newLab(t, 1, "-A -u 10.4.3.192:5060 -s rr\n-a -u 10.4.3.192:5060 -r 192.168.1.10:5060 -m\n")
-	var nh NextHops
-	l.workers[0].nextHops = &nh
-	clientMAC2 := [6]byte{2, 0xcc, 0, 0, 0, 7}
-	gw := [6]byte{2, 0x99, 0, 0, 0, 1}
-	d1, _ := l.send(0, sip("10.4.3.7:5062", vip, craft.SIPInvite("a")))
-	reply := func(dst string) craft.Spec {
-		return craft.Spec{SrcMAC: [6]byte{2, 0xaa, 0, 0, 0, 1}, DstMAC: lbMAC, Src: d1.Real, Dst: netip.MustParseAddrPort(dst), Payload: craft.SIP200OK("a")}
-	}
-	nh.Set(map[netip.Addr][6]byte{netip.MustParseAddr("10.4.3.7"): clientMAC2}, [6]byte{})
-	in := reply("10.4.3.7:5062")
-	d, out := l.send(0, in.Build())
-	want := in
-	want.Src, want.SrcMAC, want.DstMAC = netip.MustParseAddrPort(vip), lbMAC, clientMAC2
-	if d.Reason != ReasonNATReply || diffFrames(out, want.Build()) != "" {
-		t.Fatalf("on-link client: %v %s", d.Reason, diffFrames(out, want.Build()))
-	}
-	// A client that is not a neighbour: no gateway → dropped unchanged; with one → the gateway.
-	l.send(0, sip("198.51.100.9:5062", vip, craft.SIPInvite("b")))
-	far := reply("198.51.100.9:5062").Build()
-	orig := append([]byte(nil), far...)
-	if d, out := l.send(0, far); d.Reason != ReasonNoNextHop || diffFrames(out, orig) != "" {
-		t.Fatalf("no route: %v", d.Reason)
-	}
-	nh.Set(nil, gw)
-	if d, out := l.send(0, reply("198.51.100.9:5062").Build()); d.Reason != ReasonNATReply || [6]byte(out[0:6]) != gw {
-		t.Fatalf("via gateway: %v to %x", d.Reason, out[0:6])
-	}
-}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
-	"github.com/xvs-lb/xvs/packet"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/pe"
 	"github.com/xvs-lb/xvs/table"
 )
@@ -29,6 +29,11 @@ func (w *Worker) fromRealServer(frame []byte, s *slot, d *Decision) Reason {
 				w.tmpl.SetAssured(info.Template)
 			}
 			return w.reply(frame, s, dest, info.Key.Virtual, ReasonNATReply, d)
+		}
+	}
+	if w.sconns != nil {
+		if r, ok := w.sharedReply(frame, s, d); ok {
+			return r
 		}
 	}
 	for _, svc := range w.v.natServers[d.Src] {
@@ -107,6 +112,7 @@ func (w *Worker) serverOut(frame []byte, s *slot, svc *ipvs.Service, d *Decision
 			w.tmpl.Hold(ref)
 		}
 		if cref, res := w.conns.Insert(&w.ck, d.Src, id, state, ctimeout, ref, w.now); res == table.Inserted {
+			w.publishConn(p.Proto, d.Src, d.Dst, svc.Addr, dest, ctimeout)
 			c.AddInactive(1)
 			if w.sync.out != nil {
 				w.syncConn(cref, &w.ck, d.Src, dest, state, table.Ref{})
@@ -123,25 +129,47 @@ func (w *Worker) serverOut(frame []byte, s *slot, svc *ipvs.Service, d *Decision
 // counts it as outgoing.
 func (w *Worker) reply(frame []byte, s *slot, dest *ipvs.Dest, vip netip.AddrPort, reason Reason, d *Decision) Reason {
 	p := &s.p
-	var mac [6]byte
-	l2 := p.Link == packet.LinkEthernet && w.nextHops.Configured()
-	if l2 {
-		var ok bool
-		if mac, ok = w.nextHops.Lookup(p.Dst); !ok {
-			return ReasonNoNextHop // before any rewrite: the frame is unchanged
-		}
+	eg := w.egressTo(p, p.Dst, [6]byte{}, false)
+	if r := eg.refusal(); r != 0 {
+		return r // before any rewrite: the frame is unchanged
 	}
+	w.completeChecksum(frame, p)
 	if !p.SetSrc(frame, vip.Addr(), vip.Port()) {
 		return ReasonMalformed
 	}
 	s.vip = vip
-	if l2 {
-		packet.ForwardMAC(frame, mac)
-	}
 	n := p.End - p.L3Off
 	dest.Stats.Worker(w.id).Out(n)
 	dest.Service.Stats.Worker(w.id).Out(n)
 	d.Dest = dest
 	d.Real = d.Src
-	return reason
+	if eg.st == nexthop.Local {
+		d.Out.Local = true // a client on this host
+		w.local.Local++
+		return reason
+	}
+	return w.send(frame, &eg, reason, d)
+}
+
+// sharedReply translates a NAT reply whose connection another worker holds
+// (table.SharedConns): reply tuples hash to other RX queues, and on a
+// director with several legs to another interface's queues.
+func (w *Worker) sharedReply(frame []byte, s *slot, d *Decision) (Reason, bool) {
+	p := &s.p
+	h := table.ReplyHash(w.seed, p.Proto, d.Src, d.Dst)
+	c, ok := w.sconns.Get(h, w.now)
+	if !ok {
+		return 0, false
+	}
+	dest := w.v.snap.Dest(ipvs.DestID(c.Dest))
+	if dest == nil || dest.Fwd != ipvs.Masq || dest.Addr.Addr() != d.Src.Addr() {
+		return 0, false
+	}
+	w.local.SharedConnHits++
+	st := stateUDP
+	if p.Proto == protoTCP {
+		st = tcpEstablished
+	}
+	w.refreshConn(h, w.timeout(st))
+	return w.reply(frame, s, dest, c.Virtual, ReasonNATReply, d), true
 }

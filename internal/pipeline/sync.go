@@ -482,6 +482,11 @@ func (w *Worker) applyConn(r *syncring.Record, dest *ipvs.Dest, c, v, d netip.Ad
 	default:
 		return
 	}
+	if dest.Fwd == ipvs.Masq {
+		// The replies of a received NAT connection arrive on any worker,
+		// as those of one made here.
+		w.publishConn(r.Protocol, netip.AddrPortFrom(d, r.DPort), k.Client, k.Virtual, dest, timeout)
+	}
 	// As ip_vs_proc_conn: the packet count at the threshold, the state as
 	// synced, so that a backup that becomes master syncs on the kernel's
 	// schedule.

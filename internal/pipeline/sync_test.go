@@ -354,6 +354,35 @@ func TestSyncBackupConnection(t *testing.T) {
 	}
 }
 
+// TestSyncBackupConnectionShared: a NAT connection a backup's worker
+// received is in the shared connection index too, so that the real
+// server's reply is translated on another worker (another RX queue, or the
+// other leg's), as for a connection made here.
+func TestSyncBackupConnectionShared(t *testing.T) {
+	l := newLab(t, 2, "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 192.168.0.2:80 -m\n")
+	sc, err := table.NewSharedConns(1 << 10)
+	must(t, err)
+	for _, w := range l.workers {
+		w.sconns = sc
+		w.crefr = make([]uint64, refreshFilterSize)
+	}
+	target := l.ptr.Load().Services()[0].Dests[0]
+	in := syncring.New(8)
+	l.workers[0].SetSyncBackup(in)
+	r := syncring.Record{Flags: syncproto.FlagMasq, Protocol: 6, State: syncproto.TCPEstablished, CPort: 40000, VPort: 80,
+		DPort: 80, Timeout: 900, Dest: uint32(target.ID)}
+	r.SetAddrs(netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("10.0.0.1"), target.Addr.Addr())
+	in.Push(&r)
+	l.send(0, nil) // worker 0 applies what it received at its next batch
+	d, out := l.send(1, craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Proto: 6, TCPFlags: tcpACK,
+		Src: netip.MustParseAddrPort("192.168.0.2:80"), Dst: netip.MustParseAddrPort("198.51.100.7:40000")}.Build())
+	var p packet.Parsed
+	p.Decode(out, packet.LinkEthernet)
+	if d.Reason != ReasonNATReply || d.Dest != target || p.Src != netip.MustParseAddr("10.0.0.1") {
+		t.Fatalf("reply on the other worker: %v to %v from %v", d.Reason, d.Dest, p.Src)
+	}
+}
+
 // Syncing costs the data path no allocation, on the master (a full ring
 // included) and on the backup.
 func TestSyncNoAllocations(t *testing.T) {

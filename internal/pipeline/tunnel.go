@@ -24,6 +24,7 @@ import (
 	"math"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/packet"
 )
 
@@ -75,17 +76,19 @@ type TunnelCounters struct {
 }
 
 // encap encapsulates the datagram p decoded from frame (with room before
-// it) for the tunnelling real server dest, fragmenting or answering with
-// an ICMP error when it does not fit. It returns the frame as it leaves and
-// the room left, and 0 when the frame goes to the real server, or the
-// frame's reason otherwise: tunnel_icmp_too_big (the frame is now the ICMP
-// error, addressed to the client), tunnel_too_big, no_next_hop (the egress
-// is not resolved yet), no_headroom.
-func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, icmp bool) (out, left []byte, r Reason) {
-	eth := p.Link == packet.LinkEthernet
+// it) for the tunnelling real server dest, whose egress eg the caller found
+// (neither refused nor Local), fragmenting or answering with an ICMP error
+// when it does not fit. It returns the frame as it leaves and the room
+// left, and 0 when the frame goes to the real server (the caller counts it
+// and finishes it with send), or the frame's reason otherwise:
+// tunnel_icmp_too_big (the frame is now the ICMP error, addressed to the
+// client and finished), tunnel_too_big, no_next_hop (no source address
+// for the tunnel yet), no_headroom. The outer fragments beyond the first
+// are emitted towards eg, or held with the first while eg resolves.
+func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, icmp bool, eg *egress, d *Decision) (out, left []byte, r Reason) {
 	t := w.v.tunnel(dest)
-	if eth && dest.NextHop == ([6]byte{}) || t == nil {
-		return frame, room, ReasonNoNextHop // not resolved: no MAC or no source address
+	if t == nil {
+		return frame, room, ReasonNoNextHop // no source address yet
 	}
 	h := &t.h
 	n := p.End - p.L3Off
@@ -100,7 +103,7 @@ func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, ic
 		case icmp || p.FragOff != 0:
 			return frame, room, ReasonTunnelTooBig // no ICMP error about an ICMP error, only for a first fragment
 		default:
-			return w.tooBig(room, frame, p, mtu)
+			return w.tooBig(room, frame, p, mtu, d)
 		}
 	}
 	var id, sport uint16
@@ -115,24 +118,41 @@ func (w *Worker) encap(room, frame []byte, p *packet.Parsed, dest *ipvs.Dest, ic
 	if !ok {
 		return frame, room, ReasonNoHeadroom
 	}
-	if eth {
-		packet.ForwardMAC(out, dest.NextHop)
-	}
 	w.local.Tunnel.Encapsulated++
 	if fragment {
+		start := len(w.emitted)
 		var r Reason
 		if out, left, r = w.fragmentOuter(left, out, p.L3Off, dest.MTU, dest.Addr.Addr().Is6()); r != 0 {
 			return out, left, r
 		}
+		w.sendFragments(start, eg)
 	}
 	return out, left, 0
+}
+
+// sendFragments finishes the outer fragments fragmentOuter emitted from
+// start on: their Ethernet addresses and port from eg, or, while eg
+// resolves, held copies (the emitted frames are taken back).
+func (w *Worker) sendFragments(start int, eg *egress) {
+	if eg.st == nexthop.Incomplete {
+		for _, f := range w.emitted[start:] {
+			w.holdForNeighbour(f, eg)
+		}
+		w.dropEmitted(start)
+		return
+	}
+	for _, f := range w.emitted[start:] {
+		var o Out
+		w.setL2(f, eg, &o)
+		w.emittedOut = append(w.emittedOut, o)
+	}
 }
 
 // fragmentOuter cuts an encapsulated frame (outer header at l3) into
 // fragments of at most mtu, the first in the frame, the others emitted.
 func (w *Worker) fragmentOuter(room, frame []byte, l3, mtu int, outer6 bool) (out, left []byte, r Reason) {
 	t := &w.tun
-	start := len(w.emit)
+	start := len(w.emitted)
 	if !outer6 {
 		head := frame
 		for {
@@ -147,12 +167,12 @@ func (w *Worker) fragmentOuter(room, frame []byte, l3, mtu int, outer6 bool) (ou
 				t.used--
 				break
 			}
-			if len(w.emit) > start {
-				w.emit[len(w.emit)-1] = h
+			if len(w.emitted) > start {
+				w.emitted[len(w.emitted)-1] = h
 			} else {
 				frame = h
 			}
-			w.emit = append(w.emit, tail)
+			w.emitted = append(w.emitted, tail)
 			head = tail
 		}
 	} else {
@@ -173,19 +193,20 @@ func (w *Worker) fragmentOuter(room, frame []byte, l3, mtu int, outer6 bool) (ou
 		}
 		t.id6++
 		frame, room = h, l
-		w.emit = append(w.emit, t.dsts[:m]...)
+		w.emitted = append(w.emitted, t.dsts[:m]...)
 		clear(t.dsts[:])
 	}
 	w.local.Tunnel.Fragmented++
-	w.local.Tunnel.Fragments += uint64(len(w.emit) - start)
+	w.local.Tunnel.Fragments += uint64(len(w.emitted) - start)
 	return frame, room, 0
 }
 
 // dropEmitted takes back the fragments emitted since start.
 func (w *Worker) dropEmitted(start int) {
-	w.tun.used -= len(w.emit) - start
-	clear(w.emit[start:])
-	w.emit = w.emit[:start]
+	w.tun.used -= len(w.emitted) - start
+	clear(w.emitted[start:])
+	w.emitted = w.emitted[:start]
+	w.emittedOut = w.emittedOut[:min(start, len(w.emittedOut))]
 }
 
 // tunnel returns dest's prepared encapsulation (see newView), or nil when
@@ -239,15 +260,12 @@ func tunnelHeaders(s *ipvs.Snapshot, pmtuDisc bool) []tunnelHdr {
 }
 
 // tooBig turns the frame into the ICMP error that tells the client the
-// tunnel's MTU, addressed to it through its next hop (as NAT replies are).
-func (w *Worker) tooBig(room, frame []byte, p *packet.Parsed, mtu int) (out, left []byte, r Reason) {
-	eth := p.Link == packet.LinkEthernet
-	var mac [6]byte
-	if eth && w.nextHops.Configured() {
-		var ok bool
-		if mac, ok = w.nextHops.Lookup(p.Src); !ok {
-			return frame, room, ReasonNoNextHop
-		}
+// tunnel's MTU and sends it to the client through its egress (as NAT
+// replies are).
+func (w *Worker) tooBig(room, frame []byte, p *packet.Parsed, mtu int, d *Decision) (out, left []byte, r Reason) {
+	eg := w.egressTo(p, p.Src, [6]byte{}, false)
+	if r := eg.refusal(); r != 0 {
+		return frame, room, r
 	}
 	id := w.tun.id4
 	w.tun.id4++
@@ -255,10 +273,12 @@ func (w *Worker) tooBig(room, frame []byte, p *packet.Parsed, mtu int) (out, lef
 	if !ok {
 		return frame, room, ReasonNoHeadroom
 	}
-	if eth && w.nextHops.Configured() {
-		packet.ForwardMAC(out, mac)
+	if eg.st == nexthop.Local {
+		d.Out.Local = true // a client on this host
+		w.local.Local++
+		return out, left, ReasonTunnelICMPTooBig
 	}
-	return out, left, ReasonTunnelICMPTooBig
+	return out, left, w.send(out, &eg, ReasonTunnelICMPTooBig, d)
 }
 
 // flowHash hashes a datagram's flow for the GUE source port, as the

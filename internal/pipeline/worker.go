@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/sched"
 	"github.com/xvs-lb/xvs/internal/syncpolicy"
 	"github.com/xvs-lb/xvs/packet"
@@ -77,11 +78,24 @@ type Options struct {
 	Shared *table.Shared
 	// SweepBudget is how many slots of each table EndBatch visits.
 	SweepBudget int
-	// NextHops resolves the MAC of frames leaving towards clients (NAT
-	// replies, real servers' own requests); the frame's destination MAC then
-	// becomes its source MAC. Nil (offline replay) leaves those frames' MACs
-	// as they are.
-	NextHops *NextHops
+	// Hops is the next-hop table: where every forwarded frame leaves (the
+	// port) and its MAC addresses, from the kernel's routes and neighbours
+	// (see egress.go). Nil (offline replay, tests): a real server's frame
+	// leaves where it came in, to the MAC its Dest carries (Dest.NextHop),
+	// and a client-bound frame keeps its MACs.
+	Hops *nexthop.Table
+	// ClientGateway is, without a next-hop table, the MAC frames towards
+	// clients (NAT replies, real servers' own requests) are sent to, from
+	// the MAC they were sent to (offline replay's gateway); zero keeps
+	// their MACs. Ignored with Hops.
+	ClientGateway [6]byte
+	// SharedConns is the cross-worker index of NAT connections by reply
+	// tuple (nil for a single worker): a reply that arrives on another
+	// worker than its connection's is still translated.
+	SharedConns *table.SharedConns
+	// NeighHoldSlots is how many frames the worker can hold while their
+	// next hops resolve (0 = DefaultNeighHoldSlots; only with Hops).
+	NeighHoldSlots int
 	// Debug, if set, records the engine's debug events (IPVS debug_level
 	// 9) while it is enabled; see DebugLog.
 	Debug *DebugLog
@@ -103,15 +117,17 @@ var ErrOptions = errors.New("invalid pipeline options")
 // goroutine may call its methods, except Counters, which any goroutine may
 // call.
 type Worker struct {
-	id       int
-	cfg      *atomic.Pointer[ipvs.Snapshot]
-	tmpl     *table.Templates
-	conns    *table.Conns
-	shared   *table.Shared
-	seed     uint64
-	budget   int
-	nextHops *NextHops
-	debug    *DebugLog
+	id      int
+	cfg     *atomic.Pointer[ipvs.Snapshot]
+	tmpl    *table.Templates
+	conns   *table.Conns
+	shared  *table.Shared
+	seed    uint64
+	budget  int
+	hops    *nexthop.Cache // nil without a next-hop table
+	gateway [6]byte        // Options.ClientGateway
+	sconns  *table.SharedConns
+	debug   *DebugLog
 
 	v     view // derived from the current snapshot
 	now   int64
@@ -131,11 +147,18 @@ type Worker struct {
 	frag   fragTable
 	reslot slot // the slot a reassembled datagram is decided in
 
-	// Tunnels (tunnel.go); emit is what Emitted returns: held fragments
-	// and outer fragments the batch produced beyond its frames.
-	tun  tunnelState
-	emit [][]byte
-	sync syncWorker // connection synchronisation (sync.go)
+	// Tunnels (tunnel.go).
+	tun tunnelState
+	// emitted is what Emitted returns: held fragments, outer fragments
+	// and frames that waited for a neighbour, produced beyond the batch's
+	// frames; emittedOut says where each leaves (egress.go).
+	emitted     [][]byte
+	emittedOut  []Out
+	neigh       neighHold  // frames waiting for a neighbour (egress.go)
+	heldEmitted []int32    // neighbour slots emitted this batch, freed at the next BeginBatch
+	crefr       []uint64   // shared connection refresh filter (conn.go)
+	skipCsum    bool       // benchmarks only: no partial-checksum check
+	sync        syncWorker // connection synchronisation (sync.go)
 }
 
 // view is what a worker derives from one snapshot: lookups the snapshot does
@@ -193,13 +216,25 @@ func NewWorker(o Options) (*Worker, error) {
 		o.SweepBudget = DefaultSweepBudget
 	}
 	w := &Worker{
-		id:       o.ID,
-		cfg:      o.Config,
-		shared:   o.Shared,
-		seed:     o.Seed,
-		budget:   o.SweepBudget,
-		nextHops: o.NextHops,
-		debug:    o.Debug,
+		id:      o.ID,
+		cfg:     o.Config,
+		shared:  o.Shared,
+		sconns:  o.SharedConns,
+		gateway: o.ClientGateway,
+		seed:    o.Seed,
+		budget:  o.SweepBudget,
+		debug:   o.Debug,
+	}
+	if o.Hops != nil {
+		w.hops = o.Hops.NewCache()
+		if o.NeighHoldSlots <= 0 {
+			o.NeighHoldSlots = DefaultNeighHoldSlots
+		}
+		w.neigh = newNeighHold(o.NeighHoldSlots)
+		w.heldEmitted = make([]int32, 0, o.NeighHoldSlots)
+	}
+	if w.sconns != nil {
+		w.crefr = make([]uint64, refreshFilterSize)
 	}
 	var err error
 	w.tmpl, err = table.NewTemplates(table.Config{
@@ -238,7 +273,9 @@ func NewWorker(o Options) (*Worker, error) {
 		w.frag = newFragTable(o.FragDatagrams, o.FragHoldSlots, o.FragTimeout)
 	}
 	w.tun = newTunnelState(o.Seed, o.ID)
-	w.emit = make([][]byte, 0, len(w.frag.slots)+tunnelFragBufs)
+	n := len(w.frag.slots) + tunnelFragBufs + len(w.neigh.slots)
+	w.emitted = make([][]byte, 0, n)
+	w.emittedOut = make([]Out, 0, n)
 	return w, nil
 }
 
@@ -259,10 +296,13 @@ func (w *Worker) Snapshot() *ipvs.Snapshot { return w.v.snap }
 // the capture time): it loads the current configuration snapshot.
 func (w *Worker) BeginBatch(now int64) {
 	w.now = now
-	if len(w.emit) > 0 {
+	if len(w.emitted) > 0 {
 		w.releaseEmitted()
 	}
 	w.frag.released = w.frag.released[:0]
+	if len(w.neigh.order) > 0 {
+		w.releaseHeld()
+	}
 	if s := w.cfg.Load(); s != w.v.snap {
 		w.v = newView(s)
 	}

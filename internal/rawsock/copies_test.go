@@ -47,7 +47,7 @@ func TestRootRawTransmitCopies(t *testing.T) {
 		frames[i] = frame(i, 5060)
 	}
 	frames[n] = nil // empty: dropped
-	sent, err := q.TransmitCopies(frames)
+	sent, err := q.TransmitCopies(0, frames)
 	if err != nil || sent != n {
 		t.Fatalf("TransmitCopies: %d of %d sent, %v", sent, n, err)
 	}
@@ -73,11 +73,11 @@ func TestRootRawTransmitCopies(t *testing.T) {
 		t.Fatalf("stats %+v: want %d sent, 1 dropped", st, n)
 	}
 	few := [][]byte{frame(0, 9), frame(1, 9)} // to a port nobody listens on
-	if a := testing.AllocsPerRun(100, func() { q.TransmitCopies(few) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { q.TransmitCopies(0, few) }); a != 0 {
 		t.Errorf("TransmitCopies allocates %.1f times per call", a)
 	}
 	b.Close()
-	if k, err := q.TransmitCopies(few); k != 0 || err != dataplane.ErrClosed {
+	if k, err := q.TransmitCopies(0, few); k != 0 || err != dataplane.ErrClosed {
 		t.Errorf("TransmitCopies after Close: %d, %v", k, err)
 	}
 }

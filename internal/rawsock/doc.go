@@ -1,12 +1,15 @@
 // Package rawsock is xvs's fallback data plane for where AF_XDP cannot run
 // (no XDP support in the driver or kernel, a container without CAP_BPF):
-// AF_PACKET sockets on one interface, registered as the "raw" backend.
+// AF_PACKET sockets on one interface or several (Options.Ifaces, the legs of
+// a director), registered as the "raw" backend.
 //
-// Each queue (Options.Queues, default 1) is one AF_PACKET socket with its
-// own worker; with more than one, the sockets form a PACKET_FANOUT_HASH
-// group, so the kernel spreads flows over the workers by their hash (all
-// datagrams of one 5-tuple, and all fragments of one datagram, meet on one
-// worker). A classic BPF socket filter compiled from dataplane.Filter lets
+// Each queue (Options.Queues, default 1) is one AF_PACKET socket per
+// interface with its own worker; with more than one queue, an interface's
+// sockets form a PACKET_FANOUT_HASH group, so the kernel spreads flows over
+// the workers by their hash (all datagrams of one 5-tuple, and all fragments
+// of one datagram, meet on one worker). Receive reads every interface's
+// socket (Batch.Port says which); Transmit sends each frame on its Port's
+// socket, one sendmmsg per interface and batch. A classic BPF socket filter compiled from dataplane.Filter lets
 // through only the balancer's traffic — UDP/TCP to a virtual service's
 // address and port, from a NAT real server's address and port, IPv4 and
 // IPv6; fragments to a virtual address, and later fragments (which carry
@@ -51,8 +54,8 @@
 // replies itself (net.ipv4.ip_forward=0 on the balancer, or the same kind of
 // rule with ip saddr).
 //
-// Other limits: frames must arrive with complete checksums (true of real
-// NICs; on veth switch TX checksum offload off on the sender, as the lab
-// does); a VLAN tag the NIC stripped is not put back, so serve tagged
-// traffic on the VLAN's interface (eth0.100) or with rxvlan offload off.
+// Other limits: a VLAN tag the NIC stripped is not put back, so serve
+// tagged traffic on the VLAN's interface (eth0.100) or with rxvlan offload
+// off. (Frames whose checksum the sender left to TX offload are completed by
+// xvs's pipeline.)
 package rawsock

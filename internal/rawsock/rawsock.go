@@ -53,10 +53,11 @@ func init() {
 
 var fanoutSeq atomic.Uint32
 
-// Backend is the raw-socket backend: one AF_PACKET socket per queue on one
-// interface, sharing the interface's traffic through a hash fanout group.
+// Backend is the raw-socket backend: on each interface, one AF_PACKET socket
+// per queue, the sockets of one interface sharing its traffic through a
+// hash fanout group; queue i holds socket i of every interface.
 type Backend struct {
-	iface  string
+	ifaces []string
 	queues []*queue
 
 	mu     sync.Mutex // Update, Stats' kernel reads and Close
@@ -66,15 +67,15 @@ type Backend struct {
 
 var _ dataplane.Backend = (*Backend)(nil)
 
-// Open opens the raw-socket backend on o.Iface with o.Queues sockets
-// (default 1). It receives nothing until the first Update.
+// Open opens the raw-socket backend on o's interfaces with o.Queues sockets
+// each (default 1). It receives nothing until the first Update.
 func Open(o dataplane.Options) (*Backend, error) {
-	if o.Iface == "" {
+	names := o.Interfaces()
+	if len(names) == 0 {
 		return nil, fmt.Errorf("rawsock: no interface given")
 	}
-	ifi, err := net.InterfaceByName(o.Iface)
-	if err != nil {
-		return nil, fmt.Errorf("rawsock: %q: %w", o.Iface, ErrNoInterface)
+	if len(names) > dataplane.MaxIfaces {
+		return nil, fmt.Errorf("rawsock: %d interfaces: at most %d", len(names), dataplane.MaxIfaces)
 	}
 	n := o.Queues
 	if n <= 0 {
@@ -83,19 +84,30 @@ func Open(o dataplane.Options) (*Backend, error) {
 	if n > MaxQueues {
 		return nil, fmt.Errorf("rawsock: %d queues: at most %d", n, MaxQueues)
 	}
+	var ifis []*net.Interface
 	size := o.FrameSize
-	if size == 0 {
-		size = max(DefaultFrameSize, ifi.MTU+ethHeaderRoom)
+	for _, name := range names {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("rawsock: %q: %w", name, ErrNoInterface)
+		}
+		ifis = append(ifis, ifi)
+		if o.FrameSize == 0 {
+			size = max(size, DefaultFrameSize, ifi.MTU+ethHeaderRoom)
+		}
 	}
 	if size < 64 || size > MaxFrameSize {
 		return nil, fmt.Errorf("rawsock: frame size %d: must be 64..%d", size, MaxFrameSize)
 	}
-	b := &Backend{iface: o.Iface}
-	// A fanout group id is per network namespace; make ours unlikely to
-	// meet another process's.
-	group := uint16(os.Getpid()) ^ uint16(bits.RotateLeft32(fanoutSeq.Add(1), 11))
+	b := &Backend{ifaces: names}
+	// A fanout group is per interface; its id is per network namespace:
+	// make ours unlikely to meet another process's.
+	groups := make([]uint16, len(ifis))
+	for i := range groups {
+		groups[i] = uint16(os.Getpid()) ^ uint16(bits.RotateLeft32(fanoutSeq.Add(1), 11))
+	}
 	for range n {
-		q, err := openQueue(ifi, size, n > 1, group)
+		q, err := openQueue(ifis, size, n > 1, groups)
 		if err != nil {
 			b.Close()
 			return nil, err
@@ -128,7 +140,7 @@ func (b *Backend) Coarse() bool {
 // Check implements dataplane.Backend. The socket filter has no hard limit:
 // a filter past the kernel's instruction limit falls back to delivering
 // every IP frame (see Coarse), so only a filter that cannot be compiled at
-// all is refused.
+// all is refused. Every interface gets the same filter.
 func (b *Backend) Check(f dataplane.Filter) error {
 	if _, err := compileFilter(f); err != nil && !errors.Is(err, errFilterTooLong) {
 		return fmt.Errorf("rawsock: filter: %w", err)
@@ -137,7 +149,8 @@ func (b *Backend) Check(f dataplane.Filter) error {
 }
 
 // Update implements dataplane.Backend: it compiles f into a socket filter
-// and attaches it to every socket (the kernel swaps filters atomically).
+// and attaches it to every socket of every interface (the kernel swaps
+// filters atomically).
 func (b *Backend) Update(f dataplane.Filter) error {
 	prog, err := compileFilter(f)
 	coarse := false
@@ -152,8 +165,10 @@ func (b *Backend) Update(f dataplane.Filter) error {
 		return dataplane.ErrClosed
 	}
 	for _, q := range b.queues {
-		if err := attach(q.fd, prog); err != nil {
-			return fmt.Errorf("rawsock: %s: %w", b.iface, err)
+		for i, fd := range q.fds {
+			if err := attach(fd, prog); err != nil {
+				return fmt.Errorf("rawsock: %s: %w", b.ifaces[i], err)
+			}
 		}
 	}
 	b.coarse = coarse
@@ -176,86 +191,70 @@ func (b *Backend) Close() error {
 	for _, q := range b.queues {
 		q.mu.Lock() // waits for the worker to leave Receive/Transmit
 		q.statsMu.Lock()
-		unix.Close(q.fd)
+		for i, fd := range q.fds {
+			unix.Close(fd)
+			q.fds[i] = -1
+		}
 		unix.Close(q.efd)
-		q.fd, q.efd = -1, -1
+		q.efd = -1
 		q.statsMu.Unlock()
 		q.mu.Unlock()
 	}
 	return nil
 }
 
-// queue is one AF_PACKET socket with its frame buffers and message
-// vectors, set up once; Receive fills Batch frames by recvmmsg straight into
-// the buffers (one copy, by the kernel) and Transmit sends them by sendmmsg.
+// queue is one AF_PACKET socket per interface with frame buffers and
+// message vectors, set up once; Receive fills Batch frames by recvmmsg
+// straight into the buffers (one copy, by the kernel) and Transmit sends
+// them by sendmmsg on the socket of the interface each leaves by.
 type queue struct {
 	mu sync.Mutex // held by Receive and Transmit; Close takes it to close the fds
-	// statsMu keeps the fd open while Stats reads the kernel's counters.
+	// statsMu keeps the fds open while Stats reads the kernel's counters.
 	statsMu sync.Mutex
-	fd      int
-	efd     int // eventfd: Close wakes a poll with it
+	fds     []int // by port
+	efd     int   // eventfd: Close and Wake interrupt a poll with it
 	closed  atomic.Bool
 	size    int
+	next    int // the socket Receive reads first (round robin)
 
 	bufs  [dataplane.MaxBatch][]byte
 	rxHdr [dataplane.MaxBatch]unix.Mmsghdr
 	rxIov [dataplane.MaxBatch]unix.Iovec
 	txHdr [dataplane.MaxBatch]unix.Mmsghdr
 	txIov [dataplane.MaxBatch]unix.Iovec
-	pfd   [2]unix.PollFd
+	pfd   []unix.PollFd // the sockets, then the eventfd
 
 	rx, tx, rxBytes, txBytes, txDropped, recycled, rxTrunc atomic.Uint64
 	kernelDrops                                            atomic.Uint64
 }
 
-func openQueue(ifi *net.Interface, size int, fanout bool, group uint16) (_ *queue, err error) {
-	// Protocol 0: the socket receives nothing until bind, by which time the
-	// drop-all filter is attached.
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-			return nil, fmt.Errorf("rawsock: AF_PACKET socket on %s: %w", ifi.Name, ErrPermission)
-		}
-		return nil, fmt.Errorf("rawsock: AF_PACKET socket on %s: %w", ifi.Name, err)
-	}
-	q := &queue{fd: fd, efd: -1, size: size}
+func openQueue(ifis []*net.Interface, size int, fanout bool, groups []uint16) (_ *queue, err error) {
+	q := &queue{efd: -1, size: size}
 	defer func() {
 		if err != nil {
-			unix.Close(fd)
+			for _, fd := range q.fds {
+				unix.Close(fd)
+			}
 			if q.efd >= 0 {
 				unix.Close(q.efd)
 			}
 		}
 	}()
-	drop, _ := compileFilter(dataplane.Filter{})
-	if err := attach(fd, drop); err != nil {
-		return nil, fmt.Errorf("rawsock: %s: %w", ifi.Name, err)
-	}
-	// Our own transmissions must not come back to us (in direct routing
-	// they still match the VIP).
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
-		return nil, fmt.Errorf("rawsock: PACKET_IGNORE_OUTGOING (Linux 4.20 or later): %w", err)
-	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, RecvBufferBytes) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, RecvBufferBytes)
-	}
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
-	if err := unix.Bind(fd, sa); err != nil {
-		if errors.Is(err, unix.ENODEV) {
-			return nil, fmt.Errorf("rawsock: bind %s: %w", ifi.Name, ErrNoInterface)
+	for i, ifi := range ifis {
+		fd, err := openSocket(ifi, fanout, groups[i])
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("rawsock: bind %s: %w", ifi.Name, err)
-	}
-	if fanout {
-		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, int(group)|unix.PACKET_FANOUT_HASH<<16); err != nil {
-			return nil, fmt.Errorf("rawsock: PACKET_FANOUT on %s: %w", ifi.Name, err)
-		}
+		q.fds = append(q.fds, fd)
 	}
 	q.efd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("rawsock: eventfd: %w", err)
 	}
-	q.pfd = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(q.efd), Events: unix.POLLIN}}
+	for _, fd := range q.fds {
+		q.pfd = append(q.pfd, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	q.pfd = append(q.pfd, unix.PollFd{Fd: int32(q.efd), Events: unix.POLLIN})
 	for i := range q.bufs {
 		// Each buffer starts with the frame's room (dataplane.Batch.Room);
 		// frames are received after it.
@@ -270,6 +269,50 @@ func openQueue(ifi *net.Interface, size int, fanout bool, group uint16) (_ *queu
 	return q, nil
 }
 
+// openSocket opens one interface's AF_PACKET socket, filtered to nothing
+// until Update.
+func openSocket(ifi *net.Interface, fanout bool, group uint16) (_ int, err error) {
+	// Protocol 0: the socket receives nothing until bind, by which time the
+	// drop-all filter is attached.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			return -1, fmt.Errorf("rawsock: AF_PACKET socket on %s: %w", ifi.Name, ErrPermission)
+		}
+		return -1, fmt.Errorf("rawsock: AF_PACKET socket on %s: %w", ifi.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+		}
+	}()
+	drop, _ := compileFilter(dataplane.Filter{})
+	if err := attach(fd, drop); err != nil {
+		return -1, fmt.Errorf("rawsock: %s: %w", ifi.Name, err)
+	}
+	// Our own transmissions must not come back to us (in direct routing
+	// they still match the VIP).
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		return -1, fmt.Errorf("rawsock: PACKET_IGNORE_OUTGOING (Linux 4.20 or later): %w", err)
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, RecvBufferBytes) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, RecvBufferBytes)
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
+	if err := unix.Bind(fd, sa); err != nil {
+		if errors.Is(err, unix.ENODEV) {
+			return -1, fmt.Errorf("rawsock: bind %s: %w", ifi.Name, ErrNoInterface)
+		}
+		return -1, fmt.Errorf("rawsock: bind %s: %w", ifi.Name, err)
+	}
+	if fanout {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_FANOUT, int(group)|unix.PACKET_FANOUT_HASH<<16); err != nil {
+			return -1, fmt.Errorf("rawsock: PACKET_FANOUT on %s: %w", ifi.Name, err)
+		}
+	}
+	return fd, nil
+}
+
 func attach(fd int, prog []bpf.RawInstruction) error {
 	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog[0]))}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fp); err != nil {
@@ -280,8 +323,23 @@ func attach(fd int, prog []bpf.RawInstruction) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// Receive implements dataplane.Queue: one recvmmsg for up to MaxBatch
-// frames when traffic is waiting, else a poll bounded by timeout first.
+var _ dataplane.Waker = (*queue)(nil)
+
+// Wake implements dataplane.Waker. It does nothing once the queue is
+// closed (its eventfd is closed with it).
+func (q *queue) Wake() {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	if q.efd < 0 || q.closed.Load() {
+		return
+	}
+	one := [8]byte{1}
+	_, _ = unix.Write(q.efd, one[:])
+}
+
+// Receive implements dataplane.Queue: a recvmmsg per interface with frames
+// waiting (up to MaxBatch frames in all, the interfaces taking turns to be
+// read first), else a poll of every interface bounded by timeout first.
 func (q *queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -290,64 +348,84 @@ func (q *queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 	if q.closed.Load() {
 		return dataplane.ErrClosed
 	}
-	n, errno := q.recvmmsg()
-	if errno == unix.EAGAIN || errno == unix.EINTR {
-		ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
-		q.pfd[0].Revents, q.pfd[1].Revents = 0, 0
-		if _, err := unix.Poll(q.pfd[:], ms); err != nil && err != unix.EINTR {
-			return fmt.Errorf("rawsock: poll: %w", err)
-		}
-		if q.closed.Load() {
-			return dataplane.ErrClosed
-		}
-		if q.pfd[0].Revents&unix.POLLIN == 0 {
-			return nil
-		}
-		n, errno = q.recvmmsg()
+	k, err := q.recvAll(b)
+	if err != nil || k > 0 {
+		return err
 	}
-	switch errno {
-	case 0:
-	case unix.EAGAIN, unix.EINTR:
-		return nil
-	case unix.ENETDOWN:
-		return nil // the link went down; frames come again when it is up
-	default:
-		return fmt.Errorf("rawsock: recvmmsg: %w", errno)
+	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	for i := range q.pfd {
+		q.pfd[i].Revents = 0
 	}
-	k := 0
-	var bytes uint64
-	for i := range n {
-		h := &q.rxHdr[i]
-		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || int(h.Len) > q.size {
-			q.rxTrunc.Add(1) // larger than a frame buffer: never half a frame
-			continue
-		}
-		b.Room[k] = q.bufs[i][:dataplane.Headroom]
-		b.Frames[k] = q.bufs[i][dataplane.Headroom : dataplane.Headroom+int(h.Len)]
-		b.Send[k] = false
-		bytes += uint64(h.Len)
-		k++
+	if _, err := unix.Poll(q.pfd, ms); err != nil && err != unix.EINTR {
+		return fmt.Errorf("rawsock: poll: %w", err)
 	}
-	b.N = k
-	q.rx.Add(uint64(k))
-	q.rxBytes.Add(bytes)
-	return nil
+	if q.closed.Load() {
+		return dataplane.ErrClosed
+	}
+	if q.pfd[len(q.pfd)-1].Revents&unix.POLLIN != 0 {
+		var v [8]byte
+		_, _ = unix.Read(q.efd, v[:]) // a Wake: reset it
+	}
+	_, err = q.recvAll(b)
+	return err
 }
 
-func (q *queue) recvmmsg() (int, syscall.Errno) {
-	for i := range q.rxHdr {
+// recvAll reads what is waiting on every socket into b, and returns how many
+// frames it read.
+func (q *queue) recvAll(b *dataplane.Batch) (int, error) {
+	k := 0
+	var bytes uint64
+	n := len(q.fds)
+	for j := range n {
+		port := (q.next + j) % n
+		if k == len(q.rxHdr) {
+			break
+		}
+		got, errno := q.recvmmsg(q.fds[port], k)
+		switch errno {
+		case 0:
+		case unix.EAGAIN, unix.EINTR, unix.ENETDOWN: // ENETDOWN: the link went down; frames come again when it is up
+			continue
+		default:
+			return k, fmt.Errorf("rawsock: recvmmsg: %w", errno)
+		}
+		for i := k; i < k+got; i++ {
+			h := &q.rxHdr[i]
+			if h.Hdr.Flags&unix.MSG_TRUNC != 0 || int(h.Len) > q.size {
+				q.rxTrunc.Add(1) // larger than a frame buffer: never half a frame
+				continue
+			}
+			b.Room[b.N] = q.bufs[i][:dataplane.Headroom]
+			b.Frames[b.N] = q.bufs[i][dataplane.Headroom : dataplane.Headroom+int(h.Len)]
+			b.Port[b.N] = uint8(port)
+			b.Send[b.N] = false
+			bytes += uint64(h.Len)
+			b.N++
+		}
+		k += got
+	}
+	q.next = (q.next + 1) % n
+	q.rx.Add(uint64(b.N))
+	q.rxBytes.Add(bytes)
+	return b.N, nil
+}
+
+// recvmmsg reads into the message vectors from index from on.
+func (q *queue) recvmmsg(fd, from int) (int, syscall.Errno) {
+	for i := from; i < len(q.rxHdr); i++ {
 		q.rxHdr[i].Hdr.Flags = 0
 	}
-	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(q.fd), uintptr(unsafe.Pointer(&q.rxHdr[0])), uintptr(len(q.rxHdr)), unix.MSG_DONTWAIT, 0, 0)
+	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&q.rxHdr[from])), uintptr(len(q.rxHdr)-from), unix.MSG_DONTWAIT, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
 	return int(r), 0
 }
 
-// Transmit implements dataplane.Queue: the frames marked Send leave in one
-// sendmmsg (more only if the kernel takes part of them); a frame the
-// kernel refuses is counted in TxDropped and skipped.
+// Transmit implements dataplane.Queue: the frames marked Send leave by
+// their Port's socket, one sendmmsg per interface (more only if the kernel
+// takes part of them); a frame the kernel refuses, or for an interface the
+// queue does not have, is counted in TxDropped and skipped.
 func (q *queue) Transmit(b *dataplane.Batch) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -355,33 +433,48 @@ func (q *queue) Transmit(b *dataplane.Batch) error {
 	if q.closed.Load() {
 		return dataplane.ErrClosed
 	}
-	k := 0
-	var bytes uint64
-	for i := range b.N {
-		f := b.Frames[i]
-		b.Frames[i], b.Room[i] = nil, nil
-		if !b.Send[i] || len(f) == 0 {
-			q.recycled.Add(1)
+	var firstErr error
+	for port := range q.fds {
+		k := 0
+		var bytes uint64
+		for i := range b.N {
+			f := b.Frames[i]
+			if !b.Send[i] || len(f) == 0 || int(b.Port[i]) != port {
+				continue
+			}
+			q.txIov[k].Base = &f[0]
+			q.txIov[k].SetLen(len(f))
+			bytes += uint64(len(f))
+			k++
+		}
+		if k == 0 {
 			continue
 		}
-		q.txIov[k].Base = &f[0]
-		q.txIov[k].SetLen(len(f))
-		bytes += uint64(len(f))
-		k++
+		if _, err := q.send(q.fds[port], k); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		q.txBytes.Add(bytes)
 	}
-	_, err := q.send(k)
-	q.txBytes.Add(bytes)
-	return err
+	for i := range b.N {
+		switch {
+		case !b.Send[i] || len(b.Frames[i]) == 0:
+			q.recycled.Add(1)
+		case int(b.Port[i]) >= len(q.fds):
+			q.txDropped.Add(1)
+		}
+		b.Frames[i], b.Room[i] = nil, nil
+	}
+	return firstErr
 }
 
-// send transmits the first k prepared messages (txIov[:k]) with sendmmsg:
-// one call unless the kernel takes part of them; a frame the kernel refuses
-// is counted in TxDropped and skipped. It returns how many frames left and
-// clears the iovecs. The caller holds q.mu.
-func (q *queue) send(k int) (ok int, err error) {
+// send transmits the first k prepared messages (txIov[:k]) on fd with
+// sendmmsg: one call unless the kernel takes part of them; a frame the
+// kernel refuses is counted in TxDropped and skipped. It returns how many
+// frames left and clears the iovecs. The caller holds q.mu.
+func (q *queue) send(fd, k int) (ok int, err error) {
 	sent := 0
 	for tries := 0; sent < k && tries <= k; tries++ {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(q.fd), uintptr(unsafe.Pointer(&q.txHdr[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&q.txHdr[sent])), uintptr(k-sent), unix.MSG_DONTWAIT, 0, 0)
 		switch {
 		case errno == 0:
 			sent += int(r)
@@ -408,12 +501,12 @@ func (q *queue) send(k int) (ok int, err error) {
 var _ dataplane.CopyTransmitter = (*queue)(nil)
 
 // TransmitCopies implements dataplane.CopyTransmitter: the frames (copies
-// the worker owns, such as held fragments) leave in order with one
-// sendmmsg per dataplane.MaxBatch of them; the kernel copies them out, so
-// the slices are the caller's again when it returns. An empty frame or one
-// the kernel refuses is counted in TxDropped. It returns how many were
-// sent.
-func (q *queue) TransmitCopies(frames [][]byte) (int, error) {
+// the worker owns, such as held fragments) leave in order by interface
+// port with one sendmmsg per dataplane.MaxBatch of them; the kernel copies
+// them out, so the slices are the caller's again when it returns. An empty
+// frame or one the kernel refuses is counted in TxDropped. It returns how
+// many were sent.
+func (q *queue) TransmitCopies(port uint8, frames [][]byte) (int, error) {
 	if len(frames) == 0 {
 		return 0, nil
 	}
@@ -422,6 +515,11 @@ func (q *queue) TransmitCopies(frames [][]byte) (int, error) {
 	if q.closed.Load() {
 		return 0, dataplane.ErrClosed
 	}
+	if int(port) >= len(q.fds) {
+		q.txDropped.Add(uint64(len(frames)))
+		return 0, nil
+	}
+	fd := q.fds[port]
 	total := 0
 	for len(frames) > 0 {
 		chunk := frames[:min(len(frames), len(q.txIov))]
@@ -438,7 +536,7 @@ func (q *queue) TransmitCopies(frames [][]byte) (int, error) {
 			bytes += uint64(len(f))
 			k++
 		}
-		n, err := q.send(k)
+		n, err := q.send(fd, k)
 		total += n
 		q.txBytes.Add(bytes)
 		if err != nil {
@@ -460,7 +558,7 @@ func (q *queue) Stats() dataplane.QueueStats {
 	}
 }
 
-// readKernelDrops adds the socket's drop counter (which the kernel resets
+// readKernelDrops adds the sockets' drop counters (which the kernel resets
 // on every read) to kernelDrops.
 func (q *queue) readKernelDrops() {
 	q.statsMu.Lock()
@@ -468,7 +566,9 @@ func (q *queue) readKernelDrops() {
 	if q.closed.Load() {
 		return
 	}
-	if st, err := unix.GetsockoptTpacketStats(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-		q.kernelDrops.Add(uint64(st.Drops))
+	for _, fd := range q.fds {
+		if st, err := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			q.kernelDrops.Add(uint64(st.Drops))
+		}
 	}
 }

@@ -200,3 +200,66 @@ func TestOpenErrors(t *testing.T) {
 }
 
 // header returns the value of the first header called name in a SIP message.
+
+// TestRootRawTwoLegs: the raw backend serves both legs of a two-legged
+// balancer: a client's datagram to the VIP arrives on the client leg (port
+// 1), and sent out of the server leg (port 0) rewritten for a real server,
+// it reaches the real server.
+func TestRootRawTwoLegs(t *testing.T) {
+	l := testenv.Lab(t, lab.Spec{RealServers: 1, Legs: 2})
+	var b *Backend
+	if err := l.Do(l.Balancer.NS, func() (err error) {
+		b, err = Open(dataplane.Options{Ifaces: l.Ifaces})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := b.Update(dataplane.Filter{Services: []dataplane.ServiceMatch{{Protocol: packet.ProtoUDP, Addr: l.VIP4, Port: 5060}}}); err != nil {
+		t.Fatal(err)
+	}
+	real := l.Reals[0]
+	srv, err := lab.ListenUDP(real.NS, ":5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	lbMAC, _ := lab.MAC(l.Balancer.NS, lab.HostIface)
+	realMAC, _ := lab.MAC(real.NS, lab.HostIface)
+	send(t, l, netip.AddrPortFrom(l.VIP4, 5060), []byte("across"))
+	q := b.Queues()[0]
+	batch := dataplane.NewBatch(0)
+	got := false
+	for deadline := time.Now().Add(5 * time.Second); !got && time.Now().Before(deadline); {
+		if err := q.Receive(batch, 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		var p packet.Parsed
+		for i := range batch.N {
+			f := batch.Frames[i]
+			if p.Decode(f, packet.LinkEthernet) != packet.ReasonOK || p.Dst != l.VIP4 {
+				continue
+			}
+			if batch.Port[i] != 1 {
+				t.Errorf("the client's datagram arrived on port %d, want 1 (the client leg)", batch.Port[i])
+			}
+			p.SetDst(f, real.Addr4, 5060)
+			packet.SetSrcMAC(f, lbMAC)
+			packet.SetDstMAC(f, realMAC)
+			batch.Port[i], batch.Send[i] = 0, true
+			got = true
+		}
+		if err := q.Transmit(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !got {
+		t.Fatal("nothing received on the client leg")
+	}
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	n, _, err := srv.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "across" {
+		t.Fatalf("real server: %q %v", buf[:n], err)
+	}
+}

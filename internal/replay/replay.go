@@ -208,15 +208,13 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	hops := &pipeline.NextHops{}
-	hops.Set(nil, GatewayMAC)
 	seed := o.Seed
 	if seed == 0 {
 		seed = maphash.Comparable(maphash.MakeSeed(), 0)
 	}
 	workers := make([]*pipeline.Worker, o.Workers)
 	for i := range workers {
-		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: o.Templates, Conns: o.Conns, Seed: seed, Shared: shared, NextHops: hops})
+		w, err := pipeline.NewWorker(pipeline.Options{ID: i, Config: &snap, Templates: o.Templates, Conns: o.Conns, Seed: seed, Shared: shared, ClientGateway: GatewayMAC})
 		if err != nil {
 			return nil, err
 		}

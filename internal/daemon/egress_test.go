@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/testenv"
+	"github.com/xvs-lb/xvs/packet"
+)
+
+// TestReachLogBackoff: an unreachable real server is logged once, then
+// after a minute, two, four… up to an hour, while it stays unreachable.
+func TestReachLogBackoff(t *testing.T) {
+	var buf testenv.Buffer
+	d := &Daemon{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	r := &reachState{}
+	start := time.Unix(1_700_000_000, 0)
+	var logged []time.Duration
+	for s := time.Duration(0); s <= 3*time.Hour; s += time.Second {
+		before := strings.Count(buf.String(), "\n")
+		d.logReach(r, start.Add(s), "real server is not reachable", "server", "10.0.0.1")
+		if strings.Count(buf.String(), "\n") > before {
+			logged = append(logged, s)
+		}
+	}
+	want := []time.Duration{0, time.Minute, 3 * time.Minute, 7 * time.Minute, 15 * time.Minute, 31 * time.Minute, 63 * time.Minute, 123 * time.Minute} // then every hour (183 min is past the loop)
+	if len(logged) != len(want) {
+		t.Fatalf("logged at %v, want %v", logged, want)
+	}
+	for i := range want {
+		if logged[i] != want[i] {
+			t.Fatalf("logged at %v, want %v", logged, want)
+		}
+	}
+	if !strings.Contains(buf.String(), "since=") {
+		t.Error("repeated lines do not say since when")
+	}
+}
+
+// BenchmarkLocalSender measures Local delivery: an 850-byte SIP datagram
+// handed to the host's stack through the raw IP socket, received by a UDP
+// socket on 127.0.0.1, beside a plain UDP send to the same socket in the
+// same run (what a local client would pay). Needs root (a raw socket).
+//
+//	go test -run '^$' -bench LocalSender ./internal/daemon
+func BenchmarkLocalSender(b *testing.B) {
+	testenv.NeedRoot(b, "a raw IP socket")
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadBuffer(8 << 20)
+	dst := netip.MustParseAddrPort(c.LocalAddr().String())
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	frame := craft.Spec{Src: netip.MustParseAddrPort("198.51.100.7:5060"), Dst: dst, Payload: craft.SIPInvite("local-bench")}.Build()
+	b.Run("udp-send-baseline", func(b *testing.B) {
+		s, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		payload := craft.SIPInvite("local-bench")
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Write(payload)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+	})
+	b.Run("local-sender", func(b *testing.B) {
+		var ls localSender
+		defer ls.Close()
+		frames := [][]byte{frame}
+		b.ReportAllocs()
+		sent := 0
+		for b.Loop() {
+			sent += ls.Send(frames, packet.LinkEthernet)
+		}
+		if sent != b.N {
+			b.Fatalf("%d of %d sent", sent, b.N)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+	})
+}
+
+// TestTunnelEgress: a tunnelling real server's outer source and MTU come
+// from the kernel's route to it when the configuration is committed (the
+// route's source, the interface's MTU), and xvs run --tunnel-source wins
+// over the route's source for its family. The route to 127.0.0.2 (local,
+// by lo, from 127.0.0.1) is the same on every host.
+func TestTunnelEgress(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skip(err)
+	}
+	rules := filepath.Join(t.TempDir(), "r.rules")
+	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 127.0.0.2:5060 -i --tun-type gue --tun-port 6080\n"), 0o600)
+	for _, c := range []struct {
+		name    string
+		sources []netip.Addr
+		want    netip.Addr
+	}{
+		{"route", nil, netip.MustParseAddr("127.0.0.1")},
+		{"tunnel-source", []netip.Addr{netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.9")}, netip.MustParseAddr("127.0.0.9")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(),
+				TunnelSources: c.sources, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			dst := d.Snapshot().Services()[0].Dests[0]
+			if dst.Source != c.want || dst.MTU != lo.MTU {
+				t.Fatalf("outer source %v MTU %d, want %v and lo's %d", dst.Source, dst.MTU, c.want, lo.MTU)
+			}
+		})
+	}
+}
