@@ -34,10 +34,12 @@ const (
 )
 
 // Source is what the announcer follows: the daemon's running
-// configuration and whether its data plane forwards.
+// configuration, whether its data plane forwards, and whether a real
+// server's frames can leave (its next hop resolved, or a local address).
 type Source interface {
 	Snapshot() *ipvs.Snapshot
 	Forwarding() bool
+	Reachable(server netip.Addr) bool
 }
 
 // RouteSpeaker is what the announcer drives: the Speaker, or a fake in
@@ -51,7 +53,8 @@ type RouteSpeaker interface {
 // Announcer announces each VIP of the running configuration over BGP
 // exactly while the data plane forwards, the director is not drained or
 // stopping, and one of the VIP's services has an available real server
-// (ipvs.Service.Available). It implements control.Director.
+// (ipvs.Dest.Available) whose next hop is reachable. It implements
+// control.Director.
 type Announcer struct {
 	cfg Config
 	src Source
@@ -122,13 +125,17 @@ func (a *Announcer) Run() {
 // Plan returns every VIP of snap with whether it is to be announced and
 // why not: a VIP is announced when the director forwards, is neither
 // drained nor stopping nor within its announce delay (starting), and one
-// of the VIP's services has an available real server. Routes are sorted
-// by prefix.
-func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping, starting bool) []control.BGPRoute {
+// of the VIP's services has an available (ipvs.Dest.Available) and
+// reachable real server. Routes are sorted by prefix.
+func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping, starting bool, reachable func(netip.Addr) bool) []control.BGPRoute {
 	avail := map[netip.Addr]bool{}
 	if snap != nil {
 		for _, svc := range snap.Services() {
-			avail[svc.Key.Addr] = avail[svc.Key.Addr] || svc.Available()
+			ok := avail[svc.Key.Addr]
+			for _, d := range svc.Dests {
+				ok = ok || d.Available() && reachable(d.Addr.Addr())
+			}
+			avail[svc.Key.Addr] = ok
 		}
 	}
 	out := make([]control.BGPRoute, 0, len(avail))
@@ -172,7 +179,7 @@ func Plan(cfg *Config, snap *ipvs.Snapshot, forwarding, drained, stopping, start
 func (a *Announcer) evaluate() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	plan := Plan(&a.cfg, a.src.Snapshot(), a.src.Forwarding(), a.drained, a.stopping, time.Now().Before(a.holdUntil))
+	plan := Plan(&a.cfg, a.src.Snapshot(), a.src.Forwarding(), a.drained, a.stopping, time.Now().Before(a.holdUntil), a.src.Reachable)
 	var want []Route
 	for _, r := range plan {
 		if r.Announced {

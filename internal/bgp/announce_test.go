@@ -52,21 +52,37 @@ func (f *fakeSpeaker) announced() string {
 	return strings.Join(s, " ")
 }
 
-// fakeSource is a daemon: a live ipvs.Config and a forwarding switch.
+// fakeSource is a daemon: a live ipvs.Config, a forwarding switch and
+// the real servers whose next hop does not resolve.
 type fakeSource struct {
-	cfg *ipvs.Config
-	fwd atomic.Bool
+	cfg         *ipvs.Config
+	fwd         atomic.Bool
+	mu          sync.Mutex
+	unreachable map[netip.Addr]bool
 }
 
 func (f *fakeSource) Snapshot() *ipvs.Snapshot { return f.cfg.Snapshot() }
 func (f *fakeSource) Forwarding() bool         { return f.fwd.Load() }
+func (f *fakeSource) Reachable(a netip.Addr) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.unreachable[a]
+}
+
+func (f *fakeSource) setReachable(a netip.Addr, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unreachable == nil {
+		f.unreachable = map[netip.Addr]bool{}
+	}
+	f.unreachable[a] = !ok
+}
 
 var (
 	vip4  = netip.MustParseAddrPort("10.77.2.1:5060")
 	vip6  = netip.MustParseAddrPort("[fd77:2::1]:5060")
 	real4 = netip.MustParseAddrPort("10.77.1.11:5060")
 	real6 = netip.MustParseAddrPort("[fd77:1::11]:5060")
-	mac   = [6]byte{2, 0, 0, 0, 0, 1}
 )
 
 func newSource(t *testing.T) *fakeSource {
@@ -80,9 +96,7 @@ func newSource(t *testing.T) *fakeSource {
 		if err := c.AddService(svc); err != nil {
 			t.Fatal(err)
 		}
-		d := ipvs.DefaultDest(s.real)
-		d.NextHop = mac
-		if err := c.AddDest(svc.Key(), d); err != nil {
+		if err := c.AddDest(svc.Key(), ipvs.DefaultDest(s.real)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -159,6 +173,10 @@ func TestAnnouncerFollowsAvailability(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("server undrained", both)
+	src.setReachable(real4.Addr(), false)
+	check("next hop unreachable", "fd77:2::1/128")
+	src.setReachable(real4.Addr(), true)
+	check("next hop back", both)
 
 	src.fwd.Store(false)
 	check("data plane gone", "")

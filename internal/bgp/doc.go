@@ -11,8 +11,9 @@
 // [Announcer] follows the daemon ([Source]): a VIP is announced while the
 // data plane is attached and forwarding, the director is neither drained
 // (xvsadm --drain-director) nor stopping (SIGTERM), and one of the VIP's
-// services has an available real server (ipvs.Service.Available: weight >
-// 0, health up, not draining, next hop resolved). [Announcer.Stop]
+// services has an available real server (ipvs.Dest.Available: weight > 0,
+// health up, not draining) whose next hop the data plane has resolved
+// (Source.Reachable). [Announcer.Stop]
 // withdraws everything, waits for the withdrawals to leave, and keeps the
 // data plane forwarding for the drain period before the daemon exits.
 //

