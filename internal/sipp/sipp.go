@@ -326,11 +326,11 @@ func (u UAS) Start(ctx context.Context) (*Server, error) {
 		return nil, fmt.Errorf("sipp: UAS: %w", err)
 	}
 	go func() { s.done <- s.cmd.Wait() }()
-	// Ready when the log file exists or the port is bound; sipp creates the
-	// log at start. Bounded wait.
+	// Ready when its UDP port is bound (sipp creates the log file before
+	// its socket: a request sent then would be refused). Bounded wait.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(s.log); err == nil {
+		if udpBound(s.cmd.Process.Pid, u.Addr) {
 			return s, nil
 		}
 		select {
@@ -458,4 +458,31 @@ func (s *Server) CallIDs() (map[string]int, error) {
 		ids[id]++
 	}
 	return ids, sc.Err()
+}
+
+// udpBound reports whether a UDP socket is bound to addr in the network
+// namespace of process pid: its /proc/PID/net/udp or udp6 lists addr as a
+// local address (HEXADDR:HEXPORT, the address in 32-bit words of host
+// byte order, little-endian here).
+func udpBound(pid int, addr netip.AddrPort) bool {
+	a := addr.Addr().Unmap()
+	file, raw := "udp", a.AsSlice()
+	if a.Is6() {
+		file = "udp6"
+	}
+	var want strings.Builder
+	for i := 0; i < len(raw); i += 4 {
+		fmt.Fprintf(&want, "%02X%02X%02X%02X", raw[i+3], raw[i+2], raw[i+1], raw[i])
+	}
+	fmt.Fprintf(&want, ":%04X", addr.Port())
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, file))
+	if err != nil {
+		return false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if fs := strings.Fields(line); len(fs) > 1 && fs[1] == want.String() {
+			return true
+		}
+	}
+	return false
 }

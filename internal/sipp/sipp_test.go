@@ -395,3 +395,26 @@ func TestUASReportsStrays(t *testing.T) {
 		t.Errorf("%d late copies (%v), want 0", n, err)
 	}
 }
+
+// udpBound finds a bound socket by address and port in /proc/PID/net, and
+// no longer once it is closed.
+func TestUDPBound(t *testing.T) {
+	for _, network := range []string{"udp4", "udp6"} {
+		addr := "127.0.0.1:0"
+		if network == "udp6" {
+			addr = "[::1]:0"
+		}
+		c, err := net.ListenPacket(network, addr)
+		if err != nil {
+			t.Skipf("%s: %v", network, err)
+		}
+		ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+		if !udpBound(os.Getpid(), ap) {
+			t.Errorf("%v bound but not found", ap)
+		}
+		c.Close()
+		if udpBound(os.Getpid(), ap) {
+			t.Errorf("%v found after its socket closed", ap)
+		}
+	}
+}
