@@ -111,8 +111,8 @@ func TestRootFirstPacket(t *testing.T) {
 // -S saves -g, and a client's datagram reaches the director's own socket,
 // whose answer reaches the client from the VIP. Real servers that can never
 // work are refused with ipvsadm's message (a broadcast, a multicast
-// address, a VIP the director does not own as its own real server, a Local
-// server on another port), and one whose route leaves by an interface xvs
+// address, a VIP the director does not own as its own real server), and one
+// whose route leaves by an interface xvs
 // does not serve is reported as such (-Ln --health, the metrics, the log),
 // not as "not resolved yet".
 func TestRootLocalRealServer(t *testing.T) {
@@ -195,7 +195,6 @@ func TestRootLocalRealServer(t *testing.T) {
 	for _, r := range []struct{ svc, server, why string }{
 		{svc.String(), "10.77.1.255:5070", "broadcast"},
 		{svc.String(), "224.0.0.9:5070", "multicast"},
-		{svc.String(), "127.0.0.1:5071", "Local forwarding"},
 		{netip.AddrPortFrom(other, probePort).String(), netip.AddrPortFrom(other, probePort).String(), "not an address of this director"},
 	} {
 		_, errs, code := c.xvsadm("", "-a", "-u", r.svc, "-r", r.server, "-m")

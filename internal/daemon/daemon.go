@@ -28,6 +28,7 @@ import (
 	"github.com/xvs-lb/xvs/internal/health"
 	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/ipvsadm"
+	"github.com/xvs-lb/xvs/internal/localnat"
 	"github.com/xvs-lb/xvs/internal/neigh"
 	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/internal/pipeline"
@@ -111,6 +112,7 @@ type Daemon struct {
 	shared      *table.Shared
 	sconns      *table.SharedConns
 	hops        *nexthop.Table
+	localNAT    *localnat.Table // the kernel NAT of Local real servers on another port
 	watcher     *neigh.Watcher
 	reach       reachability
 	debug       pipeline.DebugLog
@@ -225,7 +227,14 @@ func (d *Daemon) start(onFail func(release func())) error {
 			}
 		}
 	})
-	cfg, err := ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists, AddrKind: d.addrKind})
+	// The interface's lock makes this daemon the table's one owner: a
+	// table of its name is a dead daemon's.
+	d.localNAT = localnat.New(localNATPrefix + d.ifaces[0])
+	if err := d.localNAT.RemoveStale(); err != nil {
+		d.log.Warn("a previous daemon's kernel NAT rules for Local real servers could not be removed", "err", err)
+	}
+	onFail(func() { d.localNAT.Close() })
+	cfg, err := ipvs.New(ipvs.Options{Workers: len(queues), PEExists: pe.Exists, AddrKind: d.addrKind, LocalNAT: d.localNAT.Check})
 	if err == nil && o.Rules != "" {
 		err = rules.Load(cfg, o.Rules)
 	}
@@ -394,6 +403,14 @@ func (d *Daemon) commit(next *ipvs.Config) error {
 		}
 		return fmt.Errorf("updating the data-plane filter: %w", err)
 	}
+	// Before the workers mark packets for a new rule; a removed rule's
+	// packets go to the virtual port meanwhile.
+	if err := d.localNAT.Apply(localnat.Rules(s)); err != nil {
+		if cur := d.snap.Load(); cur != nil {
+			d.backend.Update(FilterOf(cur))
+		}
+		return fmt.Errorf("the kernel NAT of Local real servers on another port: %w", err)
+	}
 	next.Commit()
 	d.cfg = next
 	d.snap.Store(s)
@@ -480,6 +497,10 @@ func (d *Daemon) checkTunnels() {
 // DebugLevel is the log level at which the persistence engine's events are
 // logged, IPVS's debug_level 9: xvs run --log-level 9.
 const DebugLevel = slog.Level(-9)
+
+// localNATPrefix names the daemon's nftables table (family inet), after its
+// first interface: "xvs-eth0" (see the localnat package).
+const localNATPrefix = "xvs-"
 
 // debugDrain is how often the engine's debug events are logged.
 const debugDrain = 100 * time.Millisecond
@@ -758,6 +779,9 @@ func (d *Daemon) Close() error {
 	d.wg.Wait()
 	for _, r := range d.runners {
 		r.Local.Close()
+	}
+	if err := d.localNAT.Close(); err != nil {
+		d.log.Warn("the kernel NAT rules of Local real servers were not removed (the next start replaces them)", "table", d.localNAT.Name(), "err", err)
 	}
 	d.releaseLocks()
 	d.log.Info("data plane stopped", "mode", d.backend.Mode().String())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xvs-lb/xvs/internal/control"
 	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/localnat"
 	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/packet"
 )
@@ -277,41 +278,68 @@ func (d *Daemon) checkLocality() {
 // socket (IPPROTO_RAW, one per family), so that the kernel routes it to the
 // local address it is for and delivers it to the socket listening there,
 // as if it had arrived. Its source is the client's: the local server
-// answers the client directly, through the kernel. One system call per
-// packet (Local traffic is a director's own service, not the farm's).
+// answers the client directly, through the kernel. A packet for a Local
+// real server on another port than the virtual one carries the socket mark
+// localnat.Mark(port) (an SO_MARK control message), for xvs's kernel NAT
+// rule that translates the port (and, by its connection tracking, the
+// replies back). One system call per packet (Local traffic is a director's
+// own service, not the farm's).
 type localSender struct {
 	fd4, fd6 int
 	opened   bool
 	p        packet.Parsed
 	sa4      unix.RawSockaddrInet4
 	sa6      unix.RawSockaddrInet6
+	iov      unix.Iovec
+	msg      unix.Msghdr
+	cmsg     [cmsgMarkRoom]byte
 }
 
+// cmsgMarkRoom bounds the room of one SO_MARK control message (a uint32
+// after a cmsghdr: unix.CmsgSpace(4), 24 bytes on 64-bit Linux).
+const cmsgMarkRoom = 32
+
 // Send sends the IP packets of frames (Ethernet frames of link type link)
-// and returns how many left.
-func (s *localSender) Send(frames [][]byte, link packet.LinkType) int {
+// and returns how many left; ports are their Out.LocalPort (nil: none).
+func (s *localSender) Send(frames [][]byte, ports []uint16, link packet.LinkType) int {
 	if !s.opened {
 		s.open()
 	}
 	n := 0
-	for _, f := range frames {
+	for i, f := range frames {
 		r := s.p.Decode(f, link)
 		if r != packet.ReasonOK && r != packet.ReasonNonFirstFragment {
 			continue
 		}
 		ip := f[s.p.L3Off:s.p.End]
-		var err unix.Errno
+		fd := -1
+		s.msg.Name, s.msg.Namelen = nil, 0
 		if s.p.Version == 4 && s.fd4 >= 0 {
+			fd = s.fd4
 			s.sa4.Addr = s.p.Dst.As4()
-			_, _, err = unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd4), uintptr(unsafe.Pointer(&ip[0])), uintptr(len(ip)), unix.MSG_DONTWAIT,
-				uintptr(unsafe.Pointer(&s.sa4)), unsafe.Sizeof(s.sa4))
+			s.msg.Name, s.msg.Namelen = (*byte)(unsafe.Pointer(&s.sa4)), uint32(unsafe.Sizeof(s.sa4))
 		} else if s.p.Version == 6 && s.fd6 >= 0 {
+			fd = s.fd6
 			s.sa6.Addr = s.p.Dst.As16()
-			_, _, err = unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd6), uintptr(unsafe.Pointer(&ip[0])), uintptr(len(ip)), unix.MSG_DONTWAIT,
-				uintptr(unsafe.Pointer(&s.sa6)), unsafe.Sizeof(s.sa6))
-		} else {
+			s.msg.Name, s.msg.Namelen = (*byte)(unsafe.Pointer(&s.sa6)), uint32(unsafe.Sizeof(s.sa6))
+		}
+		if fd < 0 {
 			continue
 		}
+		s.iov.Base = &ip[0]
+		s.iov.SetLen(len(ip))
+		s.msg.Iov, s.msg.Iovlen = &s.iov, 1
+		s.msg.Control = nil
+		s.msg.SetControllen(0)
+		if i < len(ports) && ports[i] != 0 {
+			h := (*unix.Cmsghdr)(unsafe.Pointer(&s.cmsg[0]))
+			h.Level, h.Type = unix.SOL_SOCKET, unix.SO_MARK
+			h.SetLen(unix.CmsgLen(4))
+			*(*uint32)(unsafe.Pointer(&s.cmsg[unix.CmsgLen(0)])) = localnat.Mark(ports[i])
+			s.msg.Control = &s.cmsg[0]
+			s.msg.SetControllen(unix.CmsgSpace(4))
+		}
+		_, _, err := unix.Syscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&s.msg)), unix.MSG_DONTWAIT)
 		if err == 0 {
 			n++
 		}

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/xvs-lb/xvs/internal/craft"
+	"github.com/xvs-lb/xvs/internal/ipvs"
+	"github.com/xvs-lb/xvs/internal/ipvsadm"
 	"github.com/xvs-lb/xvs/internal/testenv"
 	"github.com/xvs-lb/xvs/packet"
 )
@@ -48,7 +52,8 @@ func TestReachLogBackoff(t *testing.T) {
 // BenchmarkLocalSender measures Local delivery: an 850-byte SIP datagram
 // handed to the host's stack through the raw IP socket, received by a UDP
 // socket on 127.0.0.1, beside a plain UDP send to the same socket in the
-// same run (what a local client would pay). Needs root (a raw socket).
+// same run (what a local client would pay), and with the packet mark of a
+// Local real server on another port. Needs root (a raw socket).
 //
 //	go test -run '^$' -bench LocalSender ./internal/daemon
 func BenchmarkLocalSender(b *testing.B) {
@@ -82,20 +87,30 @@ func BenchmarkLocalSender(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 	})
-	b.Run("local-sender", func(b *testing.B) {
-		var ls localSender
-		defer ls.Close()
-		frames := [][]byte{frame}
-		b.ReportAllocs()
-		sent := 0
-		for b.Loop() {
-			sent += ls.Send(frames, packet.LinkEthernet)
-		}
-		if sent != b.N {
-			b.Fatalf("%d of %d sent", sent, b.N)
-		}
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
-	})
+	for _, c := range []struct {
+		name  string
+		ports []uint16
+	}{
+		{"local-sender", nil},
+		// With the mark of a Local real server on another port (an
+		// SO_MARK control message; no rule in this namespace takes it).
+		{"local-sender-marked", []uint16{dst.Port()}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var ls localSender
+			defer ls.Close()
+			frames := [][]byte{frame}
+			b.ReportAllocs()
+			sent := 0
+			for b.Loop() {
+				sent += ls.Send(frames, c.ports, packet.LinkEthernet)
+			}
+			if sent != b.N {
+				b.Fatalf("%d of %d sent", sent, b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+		})
+	}
 }
 
 // TestTunnelEgress: a tunnelling real server's outer source and MTU come
@@ -130,5 +145,39 @@ func TestTunnelEgress(t *testing.T) {
 				t.Fatalf("outer source %v MTU %d, want %v and lo's %d", dst.Source, dst.MTU, c.want, lo.MTU)
 			}
 		})
+	}
+}
+
+// TestLocalPortWithoutNAT: without the kernel's NAT (here: no nft command),
+// a Local real server on another port than its service's is refused at
+// configuration time with ipvsadm's wording and why — in the rules file at
+// start, and by a command, which leaves the running configuration as it
+// was — never accepted to be dropped later.
+func TestLocalPortWithoutNAT(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rules := filepath.Join(t.TempDir(), "r.rules")
+	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 127.0.0.1:5080 -m\n"), 0o600)
+	_, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(), Logger: quiet})
+	want := func(err error) {
+		t.Helper()
+		if !errors.Is(err, ipvs.ErrLocalPort) || !strings.Contains(err.Error(), "Invalid argument") || !strings.Contains(err.Error(), `"nft"`) {
+			t.Errorf("got %v, want %v naming the missing nft", err, ipvs.ErrLocalPort)
+		}
+	}
+	want(err)
+	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 127.0.0.1:5060 -m\n"), 0o600)
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cmd, err := ipvsadm.Parse([]string{"-a", "-u", "10.0.0.1:5060", "-r", "127.0.0.1:5080", "-m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(d.Apply(context.Background(), cmd))
+	if dests := d.Snapshot().Services()[0].Dests; len(dests) != 1 || !dests[0].Local {
+		t.Errorf("the running configuration changed: %v", dests)
 	}
 }

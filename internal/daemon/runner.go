@@ -41,8 +41,9 @@ type Runner struct {
 	// nil counts them as unsent.
 	Local *localSender
 
-	requests chan request
-	local    [][]byte // this batch's frames for the host's stack
+	requests   chan request
+	local      [][]byte // this batch's frames for the host's stack
+	localPorts []uint16 // and their Out.LocalPort
 }
 
 type request struct {
@@ -83,6 +84,7 @@ func (r *Runner) Run() error {
 	b := dataplane.NewBatch(0)
 	out := make([]pipeline.Decision, dataplane.MaxBatch)
 	r.local = make([][]byte, 0, dataplane.MaxBatch)
+	r.localPorts = make([]uint16, 0, dataplane.MaxBatch)
 	w := r.Worker
 	for {
 		select {
@@ -118,6 +120,7 @@ func (r *Runner) Run() error {
 			switch {
 			case send && d.Out.Local:
 				r.local = append(r.local, b.Frames[i])
+				r.localPorts = append(r.localPorts, d.Out.LocalPort)
 				send = false
 			case send && d.Out.Routed:
 				b.Port[i] = uint8(d.Out.Port)
@@ -127,9 +130,9 @@ func (r *Runner) Run() error {
 		}
 		if len(r.local) > 0 {
 			// Before Transmit: the frames are the backend's again after it.
-			r.toLocal(r.local, b.Link)
+			r.toLocal(r.local, r.localPorts, b.Link)
 			clear(r.local)
-			r.local = r.local[:0]
+			r.local, r.localPorts = r.local[:0], r.localPorts[:0]
 		}
 		if err := r.Queue.Transmit(b); err != nil && !errors.Is(err, dataplane.ErrClosed) {
 			return err
@@ -140,11 +143,12 @@ func (r *Runner) Run() error {
 	}
 }
 
-// toLocal hands frames to the host's stack, counting those it could not.
-func (r *Runner) toLocal(frames [][]byte, link packet.LinkType) {
+// toLocal hands frames to the host's stack (ports: their Out.LocalPort),
+// counting those it could not.
+func (r *Runner) toLocal(frames [][]byte, ports []uint16, link packet.LinkType) {
 	sent := 0
 	if r.Local != nil {
-		sent = r.Local.Send(frames, link)
+		sent = r.Local.Send(frames, ports, link)
 	}
 	r.Worker.CountUnsent(len(frames) - sent)
 }
@@ -169,7 +173,12 @@ func (r *Runner) sendEmitted(link packet.LinkType) error {
 		run := em[i:j]
 		i = j
 		if o.Local {
-			r.toLocal(run, link)
+			r.localPorts = r.localPorts[:0]
+			for range run {
+				r.localPorts = append(r.localPorts, o.LocalPort)
+			}
+			r.toLocal(run, r.localPorts, link)
+			r.localPorts = r.localPorts[:0]
 			continue
 		}
 		if ct == nil {

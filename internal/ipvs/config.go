@@ -25,6 +25,11 @@ type Options struct {
 	// a real server's address (ipvsadm -a and -e) and for Local forwarding;
 	// nil treats every address as another host's (offline tools, tests).
 	AddrKind func(netip.Addr) AddrKind
+	// LocalNAT reports whether the kernel can translate a Local real
+	// server's port (the localnat package's rules), asked when one on
+	// another port than its service's is added or edited: nil, or an
+	// error, refuses it (ErrLocalPort, with the error).
+	LocalNAT func() error
 }
 
 // AddrKind is what an address is to the director. The kernel's
@@ -240,7 +245,7 @@ var (
 	ErrMulticastDest = &AddrError{"a multicast address cannot be a real server"}
 	ErrUnusableDest  = &AddrError{"not a unicast address of a host"}
 	ErrVIPNotLocal   = &AddrError{"the virtual address is not an address of this director, so it cannot be its own real server (its packets would come straight back)"}
-	ErrLocalPort     = &AddrError{"a real server on this director (Local forwarding) gets the packets to the virtual port unchanged: give it the service's port (its replies could not be translated back)"}
+	ErrLocalPort     = &AddrError{"a real server on this director (Local forwarding) on another port than the service's needs the kernel's NAT (nftables), which is not available: give it the service's port"}
 )
 
 // addrKind classifies a with the configured classifier.
@@ -272,7 +277,12 @@ func (c *Config) normDest(s ServiceConfig, d DestConfig) (DestConfig, error) {
 	case a == s.Key().Addr && kind != AddrLocal:
 		return fail(ErrVIPNotLocal)
 	case kind == AddrLocal && s.Addr.Port() != 0 && d.Addr.Port() != s.Addr.Port():
-		return fail(ErrLocalPort)
+		if c.opts.LocalNAT == nil {
+			return fail(ErrLocalPort)
+		}
+		if err := c.opts.LocalNAT(); err != nil {
+			return fail(fmt.Errorf("%w (%v)", ErrLocalPort, err))
+		}
 	}
 	return d, nil
 }

@@ -27,8 +27,8 @@ func directorKinds(a netip.Addr) AddrKind {
 // refused with an ipvsadm-style message (they were accepted and their share
 // of calls black-holed): broadcast, multicast, link-local of another host,
 // the VIP itself when the director does not own it, and a Local real server
-// whose port differs from the service's (its replies could not be
-// translated back). A real server on the director (127.0.0.1, its own
+// whose port differs from the service's when the kernel cannot translate
+// it (TestLocalPortNeedsNAT). A real server on the director (127.0.0.1, its own
 // address, a VIP it owns) is Local forwarding: accepted, shown as Local.
 func TestRealServerAddressChecks(t *testing.T) {
 	c, err := New(Options{Workers: 1, PEExists: sipPE, AddrKind: directorKinds})
@@ -112,5 +112,40 @@ func TestReclassify(t *testing.T) {
 	s, _ = c.Compile()
 	if !s.Services()[0].Dests[0].Local {
 		t.Fatal("not Local after Reclassify")
+	}
+}
+
+// TestLocalPortNeedsNAT: a Local real server on another port than its
+// service's is accepted when the kernel can translate the port
+// (Options.LocalNAT: the daemon's nftables rules), for -a and -e, and
+// refused with the reason (nftables) when it cannot.
+func TestLocalPortNeedsNAT(t *testing.T) {
+	unavailable := errors.New("nftables: operation not permitted")
+	for _, nat := range []func() error{nil, func() error { return unavailable }, func() error { return nil }} {
+		c, err := New(Options{Workers: 1, PEExists: sipPE, AddrKind: directorKinds, LocalNAT: nat})
+		must(t, err)
+		must(t, c.AddService(ServiceConfig{Protocol: UDP, Addr: vip, Scheduler: "rr"}))
+		must(t, c.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("10.0.0.99:5060"), Fwd: Masq, Weight: 1}))
+		add := c.AddDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("127.0.0.1:5080"), Fwd: Masq, Weight: 1})
+		if nat == nil || nat() != nil {
+			if !errors.Is(add, ErrLocalPort) || !strings.Contains(add.Error(), "nftables") || !strings.Contains(add.Error(), "Invalid argument") ||
+				(nat != nil && !strings.Contains(add.Error(), unavailable.Error())) {
+				t.Errorf("without the kernel's NAT, -a of a Local server on another port: %v, want %v", add, ErrLocalPort)
+			}
+			continue
+		}
+		if add != nil {
+			t.Errorf("with the kernel's NAT, -a of a Local server on another port: %v", add)
+		}
+		if err := c.EditDest(vkey, DestConfig{Addr: netip.MustParseAddrPort("127.0.0.1:5080"), Fwd: Masq, Weight: 2}); err != nil {
+			t.Errorf("with the kernel's NAT, -e of a Local server on another port: %v", err)
+		}
+		s, err := c.Compile()
+		must(t, err)
+		for _, d := range s.Services()[0].Dests {
+			if !d.Local {
+				t.Errorf("%v is not Local", d.Addr)
+			}
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/xvs-lb/xvs/internal/ipvs"
 	"github.com/xvs-lb/xvs/internal/nexthop"
 	"github.com/xvs-lb/xvs/packet"
 )
@@ -28,6 +29,21 @@ type Out struct {
 	// Local: the frame goes to this host's own stack (a Local real server,
 	// IPVS's LOCALNODE), not to an interface.
 	Local bool
+	// LocalPort, for a Local frame, is the real server's port when it
+	// differs from the virtual port the frame keeps: the kernel's NAT
+	// translates it (the frame is sent with localnat.Mark(LocalPort)).
+	// 0: delivered as it is.
+	LocalPort uint16
+}
+
+// localPort is Out.LocalPort for a frame to dest: its port, when it has one
+// that differs from its service's.
+func localPort(dest *ipvs.Dest) uint16 {
+	port, vport := dest.Addr.Port(), dest.Service.Key.Port
+	if port == 0 || vport == 0 || port == vport {
+		return 0
+	}
+	return port
 }
 
 // l2Mode says how send writes a frame's Ethernet addresses.

@@ -255,9 +255,12 @@ func TestPartialChecksumForwarded(t *testing.T) {
 // TestLocalRealServer: a real server that is an address of this host
 // (IPVS's Local forwarding) gets the frame unchanged, for the host's own
 // stack, when the host owns the virtual address too; otherwise it is
-// dropped (the kernel would route it out again).
+// dropped (the kernel would route it out again). One on another port than
+// its service's gets the frame unchanged too, with the port for the
+// kernel's NAT (Out.LocalPort: the daemon marks the packet with it).
 func TestLocalRealServer(t *testing.T) {
-	l := newLab(t, 1, "-A -u 10.4.3.2:5060 -s rr\n-a -u 10.4.3.2:5060 -r 127.0.0.1 -m\n-A -u 10.4.3.192:5060 -s rr\n-a -u 10.4.3.192:5060 -r 192.168.1.2 -g\n")
+	l := newLab(t, 1, "-A -u 10.4.3.2:5060 -s rr\n-a -u 10.4.3.2:5060 -r 127.0.0.1 -m\n-A -u 10.4.3.192:5060 -s rr\n-a -u 10.4.3.192:5060 -r 192.168.1.2 -g\n"+
+		"-A -u 10.4.3.2:5070 -s rr\n-a -u 10.4.3.2:5070 -r 127.0.0.1:5080 -m\n")
 	tb := twoLegTable(t)
 	useHops(l, tb)
 	in := sip("10.4.3.7:5062", "10.4.3.2:5060", craft.SIPInvite("local"))
@@ -269,8 +272,34 @@ func TestLocalRealServer(t *testing.T) {
 	if d, _ := l.send(0, sip("10.4.3.7:5062", "10.4.3.192:5060", craft.SIPInvite("x"))); d.Reason != ReasonLocalUnowned {
 		t.Fatalf("virtual address not ours: %v", d.Reason)
 	}
-	if l.workers[0].Counters().Local != 1 {
-		t.Error("local delivery not counted")
+	in = sip("10.4.3.7:5062", "10.4.3.2:5070", craft.SIPInvite("local-port"))
+	orig = bytes.Clone(in)
+	d, out = l.send(0, in)
+	if d.Reason != ReasonScheduledNoPersistence || d.Out != (Out{Local: true, LocalPort: 5080}) || diffFrames(out, orig) != "" {
+		t.Fatalf("local on another port: %v %+v %s", d.Reason, d.Out, diffFrames(out, orig))
+	}
+	if l.workers[0].Counters().Local != 2 {
+		t.Error("local deliveries not counted")
+	}
+	// A fragmented datagram, its last fragment first: every fragment, held
+	// and released or forwarded, carries the port.
+	frags := craft.Fragment(craft.Spec{SrcMAC: clientMAC, DstMAC: lbMAC, Src: netip.MustParseAddrPort("10.4.3.8:5062"),
+		Dst: netip.MustParseAddrPort("10.4.3.2:5070"), Payload: sized(craft.SIPInvite("local-frag"), 1900), ID: 9}, 512)
+	var outs []Out
+	for i := len(frags) - 1; i >= 0; i-- {
+		d, _ := l.send(0, bytes.Clone(frags[i]))
+		if d.Verdict() == Forward {
+			outs = append(outs, d.Out)
+		}
+		outs = append(outs, l.workers[0].EmittedOut()...)
+	}
+	if len(outs) != len(frags) {
+		t.Fatalf("%d of %d fragments left", len(outs), len(frags))
+	}
+	for i, o := range outs {
+		if o != (Out{Local: true, LocalPort: 5080}) {
+			t.Errorf("fragment %d: %+v", i, o)
+		}
 	}
 }
 

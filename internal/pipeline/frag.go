@@ -547,6 +547,7 @@ func (w *Worker) followRewrite(room, frame []byte, p *packet.Parsed, e *fragEntr
 	d.Real = e.real
 	if local {
 		d.Out.Local = true
+		d.Out.LocalPort = localPort(dest)
 		w.local.Local++
 		return out, left, ReasonFragmentFollowed
 	}

@@ -301,6 +301,7 @@ func (w *Worker) forward(frame []byte, s *slot, dest *ipvs.Dest, real netip.Addr
 	d.Real = real
 	if local {
 		d.Out.Local = true
+		d.Out.LocalPort = localPort(dest)
 		w.local.Local++
 		return reason
 	}
