@@ -346,6 +346,9 @@ func (s *scanner) header(i int) (lo, hi int, st Status, done bool) {
 // value reads the Call-ID value that follows the colon at b[p-1].
 func (s *scanner) value(p int) (lo, hi int, st Status) {
 	b := s.b
+	if p < len(b) && b[p] == ' ' {
+		p++ // the usual single SP after the colon (skipLWS would skip it too)
+	}
 	v := s.skipLWS(p)
 	i := valueEnd(b, v, min(len(b), v+MaxCallIDLen+1))
 	if i-v > MaxCallIDLen {
