@@ -59,7 +59,11 @@ func FuzzOldNew(f *testing.F) {
 }
 
 func TestOldNew(t *testing.T) {
-	for _, p := range seedPayloads() {
+	ps := seedPayloads()
+	if len(ps) < 40 {
+		t.Fatalf("%d seed payloads: the corpus or the torture messages are missing", len(ps))
+	}
+	for _, p := range ps {
 		checkOldNew(t, p)
 	}
 }
@@ -89,8 +93,7 @@ func TestLineStartEdges(t *testing.T) {
 }
 
 // seedPayloads are FuzzCallID's committed corpus, the RFC 4475/5118 torture
-// messages when shared/ is present (TestTortureMessages requires them), and
-// a few messages of every line-end style.
+// messages (testdata/sip) and a few messages of every line-end style.
 func seedPayloads() [][]byte {
 	var ps [][]byte
 	files, _ := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzCallID", "*"))
@@ -107,9 +110,9 @@ func seedPayloads() [][]byte {
 			ps = append(ps, []byte(s))
 		}
 	}
-	if d := testenv.SharedDir(); d != "" {
+	if root, err := testenv.ModuleRoot(); err == nil {
 		for _, dir := range []string{"rfc4475", "rfc5118"} {
-			ms, _ := filepath.Glob(filepath.Join(d, "testdata", "sip", dir, "*"))
+			ms, _ := filepath.Glob(filepath.Join(root, "testdata", "sip", dir, "*"))
 			for _, m := range ms {
 				if b, err := os.ReadFile(m); err == nil {
 					ps = append(ps, b)
