@@ -25,6 +25,11 @@ type Candidate struct {
 	// Backend and XDPMode are xvs run's --mode and --xdp-mode.
 	Backend string `json:"backend,omitempty"`
 	XDPMode string `json:"xdp_mode,omitempty"`
+	// Variant names a variant of xvs (Options.Variants): another xvs
+	// binary (Binary), and arguments added to xvs run's (Args).
+	Variant string   `json:"variant,omitempty"`
+	Binary  string   `json:"binary,omitempty"`
+	Args    []string `json:"args,omitempty"`
 	// DR selects direct routing (-g) over NAT (-m) for xvs; the kernel
 	// ceiling is always routing, the proxies always NAT-like.
 	DR bool `json:"direct_routing"`
@@ -162,7 +167,11 @@ func (c Candidate) startXVS(ctx context.Context, e env) (*running, error) {
 	if c.XDPMode != "" {
 		args = append(args, "--xdp-mode", c.XDPMode)
 	}
-	return c.startProcess(ctx, e, "mode=", e.xvs, args, nil)
+	bin := e.xvs
+	if c.Binary != "" {
+		bin = c.Binary
+	}
+	return c.startProcess(ctx, e, "mode=", bin, append(args, c.Args...), nil)
 }
 
 // startProcess starts bin in the balancer namespace and waits for ready on

@@ -235,3 +235,21 @@ func TestRootCgroup(t *testing.T) {
 		t.Fatalf("usage %.3f s, user %.3f s, %v", total, user, err)
 	}
 }
+
+func TestVariants(t *testing.T) {
+	v, err := ParseVariant("busy=/tmp/xvs,--busy-poll,--x=1")
+	if err != nil || v.Name != "busy" || v.Binary != "/tmp/xvs" || strings.Join(v.Args, " ") != "--busy-poll --x=1" {
+		t.Fatalf("%+v %v", v, err)
+	}
+	if _, err := ParseVariant("noname"); err == nil {
+		t.Fatal("accepted a variant without a name")
+	}
+	cs, _ := candidates(Options{Only: []string{"naive"}, Variants: []Variant{v, {Name: "same"}}}, "")
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	if got := strings.Join(names, "|"); got != GoalXVS+" [busy]|"+GoalXVS+" [same]|"+NaiveName+"|"+CeilingName+"|"+BaselineName {
+		t.Errorf("candidates %s", got)
+	}
+}

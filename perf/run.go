@@ -46,6 +46,10 @@ type Options struct {
 	PerfSplit bool
 	// Kamailio tunes the Kamailio candidate (zero: the defaults).
 	Kamailio KamailioOptions
+	// Variants add candidates: GoalXVS run with another binary and/or
+	// more arguments, measured in the same alternating rounds (how a change
+	// to xvs is compared with the build before it).
+	Variants []Variant
 	Log      io.Writer
 }
 
@@ -92,6 +96,11 @@ func candidates(o Options, kamailio string) ([]Candidate, []string) {
 		{Name: BaselineName, Kind: "baseline", DR: true, Queues: 1, Baseline: true},
 	}
 	var notes []string
+	for i, v := range o.Variants {
+		c := cs[0]
+		c.Name, c.Variant, c.Binary, c.Args = GoalXVS+" ["+v.Name+"]", v.Name, v.Binary, v.Args
+		cs = slices.Insert(cs, 1+i, c)
+	}
 	if o.Full && runtime.NumCPU() >= 2 {
 		cs = slices.Insert(cs, 1, Candidate{Name: "xvs afxdp-native dr 2q", Kind: "xvs", Backend: "afxdp", XDPMode: "native", DR: true, Queues: 2})
 	}
@@ -105,8 +114,8 @@ func candidates(o Options, kamailio string) ([]Candidate, []string) {
 	}
 	if len(o.Only) > 0 {
 		cs = slices.DeleteFunc(cs, func(c Candidate) bool {
-			if c.Ceiling || c.Baseline {
-				return false // every ratio needs them
+			if c.Ceiling || c.Baseline || c.Variant != "" {
+				return false // every ratio needs them; variants were asked for
 			}
 			for _, s := range o.Only {
 				if strings.Contains(c.Name, s) {
@@ -117,6 +126,30 @@ func candidates(o Options, kamailio string) ([]Candidate, []string) {
 		})
 	}
 	return cs, notes
+}
+
+// Variant is a variant of the goal candidate (Options.Variants).
+type Variant struct {
+	Name   string   // the candidate is named GoalXVS + " [" + Name + "]"
+	Binary string   // "" = Options.XVS
+	Args   []string // added to xvs run's arguments
+}
+
+// ParseVariant parses NAME=BINARY[,ARG...] (BINARY may be empty: the
+// benchmark's xvs).
+func ParseVariant(s string) (Variant, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return Variant{}, fmt.Errorf("perf: variant %q: want NAME=BINARY[,ARG...]", s)
+	}
+	f := strings.Split(rest, ",")
+	v := Variant{Name: name, Binary: f[0]}
+	for _, a := range f[1:] {
+		if a != "" {
+			v.Args = append(v.Args, a)
+		}
+	}
+	return v, nil
 }
 
 // harness is one benchmark run's lab and instruments.

@@ -42,6 +42,7 @@ func benchCommand(bin string) *cli.Command {
 			&cli.IntFlag{Name: "kamailio-shm", Usage: "Kamailio's shared memory, MB (0 = its default)"},
 			&cli.IntFlag{Name: "kamailio-pkg", Usage: "Kamailio's per-process memory, MB (0 = its default)"},
 			&cli.IntFlag{Name: "kamailio-debug", Usage: "Kamailio's log level"},
+			&cli.StringSliceFlag{Name: "variant", Usage: "NAME=BINARY[,ARG...]: also measure xvs afxdp-native dr with another xvs binary (empty: --xvs) and extra xvs run arguments, in the same alternating rounds (repeatable)"},
 			&cli.StringFlag{Name: "out", Value: "docs/bench/e2e-latest", Usage: "report path without extension (.json, .md, .svg are written)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -56,6 +57,14 @@ func benchCommand(bin string) *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
+			var variants []perf.Variant
+			for _, s := range c.StringSlice("variant") {
+				v, err := perf.ParseVariant(s)
+				if err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				variants = append(variants, v)
+			}
 			kam := perf.KamailioOptions{Children: c.Int("kamailio-children"), LANSocket: c.Bool("kamailio-lan-socket"), Memory: c.String("kamailio-memory"),
 				ShmMB: c.Int("kamailio-shm"), PkgMB: c.Int("kamailio-pkg"), Debug: c.Int("kamailio-debug")}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,7 +73,7 @@ func benchCommand(bin string) *cli.Command {
 			rep, err := perf.Run(ctx, perf.Options{XVS: c.String("xvs"), Self: self, Full: c.Bool("full"), Rounds: c.Int("rounds"),
 				RunTime: c.Duration("run-time"), Calls: c.Int("calls"), LatencyFraction: c.Float64("latency-fraction"),
 				Only: c.StringSlice("only"), Senders: c.Int("senders"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr,
-				Drop: drop, PerfSplit: c.Bool("perf-split"), Kamailio: kam})
+				Drop: drop, PerfSplit: c.Bool("perf-split"), Kamailio: kam, Variants: variants})
 			if err != nil {
 				if errors.Is(err, lab.ErrNotRoot) {
 					return cli.Exit(err.Error(), 3)
