@@ -30,6 +30,7 @@ type Candidate struct {
 	Variant string   `json:"variant,omitempty"`
 	Binary  string   `json:"binary,omitempty"`
 	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"`
 	// DR selects direct routing (-g) over NAT (-m) for xvs; the kernel
 	// ceiling is always routing, the proxies always NAT-like.
 	DR bool `json:"direct_routing"`
@@ -171,7 +172,7 @@ func (c Candidate) startXVS(ctx context.Context, e env) (*running, error) {
 	if c.Binary != "" {
 		bin = c.Binary
 	}
-	return c.startProcess(ctx, e, "mode=", bin, append(args, c.Args...), nil)
+	return c.startProcess(ctx, e, "mode=", bin, append(args, c.Args...), c.Env)
 }
 
 // startProcess starts bin in the balancer namespace and waits for ready on

@@ -237,8 +237,8 @@ func TestRootCgroup(t *testing.T) {
 }
 
 func TestVariants(t *testing.T) {
-	v, err := ParseVariant("busy=/tmp/xvs,--busy-poll,--x=1")
-	if err != nil || v.Name != "busy" || v.Binary != "/tmp/xvs" || strings.Join(v.Args, " ") != "--busy-poll --x=1" {
+	v, err := ParseVariant("busy=/tmp/xvs,--busy-poll,env:A=b,--x=1")
+	if err != nil || v.Name != "busy" || v.Binary != "/tmp/xvs" || strings.Join(v.Args, " ") != "--busy-poll --x=1" || strings.Join(v.Env, " ") != "A=b" {
 		t.Fatalf("%+v %v", v, err)
 	}
 	if _, err := ParseVariant("noname"); err == nil {

@@ -98,7 +98,7 @@ func candidates(o Options, kamailio string) ([]Candidate, []string) {
 	var notes []string
 	for i, v := range o.Variants {
 		c := cs[0]
-		c.Name, c.Variant, c.Binary, c.Args = GoalXVS+" ["+v.Name+"]", v.Name, v.Binary, v.Args
+		c.Name, c.Variant, c.Binary, c.Args, c.Env = GoalXVS+" ["+v.Name+"]", v.Name, v.Binary, v.Args, v.Env
 		cs = slices.Insert(cs, 1+i, c)
 	}
 	if o.Full && runtime.NumCPU() >= 2 {
@@ -133,10 +133,11 @@ type Variant struct {
 	Name   string   // the candidate is named GoalXVS + " [" + Name + "]"
 	Binary string   // "" = Options.XVS
 	Args   []string // added to xvs run's arguments
+	Env    []string // added to its environment (K=V)
 }
 
 // ParseVariant parses NAME=BINARY[,ARG...] (BINARY may be empty: the
-// benchmark's xvs).
+// benchmark's xvs); an ARG env:K=V sets an environment variable instead.
 func ParseVariant(s string) (Variant, error) {
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
@@ -145,7 +146,9 @@ func ParseVariant(s string) (Variant, error) {
 	f := strings.Split(rest, ",")
 	v := Variant{Name: name, Binary: f[0]}
 	for _, a := range f[1:] {
-		if a != "" {
+		if e, ok := strings.CutPrefix(a, "env:"); ok {
+			v.Env = append(v.Env, e)
+		} else if a != "" {
 			v.Args = append(v.Args, a)
 		}
 	}
