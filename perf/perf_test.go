@@ -237,7 +237,10 @@ func TestRootCgroup(t *testing.T) {
 }
 
 func TestVariants(t *testing.T) {
-	v, err := ParseVariant("busy=/tmp/xvs,--busy-poll,env:A=b,--x=1")
+	if v, err := ParseVariant("base= env:A=1"); err != nil || v.Binary != "" || len(v.Env) != 1 {
+		t.Fatalf("%+v %v", v, err)
+	}
+	v, err := ParseVariant("busy=/tmp/xvs --busy-poll env:A=b --x=1")
 	if err != nil || v.Name != "busy" || v.Binary != "/tmp/xvs" || strings.Join(v.Args, " ") != "--busy-poll --x=1" || strings.Join(v.Env, " ") != "A=b" {
 		t.Fatalf("%+v %v", v, err)
 	}

@@ -136,19 +136,24 @@ type Variant struct {
 	Env    []string // added to its environment (K=V)
 }
 
-// ParseVariant parses NAME=BINARY[,ARG...] (BINARY may be empty: the
-// benchmark's xvs); an ARG env:K=V sets an environment variable instead.
+// ParseVariant parses "NAME=[BINARY] [ARG...]": an empty BINARY is the
+// benchmark's xvs; an ARG env:K=V sets an environment variable instead of
+// being an argument. (Spaces separate: a command-line list flag splits on
+// commas.)
 func ParseVariant(s string) (Variant, error) {
 	name, rest, ok := strings.Cut(s, "=")
 	if !ok || name == "" {
-		return Variant{}, fmt.Errorf("perf: variant %q: want NAME=BINARY[,ARG...]", s)
+		return Variant{}, fmt.Errorf("perf: variant %q: want NAME=[BINARY] [ARG...]", s)
 	}
-	f := strings.Split(rest, ",")
-	v := Variant{Name: name, Binary: f[0]}
-	for _, a := range f[1:] {
+	v := Variant{Name: name}
+	f := strings.Fields(rest)
+	if len(f) > 0 && !strings.HasPrefix(rest, " ") && !strings.HasPrefix(f[0], "-") && !strings.HasPrefix(f[0], "env:") {
+		v.Binary, f = f[0], f[1:]
+	}
+	for _, a := range f {
 		if e, ok := strings.CutPrefix(a, "env:"); ok {
 			v.Env = append(v.Env, e)
-		} else if a != "" {
+		} else {
 			v.Args = append(v.Args, a)
 		}
 	}

@@ -42,7 +42,7 @@ func benchCommand(bin string) *cli.Command {
 			&cli.IntFlag{Name: "kamailio-shm", Usage: "Kamailio's shared memory, MB (0 = its default)"},
 			&cli.IntFlag{Name: "kamailio-pkg", Usage: "Kamailio's per-process memory, MB (0 = its default)"},
 			&cli.IntFlag{Name: "kamailio-debug", Usage: "Kamailio's log level"},
-			&cli.StringSliceFlag{Name: "variant", Usage: "NAME=BINARY[,ARG...]: also measure xvs afxdp-native dr with another xvs binary (empty: --xvs) and extra xvs run arguments, in the same alternating rounds (repeatable)"},
+			&cli.StringSliceFlag{Name: "variant", Usage: "'NAME=[BINARY] [ARG...]': also measure xvs afxdp-native dr with another xvs binary (none: --xvs) and extra xvs run arguments (env:K=V sets an environment variable), in the same alternating rounds (repeatable)"},
 			&cli.StringFlag{Name: "out", Value: "docs/bench/e2e-latest", Usage: "report path without extension (.json, .md, .svg are written)"},
 		},
 		Action: func(c *cli.Context) error {
