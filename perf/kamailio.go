@@ -31,6 +31,8 @@ type KamailioOptions struct {
 	Memory string
 	// Debug is the log level (0: errors only; 3: debug).
 	Debug int
+	// Globals are more global parameter lines ("mem_join=1").
+	Globals []string
 }
 
 // kamailioConfig returns kamailio.cfg for the lab: the dispatcher module
@@ -43,6 +45,9 @@ func kamailioConfig(o KamailioOptions, vip, lan netip.Addr, modules, list string
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!KAMAILIO\ndebug=%d\nlog_stderror=yes\nfork=yes\nchildren=%d\ndns=no\nrev_dns=no\nauto_aliases=no\n", o.Debug, children)
+	for _, g := range o.Globals {
+		b.WriteString(g + "\n")
+	}
 	fmt.Fprintf(&b, "listen=udp:%v:%d\n", vip, SIPPort)
 	if o.LANSocket {
 		fmt.Fprintf(&b, "listen=udp:%v:%d\n", lan, SIPPort)

@@ -203,7 +203,10 @@ func TestKamailioConfig(t *testing.T) {
 	if strings.Contains(cfg, lan.String()) || strings.Contains(cfg, "force_send_socket") {
 		t.Errorf("config has the LAN socket:\n%s", cfg)
 	}
-	cfg = kamailioConfig(KamailioOptions{LANSocket: true}, vip, lan, "/m", "/d.list")
+	cfg = kamailioConfig(KamailioOptions{LANSocket: true, Globals: []string{"mem_join=1"}}, vip, lan, "/m", "/d.list")
+	if !strings.Contains(cfg, "\nmem_join=1\n") {
+		t.Errorf("config lacks the global line:\n%s", cfg)
+	}
 	if !strings.Contains(cfg, "listen=udp:"+lan.String()+":5060\n") || !strings.Contains(cfg, "force_send_socket(udp:"+lan.String()+":5060)") {
 		t.Errorf("config lacks the LAN socket:\n%s", cfg)
 	}

@@ -42,6 +42,7 @@ func benchCommand(bin string) *cli.Command {
 			&cli.IntFlag{Name: "kamailio-shm", Usage: "Kamailio's shared memory, MB (0 = its default)"},
 			&cli.IntFlag{Name: "kamailio-pkg", Usage: "Kamailio's per-process memory, MB (0 = its default)"},
 			&cli.IntFlag{Name: "kamailio-debug", Usage: "Kamailio's log level"},
+			&cli.StringSliceFlag{Name: "kamailio-global", Usage: "a global parameter line added to kamailio.cfg, e.g. mem_join=1 (repeatable)"},
 			&cli.StringSliceFlag{Name: "variant", Usage: "'NAME=[BINARY] [ARG...]': also measure xvs afxdp-native dr with another xvs binary (none: --xvs) and extra xvs run arguments (env:K=V sets an environment variable), in the same alternating rounds (repeatable)"},
 			&cli.StringFlag{Name: "out", Value: "docs/bench/e2e-latest", Usage: "report path without extension (.json, .md, .svg are written)"},
 		},
@@ -66,7 +67,8 @@ func benchCommand(bin string) *cli.Command {
 				variants = append(variants, v)
 			}
 			kam := perf.KamailioOptions{Children: c.Int("kamailio-children"), LANSocket: c.Bool("kamailio-lan-socket"), Memory: c.String("kamailio-memory"),
-				ShmMB: c.Int("kamailio-shm"), PkgMB: c.Int("kamailio-pkg"), Debug: c.Int("kamailio-debug")}
+				ShmMB: c.Int("kamailio-shm"), PkgMB: c.Int("kamailio-pkg"), Debug: c.Int("kamailio-debug"),
+				Globals: c.StringSlice("kamailio-global")}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			start := time.Now()
