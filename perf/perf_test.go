@@ -255,7 +255,7 @@ func TestVariants(t *testing.T) {
 	for _, c := range cs {
 		names = append(names, c.Name)
 	}
-	if got := strings.Join(names, "|"); got != GoalXVS+" [busy]|"+GoalXVS+" [same]|"+NaiveName+"|"+CeilingName+"|"+BaselineName {
+	if got := strings.Join(names, "|"); got != GoalXVS+"|"+GoalXVS+" [busy]|"+GoalXVS+" [same]|"+NaiveName+"|"+CeilingName+"|"+BaselineName {
 		t.Errorf("candidates %s", got)
 	}
 }

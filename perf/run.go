@@ -114,8 +114,8 @@ func candidates(o Options, kamailio string) ([]Candidate, []string) {
 	}
 	if len(o.Only) > 0 {
 		cs = slices.DeleteFunc(cs, func(c Candidate) bool {
-			if c.Ceiling || c.Baseline || c.Variant != "" {
-				return false // every ratio needs them; variants were asked for
+			if c.Ceiling || c.Baseline || c.Variant != "" || c.Name == GoalXVS && len(o.Variants) > 0 {
+				return false // every ratio needs them; variants were asked for, with their reference
 			}
 			for _, s := range o.Only {
 				if strings.Contains(c.Name, s) {
