@@ -139,6 +139,7 @@ type Report struct {
 		LatencyFraction float64 `json:"latency_fraction"`
 		Senders         int     `json:"senders"`
 		DropPoint       string  `json:"drop_point"`
+		Offloads        string  `json:"offloads"`
 		// KamailioConfig is the kamailio.cfg the run used, with its
 		// command-line arguments.
 		KamailioConfig string `json:"kamailio_config,omitempty"`
@@ -172,6 +173,10 @@ func newReport(o Options) *Report {
 	r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls = o.Rounds, o.RunTime.Seconds(), o.Calls
 	r.Settings.SourcePorts, r.Settings.LatencyFraction, r.Settings.Senders = SourcePorts, o.LatencyFraction, o.Senders
 	r.Settings.DropPoint = o.Drop.String()
+	r.Settings.Offloads = "off (checksums complete on the wire)"
+	if o.KeepOffloads {
+		r.Settings.Offloads = "defaults (the senders leave UDP checksums to offload)"
+	}
 	r.Machine = Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg(), CPUModel: cpuModel(), Kernel: kernel(),
 		Description: "veth network-namespace lab (internal/lab): generator, router, balancer and sinks share the machine's CPUs"}
 	return r
@@ -331,7 +336,7 @@ func (r *Report) Markdown(svg string) string {
 	fmt.Fprintf(&b, "%s, %d CPUs (%s), kernel %s, %s; load average before %s, after %s, highest 1-minute value between rounds %.2f; %.0f s.\n",
 		r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.Go,
 		r.Machine.LoadBefore, r.Machine.LoadAfter, r.Machine.LoadMax, r.Seconds)
-	fmt.Fprintf(&b, "Drop point: %s. Balancer CPU: %s.\n", r.Settings.DropPoint, r.Machine.BalancerClock)
+	fmt.Fprintf(&b, "Drop point: %s. Veth offloads: %s. Balancer CPU: %s.\n", r.Settings.DropPoint, r.Settings.Offloads, r.Machine.BalancerClock)
 	fmt.Fprintf(&b, "%s. %d round(s) of %.1f s runs, candidates alternating; %d Call-IDs, %d-byte INVITEs from %d source ports, %d sending goroutines; medians over rounds.\n\n",
 		r.Machine.Description, r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls, r.Settings.PayloadBytes, r.Settings.SourcePorts, r.Settings.Senders)
 	b.WriteString("Drop-point runs (the balancer's output counted and dropped on the switch port facing it; generator unthrottled):\n\n")

@@ -46,6 +46,10 @@ type Options struct {
 	PerfSplit bool
 	// Kamailio tunes the Kamailio candidate (zero: the defaults).
 	Kamailio KamailioOptions
+	// KeepOffloads leaves the veths' checksum and segmentation offloads at
+	// their defaults (lab.Spec.KeepOffloads): the generator's datagrams then
+	// reach the balancer with the UDP checksum left to offload.
+	KeepOffloads bool
 	// Variants add candidates: GoalXVS run with another binary and/or
 	// more arguments, measured in the same alternating rounds (how a change
 	// to xvs is compared with the build before it).
@@ -216,7 +220,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	defer os.RemoveAll(dir)
 	logf(o.Log, "building the lab (1 client, router, balancer, 3 real servers)")
-	l, err := lab.New(lab.Spec{Prefix: "xvsperf", Clients: 1, RealServers: 3})
+	l, err := lab.New(lab.Spec{Prefix: "xvsperf", Clients: 1, RealServers: 3, KeepOffloads: o.KeepOffloads})
 	if err != nil {
 		return nil, err
 	}
