@@ -210,9 +210,13 @@ func TestKamailioConfig(t *testing.T) {
 	if !strings.Contains(cfg, "listen=udp:"+lan.String()+":5060\n") || !strings.Contains(cfg, "force_send_socket(udp:"+lan.String()+":5060)") {
 		t.Errorf("config lacks the LAN socket:\n%s", cfg)
 	}
-	args := strings.Join(kamailioArgs(KamailioOptions{ShmMB: 128, Memory: "tlsf"}, "/k.cfg", "/d"), " ")
-	if !strings.Contains(args, "-m 128") || !strings.Contains(args, "-x tlsf -X tlsf") || strings.Contains(args, "-M") {
+	args := strings.Join(kamailioArgs(KamailioOptions{ShmMB: 128, Memory: "qm"}, "/k.cfg", "/d"), " ")
+	if !strings.Contains(args, "-m 128") || !strings.Contains(args, "-x qm -X qm") || strings.Contains(args, "-M") {
 		t.Errorf("args %q", args)
+	}
+	// The default is TLSF, not Kamailio's debugging qm.
+	if args := strings.Join(kamailioArgs(KamailioOptions{}, "/k.cfg", "/d"), " "); !strings.Contains(args, "-x tlsf -X tlsf") {
+		t.Errorf("default args %q", args)
 	}
 }
 

@@ -87,10 +87,14 @@ type CandidateResult struct {
 	// Medians over the sink runs (LatencyFraction of each round's max).
 	LatencyRatePPS float64 `json:"latency_rate_pps"`
 	LatencyLoss    float64 `json:"latency_loss"`
-	P50            float64 `json:"p50_us"`
-	P99            float64 `json:"p99_us"`
-	P999           float64 `json:"p999_us"`
-	Violations     int     `json:"affinity_violations"`
+	// SinkUsPerPkt: the balancer's CPU per datagram the sinks received in
+	// the sink runs, which charges it the receivers' stack veth runs
+	// inline in its transmit (the drop-point figure does not).
+	SinkUsPerPkt float64 `json:"sink_run_balancer_us_per_pkt,omitempty"`
+	P50          float64 `json:"p50_us"`
+	P99          float64 `json:"p99_us"`
+	P999         float64 `json:"p999_us"`
+	Violations   int     `json:"affinity_violations"`
 	// Split is the perf(1) split of the candidate's CPU time (PerfSplit).
 	Split *Split `json:"perf_split,omitempty"`
 
@@ -360,12 +364,12 @@ func (r *Report) Markdown(svg string) string {
 			us(c.MachineUsPerPkt), us(c.LabUsPerPkt), c.VsCeiling, shares(c.Saturation))
 	}
 	b.WriteString("\nSink runs (the real servers' sinks receive; at the latency fraction of each round's maximum):\n\n")
-	b.WriteString("| candidate | offered pkt/s | loss | p50 µs | p99 µs | p99.9 µs | affinity violations |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| candidate | offered pkt/s | loss | balancer µs/pkt (delivered) | p50 µs | p99 µs | p99.9 µs | affinity violations |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range r.Candidates {
 		if c.Baseline || len(c.Latency) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.3f %% | %.0f | %.0f | %.0f | %d |\n", c.Name, kpps(c.LatencyRatePPS), 100*c.LatencyLoss, c.P50, c.P99, c.P999, c.Violations)
+		fmt.Fprintf(&b, "| %s | %s | %.3f %% | %s | %.0f | %.0f | %.0f | %d |\n", c.Name, kpps(c.LatencyRatePPS), 100*c.LatencyLoss, us(c.SinkUsPerPkt), c.P50, c.P99, c.P999, c.Violations)
 	}
 	if split := r.splitTable(); split != "" {
 		b.WriteString("\n" + split)
@@ -423,7 +427,7 @@ func methodNotes() []string {
 		"drop point: a BPF program on the switch port facing the balancer (TCX ingress, or native XDP with --drop xdp) counts the balancer's output per real server by destination MAC and drops it, the same fixed cost for every candidate; nothing reaches the real servers. max pkt/s: datagrams it counted per second while the generator sent as fast as it could (sendmmsg, 32 per call, from the sending goroutines in the client namespace); loss = 1 − counted/sent.",
 		"balancer CPU: the CPU time of the candidate's processes (a cgroup v2 holding them, or utime+stime of the processes in the balancer namespace), which includes the softirq work the kernel runs inline in their system calls (veth delivers to the drop point inside the sender's sendto); µs/pkt = that time over the datagrams counted. For the kernel ceiling, which has no process, its lab CPU beyond the baseline.",
 		"machine CPU beyond the baseline: all busy CPU time of the machine (/proc/stat) over the run, minus what the no-balancer baseline run spent per datagram sent (generator, client LAN, router, delivery to the balancer's interface, where that run drops it), over the datagrams counted. It charges the softirq work a candidate causes in other contexts (AF_XDP's receive copy runs in the generator's softirq). Other processes on the machine are in it too: read it only from a quiet machine. lab CPU: the same from the candidate's, the harness's and the kernel softirq/NAPI threads' clocks only, which other processes do not disturb.",
-		"sink runs: the drop point detached, the real servers' sinks receive (recvmmsg) at the latency fraction of each round's drop-point maximum. latency: one-way, client to real server through the balancer, from a send timestamp in an X-Send-Time header (one clock: generator and sinks are goroutines of the harness) to the sink's recvmmsg return (taken once per batch).",
+		"sink runs: the drop point detached, the real servers' sinks receive (recvmmsg) at the latency fraction of each round's drop-point maximum. latency: one-way, client to real server through the balancer, from a send timestamp in an X-Send-Time header (one clock: generator and sinks are goroutines of the harness) to the sink's recvmmsg return (taken once per batch). balancer µs/pkt (delivered): the candidate's CPU over the datagrams the sinks received, at that lower rate and with the receivers' stack (bridge, IP, UDP, the sink's wake-up) that veth runs inline in the candidate's transmit charged to it — what a per-process figure on a veth lab without a drop point shows.",
 		"affinity: each sink finds the Call-ID with sipparse; a Call-ID that reached more than one real server in a run is a violation.",
 		"lab ceiling: the balancer namespace as a plain IP router for the VIP (ip_forward=1, ECMP route over the real servers with a layer-4 hash, real servers set up for direct routing), no user space, no NAT, no conntrack.",
 		"xvs: `xvs run --mode afxdp|raw [--xdp-mode native|generic]`, rules `-A -u VIP:5060 -s mh -p 60 -M 0.0.0.0 --pe sip -o` and 3 real servers with -g or -m. The naive proxy: one goroutine, ReadFromUDPAddrPort on the VIP (a local address for it), sipparse.CallID, FNV-1a, Write on a connected socket per real server. Kamailio: the kamailio.cfg in the JSON report (settings.kamailio_config).",

@@ -454,16 +454,28 @@ func (r *Run1) setPerPacket() {
 // sinkRun offers load at rate (0: as fast as it can) to the sinks, waits
 // for the stragglers and measures loss, latency and affinity.
 func (h *harness) sinkRun(r *running, rate float64) Run1 {
+	var pids []int
+	if h.clocks.cg == nil && !r.softirq {
+		pids = nsPIDs(h.lab.Balancer.NS)
+	}
 	merge(h.sinks, 0) // start clean
+	before := h.clocks.snap(pids)
 	t0 := time.Now()
 	sent := h.gen.Run(h.o.RunTime, rate, h.o.Senders)
 	el := time.Since(t0).Seconds()
 	quiet(h.sinks, drainGap, drainLimit)
+	cpu := before.delta(h.clocks.snap(pids))
 	res := merge(h.sinks, sent)
 	out := Run1{
 		Kind: "sinks", RatePPS: rate, Seconds: el, Sent: res.Sent, Received: res.Received,
 		OfferedPPS: float64(res.Sent) / el, DeliveredPPS: float64(res.Received) / el,
 		Violations: res.Violations, Foreign: res.Foreign, PerSink: res.PerSink, samples: res.lat,
+	}
+	if !r.softirq && res.Received > 0 {
+		// The candidate's CPU with its output delivered: the receivers'
+		// stack that veth runs inline in its transmit is charged to it.
+		out.CPUSeconds, out.UserSeconds = cpu.cand, cpu.candUser
+		out.BalancerUsPerPkt = 1e6 * cpu.cand / float64(res.Received)
 	}
 	if res.Sent > 0 && res.Received < res.Sent {
 		out.Loss = float64(res.Sent-res.Received) / float64(res.Sent)
@@ -558,6 +570,7 @@ func summarize(results []*CandidateResult) {
 		cr.LabUsPerPkt = med(func(r Run1) float64 { return r.LabUsPerPkt }, s)
 		cr.LatencyRatePPS = med(func(r Run1) float64 { return r.RatePPS }, lt)
 		cr.LatencyLoss = med(func(r Run1) float64 { return r.Loss }, lt)
+		cr.SinkUsPerPkt = med(func(r Run1) float64 { return r.BalancerUsPerPkt }, lt)
 		cr.P50 = med(func(r Run1) float64 { return r.P50 }, lt)
 		cr.P99 = med(func(r Run1) float64 { return r.P99 }, lt)
 		cr.P999 = med(func(r Run1) float64 { return r.P999 }, lt)
