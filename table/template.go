@@ -575,6 +575,10 @@ func (t *Templates) Invalidate(r Ref) bool {
 	return true
 }
 
+// Capacity is how many entry slots the table has (what Sweep cycles
+// through).
+func (t *Templates) Capacity() int { return len(t.ents) }
+
 // Sweep visits up to budget entry slots, round-robin, and removes expired
 // templates; it returns how many it removed. The worker calls it once per
 // batch, so the whole table is visited every Capacity/budget batches.
