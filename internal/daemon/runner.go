@@ -217,6 +217,7 @@ func (r *Runner) sendEmitted(link packet.LinkType) error {
 	}
 	return firstErr
 }
+
 // ErrPin reports a CPU a worker could not be pinned to (not online, or not
 // in the process's allowed set).
 var ErrPin = errors.New("cannot pin worker")
