@@ -41,6 +41,9 @@ const (
 	// l2Overhead is the largest link header around an MTU-sized packet:
 	// Ethernet and two VLAN tags.
 	l2Overhead = ethHdrLen + maxVLANTags*vlanHdrLen
+	// maxBusyPollBudget is the largest SO_BUSY_POLL_BUDGET the kernel
+	// takes (a u16).
+	maxBusyPollBudget = 1<<16 - 1
 )
 
 func init() {
@@ -131,6 +134,15 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 	if need > frameSize {
 		return nil, fmt.Errorf("MTU %d needs %d-byte frames, have %d: %w", mtu, need, frameSize, ErrMTU)
 	}
+	budget := o.BusyPollBudget
+	switch {
+	case o.BusyPoll < 0:
+		return nil, fmt.Errorf("busy poll %v (want 0 for off, or a duration): %w", o.BusyPoll, ErrBadOption)
+	case budget < 0 || budget > maxBusyPollBudget:
+		return nil, fmt.Errorf("busy-poll budget %d (want 1 to %d, 0 for %d): %w", budget, maxBusyPollBudget, dataplane.MaxBatch, ErrBadOption)
+	case budget == 0:
+		budget = dataplane.MaxBatch
+	}
 
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, permErr("raising RLIMIT_MEMLOCK", err)
@@ -183,7 +195,8 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 				ports++
 			}
 		}
-		cfg := queueConfig{queue: qi, frameSize: frameSize, ringSize: ringSize, ports: ports}
+		cfg := queueConfig{queue: qi, frameSize: frameSize, ringSize: ringSize, ports: ports,
+			busyPoll: o.BusyPoll, busyPollBudget: budget}
 		q, err := newQueue(cfg)
 		if err != nil {
 			return nil, err
@@ -365,6 +378,18 @@ func (b *Backend) Queues() []dataplane.Queue {
 // AFXDPQueues returns the queues with their concrete type (CheckFrames,
 // Syscalls).
 func (b *Backend) AFXDPQueues() []*Queue { return b.queues }
+
+// BusyPollErr returns why the kernel refused busy polling on the first
+// queue that refused it (nil when busy polling was not asked for or every
+// queue has it); such a queue waits for interrupts as without it.
+func (b *Backend) BusyPollErr() error {
+	for _, q := range b.queues {
+		if _, err := q.BusyPoll(); err != nil {
+			return fmt.Errorf("queue %d: %w", q.id, err)
+		}
+	}
+	return nil
+}
 
 // Update implements dataplane.Backend: it rewrites every interface's
 // filter maps in place (removals first, then new entries, so that a full

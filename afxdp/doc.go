@@ -95,6 +95,21 @@
 // ring is empty — never a syscall per packet. The UMEM uses 2 MiB huge
 // pages when the system has them reserved.
 //
+// # Busy polling
+//
+// With Options.BusyPoll a queue's sockets get SO_PREFER_BUSY_POLL,
+// SO_BUSY_POLL and SO_BUSY_POLL_BUDGET (Options.BusyPollBudget, default one
+// batch). A Receive that finds the RX rings empty right after a batch with
+// frames polls the queue's NAPI contexts through its sockets — a
+// non-blocking recvfrom, or the sendto of a pending kick, each runs one
+// NAPI poll in the worker's context — until frames arrive or BusyPoll has
+// passed, and only then sleeps in ppoll; a poll that finds nothing makes
+// the next empty Receive sleep at once, so an idle queue costs nothing. A
+// kernel that refuses an option (before 5.11, no CONFIG_NET_RX_BUSY_POLL,
+// no CAP_NET_ADMIN) leaves the socket interrupt-driven:
+// Queue.BusyPoll and Backend.BusyPollErr say why, QueueStats.BusyPollRefused
+// counts it.
+//
 // Every frame has one owner, {free, fill, worker, tx} (fill covers the
 // driver and the RX ring, tx the completion ring), across interfaces: a
 // frame received on one socket and sent on another goes fill → worker → tx

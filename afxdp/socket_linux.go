@@ -37,6 +37,15 @@ type Queue struct {
 	// a wakeup (a socket without XDP_USE_NEED_WAKEUP, as asavie/xdp binds
 	// it): for the syscall benchmark only.
 	kickAlways bool
+	// busyPoll is how long Receive busy-polls the queue's NAPI contexts
+	// through its sockets before it sleeps (0: never; see
+	// dataplane.Options.BusyPoll); spin is whether it will next time: set
+	// by a batch with frames, cleared by a busy poll that found none (an
+	// idle queue sleeps at once).
+	busyPoll time.Duration
+	spin     bool
+	// busyPollErr is why the kernel refused busy polling, if it did.
+	busyPollErr error
 
 	closed atomic.Bool
 	// busy is 1 while the worker is inside Receive or Transmit or holds a
@@ -70,6 +79,10 @@ type xsk struct {
 	zeroCopy bool
 
 	fill, comp, rx, tx ring
+	// busyPoll is set when the socket busy-polls (setBusyPoll), busyPollErr
+	// when the kernel refused it.
+	busyPoll    time.Duration
+	busyPollErr error
 
 	// Per-Transmit scratch: room left on the TX and fill rings (-1: not
 	// read yet), and whether descriptors were written.
@@ -92,6 +105,9 @@ type queueConfig struct {
 	frameSize int
 	ringSize  int
 	ports     int // sockets the queue will have (the shared UMEM holds frames for all)
+	// busyPoll and busyPollBudget turn on busy polling (0: off).
+	busyPoll       time.Duration
+	busyPollBudget int
 }
 
 func sockErr(what string, err error) error {
@@ -171,6 +187,12 @@ func (q *Queue) addSocket(c queueConfig, port uint8, ifindex int, bindFlags uint
 }
 
 func (q *Queue) attach(s *xsk) {
+	if s.busyPoll > 0 {
+		q.busyPoll = s.busyPoll
+	}
+	if s.busyPollErr != nil && q.busyPollErr == nil {
+		q.busyPollErr = s.busyPollErr
+	}
 	for len(q.socks) <= int(s.port) {
 		q.socks = append(q.socks, nil)
 	}
@@ -260,7 +282,44 @@ func newXSK(c queueConfig, port uint8, ifindex int, bindFlags uint16, u *umem) (
 	if getsockopt(s.fd, unix.XDP_OPTIONS, unsafe.Pointer(&opts), unsafe.Sizeof(opts)) == nil {
 		s.zeroCopy = opts&unix.XDP_OPTIONS_ZEROCOPY != 0
 	}
+	if c.busyPoll > 0 {
+		if err := setBusyPoll(s.fd, c.busyPoll, c.busyPollBudget); err != nil {
+			s.busyPollErr = err
+		} else {
+			s.busyPoll = c.busyPoll
+		}
+	}
 	return s, nil
+}
+
+// setSockoptInt is unix.SetsockoptInt; tests replace it to play a kernel
+// that refuses an option.
+var setSockoptInt = unix.SetsockoptInt
+
+// setBusyPoll lets the socket's system calls poll its queue's NAPI context
+// (SO_BUSY_POLL, in microseconds, at least 1) and asks the kernel to
+// prefer that polling over interrupts and softirqs (SO_PREFER_BUSY_POLL),
+// up to budget frames per poll (SO_BUSY_POLL_BUDGET). Kernels before 5.11
+// or without CONFIG_NET_RX_BUSY_POLL refuse (ENOPROTOOPT), and so does one
+// without CAP_NET_ADMIN (EPERM): setBusyPoll then turns polling off again
+// and returns why.
+func setBusyPoll(fd int, d time.Duration, budget int) error {
+	opts := []struct {
+		name    string
+		opt, on int
+	}{
+		{"SO_PREFER_BUSY_POLL", unix.SO_PREFER_BUSY_POLL, 1},
+		{"SO_BUSY_POLL", unix.SO_BUSY_POLL, max(int(d/time.Microsecond), 1)},
+		{"SO_BUSY_POLL_BUDGET", unix.SO_BUSY_POLL_BUDGET, budget},
+	}
+	for _, o := range opts {
+		if err := setSockoptInt(fd, unix.SOL_SOCKET, o.opt, o.on); err != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUSY_POLL, 0)
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PREFER_BUSY_POLL, 0)
+			return fmt.Errorf("%s: %w", o.name, err)
+		}
+	}
+	return nil
 }
 
 func (s *xsk) release() {
@@ -379,6 +438,10 @@ func (q *Queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 		q.refill(s)
 	}
 	q.rxAll(b)
+	if b.N == 0 && q.spin {
+		q.busyPollRx(b)
+		q.spin = b.N > 0
+	}
 	if b.N == 0 {
 		for _, s := range q.live {
 			if cons, _ := s.tx.outstanding(); cons != s.tx.local {
@@ -399,10 +462,39 @@ func (q *Queue) Receive(b *dataplane.Batch, timeout time.Duration) error {
 		}
 	}
 	b.Link = packet.LinkEthernet
+	if b.N > 0 && q.busyPoll > 0 {
+		q.spin = true
+	}
 	if b.N == 0 {
 		q.busy.Store(0)
 	}
 	return nil
+}
+
+// busyPollRx polls the queue's NAPI contexts through its busy-polling
+// sockets until an RX ring has frames (read into b) or q.busyPoll has
+// passed. With busy polling on, a non-blocking sendto or recvfrom runs one
+// NAPI poll of up to the budget in the caller's context before it returns:
+// sendto when frames wait on the socket's TX ring (it transmits them too),
+// recvfrom otherwise. The clock is read once per round, not per frame.
+func (q *Queue) busyPollRx(b *dataplane.Batch) {
+	deadline := time.Now().Add(q.busyPoll)
+	for {
+		for _, s := range q.live {
+			if s.busyPoll == 0 {
+				continue
+			}
+			if cons, _ := s.tx.outstanding(); cons != s.tx.local {
+				q.kick(s)
+				continue
+			}
+			q.syscalls.Add(1)
+			unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		}
+		if q.rxAll(b); b.N > 0 || time.Now().After(deadline) {
+			return
+		}
+	}
 }
 
 // rxAll reads the RX rings into b.
@@ -682,6 +774,10 @@ func (q *Queue) Stats() dataplane.QueueStats {
 		RxBytes: q.rxBytes.Load(), TxBytes: q.txBytes.Load(),
 		TxDropped: q.txDropped.Load(), Recycled: q.recycled.Load(),
 		CrossPortCopies: q.crossCopies.Load(),
+		Syscalls:        q.syscalls.Load(),
+	}
+	if q.busyPollErr != nil {
+		s.BusyPollRefused = 1
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -704,6 +800,10 @@ func (q *Queue) Stats() dataplane.QueueStats {
 // Syscalls returns how many system calls the queue has made on its data
 // path (ppoll, sendto, recvfrom wakeups).
 func (q *Queue) Syscalls() uint64 { return q.syscalls.Load() }
+
+// BusyPoll reports how long the queue busy-polls (0: it does not) and, when
+// busy polling was asked for and the kernel refused it, why.
+func (q *Queue) BusyPoll() (time.Duration, error) { return q.busyPoll, q.busyPollErr }
 
 // ID returns the RX queue index the sockets are bound to.
 func (q *Queue) ID() int { return q.id }

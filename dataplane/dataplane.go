@@ -135,6 +135,13 @@ type QueueStats struct {
 	TxDropped, Recycled uint64
 	// Backend-specific (AF_XDP ring statistics, raw-socket drops).
 	RxDropped, RxRingFull, FillRingEmpty, TxRingEmpty uint64
+	// Syscalls counts the system calls of the queue's data path (waits,
+	// transmit kicks, busy polls): divided by RxFrames, how often the
+	// worker enters the kernel per frame — the batching it achieves.
+	Syscalls uint64
+	// BusyPollRefused is 1 when Options.BusyPoll was asked for and the
+	// kernel refused the socket options: the queue runs interrupt-driven.
+	BusyPollRefused uint64
 }
 
 // Backend is a packet I/O backend bound to one or more network interfaces.

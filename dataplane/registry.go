@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Options open a backend on one or more interfaces.
@@ -29,6 +30,17 @@ type Options struct {
 	RingSize int
 	// FrameSize is the UMEM frame size (0 = backend default).
 	FrameSize int
+	// BusyPoll turns on AF_XDP busy polling (SO_PREFER_BUSY_POLL,
+	// SO_BUSY_POLL): a worker whose last batch had frames polls its
+	// queue's NAPI context from its own system calls for up to this long
+	// before it sleeps, instead of waiting for an interrupt and a wake-up.
+	// 0 (the default) is off. A kernel that refuses the socket options
+	// leaves the queue interrupt-driven, counted in
+	// QueueStats.BusyPollRefused. Ignored by other backends.
+	BusyPoll time.Duration
+	// BusyPollBudget is how many frames one busy poll may process
+	// (SO_BUSY_POLL_BUDGET; 0 = MaxBatch). Only with BusyPoll.
+	BusyPollBudget int
 }
 
 // MaxIfaces bounds the interfaces of one backend: a port is a byte in a

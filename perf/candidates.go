@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +25,12 @@ type Candidate struct {
 	// Backend and XDPMode are xvs run's --mode and --xdp-mode.
 	Backend string `json:"backend,omitempty"`
 	XDPMode string `json:"xdp_mode,omitempty"`
+	// Variant names a variant of xvs (Options.Variants): another xvs
+	// binary (Binary), and arguments added to xvs run's (Args).
+	Variant string   `json:"variant,omitempty"`
+	Binary  string   `json:"binary,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"`
 	// DR selects direct routing (-g) over NAT (-m) for xvs; the kernel
 	// ceiling is always routing, the proxies always NAT-like.
 	DR bool `json:"direct_routing"`
@@ -34,6 +39,10 @@ type Candidate struct {
 	Queues int `json:"queues"`
 	// Ceiling marks the lab ceiling every candidate is compared with.
 	Ceiling bool `json:"ceiling,omitempty"`
+	// Baseline marks the no-balancer run: the datagrams are dropped where
+	// they reach the balancer's interface; its machine CPU per datagram is
+	// subtracted from every candidate's.
+	Baseline bool `json:"baseline,omitempty"`
 }
 
 // ErrSkip wraps the reason a candidate cannot run on this machine.
@@ -46,6 +55,8 @@ type env struct {
 	self     string
 	kamailio string
 	dir      string
+	cg       *cgroup // the candidates' processes start in it (nil: none)
+	kam      KamailioOptions
 }
 
 // running is a started candidate.
@@ -108,6 +119,8 @@ func (c Candidate) start(ctx context.Context, e env) (*running, error) {
 		return c.startKamailio(ctx, e)
 	case "kernel":
 		return c.startKernel(e)
+	case "baseline":
+		return &running{stop: func() error { return nil }, softirq: true, log: func() string { return "" }}, nil
 	}
 	return nil, fmt.Errorf("perf: unknown candidate kind %q", c.Kind)
 }
@@ -155,7 +168,11 @@ func (c Candidate) startXVS(ctx context.Context, e env) (*running, error) {
 	if c.XDPMode != "" {
 		args = append(args, "--xdp-mode", c.XDPMode)
 	}
-	return c.startProcess(ctx, e, "mode=", e.xvs, args, nil)
+	bin := e.xvs
+	if c.Binary != "" {
+		bin = c.Binary
+	}
+	return c.startProcess(ctx, e, "mode=", bin, append(args, c.Args...), c.Env)
 }
 
 // startProcess starts bin in the balancer namespace and waits for ready on
@@ -165,6 +182,9 @@ func (c Candidate) startProcess(ctx context.Context, e env, ready, bin string, a
 	cmd := lab.Command(ctx, e.lab.Balancer.NS, bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Env = append(os.Environ(), envv...)
+	if e.cg != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(e.cg.fd.Fd())}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -245,82 +265,4 @@ func (c Candidate) startKernel(e env) (*running, error) {
 		return nil, fmt.Errorf("perf: ceiling route: %v %s", err, out)
 	}
 	return &running{stop: stop, softirq: true, log: func() string { return "" }}, nil
-}
-
-// startKamailio runs Kamailio with the dispatcher module hashing over the
-// Call-ID (algorithm 0) and forwarding statelessly, the VIP a local address
-// of the balancer namespace.
-func (c Candidate) startKamailio(ctx context.Context, e env) (*running, error) {
-	l := e.lab
-	ns := l.Balancer.NS
-	vip := netip.PrefixFrom(l.VIP4, 32).String()
-	if out, err := l.Output(ns, "ip", "addr", "replace", vip, "dev", "lo"); err != nil {
-		return nil, fmt.Errorf("perf: VIP on the balancer: %v %s", err, out)
-	}
-	var list strings.Builder
-	for _, r := range l.Reals {
-		fmt.Fprintf(&list, "1 sip:%v\n", netip.AddrPortFrom(r.Addr4, SIPPort))
-	}
-	dl := filepath.Join(e.dir, "dispatcher.list")
-	cfgPath := filepath.Join(e.dir, "kamailio.cfg")
-	cfg := fmt.Sprintf(`#!KAMAILIO
-debug=0
-log_stderror=yes
-fork=yes
-children=%d
-dns=no
-rev_dns=no
-auto_aliases=no
-listen=udp:%v:%d
-listen=udp:%v:%d
-mpath="%s"
-loadmodule "sl.so"
-loadmodule "dispatcher.so"
-modparam("dispatcher", "list_file", "%s")
-request_route {
-	if (!ds_select_dst("1", "0")) { drop; }
-	force_send_socket(udp:%v:%d);
-	forward();
-	exit;
-}
-`, max(2, len(l.Reals)-1), l.VIP4, SIPPort, l.Balancer.Addr4, SIPPort, kamailioModules(e.kamailio), dl, l.Balancer.Addr4, SIPPort)
-	if err := os.WriteFile(dl, []byte(list.String()), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	r, err := c.startProcess(ctx, e, "", e.kamailio, []string{"-DD", "-E", "-f", cfgPath, "-P", filepath.Join(e.dir, "kamailio.pid"),
-		"-w", e.dir}, nil)
-	if err != nil {
-		l.Output(ns, "ip", "addr", "del", vip, "dev", "lo")
-		return nil, err
-	}
-	inner := r.stop
-	r.stop = func() error {
-		err := inner()
-		l.Output(ns, "ip", "addr", "del", vip, "dev", "lo")
-		return err
-	}
-	time.Sleep(time.Second) // children forked and bound
-	return r, nil
-}
-
-// kamailioModules finds Kamailio's module directory.
-func kamailioModules(bin string) string {
-	for _, d := range []string{"/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules", "/usr/local/lib/kamailio/modules"} {
-		if _, err := os.Stat(filepath.Join(d, "dispatcher.so")); err == nil {
-			return d
-		}
-	}
-	return filepath.Join(filepath.Dir(filepath.Dir(bin)), "lib", "kamailio", "modules")
-}
-
-// findKamailio returns the kamailio binary or "".
-func findKamailio() string {
-	p, err := exec.LookPath("kamailio")
-	if err != nil {
-		return ""
-	}
-	return p
 }

@@ -57,34 +57,87 @@ func nsPIDs(ns string) []int {
 	return out
 }
 
-// cpuSnap is the CPU time of the balancer's processes and of the machine.
+// cpuSnap is one reading of the CPU clocks a run is measured with.
 type cpuSnap struct {
-	procs   map[int]float64
-	user    map[int]float64
-	softirq float64 // machine-wide softirq seconds (/proc/stat)
-	busy    float64 // machine-wide non-idle seconds
+	cand, candUser float64 // the candidate: its cgroup, else its processes
+	self           float64 // the harness's process: generator and sinks
+	kthreads       float64 // the kernel's softirq and NAPI threads
+	softirq, busy  float64 // machine-wide (/proc/stat)
+	procs          map[int][2]float64
 }
 
-func snapCPU(pids []int) cpuSnap {
-	s := cpuSnap{procs: map[int]float64{}, user: map[int]float64{}}
-	for _, p := range pids {
+// clocks says where a run's CPU time is read: the candidates' cgroup (nil:
+// the processes in the balancer's namespace, pids) and the kernel threads.
+type clocks struct {
+	cg       *cgroup
+	kthreads []int
+}
+
+func (c clocks) snap(pids []int) cpuSnap {
+	s := cpuSnap{procs: map[int][2]float64{}}
+	if c.cg != nil {
+		s.cand, s.candUser, _ = c.cg.usage()
+	} else {
+		for _, p := range pids {
+			if u, st, ok := procUserSys(p); ok {
+				s.procs[p] = [2]float64{u + st, u}
+			}
+		}
+	}
+	if u, st, ok := procUserSys(os.Getpid()); ok {
+		s.self = u + st
+	}
+	for _, p := range c.kthreads {
 		if u, st, ok := procUserSys(p); ok {
-			s.procs[p] = u + st
-			s.user[p] = u
+			s.kthreads += u + st
 		}
 	}
 	s.softirq, s.busy = machineCPU()
 	return s
 }
 
-// delta returns the balancer processes' CPU seconds (and the user part), and the machine's
-// softirq and busy seconds, between a and b.
-func (a cpuSnap) delta(b cpuSnap) (proc, user, softirq, busy float64) {
+// cpuDelta is the CPU time spent between two snapshots, in seconds.
+type cpuDelta struct {
+	cand, candUser, self, kthreads, softirq, busy float64
+}
+
+func (a cpuSnap) delta(b cpuSnap) cpuDelta {
+	d := cpuDelta{cand: b.cand - a.cand, candUser: b.candUser - a.candUser, self: b.self - a.self,
+		kthreads: b.kthreads - a.kthreads, softirq: b.softirq - a.softirq, busy: b.busy - a.busy}
 	for p, c := range b.procs {
-		proc += c - a.procs[p] // a process born in between counts whole
-		user += b.user[p] - a.user[p]
+		d.cand += c[0] - a.procs[p][0] // a process born in between counts whole
+		d.candUser += c[1] - a.procs[p][1]
 	}
-	return proc, user, b.softirq - a.softirq, b.busy - a.busy
+	return d
+}
+
+// lab is the CPU time of everything the run consists of: the candidate, the
+// harness (generator, sinks) and the kernel threads that ran its softirq
+// work; other processes on the machine are not in it.
+func (d cpuDelta) lab() float64 { return d.cand + d.self + d.kthreads }
+
+// kernelThreads lists the PIDs of the kernel threads that run network
+// softirq work outside a process's context: ksoftirqd/N, and the NAPI
+// threads of interfaces in threaded mode. (In a PID namespace that hides
+// them the list is empty and the lab figure misses their share.)
+func kernelThreads() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil {
+			continue
+		}
+		c := strings.TrimSpace(string(b))
+		if strings.HasPrefix(c, "ksoftirqd/") || strings.HasPrefix(c, "napi/") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // machineCPU reads the aggregate "cpu" line of /proc/stat.

@@ -19,10 +19,22 @@
 // built by internal/craft, one per call of a set of DefaultCalls Call-IDs,
 // sent with sendmmsg from SourcePorts sockets (a call always from the same
 // one), as fast as it can or paced to a rate, each stamped with its send
-// time in an X-Send-Time header at a fixed offset. A sink on every real
-// server receives with recvmmsg, finds the Call-ID with sipparse and counts
-// datagrams per call and their one-way latency; a Call-ID seen by more than
-// one sink in a run is an affinity violation.
+// time in an X-Send-Time header at a fixed offset.
+//
+// Each round measures every candidate twice. The drop-point run, with the
+// generator unthrottled, ends the balancer's output at a lab.DropPoint on
+// the switch port facing it — a BPF program counting the datagrams per real
+// server (by destination MAC) and dropping them, the same small cost for
+// every candidate — and gives the rate, the loss and the CPU figures: the
+// balancer's own CPU time (a cgroup v2 holding its processes, else their
+// /proc times) per datagram, and the machine's (/proc/stat) and the lab's
+// (balancer, harness, kernel softirq threads) beyond a no-balancer baseline
+// run, whose datagrams are dropped where they reach the balancer. The sink
+// run, at a fraction of that rate, lets the real servers' sinks receive:
+// each finds the Call-ID with sipparse and counts datagrams per call and
+// their one-way latency; a Call-ID seen by more than one sink in a run is
+// an affinity violation. Options.PerfSplit adds a perf(1) recording of each
+// candidate (Split), Options.Variants compare xvs builds or flags.
 //
 // Run returns a Report, which writes itself as JSON, a markdown table and
 // an SVG plot (throughput vs offered load, latency CDF). `xvslab bench`

@@ -2,9 +2,12 @@ package perf
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +99,31 @@ func TestRootBenchQuick(t *testing.T) {
 		if c.Violations != 0 {
 			t.Errorf("%s: %d affinity violations", c.Name, c.Violations)
 		}
+		for _, r := range c.Saturation {
+			// The drop point counts every datagram for a real server;
+			// none reaches a sink.
+			if r.Kind != "drop" || r.Leaked != 0 || !c.Baseline && (r.DropOther != 0 || len(r.PerSink) != 3) {
+				t.Errorf("%s drop run: kind %q, %d leaked to the sinks, %d to other MACs, per real server %v", c.Name, r.Kind, r.Leaked, r.DropOther, r.PerSink)
+			}
+			if !c.Baseline && (r.CPUSeconds <= 0 || r.BalancerUsPerPkt <= 0) {
+				t.Errorf("%s drop run: balancer CPU %.3f s, %.2f µs/pkt", c.Name, r.CPUSeconds, r.BalancerUsPerPkt)
+			}
+		}
+		if !c.Baseline && (len(c.Latency) != 1 || c.Latency[0].Kind != "sinks" || c.Latency[0].Received == 0) {
+			t.Errorf("%s: sink runs %+v", c.Name, c.Latency)
+		}
+	}
+	if c := rep.Candidates[len(rep.Candidates)-1]; !c.Baseline || c.DeliveredPPS == 0 {
+		t.Errorf("no baseline run: %+v", c)
+	}
+	for _, name := range []string{"xvs vs the naive proxy", "xvs packets/s vs the lab ceiling"} {
+		found := false
+		for _, g := range rep.Goals {
+			found = found || strings.HasPrefix(g.Name, name)
+		}
+		if !found {
+			t.Errorf("goal %q missing: %+v", name, rep.Goals)
+		}
 	}
 	base := filepath.Join(t.TempDir(), "e2e")
 	if err := rep.Write(base); err != nil {
@@ -108,4 +136,130 @@ func TestRootBenchQuick(t *testing.T) {
 	}
 	md, _ := os.ReadFile(base + ".md")
 	t.Logf("\n%s", md)
+}
+
+// TestSplitClassify parses perf script output and puts each sample where
+// its stack says.
+func TestSplitClassify(t *testing.T) {
+	out := []byte(`xvs  1 
+	ffffffff81eafc05 process_backlog ([kernel.kallsyms])
+	ffffffff81369c4d handle_softirqs ([kernel.kallsyms])
+	ffffffff81eaca84 __dev_queue_xmit ([kernel.kallsyms])
+	ffffffff81e74d2d xsk_sendmsg ([kernel.kallsyms])
+	ffffffff8223c951 do_syscall_64 ([kernel.kallsyms])
+	            d94e internal/runtime/syscall/linux.Syscall6 (/bin/xvs)
+
+xvs  1 
+	ffffffff81e74d2d skb_store_bits+0x20 ([kernel.kallsyms])
+	ffffffff81e74d2d xsk_sendmsg ([kernel.kallsyms])
+	ffffffff8223c951 do_syscall_64 ([kernel.kallsyms])
+
+xvs  1 
+	ffffffff813aecd3 finish_task_switch.isra.0+0x93 ([kernel.kallsyms])
+	ffffffff82247fc4 __schedule+0x3e4 ([kernel.kallsyms])
+	ffffffff81e74d2d do_sys_poll ([kernel.kallsyms])
+
+xvs  1 
+	ffffffff81e74d2d do_sys_poll ([kernel.kallsyms])
+
+xvs  1 
+	          2a7afc github.com/xvs-lb/xvs/sipparse.FindCallID+0x10 (/bin/xvs)
+	          2a77cc main.main (/bin/xvs)
+
+xvs  1 
+	           63915 runtime.findRunnable (/bin/xvs)
+
+xvs  1 
+	ffffffff81e74d2d udp_recvmsg ([kernel.kallsyms])
+	ffffffff81e74d2d __sys_recvfrom ([kernel.kallsyms])
+
+xvs  1 
+	ffffffff81e74d2d something_else ([kernel.kallsyms])
+`)
+	s := splitSamples(out)
+	want := map[string]float64{"tx inline delivery": 1, "tx": 1, "scheduling": 1, "waiting": 1, "user": 1, "go runtime": 1, "rx": 1, "other kernel": 1}
+	if s.Samples != 8 {
+		t.Fatalf("%d samples, want 8", s.Samples)
+	}
+	for k, v := range want {
+		if s.Shares[k] != v/8 {
+			t.Errorf("%s: %.3f, want %.3f (%v)", k, s.Shares[k], v/8, s.Shares)
+		}
+	}
+	if len(s.Top) == 0 || !strings.HasPrefix(s.Top[0], "") {
+		t.Errorf("top %v", s.Top)
+	}
+}
+
+// TestKamailioConfig checks the generated configuration and arguments.
+func TestKamailioConfig(t *testing.T) {
+	vip, lan := lab.VIPNet4.Addr().Next(), lab.ServerNet4.Addr().Next()
+	cfg := kamailioConfig(KamailioOptions{Children: 3}, vip, lan, "/m", "/d.list")
+	for _, want := range []string{"children=3\n", "listen=udp:" + vip.String() + ":5060\n", `ds_select_dst("1", "0")`, "forward();", "debug=0\n"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	if strings.Contains(cfg, lan.String()) || strings.Contains(cfg, "force_send_socket") {
+		t.Errorf("config has the LAN socket:\n%s", cfg)
+	}
+	cfg = kamailioConfig(KamailioOptions{LANSocket: true, Globals: []string{"mem_join=1"}}, vip, lan, "/m", "/d.list")
+	if !strings.Contains(cfg, "\nmem_join=1\n") {
+		t.Errorf("config lacks the global line:\n%s", cfg)
+	}
+	if !strings.Contains(cfg, "listen=udp:"+lan.String()+":5060\n") || !strings.Contains(cfg, "force_send_socket(udp:"+lan.String()+":5060)") {
+		t.Errorf("config lacks the LAN socket:\n%s", cfg)
+	}
+	args := strings.Join(kamailioArgs(KamailioOptions{ShmMB: 128, Memory: "qm"}, "/k.cfg", "/d"), " ")
+	if !strings.Contains(args, "-m 128") || !strings.Contains(args, "-x qm -X qm") || strings.Contains(args, "-M") {
+		t.Errorf("args %q", args)
+	}
+	// The default is TLSF, not Kamailio's debugging qm.
+	if args := strings.Join(kamailioArgs(KamailioOptions{}, "/k.cfg", "/d"), " "); !strings.Contains(args, "-x tlsf -X tlsf") {
+		t.Errorf("default args %q", args)
+	}
+}
+
+// TestRootCgroup creates the candidates' cgroup, starts a busy process in
+// it and reads its CPU time back.
+func TestRootCgroup(t *testing.T) {
+	testenv.NeedRoot(t, "cgroups")
+	cg, err := newCgroup(fmt.Sprintf("xvsperf-test-%d", os.Getpid()))
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	defer cg.remove()
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.fd.Fd())}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	total, user, err := cg.usage()
+	if err != nil || total <= 0 || user <= 0 || user > total {
+		t.Fatalf("usage %.3f s, user %.3f s, %v", total, user, err)
+	}
+}
+
+func TestVariants(t *testing.T) {
+	if v, err := ParseVariant("base= env:A=1"); err != nil || v.Binary != "" || len(v.Env) != 1 {
+		t.Fatalf("%+v %v", v, err)
+	}
+	v, err := ParseVariant("busy=/tmp/xvs --busy-poll env:A=b --x=1")
+	if err != nil || v.Name != "busy" || v.Binary != "/tmp/xvs" || strings.Join(v.Args, " ") != "--busy-poll --x=1" || strings.Join(v.Env, " ") != "A=b" {
+		t.Fatalf("%+v %v", v, err)
+	}
+	if _, err := ParseVariant("noname"); err == nil {
+		t.Fatal("accepted a variant without a name")
+	}
+	cs, _ := candidates(Options{Only: []string{"naive"}, Variants: []Variant{v, {Name: "same"}}}, "")
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	if got := strings.Join(names, "|"); got != GoalXVS+"|"+GoalXVS+" [busy]|"+GoalXVS+" [same]|"+NaiveName+"|"+CeilingName+"|"+BaselineName {
+		t.Errorf("candidates %s", got)
+	}
 }

@@ -3,6 +3,7 @@ package sipparse
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 )
 
 const (
@@ -172,26 +173,22 @@ func (s *scanner) firstLine() (end, next int, st Status) {
 		}
 		return 0, 0, StatusNotSIP
 	}
-	lf := bytes.IndexByte(b, '\n')
-	head := b
-	if lf >= 0 {
-		head = b[:lf]
-	}
-	if cr := bytes.IndexByte(head, '\r'); cr >= 0 && cr != lf-1 {
-		// A CR that is not part of a CRLF ends the start line: an RFC 2543
-		// CR-only message.
-		s.sep = '\r'
-		return cr, cr + 1, StatusOK
-	}
-	if lf < 0 {
+	// The first CR or LF decides the style: LF or CRLF ends the start line
+	// of an LF/CRLF message; a CR not followed by LF is an RFC 2543 CR-only
+	// message.
+	q := indexEOL(b)
+	switch {
+	case q < 0:
 		return 0, 0, s.atEnd(StatusNotSIP)
+	case b[q] == '\n':
+		s.sep = '\n'
+		return q, q + 1, StatusOK
+	case q+1 < len(b) && b[q+1] == '\n':
+		s.sep = '\n'
+		return q, q + 2, StatusOK
 	}
-	s.sep = '\n'
-	end = lf
-	if end > 0 && b[end-1] == '\r' {
-		end--
-	}
-	return end, lf + 1, StatusOK
+	s.sep = '\r'
+	return q, q + 1, StatusOK
 }
 
 // isKeepalive reports a payload made only of CR/LF bytes or only of NULs.
@@ -238,8 +235,16 @@ func (s *scanner) cutEOL(i int) bool {
 }
 
 // skipLWS skips SP, HT and folding (a line end followed by SP or HT) from
-// b[i] and returns the offset of the next other byte.
+// b[i] and returns the offset of the next other byte. A byte above SP is
+// none of those (the common case, inlined).
 func (s *scanner) skipLWS(i int) int {
+	if i < len(s.b) && s.b[i] > ' ' {
+		return i
+	}
+	return s.skipLWSLoop(i)
+}
+
+func (s *scanner) skipLWSLoop(i int) int {
 	b := s.b
 	for {
 		for i < len(b) && isWSP(b[i]) {
@@ -279,37 +284,71 @@ func isCallIDName(b []byte, i int) bool {
 // search looks for the first Call-ID header from line start i to the end of
 // the header section and returns its value as b[lo:hi].
 func (s *scanner) search(i int) (lo, hi int, st Status) {
+	if s.sep != '\n' {
+		return s.searchCR(i)
+	}
+	b := s.b
+	for i >= 0 && i < len(b) {
+		if lo, hi, st, done := s.header(i); done {
+			return lo, hi, st
+		}
+		// The lines in between begin with other bytes: none of them is a
+		// Call-ID header or the end of the header section.
+		i = nextLineStart(b, i)
+	}
+	return 0, 0, s.atEnd(StatusNoCallID)
+}
+
+// searchCR is search in a CR-only message, line by line: a line ends at a
+// CR or a CRLF.
+func (s *scanner) searchCR(i int) (lo, hi int, st Status) {
 	b := s.b
 	for i < len(b) {
-		switch c := b[i]; c {
-		case '\r', '\n':
-			return 0, 0, StatusNoCallID // empty line: end of the header section
-		case 'C', 'c':
-			if isCallIDName(b, i) {
-				if p := s.skipLWS(i + callIDLen); p < len(b) && b[p] == ':' {
-					return s.value(p + 1)
-				}
-			}
-		case 'I', 'i':
-			if p := s.skipLWS(i + 1); p < len(b) && b[p] == ':' {
-				return s.value(p + 1)
-			}
+		if lo, hi, st, done := s.header(i); done {
+			return lo, hi, st
 		}
-		j := bytes.IndexByte(b[i:], s.sep)
+		j := bytes.IndexByte(b[i:], '\r')
 		if j < 0 {
 			break
 		}
 		i += j + 1
-		if s.sep == '\r' && i < len(b) && b[i] == '\n' {
+		if i < len(b) && b[i] == '\n' {
 			i++
 		}
 	}
 	return 0, 0, s.atEnd(StatusNoCallID)
 }
 
+// header looks at the line starting at b[i]: done is true when the search
+// ends there — at the empty line ending the header section, or at a
+// Call-ID header, with its value's outcome.
+func (s *scanner) header(i int) (lo, hi int, st Status, done bool) {
+	b := s.b
+	switch b[i] {
+	case '\r', '\n':
+		return 0, 0, StatusNoCallID, true // empty line: end of the header section
+	case 'C', 'c':
+		if isCallIDName(b, i) {
+			if p := s.skipLWS(i + callIDLen); p < len(b) && b[p] == ':' {
+				lo, hi, st = s.value(p + 1)
+				return lo, hi, st, true
+			}
+		}
+	case 'I', 'i':
+		if p := s.skipLWS(i + 1); p < len(b) && b[p] == ':' {
+			lo, hi, st = s.value(p + 1)
+			return lo, hi, st, true
+		}
+	}
+	return 0, 0, StatusOK, false
+}
+
 // value reads the Call-ID value that follows the colon at b[p-1].
 func (s *scanner) value(p int) (lo, hi int, st Status) {
 	b := s.b
+	if p < len(b) && b[p] == ' ' {
+		p++ // the usual single SP after the colon (skipLWS would skip it too)
+	}
 	v := s.skipLWS(p)
 	i := valueEnd(b, v, min(len(b), v+MaxCallIDLen+1))
 	if i-v > MaxCallIDLen {
@@ -354,21 +393,39 @@ const (
 	highs = 0x8080808080808080
 )
 
-// valueEnd returns the offset of the first byte of b[i:lim] that is not
-// visible ASCII (0x21..0x7E), or lim. It tests eight bytes per step: a word
+// valueEndGeneric is valueEnd in Go. It tests eight bytes per step: a word
 // has a byte below 0x21 iff (x - 0x21…) &^ x & 0x80… is non-zero, and a byte
 // above 0x7E iff ((x + 0x01…) | x) & 0x80… is (bit-twiddling "hasless" and
-// "hasmore"; both are exact as booleans). A word with such a byte is then
-// walked byte by byte.
-func valueEnd(b []byte, i, lim int) int {
-	for ; i+8 <= lim; i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
-		if ((x-0x21*ones)&^x|((x+ones)|x))&highs != 0 {
-			break
+// "hasmore"). A flag can be wrong only in a byte above one rightly flagged
+// (a borrow or carry runs upwards from it), so the lowest flag is the first
+// such byte. The last step re-reads the word ending at lim.
+func valueEndGeneric(b []byte, i, lim int) int {
+	w := b[i:lim]
+	n := 0
+	for ; len(w)-n >= 8; n += 8 {
+		if m := notValue(binary.LittleEndian.Uint64(w[n:])); m != 0 {
+			return i + n + bits.TrailingZeros64(m)>>3
 		}
 	}
-	for i < lim && isValue(b[i]) {
-		i++
+	switch {
+	case n == len(w):
+		return lim
+	case len(w) >= 8:
+		// The bytes before n were tested already: shift their flags out.
+		k := len(w) - 8
+		if m := notValue(binary.LittleEndian.Uint64(w[k:])) >> ((n - k) * 8); m != 0 {
+			return i + n + bits.TrailingZeros64(m)>>3
+		}
+		return lim
 	}
-	return i
+	for n < len(w) && isValue(w[n]) {
+		n++
+	}
+	return i + n
+}
+
+// notValue flags (0x80 in the byte) the bytes of x outside 0x21..0x7E; see
+// valueEndGeneric for which flags are exact.
+func notValue(x uint64) uint64 {
+	return ((x-0x21*ones)&^x | (x + ones) | x) & highs
 }

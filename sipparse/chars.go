@@ -13,6 +13,10 @@ const (
 	classToken
 	// classDigit: 0..9.
 	classDigit
+	// classLineStart: the first bytes of the lines the Call-ID search stops
+	// at (C, c, I, i: a Call-ID or i header may begin there; CR, LF: the
+	// empty line ending the header section).
+	classLineStart
 )
 
 var charClasses = func() (t [256]charClass) {
@@ -29,6 +33,9 @@ var charClasses = func() (t [256]charClass) {
 	for _, c := range []byte("-.!%*_+`'~") {
 		t[c] |= classToken
 	}
+	for _, c := range []byte("CcIi\r\n") {
+		t[c] |= classLineStart
+	}
 	return t
 }()
 
@@ -36,3 +43,5 @@ func isValue(c byte) bool { return charClasses[c]&classValue != 0 }
 func isToken(c byte) bool { return charClasses[c]&classToken != 0 }
 func isDigit(c byte) bool { return charClasses[c]&classDigit != 0 }
 func isWSP(c byte) bool   { return c == ' ' || c == '\t' }
+
+func isLineStart(c byte) bool { return charClasses[c]&classLineStart != 0 }

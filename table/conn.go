@@ -420,6 +420,10 @@ func (c *Conns) Remove(r Ref) bool {
 	return true
 }
 
+// Capacity is how many entry slots the table has (what Sweep cycles
+// through).
+func (c *Conns) Capacity() int { return len(c.ents) }
+
 // Sweep visits up to budget slots round-robin and removes expired
 // connections, returning how many it removed.
 func (c *Conns) Sweep(now int64, budget int) int {

@@ -88,7 +88,9 @@
 //
 // Expired entries are removed when a lookup finds them, when an insert makes
 // room, and by Sweep(now, budget), which the worker calls once per batch to
-// visit a bounded number of slots round-robin.
+// visit a bounded number of slots round-robin (a share of Capacity that
+// follows the time since its last batch: each table once per
+// pipeline.DefaultSweepPeriod).
 //
 // # Concurrency
 //

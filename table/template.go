@@ -2,6 +2,7 @@ package table
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
@@ -27,17 +28,21 @@ type TemplateKey struct {
 
 // Hash returns the key's seeded 64-bit hash. The pipeline computes it once
 // per packet and passes it to Templates.LookupHashed, InsertHashed and to the
-// Shared index, which must all be used with the same seed.
+// Shared index, which must all be used with the same seed. The fixed-size
+// fields are folded into the seed of the pe data's hash: for IPv4 both
+// addresses, the port, protocol and engine take one multiply.
 func (k *TemplateKey) Hash(seed uint64) uint64 {
-	c, v := k.Client.As16(), k.Virtual.Addr().As16()
-	h := hashBytes(seed, k.PEData)
-	h = hashAddr(h, &c)
-	h = hashAddr(h, &v)
-	var fam uint64
-	if k.Virtual.Addr().Is4() {
-		fam = 4
+	v := k.Virtual.Addr()
+	meta := uint64(k.Virtual.Port())<<24 | uint64(k.Protocol)<<16 | uint64(k.PE)<<8
+	if v.Is4() && k.Client.Is4() {
+		c4, v4 := k.Client.As4(), v.As4()
+		addrs := uint64(binary.LittleEndian.Uint32(c4[:]))<<32 | uint64(binary.LittleEndian.Uint32(v4[:]))
+		seed = mix(seed^addrs^wyp2, meta|4^wyp3)
+	} else {
+		c, v16 := k.Client.As16(), v.As16()
+		seed = hashAddr(hashAddr(seed^meta^wyp1, &c), &v16)
 	}
-	return mix(h^wyp1, uint64(k.Virtual.Port())<<24|uint64(k.Protocol)<<16|uint64(k.PE)<<8|fam^wyp0)
+	return hashBytes(seed, k.PEData)
 }
 
 // addrLen returns the key's address length (4 or 16), or 0 if the key is
@@ -569,6 +574,10 @@ func (t *Templates) Invalidate(r Ref) bool {
 	t.drop(r.slot, RemoveInvalidated)
 	return true
 }
+
+// Capacity is how many entry slots the table has (what Sweep cycles
+// through).
+func (t *Templates) Capacity() int { return len(t.ents) }
 
 // Sweep visits up to budget entry slots, round-robin, and removes expired
 // templates; it returns how many it removed. The worker calls it once per

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -35,6 +36,9 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "AF_XDP attach mode: auto (native, then generic), native, generic"},
 			&cli.StringFlag{Name: "zerocopy", Value: "auto", Usage: "AF_XDP zero-copy: auto, on, off"},
 			&cli.IntFlag{Name: "queues", Usage: "RX queues to serve, one worker each (0 = all)"},
+			&cli.DurationFlag{Name: "busy-poll", Usage: "AF_XDP busy polling: a busy worker polls its queue from its own system calls for up to this long before it sleeps (SO_PREFER_BUSY_POLL; e.g. 50us; 0 = off, interrupt-driven). See docs/performance.md for the NIC settings that go with it"},
+			&cli.IntFlag{Name: "busy-poll-budget", Usage: "frames per busy poll (SO_BUSY_POLL_BUDGET; 0 = 64)"},
+			&cli.StringFlag{Name: "cpus", Usage: "pin worker i's thread to the i-th CPU of this list, e.g. 2,3 or 2-5 (cycling when there are more workers; default: not pinned)"},
 			&cli.StringFlag{Name: "control", Value: defaultControl, Usage: "control socket for xvsadm (root-only, mode 0600); \"\" disables it"},
 			&cli.StringFlag{Name: "metrics", Value: metrics.DefaultAddr, Usage: "Prometheus metrics address (loopback by default); \"\" disables it"},
 			&cli.BoolFlag{Name: "metrics-public", Usage: "allow a non-loopback metrics address"},
@@ -82,6 +86,19 @@ func runDaemon(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
+	busyPoll, budget := c.Duration("busy-poll"), c.Int("busy-poll-budget")
+	switch {
+	case busyPoll < 0:
+		return cli.Exit("--busy-poll must not be negative (0 turns it off)", 2)
+	case budget < 0 || budget > 65535:
+		return cli.Exit("--busy-poll-budget: want 1 to 65535 (0 = 64)", 2)
+	case budget > 0 && busyPoll == 0:
+		return cli.Exit("--busy-poll-budget needs --busy-poll", 2)
+	}
+	cpus, err := parseCPUList(c.String("cpus"))
+	if err != nil {
+		return cli.Exit("--cpus: "+err.Error(), 2)
+	}
 	var tunSrc []netip.Addr
 	seen := map[bool]bool{}
 	for _, s := range c.StringSlice("tunnel-source") {
@@ -109,6 +126,7 @@ func runDaemon(c *cli.Context) error {
 		Ifaces:        c.StringSlice("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
 		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
 		XDPMode: xdpMode, ZeroCopy: zeroCopy, Queues: c.Int("queues"),
+		BusyPoll: busyPoll, BusyPollBudget: budget, CPUs: cpus,
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
 		SnapshotInterval: interval, Logger: log,
 		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"), SyncDaemons: syncDaemons,
@@ -277,3 +295,32 @@ func newLogger(level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
+
+// parseCPUList parses a CPU list as the kernel writes one (taskset -c,
+// /sys/devices/system/cpu/online): comma-separated CPUs and ranges, "2,3"
+// or "0-3,8". "" is no list.
+func parseCPUList(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var cpus []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		b := a
+		if err == nil && isRange {
+			b, err = strconv.Atoi(hi)
+		}
+		if err != nil || a < 0 || b < a || b >= maxCPU {
+			return nil, fmt.Errorf("%q: want CPUs like 2,3 or 0-3", part)
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}
+
+// maxCPU bounds a CPU number: the size of the affinity mask
+// sched_setaffinity takes through golang.org/x/sys/unix (CPUSet).
+const maxCPU = 1024

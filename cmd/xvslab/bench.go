@@ -34,6 +34,17 @@ func benchCommand(bin string) *cli.Command {
 			&cli.StringSliceFlag{Name: "only", Usage: "measure only candidates whose name contains this (repeatable; the ceiling always runs)"},
 			&cli.IntFlag{Name: "senders", Usage: "generator goroutines (0 = one per CPU)"},
 			&cli.BoolFlag{Name: "no-kamailio", Usage: "skip Kamailio even when installed"},
+			&cli.StringFlag{Name: "drop", Value: "tc", Usage: "drop point on the switch port facing the balancer: tc (TCX ingress) or xdp (native XDP)"},
+			&cli.BoolFlag{Name: "offloads", Usage: "leave the lab's veth checksum and segmentation offloads at their defaults (the generator's datagrams reach the balancer with the UDP checksum left to offload)"},
+			&cli.BoolFlag{Name: "perf-split", Usage: "record each candidate with perf(1) during one more drop-point run and split its CPU time (tx, rx, waiting, scheduling, user…)"},
+			&cli.IntFlag{Name: "kamailio-children", Usage: "Kamailio's UDP workers per listening socket (0 = one per CPU)"},
+			&cli.BoolFlag{Name: "kamailio-lan-socket", Usage: "Kamailio also listens on the balancer's own address and sends from it"},
+			&cli.StringFlag{Name: "kamailio-memory", Usage: "Kamailio's memory manager (-x/-X): tlsf (default), fm, or qm (Kamailio's own default, which Debian's memory-debugging build makes 3× as costly per datagram)"},
+			&cli.IntFlag{Name: "kamailio-shm", Usage: "Kamailio's shared memory, MB (0 = its default)"},
+			&cli.IntFlag{Name: "kamailio-pkg", Usage: "Kamailio's per-process memory, MB (0 = its default)"},
+			&cli.IntFlag{Name: "kamailio-debug", Usage: "Kamailio's log level"},
+			&cli.StringSliceFlag{Name: "kamailio-global", Usage: "a global parameter line added to kamailio.cfg, e.g. mem_join=1 (repeatable)"},
+			&cli.StringSliceFlag{Name: "variant", Usage: "'NAME=[BINARY] [ARG...]': also measure xvs afxdp-native dr with another xvs binary (none: --xvs) and extra xvs run arguments (env:K=V sets an environment variable), in the same alternating rounds (repeatable)"},
 			&cli.StringFlag{Name: "out", Value: "docs/bench/e2e-latest", Usage: "report path without extension (.json, .md, .svg are written)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -44,12 +55,28 @@ func benchCommand(bin string) *cli.Command {
 			if err != nil {
 				return err
 			}
+			drop, err := lab.ParseDropMode(c.String("drop"))
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			var variants []perf.Variant
+			for _, s := range c.StringSlice("variant") {
+				v, err := perf.ParseVariant(s)
+				if err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				variants = append(variants, v)
+			}
+			kam := perf.KamailioOptions{Children: c.Int("kamailio-children"), LANSocket: c.Bool("kamailio-lan-socket"), Memory: c.String("kamailio-memory"),
+				ShmMB: c.Int("kamailio-shm"), PkgMB: c.Int("kamailio-pkg"), Debug: c.Int("kamailio-debug"),
+				Globals: c.StringSlice("kamailio-global")}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			start := time.Now()
 			rep, err := perf.Run(ctx, perf.Options{XVS: c.String("xvs"), Self: self, Full: c.Bool("full"), Rounds: c.Int("rounds"),
 				RunTime: c.Duration("run-time"), Calls: c.Int("calls"), LatencyFraction: c.Float64("latency-fraction"),
-				Only: c.StringSlice("only"), Senders: c.Int("senders"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr})
+				Only: c.StringSlice("only"), Senders: c.Int("senders"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr,
+				Drop: drop, PerfSplit: c.Bool("perf-split"), KeepOffloads: c.Bool("offloads"), Kamailio: kam, Variants: variants})
 			if err != nil {
 				if errors.Is(err, lab.ErrNotRoot) {
 					return cli.Exit(err.Error(), 3)

@@ -66,6 +66,13 @@ type Options struct {
 	XDPMode  dataplane.XDPMode  // AF_XDP attach mode
 	ZeroCopy dataplane.ZeroCopy // AF_XDP zero-copy
 	Queues   int                // 0 = every RX queue
+	// BusyPoll and BusyPollBudget turn on AF_XDP busy polling
+	// (dataplane.Options; 0 = off).
+	BusyPoll       time.Duration
+	BusyPollBudget int
+	// CPUs pins worker i's thread to CPUs[i % len(CPUs)] (empty: the
+	// workers' threads run wherever the scheduler puts them).
+	CPUs []int
 	// Templates and Conns size each worker's tables (0 = pipeline defaults).
 	Templates, Conns int
 	// SnapshotFile, if set, is where templates are saved — every
@@ -216,6 +223,11 @@ func (d *Daemon) start(onFail func(release func())) error {
 	d.backend = b
 	closeBackend := sync.OnceFunc(func() { b.Close() })
 	onFail(closeBackend)
+	if bp, ok := b.(interface{ BusyPollErr() error }); ok && o.BusyPoll > 0 {
+		if err := bp.BusyPollErr(); err != nil {
+			d.log.Warn("busy polling refused by the kernel; the queues wait for interrupts", "err", err)
+		}
+	}
 	queues := d.backend.Queues()
 	if len(queues) == 0 || len(queues) > ipvs.MaxWorkers {
 		return fmt.Errorf("%s: %d queues (want 1..%d)", strings.Join(d.ifaces, ","), len(queues), ipvs.MaxWorkers)
@@ -278,6 +290,9 @@ func (d *Daemon) start(onFail func(release func())) error {
 			return err
 		}
 		r := &Runner{Queue: &tapQueue{Queue: q, tap: &d.tap}, Worker: w, Local: &localSender{}}
+		if len(o.CPUs) > 0 {
+			r.Pin, r.CPU = true, o.CPUs[i%len(o.CPUs)]
+		}
 		r.Prepare()
 		d.workers = append(d.workers, w)
 		d.runners = append(d.runners, r)
@@ -352,7 +367,8 @@ func (d *Daemon) releaseLocks() {
 // openBackend walks the mode ladder: AF_XDP (whose own ladder is native
 // zero-copy → native copy → generic), then the raw socket.
 func openBackend(o Options, ifaces []string, log *slog.Logger) (dataplane.Backend, error) {
-	bo := dataplane.Options{Ifaces: ifaces, Queues: o.Queues, XDPMode: o.XDPMode, ZeroCopy: o.ZeroCopy}
+	bo := dataplane.Options{Ifaces: ifaces, Queues: o.Queues, XDPMode: o.XDPMode, ZeroCopy: o.ZeroCopy,
+		BusyPoll: o.BusyPoll, BusyPollBudget: o.BusyPollBudget}
 	switch o.Mode {
 	default:
 		b, err := dataplane.Open(o.Mode, bo)

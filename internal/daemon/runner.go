@@ -3,8 +3,11 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/ipvs"
@@ -40,6 +43,11 @@ type Runner struct {
 	// Local hands frames to the host's own stack (Local real servers);
 	// nil counts them as unsent.
 	Local *localSender
+	// Pin restricts the worker's thread to CPU (sched_setaffinity): with
+	// the queue's interrupts on the same CPU, a frame stays in one CPU's
+	// caches from the driver to the transmit.
+	Pin bool
+	CPU int
 
 	requests   chan request
 	local      [][]byte // this batch's frames for the host's stack
@@ -68,11 +76,23 @@ func (r *Runner) init() {
 func (r *Runner) Prepare() { r.init() }
 
 // Run processes batches until the queue is closed (it then returns nil) or
-// fails. It locks its goroutine to an OS thread.
+// fails. It locks its goroutine to an OS thread, pinned to r.CPU with Pin
+// (an error wrapping ErrPin if the kernel refuses that CPU).
 func (r *Runner) Run() error {
 	r.init()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if r.Pin {
+		var set unix.CPUSet
+		set.Set(r.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			// The thread keeps its old affinity but is not handed back
+			// to other goroutines (no Unlock): exiting it is cheaper
+			// than restoring its mask.
+			return fmt.Errorf("worker on CPU %d: %w (%w)", r.CPU, ErrPin, err)
+		}
+	} else {
+		defer runtime.UnlockOSThread()
+	}
 	clock := r.Clock
 	if clock == nil {
 		clock = Monotonic
@@ -197,6 +217,10 @@ func (r *Runner) sendEmitted(link packet.LinkType) error {
 	}
 	return firstErr
 }
+
+// ErrPin reports a CPU a worker could not be pinned to (not online, or not
+// in the process's allowed set).
+var ErrPin = errors.New("cannot pin worker")
 
 // Do runs fn on the worker's goroutine between two batches and waits for it:
 // the way the control plane reads a worker's tables (listings, template

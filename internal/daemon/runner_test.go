@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/craft"
@@ -148,5 +151,46 @@ func TestRunnerEmitsHeldFragments(t *testing.T) {
 	}
 	if c := w.Counters(); c.Unsent != 0 {
 		t.Fatalf("unsent %d", c.Unsent)
+	}
+}
+
+// TestRunnerPinsItsThread: with Pin, the worker's thread may run on its CPU
+// only (what fn sees from the worker's goroutine); a CPU outside the
+// process's set is refused with ErrPin and the runner stops.
+func TestRunnerPinsItsThread(t *testing.T) {
+	var allowed unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &allowed); err != nil {
+		t.Fatal(err)
+	}
+	cpu := -1
+	for c := range 1024 {
+		if allowed.IsSet(c) {
+			cpu = c // the last allowed CPU: not always 0
+		}
+	}
+	r, _ := memRunner(t)
+	r.Pin, r.CPU = true, cpu
+	done := make(chan error, 1)
+	go func() { done <- r.Run() }()
+	var got unix.CPUSet
+	var gerr error
+	if err := r.Do(context.Background(), func(*pipeline.Worker) { gerr = unix.SchedGetaffinity(0, &got) }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil || got.Count() != 1 || !got.IsSet(cpu) {
+		t.Errorf("worker thread's CPUs: %d set, CPU %d set: %v, %v", got.Count(), cpu, got.IsSet(cpu), gerr)
+	}
+	r.Queue.(*dataplane.MemQueue).Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	r, _ = memRunner(t)
+	r.Pin, r.CPU = true, 1023 // no VM here has 1024 CPUs in its set
+	if allowed.IsSet(1023) {
+		t.Skip("CPU 1023 is allowed")
+	}
+	if err := r.Run(); !errors.Is(err, ErrPin) {
+		t.Errorf("pinning to CPU 1023: %v", err)
 	}
 }

@@ -72,7 +72,9 @@ func TestSnapshotSavedPeriodically(t *testing.T) {
 	placeCalls(t, b, 20)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(snap); err == nil && countSaved(t, snap) == 40 {
+		// The saver renames the file into place and then counts the
+		// save: wait for both.
+		if _, err := os.Stat(snap); err == nil && countSaved(t, snap) == 40 && d.SnapshotStatus().Saved == 40 {
 			break
 		}
 		if time.Now().After(deadline) {

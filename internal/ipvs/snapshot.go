@@ -1,6 +1,7 @@
 package ipvs
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"unsafe"
@@ -180,17 +181,17 @@ func (svc *Service) Schedule(worker int, in *sched.Input) *Dest {
 // MaskClient applies the persistence netmask (-M) to a client address of
 // the service's family; it allocates nothing.
 func (svc *Service) MaskClient(a netip.Addr) netip.Addr {
+	m := &svc.mask
 	if a.Is4() {
 		b := a.As4()
-		for i := range b {
-			b[i] &= svc.mask[12+i]
-		}
-		return netip.AddrFrom4(b)
+		x := binary.BigEndian.Uint32(b[:]) & binary.BigEndian.Uint32(m[12:])
+		return netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
 	}
 	b := a.As16()
-	for i := range b {
-		b[i] &= svc.mask[i]
-	}
+	hi := binary.BigEndian.Uint64(b[:8]) & binary.BigEndian.Uint64(m[:8])
+	lo := binary.BigEndian.Uint64(b[8:]) & binary.BigEndian.Uint64(m[8:])
+	binary.BigEndian.PutUint64(b[:8], hi)
+	binary.BigEndian.PutUint64(b[8:], lo)
 	return netip.AddrFrom16(b)
 }
 

@@ -62,7 +62,7 @@ func TestSIPKeepalivedEqualsIpvsadm(t *testing.T) {
 	if logRules != logKA {
 		t.Fatal("decision logs differ")
 	}
-	if resKA.Templates != 631 || resKA.Verdicts != resRules.Verdicts {
+	if resKA.Templates != 610 || resKA.Verdicts != resRules.Verdicts {
 		t.Errorf("templates %d, verdicts %v vs %v", resKA.Templates, resKA.Verdicts, resRules.Verdicts)
 	}
 	t.Logf("%d frames, %d decision-log bytes identical", resKA.Frames, len(logKA))

@@ -156,6 +156,8 @@ var queueFields = []struct{ name, help string }{
 	{"fill_ring_empty", "Times the fill ring was empty (AF_XDP)."},
 	{"tx_ring_empty", "Times the transmit ring was empty (AF_XDP)."},
 	{"cross_port_copies", "Frames sent on another interface than they arrived on by copying them (AF_XDP sockets that could not share one UMEM)."},
+	{"syscalls", "System calls of the queue's data path: waits, transmit kicks, busy polls (AF_XDP). Per received frame, the batching the worker achieves."},
+	{"busy_poll_refused", "1 when busy polling (xvs run --busy-poll) was asked for and the kernel refused it on this queue (AF_XDP)."},
 }
 
 // syncMasterFields and syncBackupFields are the sync daemons' counters, in
@@ -429,7 +431,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, q := range st.Queues {
 		queue := strconv.Itoa(i)
 		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
-			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.CrossPortCopies} {
+			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.CrossPortCopies, q.Syscalls, q.BusyPollRefused} {
 			counter(ch, queueCounters[queueFields[j].name], v, queue)
 		}
 	}

@@ -50,11 +50,20 @@ const (
 	DefaultTemplates = 1 << 20
 	// DefaultConns is the default connection capacity per worker.
 	DefaultConns = 1 << 18
-	// DefaultSweepBudget is how many table slots EndBatch visits per batch:
-	// with 64-frame batches a 1M-entry table is swept every ~16k batches, a
-	// fraction of a second at line rate, while a batch's extra work stays
-	// under a microsecond.
-	DefaultSweepBudget = 64
+	// DefaultSweepPeriod is how long EndBatch takes to sweep each table
+	// once: the slots it visits per batch follow the time since the last
+	// batch (a table's capacity per period), not the number of batches, so
+	// many small batches — moderate load, where every batch follows a
+	// wake-up — do not sweep more than a few large ones. An expired entry
+	// is reclaimed at most this late (lookups never see it: they check
+	// expiry themselves); IPVS's own timers are per entry.
+	DefaultSweepPeriod = 2 * time.Second
+	// minSweepSlots is the least a batch sweeps, so that a worker whose
+	// clock does not move between batches still makes progress.
+	minSweepSlots = 4
+	// maxSweepSlots bounds a batch's sweep after a long pause (an idle
+	// queue's 50 ms wake-ups): a few microseconds of extra work at most.
+	maxSweepSlots = 1024
 )
 
 // Options configure a Worker.
@@ -76,8 +85,9 @@ type Options struct {
 	Seed uint64
 	// Shared is the cross-worker template index; nil for a single worker.
 	Shared *table.Shared
-	// SweepBudget is how many slots of each table EndBatch visits.
-	SweepBudget int
+	// SweepPeriod is how long sweeping each table once takes (0 =
+	// DefaultSweepPeriod).
+	SweepPeriod time.Duration
 	// Hops is the next-hop table: where every forwarded frame leaves (the
 	// port) and its MAC addresses, from the kernel's routes and neighbours
 	// (see egress.go). Nil (offline replay, tests): a real server's frame
@@ -123,7 +133,8 @@ type Worker struct {
 	conns   *table.Conns
 	shared  *table.Shared
 	seed    uint64
-	budget  int
+	period  int64          // SweepPeriod, ns
+	swept   int64          // the clock at the last sweep
 	hops    *nexthop.Cache // nil without a next-hop table
 	gateway [6]byte        // Options.ClientGateway
 	sconns  *table.SharedConns
@@ -212,8 +223,8 @@ func NewWorker(o Options) (*Worker, error) {
 	if o.Conns == 0 {
 		o.Conns = DefaultConns
 	}
-	if o.SweepBudget == 0 {
-		o.SweepBudget = DefaultSweepBudget
+	if o.SweepPeriod <= 0 {
+		o.SweepPeriod = DefaultSweepPeriod
 	}
 	w := &Worker{
 		id:      o.ID,
@@ -222,7 +233,7 @@ func NewWorker(o Options) (*Worker, error) {
 		sconns:  o.SharedConns,
 		gateway: o.ClientGateway,
 		seed:    o.Seed,
-		budget:  o.SweepBudget,
+		period:  int64(o.SweepPeriod),
 		debug:   o.Debug,
 	}
 	if o.Hops != nil {
@@ -314,13 +325,22 @@ func (w *Worker) BeginBatch(now int64) {
 // EndBatch sweeps a bounded part of the tables and publishes the batch's
 // counters.
 func (w *Worker) EndBatch() {
-	w.tmpl.Sweep(w.now, w.budget)
-	w.conns.Sweep(w.now, w.budget)
+	el := min(max(w.now-w.swept, 0), w.period)
+	w.swept = w.now
+	w.tmpl.Sweep(w.now, sweepSlots(w.tmpl.Capacity(), el, w.period))
+	w.conns.Sweep(w.now, sweepSlots(w.conns.Capacity(), el, w.period))
 	w.fragSweep()
 	if w.sync.out != nil {
 		w.syncWalk()
 	}
 	w.publish()
+}
+
+// sweepSlots is the share of a table of capacity slots that el
+// nanoseconds of a sweep period call for, within [minSweepSlots,
+// maxSweepSlots].
+func sweepSlots(capacity int, el, period int64) int {
+	return int(min(max(int64(capacity)*el/period, minSweepSlots), maxSweepSlots))
 }
 
 func newView(s *ipvs.Snapshot) view {

@@ -231,7 +231,11 @@ func Run(in *capture.Reader, o Options) (*Result, error) {
 	for _, w := range workers {
 		c := w.Counters()
 		res.Counters.Add(&c)
-		res.Templates += int(w.Templates().Stats().Live)
+		// The workers sweep a share of their tables per batch; the count
+		// at the end is exact: what has expired by the last frame is gone.
+		t := w.Templates()
+		t.Sweep(r.last, t.Capacity())
+		res.Templates += int(t.Stats().Live)
 	}
 	if r.log != nil {
 		if ferr := r.log.Flush(); ferr != nil && err == nil {
@@ -257,6 +261,8 @@ type run struct {
 	queue   []entry
 	base    int
 	waiting map[holdKey]int
+	// last is the capture time of the last frame.
+	last int64
 }
 
 type holdKey struct {
@@ -309,7 +315,8 @@ func (r *run) frames(in *capture.Reader, workers []*pipeline.Worker, o Options) 
 		}
 		wi := rss(&p, len(workers))
 		w := workers[wi]
-		w.BeginBatch(f.Time.UnixNano())
+		r.last = f.Time.UnixNano()
+		w.BeginBatch(r.last)
 		frame = w.ProcessRoom(room, frame, lt, &d)
 		w.EndBatch()
 		if callID == nil && d.Reason == pipeline.ReasonFragmentFollowed && d.HasPE && d.PE == pe.StatusOK {
