@@ -20,9 +20,10 @@ FUZZTIME  ?= 20s
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # CI fuzzes the per-packet parsers, the whole decision, the template
 # snapshot reader, the sync backup's receiver and its workers' entry of what
-# it receives, and the capture reader for a bounded time on every run (the
-# committed corpora also run as ordinary tests).
-FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive ./internal/pipeline:FuzzSyncApply ./internal/capture:FuzzReader
+# it receives, the capture reader and the keepalived.conf reader (an
+# operator's file, included files and all) for a bounded time on every run
+# (the committed corpora also run as ordinary tests).
+FUZZ_CI   ?= ./packet:FuzzDecode ./sipparse:FuzzCallID ./internal/pipeline:FuzzDecision ./internal/daemon:FuzzReadSnapshot ./internal/syncd:FuzzReceive ./internal/pipeline:FuzzSyncApply ./internal/capture:FuzzReader ./internal/keepalived:FuzzLoad
 FUZZTIME_CI ?= 15s
 BENCHTIME ?= 1s
 SHARED    ?= $(abspath ../shared)
