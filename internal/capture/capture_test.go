@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,6 +247,56 @@ func TestFrameLimits(t *testing.T) {
 		}
 		if a := m1.TotalAlloc - m0.TotalAlloc; a > 4<<20 {
 			t.Errorf("snaplen %d: reading two frames allocated %d bytes", snaplen, a)
+		}
+	}
+}
+
+// A pcapng interface's snapshot length is 32 bits and pcapgo sized its
+// packet buffer by it: an interface of snaplen 0xffffffff made each reader
+// allocate 4 GiB, and the fuzz workers of FuzzReader died out of memory (exit
+// status 2, nothing printed). Above MaxFrame it no longer sizes anything, and
+// the frames read are those the snapshot length as written gives.
+func TestPcapngSnapLength(t *testing.T) {
+	long := make([]byte, MaxFrame+4)
+	for _, c := range []struct {
+		snaplen uint32
+		spb     []byte // a Simple Packet Block's frame
+		lens    []int  // captured lengths of the EPB's and the SPB's frames
+		err     error
+	}{
+		{0xffffffff, frame(2), []int{60, 60}, nil},
+		{0x7fffffff, frame(2), []int{60, 60}, nil},
+		{MaxFrame + 1, frame(2), []int{60, 60}, nil},
+		{MaxFrame, frame(2), []int{60, 60}, nil},
+		{40, frame(2), []int{60, 40}, nil}, // an SPB holds snaplen bytes at most
+		{0, frame(2), []int{60, 60}, nil},
+		// The snapshot length as written applies: this frame is over
+		// MaxFrame, not cut to it.
+		{MaxFrame + 8, long, []int{60}, ErrCorrupt},
+	} {
+		file := append(ngSHB(), ngIDB(1, c.snaplen)...)
+		file = append(file, ngEPB(0, time.Unix(1, 0), frame(1), 60)...)
+		file = append(file, ngSPB(c.spb)...)
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		r, err := NewReader(bytes.NewReader(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readAll(t, r)
+		runtime.ReadMemStats(&m1)
+		var lens []int
+		for _, f := range got {
+			lens = append(lens, len(f.Data))
+		}
+		if !slices.Equal(lens, c.lens) || (c.err == nil) != (err == nil) || !errors.Is(err, c.err) {
+			t.Errorf("snaplen %d: frames of %v bytes, %v; want %v, %v", c.snaplen, lens, err, c.lens, c.err)
+		}
+		if len(got) > 1 && got[1].WireLen != len(c.spb) {
+			t.Errorf("snaplen %d: SPB frame's wire length %d, want %d", c.snaplen, got[1].WireLen, len(c.spb))
+		}
+		if a := m1.TotalAlloc - m0.TotalAlloc; a > uint64(2*MaxFrame+len(file)+1<<20) {
+			t.Errorf("snaplen %d: reading a %d-byte capture allocated %d bytes", c.snaplen, len(file), a)
 		}
 	}
 }

@@ -54,11 +54,12 @@ const (
 
 // ngCheck sits between a pcapng file and pcapgo's reader, which trusts the
 // lengths and option values it reads (a crafted file made it divide by zero,
-// index out of range, allocate whatever a length field said, or stop at a
-// block cut short as if the capture had ended). ngCheck reads one whole block
-// at a time, checks it, and only then hands its bytes on: pcapgo never sees a
-// block it could not read, a cut block ends the capture with ErrTruncated and
-// a malformed one with ErrCorrupt, after every frame before it.
+// index out of range, allocate whatever a length field or an interface's
+// snapshot length said, or stop at a block cut short as if the capture had
+// ended). ngCheck reads one whole block at a time, checks it, and only then
+// hands its bytes on: pcapgo never sees a block it could not read, a cut block
+// ends the capture with ErrTruncated and a malformed one with ErrCorrupt,
+// after every frame before it.
 type ngCheck struct {
 	src    io.Reader
 	buf    []byte
@@ -170,7 +171,19 @@ func (c *ngCheck) check(typ uint32, body []byte) error {
 		if err := c.options(body[8:], checkIDBOption); err != nil {
 			return err
 		}
-		c.snap = append(c.snap, c.order.Uint32(body[4:8]))
+		// The snapshot length is 32 bits and pcapgo sizes its packet
+		// buffer by it (make([]byte, snaplen) for the interface's first
+		// frame): 0xffffffff allocated 4 GiB per reader, and a fuzz
+		// worker died out of memory. No frame over MaxFrame is handed
+		// on (checkCaptured applies the length as written), so pcapgo
+		// reads the interface with MaxFrame: the same frames and Simple
+		// Packet Block lengths, a buffer of at most MaxFrame. 0 (no
+		// limit) is kept: pcapgo then sizes the buffer by the frame.
+		snap := c.order.Uint32(body[4:8])
+		if snap > MaxFrame {
+			c.order.PutUint32(body[4:8], MaxFrame)
+		}
+		c.snap = append(c.snap, snap)
 	case blockEPB, blockPB:
 		if len(body) < 20 {
 			return errors.New("packet block too short")
