@@ -286,8 +286,8 @@ func (w *Worker) tooBig(room, frame []byte, p *packet.Parsed, mtu int, d *Decisi
 }
 
 // flowHash4 is flowHash for an unfragmented IPv4 datagram without options
-// from b, its header's addresses and the ports after them, read as two
-// words (not through netip.Addr: GUE's share of a tunnel's per-packet cost).
+// from b, its header's addresses and the four octets after the header (the
+// ports of UDP and TCP), read as two words (not through netip.Addr: GUE's share of a tunnel's per-packet cost).
 // It hashes to a different value than flowHash for the same flow, which
 // does not matter: the kernel's flow hash is not specified either.
 func (w *Worker) flowHash4(b []byte, proto uint8) uint32 {

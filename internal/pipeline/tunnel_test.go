@@ -263,3 +263,50 @@ func TestTunnelNoAllocations(t *testing.T) {
 		}
 	}
 }
+
+// TestTunnelGUESourcePort: GUE's outer source port follows the inner flow,
+// as the kernel's udp_flow_src_port does: every datagram of one flow
+// (addresses, protocol, ports) leaves with one port, in the kernel's range,
+// and different flows spread over the range. Inner IPv4 takes flowHash4,
+// inner IPv6 flowHash.
+func TestTunnelGUESourcePort(t *testing.T) {
+	l := newLab(t, 1, tunnelRules)
+	lo, hi := packet.FlowPort(0), packet.FlowPort(^uint32(0))
+	for _, c := range []struct{ vip, client string }{
+		{"10.4.3.192:5060", "198.51.100.7"},
+		{"[fd00:4:3::192]:5060", "[2001:db8:c::7]"},
+	} {
+		ports := map[uint16]bool{}
+		flows := 0
+		for i := range 40 {
+			client := fmt.Sprintf("%s:%d", c.client, 5000+i)
+			id := fmt.Sprintf("gue-%d@%s", i, c.vip)
+			sport := uint16(0)
+			for _, m := range [][]byte{craft.SIPInvite(id), craft.SIPAck(id), craft.SIPBye(id)} {
+				d, out := l.sendRoom(0, sip(client, c.vip, m))
+				if d.Verdict() != Forward || d.Dest == nil {
+					t.Fatalf("%s: %v", id, d.Reason)
+				}
+				if d.Dest.Tunnel.Type != ipvs.GUE {
+					break
+				}
+				var p packet.Parsed
+				p.Decode(out, packet.LinkEthernet)
+				if p.Proto != packet.ProtoUDP || p.DstPort != 6080 || p.SrcPort < lo || p.SrcPort > hi {
+					t.Fatalf("%s: outer %v port %d→%d (range %d..%d)", id, p.Proto, p.SrcPort, p.DstPort, lo, hi)
+				}
+				if sport != 0 && p.SrcPort != sport {
+					t.Fatalf("%s: one flow left from ports %d and %d", id, sport, p.SrcPort)
+				}
+				sport = p.SrcPort
+			}
+			if sport != 0 {
+				flows++
+				ports[sport] = true
+			}
+		}
+		if flows < 5 || len(ports) < flows*3/4 {
+			t.Errorf("%s: %d GUE flows on %d source ports", c.vip, flows, len(ports))
+		}
+	}
+}
