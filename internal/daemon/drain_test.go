@@ -20,8 +20,11 @@ import (
 	"github.com/xvs-lb/xvs/packet"
 )
 
-// drainRules: persistence timeout 1 s, so that drained calls go idle fast.
-const drainRules = `-A -u 10.0.0.1:5060 -s rr -p 1 -M 0.0.0.0 --pe sip -o
+// drainRules: persistence timeout 3 s, so that drained calls go idle fast
+// and yet outlive a loaded machine's pause between sending a call and
+// reading its template (with 1 s, a test on a machine at load 10 found
+// the first calls' templates already expired).
+const drainRules = `-A -u 10.0.0.1:5060 -s rr -p 3 -M 0.0.0.0 --pe sip -o
 -a -u 10.0.0.1:5060 -r 192.168.0.1:5060 -m
 -a -u 10.0.0.1:5060 -r 192.168.0.2:5060 -m
 -a -u 10.0.0.1:5060 -r 192.168.0.3:5060 -m
@@ -134,7 +137,7 @@ func TestDrainKeepsLiveCallsUntilIdle(t *testing.T) {
 	}
 	// Idle: after the persistence timeout the templates expire and the
 	// server shows drained.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(out, "  -> 192.168.0.1:5060             drained  0      0") {
 		if time.Now().After(deadline) {
 			t.Fatalf("never drained:\n%s", out)

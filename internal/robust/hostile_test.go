@@ -130,7 +130,9 @@ func TestHostileInputs(t *testing.T) {
 	var report []string
 	for _, c := range hostileCases() {
 		before := b.counters()
-		var el time.Duration
+		// Each batch's time: the median batch is the cost, robust to a loaded
+		// machine preempting a few batches; unbounded work slows every one.
+		var el []time.Duration
 		got := map[pipeline.Reason]int{}
 		var peSt map[pe.Status]int = map[pe.Status]int{}
 		var failures []string
@@ -152,7 +154,7 @@ func TestHostileInputs(t *testing.T) {
 			}
 			t0 := time.Now()
 			out := b.batch(0, frames)
-			el += time.Since(t0)
+			el = append(el, time.Since(t0))
 			for i, d := range out {
 				if i%2 == 1 {
 					id := (nextGood + i) % live
@@ -203,7 +205,8 @@ func TestHostileInputs(t *testing.T) {
 		if after.Frames-before.Frames != 2*uint64(reps) {
 			fail("%d frames counted, sent %d", after.Frames-before.Frames, 2*reps)
 		}
-		ns := float64(el.Nanoseconds()) / float64(2*reps)
+		slices.Sort(el)
+		ns := float64(el[len(el)/2].Nanoseconds()) / float64(B)
 		if ns > 20_000 {
 			fail("%.0f ns per datagram (half of them good): unbounded work?", ns)
 		}
@@ -317,6 +320,7 @@ func TestRandomFrames(t *testing.T) {
 	before := b.counters()
 	got := map[pipeline.Reason]int{}
 	var el, worst time.Duration
+	var each []time.Duration // per batch, for the median
 	nextGood, sent, bad := 0, 0, 0
 	for sent < n {
 		frames = frames[:0]
@@ -333,6 +337,7 @@ func TestRandomFrames(t *testing.T) {
 		out := b.batch(0, frames)
 		d := time.Since(t0)
 		el += d
+		each = append(each, d)
 		worst = max(worst, d)
 		for i, d := range out {
 			if d.Reason >= pipeline.NumReasons {
@@ -364,8 +369,11 @@ func TestRandomFrames(t *testing.T) {
 		t.Errorf("%d good datagrams not forwarded to their real server", bad)
 	}
 	ns := float64(el.Nanoseconds()) / float64(total)
-	if ns > 5_000 {
-		t.Errorf("%.0f ns per frame", ns)
+	// The bound is on the median batch: a loaded machine preempting a few
+	// batches moves the mean, unbounded work moves every batch.
+	slices.Sort(each)
+	if med := float64(each[len(each)/2].Nanoseconds()) / B; med > 5_000 {
+		t.Errorf("%.0f ns per frame in the median batch (mean %.0f)", med, ns)
 	}
 	var rs []string
 	for r, n := range got {
