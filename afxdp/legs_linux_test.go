@@ -163,6 +163,9 @@ func BenchmarkLegs(b *testing.B) {
 		for _, cross := range []bool{false, true} {
 			name := map[bool]string{false: "same-leg", true: "cross-leg"}[cross] + "/" + mode.String()
 			b.Run(name, func(b *testing.B) {
+				// allocs/op counts the whole process: the worker, and the
+				// sender's and the sink's batched socket calls.
+				b.ReportAllocs()
 				l := newLab(b)
 				nsC := fmt.Sprintf("xvsafxC%d-%d", os.Getpid(), labSeq.Add(1))
 				run(b, "ip", "netns", "add", nsC)
