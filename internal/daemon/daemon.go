@@ -120,6 +120,7 @@ type Daemon struct {
 	sconns      *table.SharedConns
 	hops        *nexthop.Table
 	localNAT    *localnat.Table // the kernel NAT of Local real servers on another port
+	localityErr string          // the last refused locality change's reason, logged once; under mu
 	watcher     *neigh.Watcher
 	reach       reachability
 	debug       pipeline.DebugLog

@@ -268,8 +268,22 @@ func (d *Daemon) checkLocality() {
 	defer d.mu.Unlock()
 	next := d.cfg.Clone()
 	next.Reclassify()
-	if err := d.commit(next); err != nil {
-		d.log.Warn("real servers' locality changed but the configuration was not republished", "err", err)
+	d.localityRefused(d.commit(next))
+}
+
+// localityRefused logs a refused locality change once per reason, and once
+// when a later change is accepted: checkLocality retries every
+// reachInterval, and a reason that persists (a port-changing real server
+// became Local on a host without nftables) would otherwise log every time.
+// Called with d.mu held.
+func (d *Daemon) localityRefused(err error) {
+	switch {
+	case err != nil && err.Error() != d.localityErr:
+		d.localityErr = err.Error()
+		d.log.Warn("real servers' locality changed but the configuration was not republished (retried every "+reachInterval.String()+", logged again when the reason changes)", "err", err)
+	case err == nil && d.localityErr != "":
+		d.localityErr = ""
+		d.log.Info("real servers' locality republished")
 	}
 }
 

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -180,4 +182,54 @@ func TestLocalPortWithoutNAT(t *testing.T) {
 	if dests := d.Snapshot().Services()[0].Dests; len(dests) != 1 || !dests[0].Local {
 		t.Errorf("the running configuration changed: %v", dests)
 	}
+}
+
+// A refused locality change is logged once per reason, however often
+// checkLocality retries it, and its end once.
+func TestLocalityRefusalLoggedOnce(t *testing.T) {
+	var logbuf syncBuffer
+	rules := filepath.Join(t.TempDir(), "r.rules")
+	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 10.0.0.9:5060 -m\n"), 0o600)
+	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(&logbuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	noNFT := fmt.Errorf("Invalid argument: %w", ipvs.ErrLocalPort)
+	d.mu.Lock()
+	for range 5 {
+		d.localityRefused(noNFT)
+	}
+	d.localityRefused(errors.New("another reason"))
+	d.localityRefused(errors.New("another reason"))
+	d.localityRefused(nil)
+	d.localityRefused(nil)
+	d.localityRefused(noNFT)
+	d.mu.Unlock()
+	out := logbuf.String()
+	if n := strings.Count(out, "locality changed but"); n != 3 {
+		t.Errorf("%d refusals logged, want 3 (one per reason and episode):\n%s", n, out)
+	}
+	if n := strings.Count(out, "locality republished"); n != 1 {
+		t.Errorf("%d acceptances logged, want 1:\n%s", n, out)
+	}
+}
+
+// syncBuffer is a log destination the daemon's goroutines may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
