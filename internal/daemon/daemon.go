@@ -120,7 +120,8 @@ type Daemon struct {
 	sconns      *table.SharedConns
 	hops        *nexthop.Table
 	localNAT    *localnat.Table // the kernel NAT of Local real servers on another port
-	localityErr string          // the last refused locality change's reason, logged once; under mu
+	localityLog retryLog        // checkLocality's refusals; under mu
+	tunnelLog   retryLog        // checkTunnels' refusals; under mu
 	watcher     *neigh.Watcher
 	reach       reachability
 	debug       pipeline.DebugLog
@@ -506,9 +507,7 @@ func (d *Daemon) checkTunnels() {
 	if !d.tunnelEgress(next, s) {
 		return
 	}
-	if err := d.commit(next); err != nil {
-		d.log.Warn("tunnel egress change not published", "err", err)
-	}
+	d.tunnelLog.report(d.log, "tunnel egress change not published", d.commit(next))
 }
 
 // DebugLevel is the log level at which the persistence engine's events are

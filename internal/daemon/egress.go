@@ -7,6 +7,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -268,22 +269,28 @@ func (d *Daemon) checkLocality() {
 	defer d.mu.Unlock()
 	next := d.cfg.Clone()
 	next.Reclassify()
-	d.localityRefused(d.commit(next))
+	d.localityLog.report(d.log, "real servers' locality changed but the configuration was not republished", d.commit(next))
 }
 
-// localityRefused logs a refused locality change once per reason, and once
-// when a later change is accepted: checkLocality retries every
+// retryLog logs a periodic retry's refusal once per reason, and once when
+// the retry is finally accepted: checkLocality and checkTunnels retry every
 // reachInterval, and a reason that persists (a port-changing real server
-// became Local on a host without nftables) would otherwise log every time.
-// Called with d.mu held.
-func (d *Daemon) localityRefused(err error) {
+// became Local on a host without nftables) would otherwise be logged every
+// time. Used under Daemon.mu.
+type retryLog struct {
+	last string // the last refusal's reason; "" after an acceptance
+}
+
+// report logs err (what failed: what) if its reason is new, or the
+// acceptance after a refusal when err is nil.
+func (r *retryLog) report(log *slog.Logger, what string, err error) {
 	switch {
-	case err != nil && err.Error() != d.localityErr:
-		d.localityErr = err.Error()
-		d.log.Warn("real servers' locality changed but the configuration was not republished (retried every "+reachInterval.String()+", logged again when the reason changes)", "err", err)
-	case err == nil && d.localityErr != "":
-		d.localityErr = ""
-		d.log.Info("real servers' locality republished")
+	case err != nil && err.Error() != r.last:
+		r.last = err.Error()
+		log.Warn(what+" (retried every "+reachInterval.String()+", logged again when the reason changes)", "err", err)
+	case err == nil && r.last != "":
+		r.last = ""
+		log.Info(what + ": now applied")
 	}
 }
 

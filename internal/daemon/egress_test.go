@@ -186,7 +186,7 @@ func TestLocalPortWithoutNAT(t *testing.T) {
 
 // A refused locality change is logged once per reason, however often
 // checkLocality retries it, and its end once.
-func TestLocalityRefusalLoggedOnce(t *testing.T) {
+func TestRetryLoggedOncePerReason(t *testing.T) {
 	var logbuf syncBuffer
 	rules := filepath.Join(t.TempDir(), "r.rules")
 	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 10.0.0.9:5060 -m\n"), 0o600)
@@ -197,21 +197,22 @@ func TestLocalityRefusalLoggedOnce(t *testing.T) {
 	}
 	defer d.Close()
 	noNFT := fmt.Errorf("Invalid argument: %w", ipvs.ErrLocalPort)
+	const what = "real servers' locality changed but the configuration was not republished"
 	d.mu.Lock()
 	for range 5 {
-		d.localityRefused(noNFT)
+		d.localityLog.report(d.log, what, noNFT)
 	}
-	d.localityRefused(errors.New("another reason"))
-	d.localityRefused(errors.New("another reason"))
-	d.localityRefused(nil)
-	d.localityRefused(nil)
-	d.localityRefused(noNFT)
+	d.localityLog.report(d.log, what, errors.New("another reason"))
+	d.localityLog.report(d.log, what, errors.New("another reason"))
+	d.localityLog.report(d.log, what, nil)
+	d.localityLog.report(d.log, what, nil)
+	d.localityLog.report(d.log, what, noNFT)
 	d.mu.Unlock()
 	out := logbuf.String()
-	if n := strings.Count(out, "locality changed but"); n != 3 {
+	if n := strings.Count(out, "level=WARN msg=\"real servers' locality changed but"); n != 3 {
 		t.Errorf("%d refusals logged, want 3 (one per reason and episode):\n%s", n, out)
 	}
-	if n := strings.Count(out, "locality republished"); n != 1 {
+	if n := strings.Count(out, "now applied"); n != 1 {
 		t.Errorf("%d acceptances logged, want 1:\n%s", n, out)
 	}
 }
