@@ -3,10 +3,13 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xvs-lb/xvs/internal/lab"
 	"github.com/xvs-lb/xvs/internal/sipp"
@@ -134,5 +137,102 @@ func TestRootTunnels(t *testing.T) {
 			}
 			t.Logf("tunnels %s: %d calls in %v, %d split, per server %v", c.name, res.Successful, time.Since(start).Round(time.Millisecond), split, perServer)
 		})
+	}
+}
+
+// TestRootTunnelRouteChange: the tunnel MTU follows the kernel's route to
+// the real server while xvs runs (docs/tunnels.md: "followed every
+// second"). A 1 000-octet datagram with DF goes through the IPIP tunnel;
+// after a route with MTU 700 to the server appears in the balancer's
+// namespace it is answered with ICMP fragmentation needed
+// (tunnel_icmp_too_big); when the route goes, it is forwarded again.
+func TestRootTunnelRouteChange(t *testing.T) {
+	testenv.NeedLab(t)
+	l := testenv.Lab(t, lab.Spec{Clients: 1, RealServers: 1, Legs: 1})
+	if err := l.UseDirectRouting(); err != nil {
+		t.Fatal(err)
+	}
+	detach, err := attachDecap(l, []string{l.Reals[0].NS})
+	testenv.Require(t, err)
+	t.Cleanup(detach)
+	const port = 7000
+	svc, server := netip.AddrPortFrom(l.VIP4, port), netip.AddrPortFrom(l.Reals[0].Addr4, port)
+	rules := fmt.Sprintf("-A -u %v -s rr\n-a -u %v -r %v -i -w 1\n", svc, svc, server)
+	if _, err := startXVS(t, l, rules, "afxdp", "native"); errors.Is(err, errNoBackend) {
+		t.Skip(err)
+	}
+	var rs, client *net.UDPConn
+	if err := l.Do(l.Reals[0].NS, func() (err error) {
+		rs, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(svc))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if err := l.Do(l.Clients[0].NS, func() (err error) {
+		client, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.Clients[0].Addr4, port)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// DF on every datagram, whatever path MTU the client's kernel learns
+	// from the ICMP errors.
+	raw, _ := client.SyscallConn()
+	raw.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 1000)
+	buf := make([]byte, 2048)
+	// delivered sends datagrams until one reaches the real server or the
+	// deadline passes.
+	delivered := func(within time.Duration) bool {
+		for end := time.Now().Add(within); time.Now().Before(end); {
+			client.WriteToUDPAddrPort(payload, svc)
+			rs.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, _, err := rs.ReadFromUDPAddrPort(buf); err == nil && n == len(payload) {
+				return true
+			}
+		}
+		return false
+	}
+	tooBig := func() float64 {
+		v, _ := scrape(t, l.Balancer.NS, ctlMetrics).sum("xvs_frames_total", map[string]string{"reason": "tunnel_icmp_too_big"})
+		return v
+	}
+	if !delivered(5 * time.Second) {
+		t.Fatal("a 1000-octet datagram did not reach the real server through the tunnel at MTU 1500")
+	}
+	route := []string{"route", "add", server.Addr().String() + "/32", "dev", lab.HostIface, "mtu", "700"}
+	if out, err := lab.Command(t.Context(), l.Balancer.NS, "ip", route...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v %s", route, err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tooBig() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the route's MTU 700 was not followed within 10 s: no tunnel_icmp_too_big")
+		}
+		client.WriteToUDPAddrPort(payload, svc)
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Drain what arrived before the change; nothing arrives after it.
+	rs.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	for {
+		if _, _, err := rs.ReadFromUDPAddrPort(buf); err != nil {
+			break
+		}
+	}
+	if delivered(time.Second) {
+		t.Fatal("a 1000-octet datagram with DF was tunnelled past a 700-octet route MTU")
+	}
+	route[1] = "del"
+	if out, err := lab.Command(t.Context(), l.Balancer.NS, "ip", route...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %v: %v %s", route, err, out)
+	}
+	if !delivered(10 * time.Second) {
+		t.Fatal("the route's removal was not followed within 10 s: the datagram is still refused")
 	}
 }
