@@ -6,3 +6,9 @@ package table
 //
 //go:noescape
 func prefetch(addr uintptr)
+
+// prefetch2 is prefetch of two addresses in one call (an entry's two cache
+// lines, or an index probe's two).
+//
+//go:noescape
+func prefetch2(a, b uintptr)

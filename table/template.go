@@ -514,8 +514,7 @@ func (t *Templates) PrefetchEntry(h uint64) {
 		}
 		if s&^indexRefMask == tag {
 			p := uintptr(unsafe.Pointer(&t.ents[s&indexRefMask-1]))
-			prefetch(p)
-			prefetch(p + sizeofTmpl - 1)
+			prefetch2(p, p+sizeofTmpl-1)
 			return
 		}
 	}
