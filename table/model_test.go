@@ -28,6 +28,21 @@ type modelRun struct {
 	next    DestID
 	minIdle int64
 	cap     int
+	// hashes, if set, replaces each key's hash (InsertHashed, LookupHashed):
+	// a small set of values makes keys share home slots and index tags.
+	hashes []uint64
+}
+
+// hash is key k's hash as the table is given it.
+func (m *modelRun) hash(k int) uint64 {
+	if m.hashes != nil {
+		return m.hashes[k]
+	}
+	return m.keys[k].Hash(m.tab.Seed())
+}
+
+func (m *modelRun) lookup(k int) (Ref, DestID, bool) {
+	return m.tab.LookupHashed(&m.keys[k], m.hash(k), m.now)
 }
 
 func newModelRun(tb testing.TB, capacity int, minIdle time.Duration) *modelRun {
@@ -82,7 +97,7 @@ func (m *modelRun) step(op, arg byte) {
 	case 0, 1: // insert
 		timeout := int64(1+arg%10) * sec
 		m.next++
-		ref, res := m.tab.Insert(key, m.next, time.Duration(timeout), m.now)
+		ref, res := m.tab.InsertHashed(key, m.hash(k), m.next, time.Duration(timeout), m.now)
 		e := m.byKey[k]
 		switch res {
 		case Inserted:
@@ -111,7 +126,7 @@ func (m *modelRun) step(op, arg byte) {
 			m.t.Fatalf("insert: %v", res)
 		}
 	case 2, 3: // lookup, and with op 3 use the template
-		ref, d, ok := m.tab.Lookup(key, m.now)
+		ref, d, ok := m.lookup(k)
 		e := m.byKey[k]
 		if ok != (e != nil) || ok && d != e.dest {
 			m.t.Fatalf("lookup key %d = %d,%v; model %+v", k, d, ok, e)
@@ -125,7 +140,7 @@ func (m *modelRun) step(op, arg byte) {
 	case 5:
 		if arg&1 == 0 {
 			m.tab.Sweep(m.now, int(arg%8))
-		} else if ref, _, ok := m.tab.Lookup(key, m.now); ok {
+		} else if ref, _, ok := m.lookup(k); ok {
 			e := m.byKey[k]
 			m.tab.Invalidate(ref)
 			if m.byKey[k] != nil || e == nil {
@@ -140,7 +155,7 @@ func (m *modelRun) step(op, arg byte) {
 
 func (m *modelRun) checkAll() {
 	for k, e := range m.byKey {
-		_, d, ok := m.tab.Lookup(&m.keys[k], m.now)
+		_, d, ok := m.lookup(k)
 		if m.now < e.expires && (!ok || d != e.dest) {
 			m.t.Fatalf("key %d lost", k)
 		}
