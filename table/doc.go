@@ -62,9 +62,11 @@
 //
 // A worker that handles a batch of frames hides those misses: it hashes every
 // key of the batch (TemplateKey.Hash, ConnKey.Hash) and calls Prefetch on
-// each, then (templates) PrefetchEntry on each (which reads the now cached index line and
-// prefetches the candidate entry), then looks each up with LookupHashed. The
-// misses of the whole batch then overlap (BenchmarkTemplateLookupHit,
+// each, then (templates) PrefetchEntry (which reads the now cached index line
+// and prefetches the candidate entry's two lines) a few keys ahead of the
+// LookupHashed calls, so that the entry requests are spread over the work
+// instead of issued all at once (the pipeline prefetches eight frames ahead).
+// The misses of the whole batch then overlap (BenchmarkTemplateLookupHit,
 // batched-prefetch2). Prefetch is a PREFETCHT0 instruction on amd64 and a
 // no-op elsewhere.
 //
