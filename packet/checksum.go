@@ -152,32 +152,31 @@ func (p *Parsed) pseudoSum(frame []byte, l4len int) uint64 {
 // does not allocate; for a complete checksum it costs the pseudo-header sum
 // (about ten additions).
 func (p *Parsed) CompletePartialChecksum(frame []byte) bool {
-	if p.Reason != ReasonOK || p.Fragmented || p.L4Off == 0 || p.End > len(frame) {
+	l4, end := p.L4Off, p.End
+	if p.Reason != ReasonOK || p.Fragmented || l4 == 0 || end > len(frame) {
 		return false
 	}
-	var off int
+	off := l4 + udpChecksumOff
 	switch p.Proto {
 	case ProtoUDP:
-		off = p.L4Off + udpChecksumOff
 	case ProtoTCP:
-		off = p.L4Off + tcpChecksumOff
+		off = l4 + tcpChecksumOff
 	default:
 		return false
 	}
-	if off+2 > p.End {
+	if off+2 > end {
 		return false
 	}
 	field := be16(frame[off:])
 	if field == 0 && p.Proto == ProtoUDP {
 		return false // IPv4: no checksum; IPv6: invalid either way
 	}
-	seg := frame[p.L4Off:p.End]
-	if field != p.pseudoFold(frame, len(seg)) {
+	if field != p.pseudoFold(frame, end-l4) {
 		return false
 	}
 	// The field holds the pseudo-header sum, so the segment as it is sums
 	// to pseudo-header + segment: its complement is the checksum.
-	c := Checksum(seg)
+	c := Checksum(frame[l4:end])
 	if c == 0 && p.Proto == ProtoUDP {
 		c = 0xFFFF // RFC 768: a computed 0 is sent as all ones
 	}
@@ -186,18 +185,19 @@ func (p *Parsed) CompletePartialChecksum(frame []byte) bool {
 }
 
 // pseudoFold is the folded pseudo-header sum for an L4 length, summed a
-// 64-bit word at a time (the addresses are 8 or 32 bytes): the per-frame
-// check of CompletePartialChecksum.
+// 64-bit word at a time (the addresses are 8 or 32 bytes, an IPv4 pair in
+// one load): the per-frame check of CompletePartialChecksum.
 func (p *Parsed) pseudoFold(frame []byte, l4len int) uint16 {
-	var s, c uint64
 	if p.Version == 4 {
-		s = uint64(binary.BigEndian.Uint32(frame[p.L3Off+12:])) + uint64(binary.BigEndian.Uint32(frame[p.L3Off+16:]))
-	} else {
-		a := frame[p.L3Off+8 : p.L3Off+40 : p.L3Off+40]
-		s, c = bits.Add64(binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(a[8:]), 0)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(a[16:]), c)
-		s, c = bits.Add64(s, binary.BigEndian.Uint64(a[24:]), c)
+		// Two 32-bit addresses, the protocol and a length below 2^16:
+		// no carry out of 64 bits.
+		a := binary.BigEndian.Uint64(frame[p.L3Off+12:])
+		return fold(a>>32 + a&0xFFFFFFFF + uint64(p.Proto) + uint64(l4len))
 	}
+	a := frame[p.L3Off+8 : p.L3Off+40 : p.L3Off+40]
+	s, c := bits.Add64(binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(a[8:]), 0)
+	s, c = bits.Add64(s, binary.BigEndian.Uint64(a[16:]), c)
+	s, c = bits.Add64(s, binary.BigEndian.Uint64(a[24:]), c)
 	s, c = bits.Add64(s, uint64(p.Proto)+uint64(l4len)&0xFFFF+uint64(l4len)>>16, c)
 	return fold(s + c)
 }
