@@ -360,6 +360,8 @@ func TestMaskClient(t *testing.T) {
 		Netmask: Mask4(netip.MustParseAddr("255.0.255.0"))}))
 	must(t, cfg.AddService(ServiceConfig{Protocol: UDP, Addr: vip6, Persistent: true, Netmask: Mask6(52)}))
 	must(t, cfg.AddService(ServiceConfig{Protocol: TCP, Addr: vip, Persistent: true}))
+	must(t, cfg.AddService(ServiceConfig{Protocol: TCP, Addr: vip6, Persistent: true, Netmask: Mask6(96)}))
+	must(t, cfg.AddService(ServiceConfig{Protocol: UDP, Addr: netip.AddrPortFrom(vip.Addr(), 5070), Persistent: true, Netmask: Mask4(netip.MustParseAddr("0.0.0.0"))}))
 	s := cfg.Snapshot()
 	for _, c := range []struct {
 		desc string
@@ -370,6 +372,8 @@ func TestMaskClient(t *testing.T) {
 		{"non-contiguous IPv4 mask is ANDed", s.Lookup(UDP, vip.Addr(), 5060), "10.4.3.192", "10.0.3.0"},
 		{"IPv6 prefix length 52", s.Lookup(UDP, vip6.Addr(), 5060), "2001:db8:1234:5678::1", "2001:db8:1234:5000::"},
 		{"default keeps the whole address", s.Lookup(TCP, vip.Addr(), 5060), "10.4.3.192", "10.4.3.192"},
+		{"IPv6 prefix length 96 (its last 32 bits zero)", s.Lookup(TCP, vip6.Addr(), 5060), "2001:db8::a04:3c0", "2001:db8::"},
+		{"0.0.0.0: every client one", s.Lookup(UDP, vip.Addr(), 5070), "10.4.3.192", "0.0.0.0"},
 	} {
 		if got := c.svc.MaskClient(netip.MustParseAddr(c.in)); got.String() != c.want {
 			t.Errorf("%s: %v -> %v, want %v", c.desc, c.in, got, c.want)

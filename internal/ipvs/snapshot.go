@@ -47,10 +47,20 @@ type Service struct {
 	// Read-only.
 	Check *HealthCheck
 
-	sched  *sched.Scheduler
-	states []schedSlot
-	mask   [16]byte
+	sched    *sched.Scheduler
+	states   []schedSlot
+	mask     [16]byte
+	maskKind maskKind // the common masks, answered without arithmetic
 }
+
+// maskKind sorts a persistence netmask for MaskClient's per-packet path.
+type maskKind uint8
+
+const (
+	maskSome maskKind = iota // AND the address with the mask
+	maskKeep                 // all ones (the default): the address itself
+	maskZero                 // -M 0.0.0.0 (every client one): IPv4's zero address
+)
 
 type schedSlot struct {
 	st sched.State
@@ -178,9 +188,22 @@ func (svc *Service) Schedule(worker int, in *sched.Input) *Dest {
 	return svc.Dests[i]
 }
 
+var (
+	zero4   = netip.AddrFrom4([4]byte{})
+	allOnes = [16]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+)
+
 // MaskClient applies the persistence netmask (-M) to a client address of
 // the service's family; it allocates nothing.
 func (svc *Service) MaskClient(a netip.Addr) netip.Addr {
+	switch svc.maskKind {
+	case maskKeep:
+		return a
+	case maskZero:
+		if a.Is4() {
+			return zero4
+		}
+	}
 	m := &svc.mask
 	if a.Is4() {
 		b := a.As4()
@@ -255,6 +278,12 @@ func (c *Config) compile(e *svcEntry) (*Service, error) {
 	svc := &Service{ServiceConfig: e.cfg, Key: e.cfg.Key(), Stats: e.stats,
 		Dests: make([]*Dest, len(e.dests)), Check: e.check}
 	svc.mask, _ = e.cfg.Netmask.bytes(svc.Key.Addr.Is6())
+	switch {
+	case svc.mask == allOnes:
+		svc.maskKind = maskKeep
+	case [4]byte(svc.mask[12:]) == [4]byte{}:
+		svc.maskKind = maskZero
+	}
 	sd := make([]sched.Dest, len(e.dests))
 	for i, d := range e.dests {
 		chk := d.effective(e)
