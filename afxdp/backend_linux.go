@@ -18,11 +18,6 @@ import (
 
 // Defaults; every one can be overridden through dataplane.Options.
 const (
-	// DefaultRingSize is the descriptors per ring (fill, completion, RX,
-	// TX): libbpf's default, 32 batches of 64 — enough to ride out a
-	// worker's scheduling hiccup of ~1 ms at 2 Mpps without drops, while
-	// the rings (16 bytes per RX/TX descriptor) stay in L2.
-	DefaultRingSize = 2048
 	// DefaultFrames is UMEM frames per queue as a multiple of the ring
 	// size: the fill and RX rings together hold at most one ring's worth
 	// of frames in copy mode, the TX and completion rings another; twice
@@ -107,8 +102,8 @@ func Open(o dataplane.Options) (_ *Backend, err error) {
 	if ringSize == 0 {
 		ringSize = DefaultRingSize
 	}
-	if ringSize < dataplane.MaxBatch || ringSize&(ringSize-1) != 0 {
-		return nil, fmt.Errorf("ring size %d (want a power of two ≥ %d): %w", ringSize, dataplane.MaxBatch, ErrBadOption)
+	if ringSize < MinRingSize || ringSize > MaxRingSize || ringSize&(ringSize-1) != 0 {
+		return nil, fmt.Errorf("ring size %d (want a power of two from %d to %d): %w", ringSize, MinRingSize, MaxRingSize, ErrBadOption)
 	}
 	frameSize := o.FrameSize
 	if frameSize != 0 && frameSize != DefaultFrameSize && frameSize != LargeFrameSize {
@@ -461,6 +456,27 @@ func (b *Backend) FilterStats() (FilterStats, error) {
 	}
 	return out, nil
 }
+
+// FilterCounts implements dataplane.FilterReporter: the filter program's
+// counters per interface.
+func (b *Backend) FilterCounts() ([]dataplane.FilterStats, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, dataplane.ErrClosed
+	}
+	out := make([]dataplane.FilterStats, 0, len(b.ifs))
+	for _, f := range b.ifs {
+		s, p, err := f.prog.counters()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dataplane.FilterStats{Iface: f.name, Steered: s, Passed: p})
+	}
+	return out, nil
+}
+
+var _ dataplane.FilterReporter = (*Backend)(nil)
 
 // Close implements dataplane.Backend: Receive returns ErrClosed, the
 // program is detached, and sockets, rings, UMEM and maps are freed once the

@@ -787,11 +787,12 @@ func (q *Queue) Stats() dataplane.QueueStats {
 		}
 		var ks unix.XDPStatistics
 		if getsockopt(x.fd, unix.XDP_STATISTICS, unsafe.Pointer(&ks), unsafe.Sizeof(ks)) == nil {
-			s.RxDropped += ks.Rx_dropped + ks.Rx_invalid_descs
+			s.RxDropped += ks.Rx_dropped
+			s.RxInvalidDescs += ks.Rx_invalid_descs
 			s.RxRingFull += ks.Rx_ring_full
 			s.FillRingEmpty += ks.Rx_fill_ring_empty_descs
 			s.TxRingEmpty += ks.Tx_ring_empty_descs
-			s.TxDropped += ks.Tx_invalid_descs
+			s.TxInvalidDescs += ks.Tx_invalid_descs
 		}
 	}
 	return s

@@ -133,8 +133,16 @@ type QueueStats struct {
 	// TxDropped counts frames marked Send that could not be queued (a full
 	// TX ring, a send error); Recycled counts frames given back unsent.
 	TxDropped, Recycled uint64
-	// Backend-specific (AF_XDP ring statistics, raw-socket drops).
+	// Backend-specific (AF_XDP ring statistics, XDP_STATISTICS of the
+	// queue's sockets; raw-socket drops): RxDropped counts frames the
+	// kernel could not receive for want of a buffer (AF_XDP: the fill ring
+	// was empty), RxRingFull frames dropped because the RX ring was full
+	// (the worker did not read it in time), FillRingEmpty and TxRingEmpty
+	// the times the kernel found those rings empty (events, not frames),
+	// RxInvalidDescs and TxInvalidDescs frames dropped for an invalid
+	// descriptor.
 	RxDropped, RxRingFull, FillRingEmpty, TxRingEmpty uint64
+	RxInvalidDescs, TxInvalidDescs                    uint64
 	// Syscalls counts the system calls of the queue's data path (waits,
 	// transmit kicks, busy polls): divided by RxFrames, how often the
 	// worker enters the kernel per frame — the batching it achieves.
@@ -142,6 +150,20 @@ type QueueStats struct {
 	// BusyPollRefused is 1 when Options.BusyPoll was asked for and the
 	// kernel refused the socket options: the queue runs interrupt-driven.
 	BusyPollRefused uint64
+}
+
+// FilterStats are the counters of a backend's kernel-side filter on one
+// interface: frames it steered to the data plane and frames it passed to
+// the kernel.
+type FilterStats struct {
+	Iface           string
+	Steered, Passed uint64
+}
+
+// FilterReporter is implemented by backends whose kernel-side filter
+// counts what it steers (AF_XDP's XDP program); any goroutine may call it.
+type FilterReporter interface {
+	FilterCounts() ([]FilterStats, error)
 }
 
 // Backend is a packet I/O backend bound to one or more network interfaces.

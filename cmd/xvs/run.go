@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/xvs-lb/xvs/afxdp"
 	"github.com/xvs-lb/xvs/dataplane"
 	"github.com/xvs-lb/xvs/internal/bgp"
 	"github.com/xvs-lb/xvs/internal/daemon"
@@ -38,6 +39,8 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "queues", Usage: "RX queues to serve, one worker each (0 = all)"},
 			&cli.DurationFlag{Name: "busy-poll", Usage: "AF_XDP busy polling: a busy worker polls its queue from its own system calls for up to this long before it sleeps (SO_PREFER_BUSY_POLL; e.g. 50us; 0 = off, interrupt-driven). See docs/performance.md for the NIC settings that go with it"},
 			&cli.IntFlag{Name: "busy-poll-budget", Usage: "frames per busy poll (SO_BUSY_POLL_BUDGET; 0 = 64)"},
+			&cli.IntFlag{Name: "ring-size", Usage: "AF_XDP descriptors per ring (fill, RX, TX, completion; a power of two, 64 to 32768; 0 = 2048): how many datagrams a queue holds while its worker waits for a CPU; the UMEM has twice as many 2 KiB frames per interface"},
+			&cli.IntFlag{Name: "worker-nice", Usage: "nice value of the workers' threads, -20 to 19 (0 = the process's): a negative value lets a worker with frames take its CPU from other processes, as IPVS in softirq does; for CPUs the workers share (needs CAP_SYS_NICE). See docs/running.md"},
 			&cli.StringFlag{Name: "cpus", Usage: "pin worker i's thread to the i-th CPU of this list, e.g. 2,3 or 2-5 (cycling when there are more workers; default: not pinned)"},
 			&cli.StringFlag{Name: "control", Value: defaultControl, Usage: "control socket for xvsadm (root-only, mode 0600); \"\" disables it"},
 			&cli.StringFlag{Name: "metrics", Value: metrics.DefaultAddr, Usage: "Prometheus metrics address (loopback by default); \"\" disables it"},
@@ -95,6 +98,14 @@ func runDaemon(c *cli.Context) error {
 	case budget > 0 && busyPoll == 0:
 		return cli.Exit("--busy-poll-budget needs --busy-poll", 2)
 	}
+	ringSize := c.Int("ring-size")
+	if ringSize != 0 && (ringSize < afxdp.MinRingSize || ringSize > afxdp.MaxRingSize || ringSize&(ringSize-1) != 0) {
+		return cli.Exit(fmt.Sprintf("--ring-size %d: want a power of two from %d to %d (0 = %d)", ringSize, afxdp.MinRingSize, afxdp.MaxRingSize, afxdp.DefaultRingSize), 2)
+	}
+	nice := c.Int("worker-nice")
+	if nice < daemon.MinNice || nice > daemon.MaxNice {
+		return cli.Exit(fmt.Sprintf("--worker-nice %d: want %d to %d", nice, daemon.MinNice, daemon.MaxNice), 2)
+	}
 	cpus, err := parseCPUList(c.String("cpus"))
 	if err != nil {
 		return cli.Exit("--cpus: "+err.Error(), 2)
@@ -126,7 +137,7 @@ func runDaemon(c *cli.Context) error {
 		Ifaces:        c.StringSlice("iface"), Rules: c.String("rules"), Sysctls: c.StringSlice("sysctl"), Mode: c.String("mode"),
 		Keepalived: c.String("keepalived-conf"), KeepalivedID: c.String("keepalived-id"),
 		XDPMode: xdpMode, ZeroCopy: zeroCopy, Queues: c.Int("queues"),
-		BusyPoll: busyPoll, BusyPollBudget: budget, CPUs: cpus,
+		BusyPoll: busyPoll, BusyPollBudget: budget, CPUs: cpus, RingSize: ringSize, WorkerNice: nice,
 		Templates: c.Int("templates"), Conns: c.Int("conns"), SnapshotFile: c.String("snapshot"),
 		SnapshotInterval: interval, Logger: log,
 		MaxProbes: c.Int("health-max-probes"), NoHealth: c.Bool("no-health"), SyncDaemons: syncDaemons,

@@ -49,12 +49,13 @@ const ListBatch = 8192
 
 // Status describes the data plane for listings and metrics.
 type Status struct {
-	Mode      dataplane.Mode         // what the data plane runs as ("afxdp-native-zerocopy", "raw", …)
-	Ifaces    []string               // the served interfaces
-	Workers   []pipeline.Counters    // per worker
-	Queues    []dataplane.QueueStats // per queue (same order)
-	Templates []table.TemplateStats  // per worker
-	ConnTable int                    // connection table size for the -L banner "(size=N)"
+	Mode      dataplane.Mode          // what the data plane runs as ("afxdp-native-zerocopy", "raw", …)
+	Ifaces    []string                // the served interfaces
+	Workers   []pipeline.Counters     // per worker
+	Queues    []dataplane.QueueStats  // per queue (same order)
+	Templates []table.TemplateStats   // per worker
+	Filters   []dataplane.FilterStats // per interface, when the backend's filter counts (AF_XDP)
+	ConnTable int                     // connection table size for the -L banner "(size=N)"
 }
 
 // HealthReporter is implemented by Targets that run health checks (the

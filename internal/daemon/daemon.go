@@ -70,6 +70,12 @@ type Options struct {
 	// (dataplane.Options; 0 = off).
 	BusyPoll       time.Duration
 	BusyPollBudget int
+	// RingSize is the AF_XDP descriptors per ring (dataplane.Options; 0 =
+	// the backend's default).
+	RingSize int
+	// WorkerNice, when not 0, is the nice value of every worker's thread
+	// (Runner.Nice, MinNice..MaxNice).
+	WorkerNice int
 	// CPUs pins worker i's thread to CPUs[i % len(CPUs)] (empty: the
 	// workers' threads run wherever the scheduler puts them).
 	CPUs []int
@@ -295,6 +301,7 @@ func (d *Daemon) start(onFail func(release func())) error {
 		if len(o.CPUs) > 0 {
 			r.Pin, r.CPU = true, o.CPUs[i%len(o.CPUs)]
 		}
+		r.Nice = o.WorkerNice
 		r.Prepare()
 		d.workers = append(d.workers, w)
 		d.runners = append(d.runners, r)
@@ -370,7 +377,7 @@ func (d *Daemon) releaseLocks() {
 // zero-copy → native copy → generic), then the raw socket.
 func openBackend(o Options, ifaces []string, log *slog.Logger) (dataplane.Backend, error) {
 	bo := dataplane.Options{Ifaces: ifaces, Queues: o.Queues, XDPMode: o.XDPMode, ZeroCopy: o.ZeroCopy,
-		BusyPoll: o.BusyPoll, BusyPollBudget: o.BusyPollBudget}
+		BusyPoll: o.BusyPoll, BusyPollBudget: o.BusyPollBudget, RingSize: o.RingSize}
 	switch o.Mode {
 	default:
 		b, err := dataplane.Open(o.Mode, bo)
@@ -638,8 +645,12 @@ func (d *Daemon) Status() control.Status {
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
 	defer cancel()
 	ts, _ := d.TemplateStats(ctx) // nil if a worker is stuck: the rest still reports
+	var fs []dataplane.FilterStats
+	if fr, ok := d.backend.(dataplane.FilterReporter); ok {
+		fs, _ = fr.FilterCounts() // nil once closed: the rest still reports
+	}
 	return control.Status{Mode: d.Mode(), Ifaces: d.Ifaces(), Workers: d.Workers(), Queues: d.Queues(),
-		Templates: ts, ConnTable: d.ConnTableSize()}
+		Templates: ts, ConnTable: d.ConnTableSize(), Filters: fs}
 }
 
 // statusTimeout bounds how long Status waits for the workers' table

@@ -48,6 +48,11 @@ type Runner struct {
 	// caches from the driver to the transmit.
 	Pin bool
 	CPU int
+	// Nice, when not 0, is the nice value of the worker's thread
+	// (setpriority on the thread, -20..19): a negative one lets the worker
+	// take its CPU from other processes' tasks when it has frames, as the
+	// kernel's IPVS, run in softirq, does before any task.
+	Nice int
 
 	requests   chan request
 	local      [][]byte // this batch's frames for the host's stack
@@ -77,21 +82,27 @@ func (r *Runner) Prepare() { r.init() }
 
 // Run processes batches until the queue is closed (it then returns nil) or
 // fails. It locks its goroutine to an OS thread, pinned to r.CPU with Pin
-// (an error wrapping ErrPin if the kernel refuses that CPU).
+// (an error wrapping ErrPin if the kernel refuses that CPU) and at nice
+// value r.Nice (an error wrapping ErrNice if the kernel refuses it).
 func (r *Runner) Run() error {
 	r.init()
 	runtime.LockOSThread()
+	if !r.Pin && r.Nice == 0 {
+		defer runtime.UnlockOSThread()
+	} // else the thread is not handed back to other goroutines (no Unlock): exiting it is cheaper than restoring its mask and priority
 	if r.Pin {
 		var set unix.CPUSet
 		set.Set(r.CPU)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			// The thread keeps its old affinity but is not handed back
-			// to other goroutines (no Unlock): exiting it is cheaper
-			// than restoring its mask.
 			return fmt.Errorf("worker on CPU %d: %w (%w)", r.CPU, ErrPin, err)
 		}
-	} else {
-		defer runtime.UnlockOSThread()
+	}
+	if r.Nice != 0 {
+		// PRIO_PROCESS with a thread id sets that thread's nice value
+		// on Linux (nice values are per thread).
+		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), r.Nice); err != nil {
+			return fmt.Errorf("worker at nice %d: %w (%w)", r.Nice, ErrNice, err)
+		}
 	}
 	clock := r.Clock
 	if clock == nil {
@@ -221,6 +232,16 @@ func (r *Runner) sendEmitted(link packet.LinkType) error {
 // ErrPin reports a CPU a worker could not be pinned to (not online, or not
 // in the process's allowed set).
 var ErrPin = errors.New("cannot pin worker")
+
+// ErrNice reports a nice value a worker's thread could not take (a
+// negative one needs CAP_SYS_NICE or RLIMIT_NICE).
+var ErrNice = errors.New("cannot set the worker's priority")
+
+// Nice values (Options.WorkerNice): setpriority's range.
+const (
+	MinNice = -20
+	MaxNice = 19
+)
 
 // Do runs fn on the worker's goroutine between two batches and waits for it:
 // the way the control plane reads a worker's tables (listings, template

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -192,5 +195,56 @@ func TestRunnerPinsItsThread(t *testing.T) {
 	}
 	if err := r.Run(); !errors.Is(err, ErrPin) {
 		t.Errorf("pinning to CPU 1023: %v", err)
+	}
+}
+
+// TestRunnerNice: with Nice, the worker's thread runs at that nice value
+// (what fn sees from the worker's goroutine) and the rest of the process
+// does not; a value the kernel refuses stops the runner with ErrNice.
+func TestRunnerNice(t *testing.T) {
+	threadNice := func() (int, error) {
+		b, err := os.ReadFile("/proc/thread-self/stat")
+		if err != nil {
+			return 0, err
+		}
+		// pid (comm) state ppid …: nice is the 19th field, the 17th after
+		// the command's closing parenthesis.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		return strconv.Atoi(f[16])
+	}
+	want := 7 // raising one's own nice value needs no privilege
+	if os.Geteuid() == 0 {
+		want = -5
+	}
+	r, _ := memRunner(t)
+	r.Nice = want
+	done := make(chan error, 1)
+	go func() { done <- r.Run() }()
+	var got int
+	var gerr error
+	if err := r.Do(context.Background(), func(*pipeline.Worker) { got, gerr = threadNice() }); err != nil {
+		t.Fatal(err)
+	}
+	if gerr != nil || got != want {
+		t.Errorf("worker thread's nice %d (%v), want %d", got, gerr, want)
+	}
+	runtime.LockOSThread()
+	own, err := threadNice()
+	runtime.UnlockOSThread()
+	if err != nil || own == want {
+		t.Errorf("the test's own thread is at nice %d (%v)", own, err)
+	}
+	r.Queue.(*dataplane.MemQueue).Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if os.Geteuid() == 0 {
+		return // root may take any value
+	}
+	r, _ = memRunner(t)
+	r.Nice = -5
+	if err := r.Run(); !errors.Is(err, ErrNice) {
+		t.Errorf("nice -5 without privilege: %v", err)
 	}
 }

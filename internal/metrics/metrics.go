@@ -104,7 +104,8 @@ var (
 	tmplHits      = desc("template_hits_total", "Template lookups that found a live template.", "worker")
 	queueCounters = map[string]*prometheus.Desc{}
 
-	info = desc("dataplane_info", "The data plane's backend mode and interfaces (always 1, one series per served interface).", "mode", "iface")
+	info         = desc("dataplane_info", "The data plane's backend mode and interfaces (always 1, one series per served interface).", "mode", "iface")
+	filterFrames = desc("filter_frames_total", "Frames the AF_XDP backend's XDP program saw on the interface, by verdict: steered (redirected to a queue's socket; those the socket could not take are in xvs_queue_rx_dropped_total and xvs_queue_rx_ring_full_total) or passed (to the kernel).", "iface", "verdict")
 
 	snapSaves       = desc("snapshot_saves_total", "Successful saves of the template snapshot (--snapshot), periodic and at shutdown.")
 	snapErrors      = desc("snapshot_errors_total", "Failed saves of the template snapshot (directory gone or read-only, disk full, a worker not answering); the previous snapshot is kept.")
@@ -151,10 +152,12 @@ var queueFields = []struct{ name, help string }{
 	{"tx_bytes", "Bytes transmitted on the queue."},
 	{"tx_dropped", "Frames to send that could not be queued for transmission."},
 	{"recycled", "Frames given back to the backend unsent (passed or dropped)."},
-	{"rx_dropped", "Frames the backend dropped on receive."},
-	{"rx_ring_full", "Times the receive ring was full (AF_XDP)."},
-	{"fill_ring_empty", "Times the fill ring was empty (AF_XDP)."},
+	{"rx_dropped", "Frames the backend dropped on receive (AF_XDP: no fill-ring buffer to receive into; raw socket: the kernel's packet-socket drops)."},
+	{"rx_ring_full", "Frames dropped because the receive ring was full: the worker did not read it in time (AF_XDP)."},
+	{"fill_ring_empty", "Times the kernel found the fill ring empty (AF_XDP); the frames it could not receive are in rx_dropped."},
 	{"tx_ring_empty", "Times the transmit ring was empty (AF_XDP)."},
+	{"rx_invalid_descs", "Frames the kernel dropped for an invalid fill-ring descriptor (AF_XDP)."},
+	{"tx_invalid_descs", "Frames the kernel dropped for an invalid transmit descriptor (AF_XDP)."},
 	{"cross_port_copies", "Frames sent on another interface than they arrived on by copying them (AF_XDP sockets that could not share one UMEM)."},
 	{"syscalls", "System calls of the queue's data path: waits, transmit kicks, busy polls (AF_XDP). Per received frame, the batching the worker achieves."},
 	{"busy_poll_refused", "1 when busy polling (xvs run --busy-poll) was asked for and the kernel refused it on this queue (AF_XDP)."},
@@ -241,7 +244,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		tunnelPackets, tunnelFragments,
 		neighHeld, unsent, csumCompleted, localDelivered, sharedConnHits, sharedConnFull, destNextHop,
 		tmplLive, tmplSynced, tmplCapacity, tmplCreated, tmplExpired, tmplEvicted, tmplInvalid, tmplOverflow, tmplLookups, tmplHits,
-		info, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
+		info, filterFrames, snapSaves, snapErrors, snapLastSuccess, snapSaved, snapRestored, sysctlValue,
 		bgpState, bgpSent, bgpRcvd, bgpAdv, bgpRoute, bgpAnnounced, bgpDrained, bgpChanges,
 		syncInfo, syncMasterLagSum, syncMasterLagN, syncMasterLagMax, syncBackupMsgs, syncBackupDropped, syncBackupReject,
 		syncPeerDatagrams, syncPeerSyncID, syncPeerAge, syncQueued, syncWalked, syncApplied, syncStale, syncExpired, syncLag, syncLagMax,
@@ -331,6 +334,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.src.Status()
 	for _, iface := range st.Ifaces {
 		gauge(ch, info, 1, st.Mode.String(), iface)
+	}
+	for _, f := range st.Filters {
+		counter(ch, filterFrames, f.Steered, f.Iface, "steered")
+		counter(ch, filterFrames, f.Passed, f.Iface, "passed")
 	}
 	for i, w := range st.Workers {
 		worker := strconv.Itoa(i)
@@ -431,7 +438,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i, q := range st.Queues {
 		queue := strconv.Itoa(i)
 		for j, v := range []uint64{q.RxFrames, q.TxFrames, q.RxBytes, q.TxBytes, q.TxDropped, q.Recycled,
-			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.CrossPortCopies, q.Syscalls, q.BusyPollRefused} {
+			q.RxDropped, q.RxRingFull, q.FillRingEmpty, q.TxRingEmpty, q.RxInvalidDescs, q.TxInvalidDescs, q.CrossPortCopies, q.Syscalls, q.BusyPollRefused} {
 			counter(ch, queueCounters[queueFields[j].name], v, queue)
 		}
 	}

@@ -70,8 +70,10 @@ func newSource(t *testing.T) *source {
 	w1.Reasons[pipeline.ReasonNotService] = 5
 	return &source{cfg: cfg, status: control.Status{
 		Mode: dataplane.Mode{Backend: "afxdp", XDP: dataplane.XDPNative, ZeroCopy: true}, Ifaces: []string{"eth1"},
-		Workers:   []pipeline.Counters{w0, w1},
-		Queues:    []dataplane.QueueStats{{RxFrames: 20, TxFrames: 15, RxBytes: 9000}, {RxFrames: 5, Recycled: 5}},
+		Workers: []pipeline.Counters{w0, w1},
+		Queues: []dataplane.QueueStats{{RxFrames: 20, TxFrames: 15, RxBytes: 9000, RxRingFull: 6, RxInvalidDescs: 2, TxInvalidDescs: 1},
+			{RxFrames: 5, Recycled: 5, RxDropped: 4, FillRingEmpty: 4}},
+		Filters:   []dataplane.FilterStats{{Iface: "eth1", Steered: 31, Passed: 8}},
 		Templates: []table.TemplateStats{{Live: 3, Capacity: 1024, Inserts: 4, Expired: 1, EvictedProbation: 6, Overflow: 2}, {Capacity: 1024}},
 	}}
 }
@@ -176,6 +178,13 @@ func TestScrape(t *testing.T) {
 		{"xvs_templates_overflow_total", map[string]string{"worker": "0"}, 2, dto.MetricType_COUNTER},
 		{"xvs_queue_rx_frames_total", map[string]string{"queue": "0"}, 20, dto.MetricType_COUNTER},
 		{"xvs_queue_recycled_total", map[string]string{"queue": "1"}, 5, dto.MetricType_COUNTER},
+		{"xvs_queue_rx_ring_full_total", map[string]string{"queue": "0"}, 6, dto.MetricType_COUNTER},
+		{"xvs_queue_rx_invalid_descs_total", map[string]string{"queue": "0"}, 2, dto.MetricType_COUNTER},
+		{"xvs_queue_tx_invalid_descs_total", map[string]string{"queue": "0"}, 1, dto.MetricType_COUNTER},
+		{"xvs_queue_rx_dropped_total", map[string]string{"queue": "1"}, 4, dto.MetricType_COUNTER},
+		{"xvs_queue_fill_ring_empty_total", map[string]string{"queue": "1"}, 4, dto.MetricType_COUNTER},
+		{"xvs_filter_frames_total", map[string]string{"iface": "eth1", "verdict": "steered"}, 31, dto.MetricType_COUNTER},
+		{"xvs_filter_frames_total", map[string]string{"iface": "eth1", "verdict": "passed"}, 8, dto.MetricType_COUNTER},
 		{"xvs_dataplane_info", map[string]string{"mode": "afxdp-native-zerocopy", "iface": "eth1"}, 1, dto.MetricType_GAUGE},
 		{"xvs_sysctl", map[string]string{"name": "expire_quiescent_template"}, 1, dto.MetricType_GAUGE},
 		{"xvs_sysctl", map[string]string{"name": "conn_reuse_mode"}, 1, dto.MetricType_GAUGE},
