@@ -66,6 +66,9 @@ type running struct {
 	// softirq time.
 	softirq bool
 	log     func() string
+	// metrics: the candidate is xvs, serving its metrics at
+	// xvsMetricsAddr in the balancer namespace.
+	metrics bool
 }
 
 type syncBuffer struct {
@@ -164,7 +167,7 @@ func (c Candidate) startXVS(ctx context.Context, e env) (*running, error) {
 		return nil, err
 	}
 	args := []string{"run", "--iface", lab.HostIface, "--rules", rf, "--mode", c.Backend,
-		"--control", filepath.Join(e.dir, "xvs.sock"), "--metrics", "", "--templates", "65536", "--conns", "65536"}
+		"--control", filepath.Join(e.dir, "xvs.sock"), "--metrics", xvsMetricsAddr, "--templates", "65536", "--conns", "65536"}
 	if c.XDPMode != "" {
 		args = append(args, "--xdp-mode", c.XDPMode)
 	}
@@ -172,7 +175,11 @@ func (c Candidate) startXVS(ctx context.Context, e env) (*running, error) {
 	if c.Binary != "" {
 		bin = c.Binary
 	}
-	return c.startProcess(ctx, e, "mode=", bin, append(args, c.Args...), c.Env)
+	r, err := c.startProcess(ctx, e, "mode=", bin, append(args, c.Args...), c.Env)
+	if r != nil {
+		r.metrics = true
+	}
+	return r, err
 }
 
 // startProcess starts bin in the balancer namespace and waits for ready on

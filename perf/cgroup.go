@@ -120,3 +120,84 @@ func (c *cgroup) remove() {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// cpuWait is how long runnable tasks waited for a CPU: the cgroup's (or the
+// machine's) pressure stall ("some" total: time in which at least one of
+// its tasks was runnable and not running) and each thread's run-queue
+// delay (/proc/TID/schedstat), all in seconds.
+type cpuWait struct {
+	some    float64
+	threads map[int]threadWait
+}
+
+// threadWait is one thread's run time and run-queue delay (seconds) and
+// its time slices, from /proc/TID/schedstat.
+type threadWait struct {
+	run, wait float64
+	slices    uint64
+}
+
+// waits reads the cgroup's CPU pressure and its threads' run-queue delays.
+func (c *cgroup) waits() (cpuWait, error) {
+	w := cpuWait{threads: map[int]threadWait{}}
+	var err error
+	if w.some, err = readPressure(filepath.Join(c.dir, "cpu.pressure")); err != nil {
+		return w, err
+	}
+	b, err := os.ReadFile(filepath.Join(c.dir, "cgroup.threads"))
+	if err != nil {
+		return w, err
+	}
+	for _, f := range strings.Fields(string(b)) {
+		tid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if t, err := readSchedstat(fmt.Sprintf("/proc/%d/schedstat", tid)); err == nil {
+			w.threads[tid] = t
+		}
+	}
+	return w, nil
+}
+
+// readPressure returns the "some" total of a PSI file, in seconds.
+func readPressure(path string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return parsePressure(string(b))
+}
+
+func parsePressure(s string) (float64, error) {
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(l, "some ") {
+			continue
+		}
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "total="); ok {
+				n, err := strconv.ParseUint(v, 10, 64)
+				return float64(n) / 1e6, err
+			}
+		}
+	}
+	return 0, errors.New("no \"some … total=\" line")
+}
+
+func readSchedstat(path string) (threadWait, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return threadWait{}, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return threadWait{}, fmt.Errorf("%s: %d fields", path, len(f))
+	}
+	var v [3]uint64
+	for i := range v {
+		if v[i], err = strconv.ParseUint(f[i], 10, 64); err != nil {
+			return threadWait{}, err
+		}
+	}
+	return threadWait{run: float64(v[0]) / 1e9, wait: float64(v[1]) / 1e9, slices: v[2]}, nil
+}

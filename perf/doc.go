@@ -33,7 +33,14 @@
 // run, at a fraction of that rate, lets the real servers' sinks receive:
 // each finds the Call-ID with sipparse and counts datagrams per call and
 // their one-way latency; a Call-ID seen by more than one sink in a run is
-// an affinity violation. Options.PerfSplit adds a perf(1) recording of each
+// an affinity violation. Every sink run also accounts for its datagrams
+// (Accounting): what the generator sent, what each hop of the path counted
+// (the lab's interfaces in every namespace, the router's IP forwarding, xvs's
+// own counters read from its metrics, the real servers' UDP MIB), every drop
+// counter that moved (veth and bridge drops, the CPUs' backlog drops, the UDP
+// MIB's buffer errors, xvs's AF_XDP ring statistics and verdicts) and how
+// long the balancer's threads waited for a CPU, so that a lossy run says
+// where it lost. Options.PerfSplit adds a perf(1) recording of each
 // candidate (Split), Options.Variants compare xvs builds or flags.
 //
 // Run returns a Report, which writes itself as JSON, a markdown table and

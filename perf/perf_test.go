@@ -111,6 +111,31 @@ func TestRootBenchQuick(t *testing.T) {
 		}
 		if !c.Baseline && (len(c.Latency) != 1 || c.Latency[0].Kind != "sinks" || c.Latency[0].Received == 0) {
 			t.Errorf("%s: sink runs %+v", c.Name, c.Latency)
+			continue
+		}
+		if c.Baseline {
+			continue
+		}
+		// Every sink run accounts for its datagrams: the lab's counters
+		// were read, the path's hops counted them, and for xvs its own
+		// counters (metrics) were read too.
+		a := c.Latency[0].Accounting
+		if a == nil || a.Err != "" || a.Sent != c.Latency[0].Sent || len(a.Hops) == 0 {
+			t.Errorf("%s: accounting %+v", c.Name, a)
+			continue
+		}
+		hops := map[string]uint64{}
+		for _, h := range a.Hops {
+			hops[h.Where] = h.N
+		}
+		if hops["router: IP forwarded"] < a.Received || hops["real servers: UDP datagrams in"] < a.Received {
+			t.Errorf("%s: hops %v, %d received", c.Name, a.Hops, a.Received)
+		}
+		if c.Kind == "xvs" && (hops["xvs: XDP filter steered"] == 0 && c.Backend == "afxdp" || hops["xvs: queue tx_frames"] < a.Received) {
+			t.Errorf("%s: xvs's counters missing from the hops %v", c.Name, a.Hops)
+		}
+		if a.Lost > 0 {
+			t.Logf("%s lost %d: %s", c.Name, a.Lost, a)
 		}
 	}
 	if c := rep.Candidates[len(rep.Candidates)-1]; !c.Baseline || c.DeliveredPPS == 0 {

@@ -63,7 +63,9 @@ type Run1 struct {
 	P50                     float64 `json:"p50_us"`
 	P99                     float64 `json:"p99_us"`
 	P999                    float64 `json:"p999_us"`
-	samples                 []uint32
+	// Accounting: where a sink run's datagrams went (sink runs only).
+	Accounting *Accounting `json:"accounting,omitempty"`
+	samples    []uint32
 }
 
 // CandidateResult is a candidate's runs and their medians.
@@ -227,7 +229,11 @@ func (r *Report) finish() {
 		var lossy []string
 		for _, run := range append(append([]Run1(nil), xvs.Latency...), xvs.Sweep...) {
 			if run.RatePPS > 0 && run.RatePPS < xvs.DeliveredPPS && run.Loss > 0 {
-				lossy = append(lossy, fmt.Sprintf("%.3f%% at %.0f pkt/s", 100*run.Loss, run.RatePPS))
+				s := fmt.Sprintf("%.3f%% at %.0f pkt/s", 100*run.Loss, run.RatePPS)
+				if a := run.Accounting; a != nil && a.Where != "" {
+					s += fmt.Sprintf(" (at %s, %d unexplained; %s)", a.Where, a.Unexplained, a.waits())
+				}
+				lossy = append(lossy, s)
 			}
 		}
 		r.Goals = append(r.Goals, Goal{Name: "xvs loss below its maximum rate (sink runs)", Target: "0", Value: float64(len(lossy)), Met: len(lossy) == 0,
@@ -371,6 +377,11 @@ func (r *Report) Markdown(svg string) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.3f %% | %s | %.0f | %.0f | %.0f | %d |\n", c.Name, kpps(c.LatencyRatePPS), 100*c.LatencyLoss, us(c.SinkUsPerPkt), c.P50, c.P99, c.P999, c.Violations)
 	}
+	if loss := lossTable(r.Candidates); loss != "" {
+		b.WriteString("\n" + loss)
+	} else {
+		b.WriteString("\nNo sink run lost a datagram.\n")
+	}
 	if split := r.splitTable(); split != "" {
 		b.WriteString("\n" + split)
 	}
@@ -428,6 +439,7 @@ func methodNotes() []string {
 		"balancer CPU: the CPU time of the candidate's processes (a cgroup v2 holding them, or utime+stime of the processes in the balancer namespace), which includes the softirq work the kernel runs inline in their system calls (veth delivers to the drop point inside the sender's sendto); µs/pkt = that time over the datagrams counted. For the kernel ceiling, which has no process, its lab CPU beyond the baseline.",
 		"machine CPU beyond the baseline: all busy CPU time of the machine (/proc/stat) over the run, minus what the no-balancer baseline run spent per datagram sent (generator, client LAN, router, delivery to the balancer's interface, where that run drops it), over the datagrams counted. It charges the softirq work a candidate causes in other contexts (AF_XDP's receive copy runs in the generator's softirq). Other processes on the machine are in it too: read it only from a quiet machine. lab CPU: the same from the candidate's, the harness's and the kernel softirq/NAPI threads' clocks only, which other processes do not disturb.",
 		"sink runs: the drop point detached, the real servers' sinks receive (recvmmsg) at the latency fraction of each round's drop-point maximum. latency: one-way, client to real server through the balancer, from a send timestamp in an X-Send-Time header (one clock: generator and sinks are goroutines of the harness) to the sink's recvmmsg return (taken once per batch). balancer µs/pkt (delivered): the candidate's CPU over the datagrams the sinks received, at that lower rate and with the receivers' stack (bridge, IP, UDP, the sink's wake-up) that veth runs inline in the candidate's transmit charged to it — what a per-process figure on a veth lab without a drop point shows.",
+		"loss accounting (sink runs): the lab's counters are read before the run and after the sinks went quiet — every namespace's interfaces (/proc/net/dev: packets, drops, errors), IP and UDP MIB (/proc/net/snmp: forwarded, RcvbufErrors, …), the CPUs' backlog drops (softnet_stat), xvs's metrics (the XDP filter's steered frames, each queue's AF_XDP ring statistics, verdicts) — and every drop counter that moved is listed; a veth counts a frame its XDP program could not hand to a full AF_XDP ring in its rx_dropped as well, which is counted once. CPU waits: the machine's CPU pressure (PSI \"some\") and the run-queue delay of the balancer's busiest thread (/proc/TID/schedstat) over the run.",
 		"affinity: each sink finds the Call-ID with sipparse; a Call-ID that reached more than one real server in a run is a violation.",
 		"lab ceiling: the balancer namespace as a plain IP router for the VIP (ip_forward=1, ECMP route over the real servers with a layer-4 hash, real servers set up for direct routing), no user space, no NAT, no conntrack.",
 		"xvs: `xvs run --mode afxdp|raw [--xdp-mode native|generic]`, rules `-A -u VIP:5060 -s mh -p 60 -M 0.0.0.0 --pe sip -o` and 3 real servers with -g or -m. The naive proxy: one goroutine, ReadFromUDPAddrPort on the VIP (a local address for it), sipparse.CallID, FNV-1a, Write on a connected socket per real server. Kamailio: the kamailio.cfg in the JSON report (settings.kamailio_config).",

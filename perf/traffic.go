@@ -182,10 +182,11 @@ func (g *Generator) Close() {
 
 // Run sends for d at rate datagrams/s in total (0: as fast as it can)
 // from senders goroutines, each owning a share of the sockets, and
-// returns how many datagrams the kernel accepted.
-func (g *Generator) Run(d time.Duration, rate float64, senders int) uint64 {
+// returns how many datagrams the kernel accepted and how many sendmmsg
+// calls failed.
+func (g *Generator) Run(d time.Duration, rate float64, senders int) (sent, errs uint64) {
 	senders = max(1, min(senders, len(g.conns)))
-	var total atomic.Uint64
+	var total, failed atomic.Uint64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range senders {
@@ -202,12 +203,13 @@ func (g *Generator) Run(d time.Duration, rate float64, senders int) uint64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sent, _ := f.Send(conns, start, d)
+			sent, errs := f.Send(conns, start, d)
 			total.Add(sent)
+			failed.Add(errs)
 		}()
 	}
 	wg.Wait()
-	return total.Load()
+	return total.Load(), failed.Load()
 }
 
 // fill sets msgs to the next calls' datagrams of socket sock, stamped with
@@ -344,6 +346,13 @@ func (s *Sink) loop() {
 	}
 }
 
+// received is how many datagrams the sink received in the current run.
+func (s *Sink) received() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur.received
+}
+
 // Close stops the sink.
 func (s *Sink) Close() {
 	s.conn.Close()
@@ -399,6 +408,22 @@ func quiet(sinks []*Sink, gap, limit time.Duration) {
 			return
 		}
 		time.Sleep(gap / 4)
+	}
+}
+
+// drain waits for the datagrams of a run that sent sent: until the sinks
+// are quiet for gap; then, while they have received fewer than sent, until
+// they are quiet for lateGap (a balancer that was descheduled for longer
+// than gap still holds datagrams in its rings); limit bounds both.
+func drain(sinks []*Sink, sent uint64, gap, lateGap, limit time.Duration) {
+	start := time.Now()
+	quiet(sinks, gap, limit)
+	var got uint64
+	for _, s := range sinks {
+		got += s.received()
+	}
+	if got < sent {
+		quiet(sinks, lateGap, limit-time.Since(start))
 	}
 }
 
