@@ -122,7 +122,7 @@ func TestEchoAndPassThrough(t *testing.T) {
 	for _, mode := range []dataplane.XDPMode{dataplane.XDPGeneric, dataplane.XDPNative} {
 		t.Run(mode.String(), func(t *testing.T) {
 			l := newLab(t)
-			b := l.open(dataplane.Options{XDPMode: mode})
+			b := l.open(dataplane.Options{XDPMode: mode, RingSize: 2048})
 			want := map[dataplane.XDPMode]string{dataplane.XDPGeneric: "afxdp-generic", dataplane.XDPNative: "afxdp-native-copy"}[mode]
 			if b.Mode().String() != want {
 				t.Fatalf("mode %s, want %s (veth has native XDP but no AF_XDP zero-copy)", b.Mode(), want)

@@ -5,10 +5,14 @@ import "github.com/xvs-lb/xvs/dataplane"
 // Ring sizes (dataplane.Options.RingSize, xvs run --ring-size).
 const (
 	// DefaultRingSize is the descriptors per ring (fill, completion, RX,
-	// TX): libbpf's default, 32 batches of 64 — enough to ride out a
-	// worker's scheduling hiccup of ~1 ms at 2 Mpps without drops, while
-	// the rings (16 bytes per RX/TX descriptor) stay in L2.
-	DefaultRingSize = 2048
+	// TX): twice libbpf's 2048. The rings are what the kernel receives
+	// into while the worker waits for a CPU: 4096 frames are 2 ms at
+	// 2 Mpps, 82 ms at 50 000 datagrams/s. In the lab, on a shared 2-vCPU
+	// machine, workers that waited for a CPU overflowed 2048-descriptor
+	// rings in 6 of 30 sink runs and larger ones in 1 of the same 30
+	// (docs/performance.md); the cost is memory: a UMEM of 16 MiB per
+	// interface and queue (8 MiB at 2048).
+	DefaultRingSize = 4096
 	// MinRingSize is one batch: a worker reads up to MaxBatch frames at a
 	// time.
 	MinRingSize = dataplane.MaxBatch

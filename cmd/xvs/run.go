@@ -39,7 +39,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "queues", Usage: "RX queues to serve, one worker each (0 = all)"},
 			&cli.DurationFlag{Name: "busy-poll", Usage: "AF_XDP busy polling: a busy worker polls its queue from its own system calls for up to this long before it sleeps (SO_PREFER_BUSY_POLL; e.g. 50us; 0 = off, interrupt-driven). See docs/performance.md for the NIC settings that go with it"},
 			&cli.IntFlag{Name: "busy-poll-budget", Usage: "frames per busy poll (SO_BUSY_POLL_BUDGET; 0 = 64)"},
-			&cli.IntFlag{Name: "ring-size", Usage: "AF_XDP descriptors per ring (fill, RX, TX, completion; a power of two, 64 to 32768; 0 = 2048): how many datagrams a queue holds while its worker waits for a CPU; the UMEM has twice as many 2 KiB frames per interface"},
+			&cli.IntFlag{Name: "ring-size", Usage: "AF_XDP descriptors per ring (fill, RX, TX, completion; a power of two, 64 to 32768; 0 = 4096): how many datagrams a queue holds while its worker waits for a CPU; the UMEM has twice as many 2 KiB frames per interface"},
 			&cli.IntFlag{Name: "worker-nice", Usage: "nice value of the workers' threads, -20 to 19 (0 = the process's): a negative value lets a worker with frames take its CPU from other processes, as IPVS in softirq does; for CPUs the workers share (needs CAP_SYS_NICE). See docs/running.md"},
 			&cli.StringFlag{Name: "cpus", Usage: "pin worker i's thread to the i-th CPU of this list, e.g. 2,3 or 2-5 (cycling when there are more workers; default: not pinned)"},
 			&cli.StringFlag{Name: "control", Value: defaultControl, Usage: "control socket for xvsadm (root-only, mode 0600); \"\" disables it"},
