@@ -9,7 +9,7 @@ const (
 	// into while the worker waits for a CPU: 4096 frames are 2 ms at
 	// 2 Mpps, 82 ms at 50 000 datagrams/s. In the lab, on a shared 2-vCPU
 	// machine, workers that waited for a CPU overflowed 2048-descriptor
-	// rings in 6 of 30 sink runs and larger ones in 1 of the same 30
+	// rings in 8 of 40 sink runs and larger ones in 2 of the same 40
 	// (docs/performance.md); the cost is memory: a UMEM of 16 MiB per
 	// interface and queue (8 MiB at 2048).
 	DefaultRingSize = 4096
