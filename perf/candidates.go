@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,7 +21,8 @@ import (
 // Candidate is one data path under test.
 type Candidate struct {
 	Name string `json:"name"`
-	// Kind is "xvs", "naive-proxy", "kernel" or "kamailio".
+	// Kind is "xvs", "naive-proxy", "go-floor", "c-floor", "kernel" or
+	// "kamailio".
 	Kind string `json:"kind"`
 	// Backend and XDPMode are xvs run's --mode and --xdp-mode.
 	Backend string `json:"backend,omitempty"`
@@ -55,8 +57,12 @@ type env struct {
 	self     string
 	kamailio string
 	dir      string
-	cg       *cgroup // the candidates' processes start in it (nil: none)
+	macs     [][6]byte // the real servers', in lab order
+	cg       *cgroup   // the candidates' processes start in it (nil: none)
 	kam      KamailioOptions
+	// cfloor is the C floor's binary, or why it could not be built.
+	cfloor    string
+	cfloorErr error
 }
 
 // running is a started candidate.
@@ -118,6 +124,14 @@ func (c Candidate) start(ctx context.Context, e env) (*running, error) {
 			return err
 		}
 		return r, nil
+	case "go-floor":
+		return c.startProcess(ctx, e, "ready", e.self, nil, append([]string{FloorEnv + "=" + lab.HostIface + " " +
+			netip.AddrPortFrom(l.VIP4, SIPPort).String() + " " + strings.Join(macList(e.macs), ",")}, c.Env...))
+	case "c-floor":
+		if e.cfloorErr != nil {
+			return nil, e.cfloorErr
+		}
+		return c.startProcess(ctx, e, "ready", e.cfloor, []string{lab.HostIface, l.VIP4.String(), strconv.Itoa(SIPPort), strings.Join(macList(e.macs), ",")}, nil)
 	case "kamailio":
 		return c.startKamailio(ctx, e)
 	case "kernel":
@@ -126,6 +140,14 @@ func (c Candidate) start(ctx context.Context, e env) (*running, error) {
 		return &running{stop: func() error { return nil }, softirq: true, log: func() string { return "" }}, nil
 	}
 	return nil, fmt.Errorf("perf: unknown candidate kind %q", c.Kind)
+}
+
+func macList(macs [][6]byte) []string {
+	var s []string
+	for _, m := range macs {
+		s = append(s, net.HardwareAddr(m[:]).String())
+	}
+	return s
 }
 
 func realList(l *lab.Lab) string {

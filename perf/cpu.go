@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -159,4 +160,30 @@ func machineCPU() (softirq, busy float64) {
 	// user nice system idle iowait irq softirq steal guest guest_nice
 	busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
 	return v[6], busy
+}
+
+// ctxSwitches sums the context switches, voluntary (a thread that blocked:
+// ppoll, futex, nanosleep) and not (one the scheduler preempted), of every
+// thread of pids (/proc/PID/task/TID/status). Threads that exit between
+// two readings drop out of the second: the candidates' threads live as
+// long as they do.
+func ctxSwitches(pids []int) uint64 {
+	var n uint64
+	for _, p := range pids {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", p))
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(l, ":")
+				if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+					c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+					n += c
+				}
+			}
+		}
+	}
+	return n
 }

@@ -10,6 +10,13 @@
 //   - xvs on the raw-socket backend;
 //   - a naive Go UDP proxy doing the same Call-ID hashing (NaiveProxy),
 //     the baseline a user would write, run as its own process;
+//   - two floors of user-space AF_XDP forwarding, which set each frame's
+//     destination MAC to a real server's by its UDP source port and do
+//     nothing else: GoFloor on xvs's own I/O layer (package afxdp, the
+//     same filter, rings, batches and waits), and an independent C
+//     forwarder on libxdp's xsk API (cfloor/xskfloor.c, built with gcc
+//     when the harness starts; NOT TESTED without gcc, libxdp-dev and
+//     libbpf-dev). What xvs costs above them is its pipeline;
 //   - the ceiling of the lab: the balancer namespace as a plain kernel IP
 //     router (ECMP over the real servers), no user space;
 //   - Kamailio's dispatcher module hashing over the Call-ID, when kamailio
@@ -27,7 +34,8 @@
 // server (by destination MAC) and dropping them, the same small cost for
 // every candidate — and gives the rate, the loss and the CPU figures: the
 // balancer's own CPU time (a cgroup v2 holding its processes, else their
-// /proc times) per datagram, and the machine's (/proc/stat) and the lab's
+// /proc times) per datagram, the context switches of its threads per
+// datagram, and the machine's (/proc/stat) and the lab's
 // (balancer, harness, kernel softirq threads) beyond a no-balancer baseline
 // run, whose datagrams are dropped where they reach the balancer. The sink
 // run, at a fraction of that rate, lets the real servers' sinks receive:
@@ -40,8 +48,10 @@
 // counter that moved (veth and bridge drops, the CPUs' backlog drops, the UDP
 // MIB's buffer errors, xvs's AF_XDP ring statistics and verdicts) and how
 // long the balancer's threads waited for a CPU, so that a lossy run says
-// where it lost. Options.PerfSplit adds a perf(1) recording of each
-// candidate (Split), Options.Variants compare xvs builds or flags.
+// where it lost. Options.DropRate paces the drop-point runs, so that
+// candidates are compared at the same arrivals. Options.PerfSplit adds a
+// perf(1) recording of each candidate (Split), Options.Variants compare xvs
+// builds or flags.
 //
 // Run returns a Report, which writes itself as JSON, a markdown table and
 // an SVG plot (throughput vs offered load, latency CDF). `xvslab bench`

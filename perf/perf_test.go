@@ -138,6 +138,21 @@ func TestRootBenchQuick(t *testing.T) {
 			t.Logf("%s lost %d: %s", c.Name, a.Lost, a)
 		}
 	}
+	// The floors ran (the C one may lack its build dependencies outside
+	// CI: NOT TESTED), and their threads' context switches were counted.
+	for _, name := range []string{GoFloorName, CFloorName} {
+		c := candidate(rep, name)
+		switch {
+		case c == nil:
+			t.Errorf("%s: not in the run", name)
+		case c.Skipped != "" && (name == GoFloorName || testenv.InCI()):
+			t.Errorf("%s skipped: %s", name, c.Skipped)
+		case c.Skipped != "":
+			t.Logf("%s: NOT TESTED here: %s", name, c.Skipped)
+		case c.DeliveredPPS == 0 || c.CtxSwitchesPerKPkt <= 0:
+			t.Errorf("%s: %.0f pkt/s, %.1f context switches per 1000 pkts", name, c.DeliveredPPS, c.CtxSwitchesPerKPkt)
+		}
+	}
 	if c := rep.Candidates[len(rep.Candidates)-1]; !c.Baseline || c.DeliveredPPS == 0 {
 		t.Errorf("no baseline run: %+v", c)
 	}
@@ -286,5 +301,41 @@ func TestVariants(t *testing.T) {
 	}
 	if got := strings.Join(names, "|"); got != GoalXVS+"|"+GoalXVS+" [busy]|"+GoalXVS+" [same]|"+NaiveName+"|"+CeilingName+"|"+BaselineName {
 		t.Errorf("candidates %s", got)
+	}
+}
+
+func candidate(r *Report, name string) *CandidateResult {
+	for i := range r.Candidates {
+		if r.Candidates[i].Name == name {
+			return &r.Candidates[i]
+		}
+	}
+	return nil
+}
+
+// TestFloorRewrite: the Go floor picks the real server by the UDP source
+// port, moves the old destination MAC to the source, and refuses frames too
+// short for a UDP header (after IPv4 options too).
+func TestFloorRewrite(t *testing.T) {
+	macs := [][6]byte{{2, 0, 0, 0, 0, 1}, {2, 0, 0, 0, 0, 2}, {2, 0, 0, 0, 0, 3}}
+	f := make([]byte, 14+24+8+10)
+	copy(f, []byte{0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 1, 1, 1, 1, 1, 1, 0x08, 0x00})
+	f[14] = 0x46              // IPv4 with one option word: the UDP header starts at 38
+	f[38], f[39] = 0x13, 0xc5 // source port 5061: 5061 % 3 = 0
+	if !floorRewrite(f, macs) {
+		t.Fatal("refused a UDP frame")
+	}
+	if [6]byte(f[0:6]) != macs[0] || [6]byte(f[6:12]) != [6]byte{0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff} {
+		t.Errorf("MACs % x", f[:12])
+	}
+	f[39] = 0xc6 // 5062 % 3 = 1
+	floorRewrite(f, macs)
+	if [6]byte(f[0:6]) != macs[1] {
+		t.Errorf("port 5062: destination % x", f[:6])
+	}
+	for _, n := range []int{0, 14 + 20 + 7, 14 + 24 + 7} {
+		if floorRewrite(f[:n], macs) {
+			t.Errorf("accepted a %d-byte frame", n)
+		}
 	}
 }

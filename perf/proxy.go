@@ -17,9 +17,11 @@ import (
 // own process so that its CPU time is measured like xvs's.
 const ProxyEnv = "XVS_PERF_NAIVE_PROXY"
 
-// MaybeRunProxy runs the naive proxy and exits if ProxyEnv is set; it
-// returns otherwise. Call it first thing in main or TestMain.
+// MaybeRunProxy runs the naive proxy and exits if ProxyEnv is set, or the
+// Go AF_XDP floor if FloorEnv is; it returns otherwise. Call it first thing
+// in main or TestMain.
 func MaybeRunProxy() {
+	maybeRunFloor()
 	spec := os.Getenv(ProxyEnv)
 	if spec == "" {
 		return

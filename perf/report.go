@@ -50,6 +50,9 @@ type Run1 struct {
 	// softirq/NAPI threads (other processes excluded); SelfSecs and
 	// KthreadSecs: those two parts.
 	MachineSecs float64 `json:"machine_busy_seconds"`
+	// CtxSwitches: the context switches (voluntary and not) of the
+	// candidate's threads over the run (/proc/PID/task/TID/status).
+	CtxSwitches uint64  `json:"context_switches,omitempty"`
 	LabSecs     float64 `json:"lab_seconds,omitempty"`
 	SelfSecs    float64 `json:"harness_seconds,omitempty"`
 	KthreadSecs float64 `json:"kernel_thread_seconds,omitempty"`
@@ -60,6 +63,7 @@ type Run1 struct {
 	LabUsPerPkt             float64 `json:"lab_us_per_pkt_over_baseline,omitempty"`
 	PktsPerCPUSecond        float64 `json:"pkts_per_cpu_second"`
 	PktsPerMachineCPUSecond float64 `json:"pkts_per_machine_cpu_second"`
+	CtxSwitchesPerKPkt      float64 `json:"context_switches_per_1000_pkts,omitempty"`
 	P50                     float64 `json:"p50_us"`
 	P99                     float64 `json:"p99_us"`
 	P999                    float64 `json:"p999_us"`
@@ -83,6 +87,7 @@ type CandidateResult struct {
 	BalancerUsPerPkt        float64 `json:"balancer_us_per_pkt"`
 	UserUsPerPkt            float64 `json:"user_us_per_pkt"`
 	PktsPerMachineCPUSecond float64 `json:"pkts_per_machine_cpu_second"`
+	CtxSwitchesPerKPkt      float64 `json:"context_switches_per_1000_pkts"`
 	MachineUsPerPkt         float64 `json:"machine_us_per_pkt_over_baseline"`
 	LabUsPerPkt             float64 `json:"lab_us_per_pkt_over_baseline"`
 	VsCeiling               float64 `json:"vs_ceiling"`
@@ -146,6 +151,8 @@ type Report struct {
 		Senders         int     `json:"senders"`
 		DropPoint       string  `json:"drop_point"`
 		Offloads        string  `json:"offloads"`
+		// DropRatePPS is the drop-point runs' offered rate (0: unthrottled).
+		DropRatePPS float64 `json:"drop_rate_pps,omitempty"`
 		// KamailioConfig is the kamailio.cfg the run used, with its
 		// command-line arguments.
 		KamailioConfig string `json:"kamailio_config,omitempty"`
@@ -179,6 +186,7 @@ func newReport(o Options) *Report {
 	r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls = o.Rounds, o.RunTime.Seconds(), o.Calls
 	r.Settings.SourcePorts, r.Settings.LatencyFraction, r.Settings.Senders = SourcePorts, o.LatencyFraction, o.Senders
 	r.Settings.DropPoint = o.Drop.String()
+	r.Settings.DropRatePPS = o.DropRate
 	r.Settings.Offloads = "off (checksums complete on the wire)"
 	if o.KeepOffloads {
 		r.Settings.Offloads = "defaults (the senders leave UDP checksums to offload)"
@@ -349,25 +357,29 @@ func (r *Report) Markdown(svg string) string {
 	fmt.Fprintf(&b, "Drop point: %s. Veth offloads: %s. Balancer CPU: %s.\n", r.Settings.DropPoint, r.Settings.Offloads, r.Machine.BalancerClock)
 	fmt.Fprintf(&b, "%s. %d round(s) of %.1f s runs, candidates alternating; %d Call-IDs, %d-byte INVITEs from %d source ports, %d sending goroutines; medians over rounds.\n\n",
 		r.Machine.Description, r.Settings.Rounds, r.Settings.RunSeconds, r.Settings.Calls, r.Settings.PayloadBytes, r.Settings.SourcePorts, r.Settings.Senders)
-	b.WriteString("Drop-point runs (the balancer's output counted and dropped on the switch port facing it; generator unthrottled):\n\n")
-	b.WriteString("| candidate | max pkt/s | loss at max | balancer CPU s/s (user) | balancer µs/pkt (user) | pkt per balancer CPU s | machine µs/pkt beyond baseline | lab µs/pkt beyond baseline | vs ceiling | per real server |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	gen := "generator unthrottled"
+	if r.Settings.DropRatePPS > 0 {
+		gen = fmt.Sprintf("generator paced at %.0f pkt/s", r.Settings.DropRatePPS)
+	}
+	fmt.Fprintf(&b, "Drop-point runs (the balancer's output counted and dropped on the switch port facing it; %s):\n\n", gen)
+	b.WriteString("| candidate | max pkt/s | loss at max | balancer CPU s/s (user) | balancer µs/pkt (user) | pkt per balancer CPU s | context switches per 1000 pkts | machine µs/pkt beyond baseline | lab µs/pkt beyond baseline | vs ceiling | per real server |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range r.Candidates {
 		if c.Skipped != "" || len(c.Saturation) == 0 {
 			why := c.Skipped
 			if why == "" {
 				why = strings.Join(c.Errors, "; ")
 			}
-			fmt.Fprintf(&b, "| %s | not measured: %s |||||||||\n", c.Name, strings.ReplaceAll(why, "|", "/"))
+			fmt.Fprintf(&b, "| %s | not measured: %s ||||||||||\n", c.Name, strings.ReplaceAll(why, "|", "/"))
 			continue
 		}
 		if c.Baseline {
-			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | (%.2f µs/pkt: subtracted) | (%.2f) | – | – |\n", c.Name, kpps(c.DeliveredPPS), c.MachineUsPerPkt, c.LabUsPerPkt)
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | (%.2f µs/pkt: subtracted) | (%.2f) | – | – |\n", c.Name, kpps(c.DeliveredPPS), c.MachineUsPerPkt, c.LabUsPerPkt)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.2f %% | %.2f (%.2f) | %.2f (%.2f) | %s | %s | %s | %.2f | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.2f %% | %.2f (%.2f) | %.2f (%.2f) | %s | %s | %s | %s | %.2f | %s |\n",
 			c.Name, kpps(c.DeliveredPPS), 100*c.Loss, c.CPUSeconds, c.UserSeconds, c.BalancerUsPerPkt, c.UserUsPerPkt, kpps(c.PktsPerCPUSecond),
-			us(c.MachineUsPerPkt), us(c.LabUsPerPkt), c.VsCeiling, shares(c.Saturation))
+			us(c.CtxSwitchesPerKPkt), us(c.MachineUsPerPkt), us(c.LabUsPerPkt), c.VsCeiling, shares(c.Saturation))
 	}
 	b.WriteString("\nSink runs (the real servers' sinks receive; at the latency fraction of each round's maximum):\n\n")
 	b.WriteString("| candidate | offered pkt/s | loss | balancer µs/pkt (delivered) | p50 µs | p99 µs | p99.9 µs | affinity violations |\n|---|---|---|---|---|---|---|---|\n")

@@ -40,6 +40,12 @@ type Options struct {
 	NoKamailio bool
 	// Drop is the drop point's hook (default lab.DropTC).
 	Drop lab.DropMode
+	// DropRate paces the drop-point runs' generator at this many datagrams
+	// per second (0: as fast as it can). At a rate every candidate keeps
+	// up with, each sees the same arrivals, so its CPU per datagram is
+	// compared at equal batching: at saturation a cheaper candidate drains
+	// its ring sooner and sleeps (and is woken) more often per datagram.
+	DropRate float64
 	// PerfSplit records each candidate once more with perf(1) (software
 	// clock) during a drop-point run and splits its CPU time into
 	// transmission, reception, wake-ups, user code and the Go runtime.
@@ -85,6 +91,8 @@ const (
 	NaiveName    = "naive Go proxy"
 	KamailioName = "kamailio dispatcher"
 	CeilingName  = "kernel forwarding (ceiling)"
+	GoFloorName  = "AF_XDP floor (Go, afxdp)"
+	CFloorName   = "AF_XDP floor (C, libxdp)"
 	BaselineName = "no balancer (baseline)"
 )
 
@@ -102,6 +110,8 @@ func candidates(o Options, kamailio string) ([]Candidate, []string) {
 		{Name: "xvs raw dr", Kind: "xvs", Backend: "raw", DR: true, Queues: 1},
 		{Name: "xvs raw nat", Kind: "xvs", Backend: "raw", Queues: 1},
 		{Name: NaiveName, Kind: "naive-proxy", Queues: 1},
+		{Name: GoFloorName, Kind: "go-floor", DR: true, Queues: 1},
+		{Name: CFloorName, Kind: "c-floor", DR: true, Queues: 1},
 		{Name: CeilingName, Kind: "kernel", DR: true, Queues: 1, Ceiling: true},
 		{Name: BaselineName, Kind: "baseline", DR: true, Queues: 1, Baseline: true},
 	}
@@ -249,6 +259,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 		h.macs = append(h.macs, m)
 	}
+	h.env.macs = h.macs
+	for _, c := range cands {
+		if c.Kind == "c-floor" {
+			h.env.cfloor, h.env.cfloorErr = buildCFloor(dir)
+			break
+		}
+	}
 
 	vip := netipAddrPort(l.VIP4, SIPPort)
 	if h.gen, err = NewGenerator(l.Clients[0].NS, l.Clients[0].Addr4, vip, o.Calls); err != nil {
@@ -376,8 +393,8 @@ func (h *harness) round(cr *CandidateResult, r *running, round int) error {
 	lat.Round = round
 	cr.Latency = append(cr.Latency, lat)
 	cr.latSamples = append(cr.latSamples, lat.samples...)
-	logf(h.o.Log, "round %d %-28s max %8.0f pkt/s (offered %8.0f, loss %5.2f%%), balancer %.2f µs/pkt (%.0f pkt/cpu-s); sinks at %.0f pkt/s: loss %.3f%%, p50 %.0fµs p99 %.0fµs, %d affinity violations",
-		round+1, cr.Name, sat.DeliveredPPS, sat.OfferedPPS, 100*sat.Loss, sat.BalancerUsPerPkt, sat.PktsPerCPUSecond,
+	logf(h.o.Log, "round %d %-28s max %8.0f pkt/s (offered %8.0f, loss %5.2f%%), balancer %.2f µs/pkt (%.0f pkt/cpu-s, %.1f context switches per 1000); sinks at %.0f pkt/s: loss %.3f%%, p50 %.0fµs p99 %.0fµs, %d affinity violations",
+		round+1, cr.Name, sat.DeliveredPPS, sat.OfferedPPS, 100*sat.Loss, sat.BalancerUsPerPkt, sat.PktsPerCPUSecond, sat.CtxSwitchesPerKPkt,
 		rate, 100*lat.Loss, lat.P50, lat.P99, lat.Violations)
 	if a := lat.Accounting; a != nil && (a.Lost > 0 || a.Err != "" || len(a.Drops) > 0) {
 		logf(h.o.Log, "round %d %-28s sink run: %s", round+1, cr.Name, a)
@@ -408,12 +425,18 @@ func (h *harness) dropRun(cr *CandidateResult, r *running) (Run1, error) {
 		pids = nsPIDs(h.lab.Balancer.NS)
 	}
 	merge(h.sinks, 0)
+	var procs []int
+	if !r.softirq {
+		procs = h.candidatePIDs()
+	}
+	cs0 := ctxSwitches(procs)
 	before := h.clocks.snap(pids)
 	t0 := time.Now()
-	sent, _ := h.gen.Run(h.o.RunTime, 0, h.o.Senders)
+	sent, _ := h.gen.Run(h.o.RunTime, h.o.DropRate, h.o.Senders)
 	el := time.Since(t0).Seconds()
 	time.Sleep(dropSettle)
 	after := h.clocks.snap(pids)
+	cs := ctxSwitches(procs) - cs0
 	per, other, err := d.Counts()
 	if err != nil {
 		return Run1{}, err
@@ -431,6 +454,7 @@ func (h *harness) dropRun(cr *CandidateResult, r *running) (Run1, error) {
 		DropOther: other, Leaked: leaked,
 		CPUSeconds: cpu.cand, UserSeconds: cpu.candUser, SoftirqSecs: cpu.softirq, MachineSecs: cpu.busy,
 		LabSecs: cpu.lab(), SelfSecs: cpu.self, KthreadSecs: cpu.kthreads,
+		CtxSwitches: cs,
 	}
 	for _, n := range per {
 		out.PerSink = append(out.PerSink, int(n))
@@ -457,6 +481,7 @@ func (r *Run1) setPerPacket() {
 		r.PktsPerCPUSecond = n / r.CPUSeconds
 	}
 	r.BalancerUsPerPkt = 1e6 * r.CPUSeconds / n
+	r.CtxSwitchesPerKPkt = 1e3 * float64(r.CtxSwitches) / n
 	if r.MachineSecs > 0 {
 		r.PktsPerMachineCPUSecond = n / r.MachineSecs
 	}
@@ -587,6 +612,7 @@ func summarize(results []*CandidateResult) {
 			}
 			return 1e6 * r.UserSeconds / float64(r.Received)
 		}, s)
+		cr.CtxSwitchesPerKPkt = med(func(r Run1) float64 { return r.CtxSwitchesPerKPkt }, s)
 		cr.PktsPerMachineCPUSecond = med(func(r Run1) float64 { return r.PktsPerMachineCPUSecond }, s)
 		cr.MachineUsPerPkt = med(func(r Run1) float64 { return r.MachineUsPerPkt }, s)
 		cr.LabUsPerPkt = med(func(r Run1) float64 { return r.LabUsPerPkt }, s)

@@ -35,6 +35,7 @@ func benchCommand(bin string) *cli.Command {
 			&cli.IntFlag{Name: "senders", Usage: "generator goroutines (0 = one per CPU)"},
 			&cli.BoolFlag{Name: "no-kamailio", Usage: "skip Kamailio even when installed"},
 			&cli.StringFlag{Name: "drop", Value: "tc", Usage: "drop point on the switch port facing the balancer: tc (TCX ingress) or xdp (native XDP)"},
+			&cli.Float64Flag{Name: "drop-rate", Usage: "pace the drop-point runs at this many datagrams/s (0 = as fast as the generator can): CPU per datagram compared at equal arrivals"},
 			&cli.BoolFlag{Name: "offloads", Usage: "leave the lab's veth checksum and segmentation offloads at their defaults (the generator's datagrams reach the balancer with the UDP checksum left to offload)"},
 			&cli.BoolFlag{Name: "perf-split", Usage: "record each candidate with perf(1) during one more drop-point run and split its CPU time (tx, rx, waiting, scheduling, user…)"},
 			&cli.IntFlag{Name: "kamailio-children", Usage: "Kamailio's UDP workers per listening socket (0 = one per CPU)"},
@@ -76,7 +77,7 @@ func benchCommand(bin string) *cli.Command {
 			rep, err := perf.Run(ctx, perf.Options{XVS: c.String("xvs"), Self: self, Full: c.Bool("full"), Rounds: c.Int("rounds"),
 				RunTime: c.Duration("run-time"), Calls: c.Int("calls"), LatencyFraction: c.Float64("latency-fraction"),
 				Only: c.StringSlice("only"), Senders: c.Int("senders"), NoKamailio: c.Bool("no-kamailio"), Log: os.Stderr,
-				Drop: drop, PerfSplit: c.Bool("perf-split"), KeepOffloads: c.Bool("offloads"), Kamailio: kam, Variants: variants})
+				Drop: drop, DropRate: c.Float64("drop-rate"), PerfSplit: c.Bool("perf-split"), KeepOffloads: c.Bool("offloads"), Kamailio: kam, Variants: variants})
 			if err != nil {
 				if errors.Is(err, lab.ErrNotRoot) {
 					return cli.Exit(err.Error(), 3)
