@@ -247,6 +247,11 @@ func (c Candidate) startProcess(ctx context.Context, e env, ready, bin string, a
 	return &running{stop: stop, log: out.String}, nil
 }
 
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
 func firstLines(s string, n int) string {
 	ls := strings.SplitN(strings.TrimSpace(s), "\n", n+1)
 	return strings.Join(ls[:min(n, len(ls))], " | ")

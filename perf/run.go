@@ -360,6 +360,11 @@ func (h *harness) measure(ctx context.Context, cr *CandidateResult, body func(r 
 	defer func() {
 		r.stop()
 		setQueues(h.lab, 1)
+		if strings.HasSuffix(cr.Kind, "floor") {
+			// The floors print their counters (frames, system calls) as
+			// they stop.
+			logf(h.o.Log, "%s: %s", cr.Name, lastLine(r.log()))
+		}
 	}()
 	if !cr.Baseline {
 		if err := warmUp(h.gen, h.sinks); err != nil {
