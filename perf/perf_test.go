@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -337,5 +338,26 @@ func TestFloorRewrite(t *testing.T) {
 		if floorRewrite(f[:n], macs) {
 			t.Errorf("accepted a %d-byte frame", n)
 		}
+	}
+}
+
+// TestCFloorBuild: the C floor compiles where gcc and libxdp are (always in
+// CI), and without gcc the candidate is skipped as NOT TESTED.
+func TestCFloorBuild(t *testing.T) {
+	dir := t.TempDir()
+	bin, err := buildCFloor(dir)
+	switch {
+	case err == nil:
+		if st, err := os.Stat(bin); err != nil || st.Mode()&0o111 == 0 {
+			t.Errorf("built %s: %v", bin, err)
+		}
+	case testenv.InCI():
+		t.Errorf("CI installs gcc, libxdp-dev and libbpf-dev: %v", err)
+	default:
+		t.Logf("NOT TESTED here: %v", err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, err := buildCFloor(dir); !errors.Is(err, ErrSkip) || !strings.Contains(err.Error(), "NOT TESTED") {
+		t.Errorf("without gcc: %v", err)
 	}
 }
