@@ -7,7 +7,7 @@
 // to a real server's (picked by the UDP source port modulo their number; no
 // SIP parsing, no tables) and its source MAC to the receiving interface's,
 // and transmits it unchanged otherwise. The settings are xvs's: native XDP,
-// copy mode, XDP_USE_NEED_WAKEUP, rings of 2048 descriptors, a UMEM of 4096
+// copy mode, XDP_USE_NEED_WAKEUP, rings of 4096 descriptors, a UMEM of 8192
 // frames of 2048 bytes, batches of up to 64, sendto only when the TX ring
 // asks for a wake-up, poll() with a 50 ms timeout only when the RX ring is
 // empty.
@@ -42,13 +42,20 @@
 #include <xdp/xsk.h>
 
 enum {
-	RING = 2048,		// descriptors per ring (afxdp.DefaultRingSize)
+	RING = 4096,		// descriptors per ring (afxdp.DefaultRingSize)
 	FRAME = 2048,		// UMEM frame size (afxdp.DefaultFrameSize)
 	FRAMES = 2 * RING,	// UMEM frames (afxdp: two rings' worth)
 	BATCH = 64,		// dataplane.MaxBatch
 	POLL_MS = 50,		// daemon.DefaultPollTimeout
 	MAX_MACS = 16,
 };
+
+#ifndef XDP_MAX_TX_SKB_BUDGET
+#define XDP_MAX_TX_SKB_BUDGET 9 // linux/if_xdp.h, Linux 6.17
+#endif
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
 
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
@@ -146,12 +153,24 @@ static void reap(struct floor *f)
 		xsk_ring_cons__release(&f->comp, n);
 }
 
+// kick asks the kernel to transmit what is on the TX ring, if it wants to
+// be asked. Copy mode transmits in the call, up to a budget of frames, so it
+// asks again while the kernel reports EAGAIN and frames are left, at most
+// four times: afxdp's kick.
 static void kick(struct floor *f)
 {
-	if (!xsk_ring_prod__needs_wakeup(&f->tx))
-		return;
-	f->syscalls++;
-	sendto(xsk_socket__fd(f->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0);
+	for (int k = 0; k < 4; k++) {
+		if (!xsk_ring_prod__needs_wakeup(&f->tx))
+			return;
+		f->syscalls++;
+		if (sendto(xsk_socket__fd(f->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+			return;
+		if (errno == EINTR)
+			continue;
+		if ((errno != EAGAIN && errno != EBUSY && errno != ENOBUFS) ||
+		    __atomic_load_n(f->tx.consumer, __ATOMIC_ACQUIRE) == f->tx.cached_prod)
+			return;
+	}
 }
 
 static void forward(struct floor *f)
@@ -264,6 +283,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xskfloor: xsk_socket__create: %s\n", strerror(-err));
 		return 1;
 	}
+	// Copy mode sends at most 32 frames per sendto unless the budget is
+	// raised (Linux 6.17); a batch is up to BATCH. Older kernels refuse and
+	// kick() asks again.
+	int budget = BATCH;
+	setsockopt(xsk_socket__fd(f.xsk), SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof(budget));
 	int xsks = bpf_map_create(BPF_MAP_TYPE_XSKMAP, "xskfloor_xsks", 4, 4, 1, NULL);
 	if (xsks < 0 || (err = xsk_socket__update_xskmap(f.xsk, xsks))) {
 		fprintf(stderr, "xskfloor: XSKMAP: %s\n", strerror(xsks < 0 ? errno : -err));
