@@ -186,7 +186,8 @@ static void forward(struct floor *f)
 		__u32 ri, ti;
 		unsigned n = xsk_ring_cons__peek(&f->rx, BATCH, &ri);
 		if (n == 0) {
-			kick(f); // frames may still wait on the TX ring
+			if (__atomic_load_n(f->tx.consumer, __ATOMIC_ACQUIRE) != f->tx.cached_prod)
+				kick(f); // frames still wait on the TX ring
 			f->syscalls++;
 			poll(&pfd, 1, POLL_MS);
 			continue;
