@@ -200,10 +200,11 @@ func (c *Conns) SetSync(r Ref, s ConnSync) bool {
 
 // Sync enters a connection received from a master: a new one to real
 // (destination dest) in the given state and timeout, marked as synced; or,
-// when a live connection has the key and the same real server, its state
-// and timeout set from the received ones. A live connection to another real
-// server is replaced (the kernel expires it and creates the received one:
-// the client's port was reused towards another server: SyncMoved). The connection is controlled by no
+// when a live connection has the key and the same real server (address,
+// port and destination), its state and timeout set from the received ones.
+// A live connection to another real server is replaced (the kernel expires
+// it and creates the received one: the client's port was reused towards
+// another server: SyncMoved). The connection is controlled by no
 // template: the backup's template, if any, is its own entry. prev is the
 // state a refreshed connection had (SyncRefreshed), so that the caller can
 // move it between its gauges; a replaced one left through OnRemove.
@@ -215,7 +216,7 @@ func (c *Conns) Sync(k *ConnKey, real netip.AddrPort, dest DestID, state uint8, 
 	moved := false
 	if r, ok := c.Lookup(k, now); ok {
 		e := &c.ents[r.slot]
-		if e.daddr == real.Addr().As16() && e.dport == real.Port() && (e.flags&flagRealV6 != 0) == v6(real.Addr()) {
+		if e.dest == dest && e.daddr == real.Addr().As16() && e.dport == real.Port() && (e.flags&flagRealV6 != 0) == v6(real.Addr()) {
 			prev := e.state
 			c.SetState(r, state, e.cflags, timeout, now)
 			return r, prev, SyncRefreshed

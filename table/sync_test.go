@@ -138,6 +138,18 @@ func TestConnSync(t *testing.T) {
 	if len(removed) != 1 || removed[0] != (rm{3, 5}) {
 		t.Errorf("removed %v", removed)
 	}
+	// The same real server under another destination (another service's
+	// entry, or a record naming another id): replaced, so that the old
+	// destination's gauges lose it through OnRemove and the new one's gain
+	// it; a refresh would leave it counted on the wrong one.
+	r3, _, res := c.Sync(&k, real2, 5, 2, time.Minute, now)
+	if res != SyncMoved || r3 == r2 {
+		t.Fatalf("same real server, another destination: %v", res)
+	}
+	if in, _ := c.Get(r3); in.Dest != 5 || len(removed) != 2 || removed[1] != (rm{4, 2}) {
+		t.Errorf("entry %+v, removed %v", in, removed)
+	}
+	r2 = r3
 	if _, ok := c.LookupReply(6, real2, k.Client, now); !ok {
 		t.Error("the reply direction of a synced connection is not indexed")
 	}
