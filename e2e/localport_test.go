@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,12 +90,15 @@ func TestRootLocalRealServerPort(t *testing.T) {
 
 	svc4, svc6 := netip.AddrPortFrom(l.VIP4, probePort), netip.AddrPortFrom(l.VIP6, probePort)
 	svcSIP := netip.AddrPortFrom(l.VIP4, probePort+1)
+	svcClosed := netip.AddrPortFrom(l.VIP4, probePort+2) // its Local server's port has no socket
+	const closedPort = port + 5
 	real6 := netip.AddrPortFrom(l.Balancer.Addr6, port) // the director's own address
 	dir := t.TempDir()
 	rf := filepath.Join(dir, "rules")
 	os.WriteFile(rf, fmt.Appendf(nil, "-A -u %v -s rr\n-a -u %v -r 127.0.0.1:%d -m\n-A -u %v -s rr\n-a -u %v -r %v -m\n-A -t %v -s rr\n-a -t %v -r 127.0.0.1:%d -m\n"+
-		"-A -u %v -s rr -p 60 -M 0.0.0.0 -o --pe sip\n-a -u %v -r 127.0.0.1:%d -m\n-a -u %v -r 127.0.0.1:%d -m\n",
-		svc4, svc4, port, svc6, svc6, real6, svc4, svc4, port, svcSIP, svcSIP, port, svcSIP, port2), 0o644)
+		"-A -u %v -s rr -p 60 -M 0.0.0.0 -o --pe sip\n-a -u %v -r 127.0.0.1:%d -m\n-a -u %v -r 127.0.0.1:%d -m\n"+
+		"-A -u %v -s rr\n-a -u %v -r 127.0.0.1:%d -m\n",
+		svc4, svc4, port, svc6, svc6, real6, svc4, svc4, port, svcSIP, svcSIP, port, svcSIP, port2, svcClosed, svcClosed, closedPort), 0o644)
 	sock := filepath.Join(dir, "xvs.sock")
 	b, err := startXVSArgs(t, l, "run", "--iface", lab.HostIface, "--rules", rf, "--mode", "afxdp", "--control", sock,
 		"--metrics", ctlMetrics, "--templates", "4096", "--conns", "4096")
@@ -111,7 +116,7 @@ func TestRootLocalRealServerPort(t *testing.T) {
 	}
 	nat4 := fmt.Sprintf("dnat ip to %v:%d", l.VIP4, port)
 	nat6 := fmt.Sprintf("dnat ip6 to [%v]:%d", l.VIP6, port)
-	if r := rules(); strings.Count(r, nat4) != 3 || strings.Count(r, nat6) != 1 || strings.Count(r, "ct original zone set") != 5 || !strings.Contains(r, "meta mark 0x787613d8") {
+	if r := rules(); strings.Count(r, nat4) != 3 || strings.Count(r, nat6) != 1 || strings.Count(r, "ct original zone set") != 6 || !strings.Contains(r, "meta mark 0x787613d8") {
 		t.Fatalf("nft list table inet %s:\n%s\nwant three rules with %q (UDP, TCP, SIP), one with %q, marked 0x787613d8, and their zones", table, r, nat4, nat6)
 	}
 
@@ -163,6 +168,38 @@ func TestRootLocalRealServerPort(t *testing.T) {
 	cl.Close()
 	if want := []string{fmt.Sprintf("local %d", port), fmt.Sprintf("local %d", port2)}; !answered[want[0]] || !answered[want[1]] {
 		t.Errorf("two calls from one address and port answered by %v, want %v (one each)\n%s\n%s", answered, want, c.ok("", "-Lcn"), rules())
+	}
+
+	// ICMP errors about a translated flow are translated back: nothing
+	// listens at the Local server's port, the director's kernel answers
+	// port unreachable, and the client's connected socket — whose
+	// datagram went to the service's port — gets it as ECONNREFUSED
+	// (untranslated, the error would quote the Local port and match no
+	// socket of the client).
+	err = lab.Do(l.Clients[0].NS, func() error {
+		conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(svcClosed))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		buf := make([]byte, 512)
+		for try := 0; try < 3; try++ {
+			conn.Write([]byte("hello"))
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = conn.Read(buf)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return nil
+			}
+		}
+		return fmt.Errorf("read: %v, want ECONNREFUSED (the port unreachable for the service's port)", err)
+	})
+	if err != nil {
+		t.Errorf("UDP to %v, whose Local server %d has no socket: %v\n%s", svcClosed, closedPort, err, rules())
+	}
+	// ... and it was xvs that handed them to the Local server (the kernel
+	// answering for the VIP itself would refuse them too).
+	if v, _ := scrape(t, l.Balancer.NS, ctlMetrics).sum("xvs_service_in_packets_total", map[string]string{"service": svcClosed.String()}); v == 0 {
+		t.Errorf("xvs forwarded none of the datagrams to %v", svcClosed)
 	}
 
 	var answer []byte
