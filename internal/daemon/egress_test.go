@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -187,7 +186,7 @@ func TestLocalPortWithoutNAT(t *testing.T) {
 // A refused locality change is logged once per reason, however often
 // checkLocality retries it, and its end once.
 func TestRetryLoggedOncePerReason(t *testing.T) {
-	var logbuf syncBuffer
+	var logbuf testenv.Buffer
 	rules := filepath.Join(t.TempDir(), "r.rules")
 	os.WriteFile(rules, []byte("-A -u 10.0.0.1:5060 -s rr\n-a -u 10.0.0.1:5060 -r 10.0.0.9:5060 -m\n"), 0o600)
 	d, err := Start(Options{Iface: "lo", Rules: rules, Mode: "memtest", Templates: 1024, Conns: 1024, LockDir: t.TempDir(),
@@ -215,22 +214,4 @@ func TestRetryLoggedOncePerReason(t *testing.T) {
 	if n := strings.Count(out, "now applied"); n != 1 {
 		t.Errorf("%d acceptances logged, want 1:\n%s", n, out)
 	}
-}
-
-// syncBuffer is a log destination the daemon's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
